@@ -1,0 +1,48 @@
+"""Synchronous AMQP 0-9-1 client, a drop-in replacement for py-amqp."""
+import re
+from collections import namedtuple
+
+__version__ = '5.5.0'
+__homepage__ = 'https://github.com/amqp-project/amqp'
+__docformat__ = 'restructuredtext'
+
+version_info_t = namedtuple('version_info_t', (
+    'major', 'minor', 'micro', 'releaselevel', 'serial',
+))
+_m = re.match(r'(\d+)\.(\d+)\.(\d+)(.+)?', __version__).groups()
+VERSION = version_info = version_info_t(
+    int(_m[0]), int(_m[1]), int(_m[2]), _m[3] or '', '')
+del _m, re
+
+from .basic_message import Message  # noqa: E402
+from .exceptions import (AccessRefused, AMQPError,  # noqa: E402
+                         AMQPNotImplementedError, ChannelError, ChannelNotOpen,
+                         ConnectionError, ConnectionForced, ConsumerCancelled,
+                         ContentTooLarge, FrameError, FrameSyntaxError,
+                         InternalError, InvalidCommand, InvalidPath,
+                         IrrecoverableChannelError,
+                         IrrecoverableConnectionError, MessageNacked,
+                         NoConsumers, NotAllowed, NotFound, PreconditionFailed,
+                         RecoverableChannelError, RecoverableConnectionError,
+                         ResourceError, ResourceLocked, UnexpectedFrame,
+                         error_for_code)
+
+try:  # the public API below needs the I/O layer; keep pure modules importable
+    from vine import promise  # noqa: E402
+    from .channel import Channel  # noqa: E402
+    from .connection import Connection  # noqa: E402
+except ImportError as _exc:  # pragma: no cover - during bootstrap only
+    if 'amqp.channel' not in str(_exc) and 'amqp.connection' not in str(_exc):
+        raise
+
+__all__ = (
+    'Connection', 'Channel', 'Message', 'promise',
+    'AMQPError', 'ConnectionError', 'RecoverableConnectionError',
+    'IrrecoverableConnectionError', 'ChannelError', 'RecoverableChannelError',
+    'IrrecoverableChannelError', 'ConsumerCancelled', 'ContentTooLarge',
+    'NoConsumers', 'ConnectionForced', 'InvalidPath', 'AccessRefused',
+    'NotFound', 'ResourceLocked', 'PreconditionFailed', 'FrameError',
+    'FrameSyntaxError', 'InvalidCommand', 'ChannelNotOpen', 'UnexpectedFrame',
+    'ResourceError', 'NotAllowed', 'AMQPNotImplementedError', 'InternalError',
+    'MessageNacked', 'error_for_code',
+)

@@ -1,0 +1,174 @@
+"""Frames to method calls and back (AMQP 0-9-1 section 4.2.6).
+
+``frame_handler(connection, callback)`` returns ``on_frame(frame)``: fed
+``(frame_type, channel_id, payload)`` tuples, it assembles a content method
+with its header and body frames and calls
+``callback(channel_id, method_sig, payload, content)`` once per method.
+``payload`` is the whole method frame payload (arguments start at offset 4),
+``content`` a :class:`~amqp.basic_message.Message` or None.
+
+``frame_writer(connection, transport)`` returns
+``write_frame(frame_type, channel_id, method_sig, args, content=None)``,
+which writes a method (``args`` already serialized) and its content as
+frames, the body split at ``connection.frame_max``; a message that fits
+goes out in a single ``transport.write`` call.
+
+No I/O of its own and no socket knowledge: both work on any object with
+the small set of attributes used here.
+"""
+import struct
+
+from . import spec
+from .basic_message import Message
+from .exceptions import FrameError, FrameSyntaxError, UnexpectedFrame
+from .serialization import (decode_header_frame_payload,
+                            encode_properties_basic)
+
+__all__ = ('frame_handler', 'frame_writer')
+
+_METHOD_SIG = struct.Struct('>HH')
+_FRAME_HEADER = struct.Struct('>BHI')
+# frame header + class id + method id
+_METHOD_FRAME_HEADER = struct.Struct('>BHIHH')
+# header frame: frame header + class id + weight + body size
+_CONTENT_HEADER_FRAME = struct.Struct('>BHIHHQ')
+_FRAME_END = spec.FRAME_END_BYTE
+
+_METHODS = spec.METHODS
+_CONTENT_METHODS = spec.CONTENT_METHODS
+
+
+def frame_handler(connection, callback, unpack_from=None,
+                  content_methods=_CONTENT_METHODS):
+    """Return a function that turns frames into complete method calls.
+
+    ``connection.bytes_recv`` is incremented for every frame (heartbeat
+    liveness is judged on it).  Out-of-order frames raise
+    :class:`~amqp.exceptions.UnexpectedFrame`; malformed ones
+    :class:`~amqp.exceptions.FrameSyntaxError`.
+    """
+    # channel id -> [method_sig, method payload, Message, chunks, remaining]
+    partial = {}
+
+    def on_frame(frame):
+        frame_type, channel, buf = frame
+        connection.bytes_recv += 1
+        if frame_type == 1:  # method
+            if channel in partial:
+                raise UnexpectedFrame(
+                    'method frame on channel %d while its content was still '
+                    'arriving' % channel)
+            if len(buf) < 4:
+                raise FrameSyntaxError(
+                    'method frame of %d bytes has no method id' % len(buf))
+            method_sig = _METHOD_SIG.unpack_from(buf, 0)
+            if method_sig in content_methods:
+                partial[channel] = [method_sig, buf, None, [], 0]
+                return False
+            if method_sig not in _METHODS:
+                raise UnexpectedFrame(
+                    'unknown method %d.%d on channel %d' % (
+                        method_sig[0], method_sig[1], channel))
+            callback(channel, method_sig, buf, None)
+            return True
+        if frame_type == 3:  # body
+            state = partial.get(channel)
+            if state is None or state[2] is None:
+                raise UnexpectedFrame(
+                    'content body frame on channel %d without a content '
+                    'header' % channel)
+            remaining = state[4] - len(buf)
+            if remaining < 0:
+                raise UnexpectedFrame(
+                    'content body on channel %d longer than the %d bytes its '
+                    'header announced' % (channel, state[2].body_size))
+            chunks = state[3]
+            chunks.append(buf)
+            if remaining:
+                state[4] = remaining
+                return False
+            msg = state[2]
+            msg.body = chunks[0] if len(chunks) == 1 else b''.join(chunks)
+            del partial[channel]
+            callback(channel, state[0], state[1], msg)
+            return True
+        if frame_type == 2:  # content header
+            state = partial.get(channel)
+            if state is None or state[2] is not None:
+                raise UnexpectedFrame(
+                    'content header frame on channel %d without a content '
+                    'method before it' % channel)
+            _class_id, body_size, properties = \
+                decode_header_frame_payload(buf)
+            msg = Message(b'', **properties)
+            msg.frame_method = state[0]
+            msg.frame_args = state[1]
+            msg.body_size = body_size
+            if not body_size:
+                del partial[channel]
+                callback(channel, state[0], state[1], msg)
+                return True
+            state[2] = msg
+            state[4] = body_size
+            return False
+        if frame_type == 8:  # heartbeat
+            if channel:
+                raise FrameError('heartbeat frame on channel %d; heartbeats '
+                                 'belong on channel 0' % channel)
+            return False
+        raise FrameError('unknown frame type %r' % (frame_type,))
+
+    return on_frame
+
+
+def frame_writer(connection, transport, pack=None, pack_into=None):
+    """Return ``write_frame(type_, channel, method_sig, args, content)``.
+
+    ``connection.frame_max`` bounds each frame (envelope included);
+    ``connection.bytes_sent`` counts the frames written.
+    """
+    write = transport.write
+
+    def write_frame(type_, channel, method_sig, args, content=None):
+        args = args or b''
+        frame_max = connection.frame_max
+        method = _METHOD_FRAME_HEADER.pack(
+            type_, channel, len(args) + 4, method_sig[0], method_sig[1]
+        ) + args + _FRAME_END
+        if content is None:
+            write(method)
+            connection.bytes_sent += 1
+            return
+        body = content.body
+        properties = content.properties
+        if isinstance(body, str):
+            encoding = properties.setdefault('content_encoding', 'utf-8')
+            body = body.encode(encoding)
+        elif body is None:
+            body = b''
+        props = encode_properties_basic(properties)
+        body_size = len(body)
+        header = _CONTENT_HEADER_FRAME.pack(
+            2, channel, 12 + len(props), 60, 0, body_size) + props + _FRAME_END
+        chunk = frame_max - 8 if frame_max else body_size or 1
+        if body_size <= chunk:
+            if body_size:
+                write(b''.join((method, header,
+                                _FRAME_HEADER.pack(3, channel, body_size),
+                                body, _FRAME_END)))
+                connection.bytes_sent += 3
+            else:
+                write(method + header)
+                connection.bytes_sent += 2
+            return
+        view = memoryview(body)
+        parts = [method, header]
+        for start in range(0, body_size, chunk):
+            piece = view[start:start + chunk]
+            parts.append(_FRAME_HEADER.pack(3, channel, len(piece)))
+            parts.append(piece)
+            parts.append(_FRAME_END)
+        write(b''.join(parts))
+        connection.bytes_sent += 2 + (body_size + chunk - 1) // chunk
+
+    return write_frame

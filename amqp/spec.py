@@ -1,0 +1,269 @@
+"""The AMQP 0-9-1 method table, frame constants and reply codes.
+
+This module is the one place where class ids, method ids and argument
+signatures appear.  Everything else (serialization, dispatch, the public
+``Channel``/``Connection`` API) looks methods up here.
+
+Argument signatures use py-amqp's format letters (see
+:mod:`amqp.serialization`): ``b`` bit, ``o`` octet, ``B`` short, ``l`` long,
+``L`` longlong, ``s`` shortstr, ``S`` longstr, ``F`` table, ``T`` timestamp.
+
+Reference: AMQP 0-9-1 specification, section 4.2 (wire format) and the
+``amqp0-9-1.xml`` method definitions, plus RabbitMQ's protocol extensions
+(https://www.rabbitmq.com/docs/extensions).
+"""
+from collections import namedtuple
+from typing import Dict, NamedTuple, Optional, Tuple
+
+__all__ = (
+    'MethodSpec', 'METHODS', 'METHODS_BY_NAME', 'method_t', 'method',
+    'Connection', 'Channel', 'Access', 'Exchange', 'Queue', 'Basic',
+    'Confirm', 'Tx', 'BASIC_PROPERTIES',
+)
+
+PROTOCOL_HEADER = b'AMQP\x00\x00\x09\x01'
+
+#: Frame types (spec 4.2.3, 2.3.5).
+FRAME_METHOD = 1
+FRAME_HEADER = 2
+FRAME_BODY = 3
+FRAME_HEARTBEAT = 8
+FRAME_TYPES = (FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT)
+FRAME_END = 0xCE
+FRAME_END_BYTE = b'\xce'
+#: Size of the frame envelope: type (1) + channel (2) + size (4) + end (1).
+FRAME_OVERHEAD = 8
+#: Every peer must accept frames of this size before Tune (spec 4.2.3).
+FRAME_MIN_SIZE = 4096
+#: What we ask for when the user does not set frame_max (RabbitMQ's default).
+FRAME_MAX_DEFAULT = 131072
+
+#: Reply codes (spec 1.9, constants).
+REPLY_SUCCESS = 200
+CONTENT_TOO_LARGE = 311
+NO_ROUTE = 312
+NO_CONSUMERS = 313
+CONNECTION_FORCED = 320
+INVALID_PATH = 402
+ACCESS_REFUSED = 403
+NOT_FOUND = 404
+RESOURCE_LOCKED = 405
+PRECONDITION_FAILED = 406
+FRAME_ERROR = 501
+SYNTAX_ERROR = 502
+COMMAND_INVALID = 503
+CHANNEL_ERROR = 504
+UNEXPECTED_FRAME = 505
+RESOURCE_ERROR = 506
+NOT_ALLOWED = 530
+NOT_IMPLEMENTED = 540
+INTERNAL_ERROR = 541
+
+
+class MethodSpec(NamedTuple):
+    """One AMQP method: its ids, its name and how its arguments look."""
+
+    class_id: int
+    method_id: int
+    name: str            # 'basic.publish'
+    args: str            # serialization format letters
+    arg_names: Tuple[str, ...]
+    content: bool        # followed by a content header and body frames
+    replies: Tuple[Tuple[int, int], ...]  # synchronous replies, () if none
+
+    @property
+    def sig(self):
+        return (self.class_id, self.method_id)
+
+    @property
+    def synchronous(self):
+        return bool(self.replies)
+
+
+# (class id, class name, [(method id, name, format, arg names, content,
+#   reply method ids in the same class)])
+_TABLE = (
+    (10, 'connection', (
+        (10, 'start', 'ooFSS', 'version_major version_minor server_properties'
+         ' mechanisms locales', False, (11,)),
+        (11, 'start-ok', 'FsSs', 'client_properties mechanism response locale',
+         False, ()),
+        (20, 'secure', 'S', 'challenge', False, (21,)),
+        (21, 'secure-ok', 'S', 'response', False, ()),
+        (30, 'tune', 'BlB', 'channel_max frame_max heartbeat', False, (31,)),
+        (31, 'tune-ok', 'BlB', 'channel_max frame_max heartbeat', False, ()),
+        (40, 'open', 'ssb', 'virtual_host capabilities insist', False, (41,)),
+        (41, 'open-ok', 's', 'known_hosts', False, ()),
+        (50, 'close', 'BsBB', 'reply_code reply_text class_id method_id',
+         False, (51,)),
+        (51, 'close-ok', '', '', False, ()),
+        # RabbitMQ extensions.
+        (60, 'blocked', 's', 'reason', False, ()),
+        (61, 'unblocked', '', '', False, ()),
+        (70, 'update-secret', 'Ss', 'new_secret reason', False, (71,)),
+        (71, 'update-secret-ok', '', '', False, ()),
+    )),
+    (20, 'channel', (
+        (10, 'open', 's', 'out_of_band', False, (11,)),
+        (11, 'open-ok', 'S', 'channel_id', False, ()),
+        (20, 'flow', 'b', 'active', False, (21,)),
+        (21, 'flow-ok', 'b', 'active', False, ()),
+        (40, 'close', 'BsBB', 'reply_code reply_text class_id method_id',
+         False, (41,)),
+        (41, 'close-ok', '', '', False, ()),
+    )),
+    (30, 'access', (  # deprecated; RabbitMQ still answers it
+        (10, 'request', 'sbbbbb', 'realm exclusive passive active write read',
+         False, (11,)),
+        (11, 'request-ok', 'B', 'ticket', False, ()),
+    )),
+    (40, 'exchange', (
+        (10, 'declare', 'BssbbbbbF', 'ticket exchange type passive durable'
+         ' auto_delete internal nowait arguments', False, (11,)),
+        (11, 'declare-ok', '', '', False, ()),
+        (20, 'delete', 'Bsbb', 'ticket exchange if_unused nowait', False,
+         (21,)),
+        (21, 'delete-ok', '', '', False, ()),
+        # RabbitMQ extension: exchange-to-exchange bindings.
+        (30, 'bind', 'BsssbF', 'ticket destination source routing_key nowait'
+         ' arguments', False, (31,)),
+        (31, 'bind-ok', '', '', False, ()),
+        (40, 'unbind', 'BsssbF', 'ticket destination source routing_key'
+         ' nowait arguments', False, (51,)),
+        (51, 'unbind-ok', '', '', False, ()),
+    )),
+    (50, 'queue', (
+        (10, 'declare', 'BsbbbbbF', 'ticket queue passive durable exclusive'
+         ' auto_delete nowait arguments', False, (11,)),
+        (11, 'declare-ok', 'sll', 'queue message_count consumer_count', False,
+         ()),
+        (20, 'bind', 'BsssbF', 'ticket queue exchange routing_key nowait'
+         ' arguments', False, (21,)),
+        (21, 'bind-ok', '', '', False, ()),
+        (30, 'purge', 'Bsb', 'ticket queue nowait', False, (31,)),
+        (31, 'purge-ok', 'l', 'message_count', False, ()),
+        (40, 'delete', 'Bsbbb', 'ticket queue if_unused if_empty nowait',
+         False, (41,)),
+        (41, 'delete-ok', 'l', 'message_count', False, ()),
+        (50, 'unbind', 'BsssF', 'ticket queue exchange routing_key arguments',
+         False, (51,)),
+        (51, 'unbind-ok', '', '', False, ()),
+    )),
+    (60, 'basic', (
+        (10, 'qos', 'lBb', 'prefetch_size prefetch_count a_global', False,
+         (11,)),
+        (11, 'qos-ok', '', '', False, ()),
+        (20, 'consume', 'BssbbbbF', 'ticket queue consumer_tag no_local no_ack'
+         ' exclusive nowait arguments', False, (21,)),
+        (21, 'consume-ok', 's', 'consumer_tag', False, ()),
+        (30, 'cancel', 'sb', 'consumer_tag nowait', False, (31,)),
+        (31, 'cancel-ok', 's', 'consumer_tag', False, ()),
+        (40, 'publish', 'Bssbb', 'ticket exchange routing_key mandatory'
+         ' immediate', True, ()),
+        (50, 'return', 'Bsss', 'reply_code reply_text exchange routing_key',
+         True, ()),
+        (60, 'deliver', 'sLbss', 'consumer_tag delivery_tag redelivered'
+         ' exchange routing_key', True, ()),
+        (70, 'get', 'Bsb', 'ticket queue no_ack', False, (71, 72)),
+        (71, 'get-ok', 'Lbssl', 'delivery_tag redelivered exchange routing_key'
+         ' message_count', True, ()),
+        (72, 'get-empty', 's', 'cluster_id', False, ()),
+        (80, 'ack', 'Lb', 'delivery_tag multiple', False, ()),
+        (90, 'reject', 'Lb', 'delivery_tag requeue', False, ()),
+        (100, 'recover-async', 'b', 'requeue', False, ()),
+        (110, 'recover', 'b', 'requeue', False, (111,)),
+        (111, 'recover-ok', '', '', False, ()),
+        # RabbitMQ extension.
+        (120, 'nack', 'Lbb', 'delivery_tag multiple requeue', False, ()),
+    )),
+    # RabbitMQ extension: publisher confirms.
+    (85, 'confirm', (
+        (10, 'select', 'b', 'nowait', False, (11,)),
+        (11, 'select-ok', '', '', False, ()),
+    )),
+    (90, 'tx', (
+        (10, 'select', '', '', False, (11,)),
+        (11, 'select-ok', '', '', False, ()),
+        (20, 'commit', '', '', False, (21,)),
+        (21, 'commit-ok', '', '', False, ()),
+        (30, 'rollback', '', '', False, (31,)),
+        (31, 'rollback-ok', '', '', False, ()),
+    )),
+)
+
+#: (class_id, method_id) -> MethodSpec
+METHODS: Dict[Tuple[int, int], MethodSpec] = {}
+#: 'basic.publish' -> MethodSpec
+METHODS_BY_NAME: Dict[str, MethodSpec] = {}
+#: class id -> class name
+CLASS_NAMES: Dict[int, str] = {}
+
+
+def _camel(name):
+    return ''.join(part.capitalize() for part in name.split('-'))
+
+
+def _build():
+    namespace = {}
+    for class_id, class_name, methods in _TABLE:
+        CLASS_NAMES[class_id] = class_name
+        attrs = {'CLASS_ID': class_id, '__doc__': 'AMQP %s class method '
+                 'signatures.' % class_name, '__slots__': ()}
+        for method_id, name, fmt, arg_names, content, replies in methods:
+            m = MethodSpec(class_id, method_id, '%s.%s' % (class_name, name),
+                           fmt, tuple(arg_names.split()), content,
+                           tuple((class_id, r) for r in replies))
+            assert len(m.arg_names) == len(fmt), m
+            METHODS[m.sig] = METHODS_BY_NAME[m.name] = m
+            attrs[_camel(name)] = m.sig
+        namespace[_camel(class_name)] = type(_camel(class_name), (), attrs)
+    return namespace
+
+
+_classes = _build()
+# py-amqp style constants: spec.Basic.Publish == (60, 40).
+Connection = _classes['Connection']
+Channel = _classes['Channel']
+Access = _classes['Access']
+Exchange = _classes['Exchange']
+Queue = _classes['Queue']
+Basic = _classes['Basic']
+Confirm = _classes['Confirm']
+Tx = _classes['Tx']
+del _classes
+
+#: Methods whose arrival carries content (header + body frames follow).
+CONTENT_METHODS = frozenset(sig for sig, m in METHODS.items() if m.content)
+
+#: Basic content properties, in flag order (spec 1.8, class basic fields):
+#: (name, format letter).
+BASIC_PROPERTIES = (
+    ('content_type', 's'),
+    ('content_encoding', 's'),
+    ('application_headers', 'F'),
+    ('delivery_mode', 'o'),
+    ('priority', 'o'),
+    ('correlation_id', 's'),
+    ('reply_to', 's'),
+    ('expiration', 's'),
+    ('message_id', 's'),
+    ('timestamp', 'T'),
+    ('type', 's'),
+    ('user_id', 's'),
+    ('app_id', 's'),
+    ('cluster_id', 's'),
+)
+
+# py-amqp compatibility: a method to send, as a tuple.
+method_t = namedtuple('method_t', ('method_sig', 'args', 'content'))
+
+
+def method(method_sig, args=None, content=False):
+    """Create a :class:`method_t` (py-amqp compatible helper)."""
+    return method_t(method_sig, args, content)
+
+
+def method_name(method_sig) -> Optional[str]:
+    """Return ``'basic.publish'`` style name for a signature, or None."""
+    m = METHODS.get(tuple(method_sig) if method_sig else None)
+    return m.name if m else None
