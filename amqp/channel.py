@@ -1,0 +1,661 @@
+"""AMQP channels: exchanges, queues, basic, tx and confirm methods.
+
+Public API as py-amqp 5.x's ``amqp.channel.Channel`` (kombu and celery
+subclass it), plus ``basic_nack`` and pipelined publisher confirms.
+
+Spec: AMQP 0-9-1 sections 1.5 (channel) to 1.9 (tx); RabbitMQ extensions
+(confirm.select, basic.nack, exchange.bind, consumer cancel notification).
+"""
+import logging
+import socket
+from collections import defaultdict
+from time import monotonic
+
+from vine import ensure_promise
+
+from . import spec
+from .abstract_channel import AbstractChannel
+from .exceptions import (ChannelError, ChannelNotOpen, ConsumerCancelled,
+                         MessageNacked, PublishConfirmError,
+                         RecoverableChannelError, RecoverableConnectionError,
+                         error_for_code)
+from .protocol import queue_declare_ok_t
+
+__all__ = ('Channel',)
+
+logger = logging.getLogger('amqp')
+
+_Basic = spec.Basic
+
+REJECTED_MESSAGE_WITHOUT_CALLBACK = (
+    'Rejecting message with delivery tag %r for reason of having no '
+    'callbacks (consumer_tag=%r exchange=%r routing_key=%r)')
+
+
+def _check_name(value, field):
+    """Exchange/queue/routing-key names: str or bytes, at most 255 bytes."""
+    if type(value) is str:
+        if len(value) > 85 and len(value.encode('utf-8', 'surrogateescape')) \
+                > 255:
+            raise ValueError('%s is %d bytes long; AMQP allows at most 255'
+                             % (field, len(value.encode('utf-8'))))
+        return value
+    if value is None:
+        return ''
+    if isinstance(value, (bytes, str)):
+        if len(value) > 255:
+            raise ValueError('%s is %d bytes long; AMQP allows at most 255'
+                             % (field, len(value)))
+        return value
+    raise TypeError('%s must be a str, not %s' % (field,
+                                                   type(value).__name__))
+
+
+def _check_flag(value, field):
+    if value is True or value is False:
+        return value
+    if isinstance(value, int) or value is None:
+        return bool(value)
+    raise TypeError('%s must be a bool, not %s' % (field,
+                                                    type(value).__name__))
+
+
+def _check_tag(delivery_tag, field='delivery_tag'):
+    if type(delivery_tag) is not int or not \
+            0 <= delivery_tag <= 0xFFFFFFFFFFFFFFFF:
+        if isinstance(delivery_tag, bool) or not isinstance(delivery_tag,
+                                                            int):
+            raise TypeError('%s must be an int, not %s' % (
+                field, type(delivery_tag).__name__))
+        raise ValueError('%s=%d is outside 0..2**64-1' % (field,
+                                                          delivery_tag))
+    return delivery_tag
+
+
+class Channel(AbstractChannel):
+    """An AMQP channel on a :class:`~amqp.connection.Connection`.
+
+    ``Channel(connection, channel_id=None, auto_decode=True, on_open=None)``
+    registers itself with the connection; :meth:`open` (called by
+    ``Connection.channel()``) opens it on the broker.
+    """
+
+    _METHODS_ALLOWED_CLOSING = None
+
+    def __init__(self, connection, channel_id=None, auto_decode=True,
+                 on_open=None):
+        if channel_id:
+            connection._claim_channel_id(channel_id)
+        else:
+            channel_id = connection._get_free_channel_id()
+        super().__init__(connection, channel_id)
+        logger.debug('using channel_id: %s', channel_id)
+        self.is_open = False
+        self.active = True  # flow control
+        self.returned_messages = []  # py-amqp attribute
+        self.callbacks = {}
+        self.cancel_callbacks = {}
+        self.auto_decode = auto_decode
+        self.events = defaultdict(set)
+        self.no_ack_consumers = set()
+        self.on_open = ensure_promise(on_open)
+        self._close_exc = None
+        # publisher confirms
+        self._confirm_selected = False
+        self._confirm_publish = bool(connection.confirm_publish)
+        self._publish_seq = 0
+        self._unconfirmed = {}   # delivery tag -> per-publish callback|None
+        self._nacked = []
+        self._returned_tags = []
+        self._return_pending = False
+
+    def __repr__(self):
+        return '<AMQP Channel: %s %s at %#x>' % (
+            self.channel_id, 'open' if self.is_open else 'closed', id(self))
+
+    def then(self, on_success, on_error=None):
+        return self.on_open.then(on_success, on_error)
+
+    def _setup_listeners(self):
+        self._callbacks = {
+            spec.Channel.Close: self._on_close,
+            spec.Channel.CloseOk: self._on_close_ok,
+            spec.Channel.Flow: self._on_flow,
+            spec.Channel.OpenOk: self._on_open_ok,
+            _Basic.Cancel: self._on_basic_cancel,
+            _Basic.CancelOk: self._on_basic_cancel_ok,
+            _Basic.Deliver: self._on_basic_deliver,
+            _Basic.Return: self._on_basic_return,
+            _Basic.Ack: self._on_basic_ack,
+            _Basic.Nack: self._on_basic_nack,
+        }
+
+    _ALLOWED_METHODS_WHEN_CLOSING = (spec.Channel.Close,
+                                     spec.Channel.CloseOk)
+
+    # -- lifecycle ------------------------------------------------------
+    def _check_usable(self):
+        if self._close_exc is not None:
+            raise ChannelNotOpen(
+                'channel %d was closed by the broker: %s' % (
+                    self.channel_id, self._close_exc),
+                reply_code=self._close_exc.reply_code)
+        if self.connection is None:
+            raise RecoverableConnectionError(
+                'channel %r is closed' % (self.channel_id,))
+        if not self.is_open and self.connection.channels is not None:
+            raise ChannelNotOpen('channel %r is not open'
+                                 % (self.channel_id,))
+
+    def _send(self, sig, fmt, args, content=None, wait=None,
+              returns_tuple=False):
+        if not self.is_open or self.connection is None:
+            self._check_usable()
+        return self.send_method(sig, fmt, args, content, wait=wait,
+                                returns_tuple=returns_tuple)
+
+    def collect(self):
+        """Tear down this channel's state without network I/O."""
+        logger.debug('Closed channel #%s', self.channel_id)
+        self.is_open = False
+        channel_id, self.channel_id = self.channel_id, None
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            if connection.channels and \
+                    connection.channels.get(channel_id) is self:
+                del connection.channels[channel_id]
+            connection._release_channel_id(channel_id)
+        self.channel_id = channel_id  # keep for reprs and error messages
+        self.callbacks.clear()
+        self.cancel_callbacks.clear()
+        self.events.clear()
+        self.no_ack_consumers.clear()
+        self._pending.clear()
+
+    def open(self):
+        """Open the channel on the broker (channel.open / open-ok)."""
+        if self.is_open:
+            return None
+        return self.send_method(spec.Channel.Open, 's', ('',),
+                                wait=spec.Channel.OpenOk)
+
+    def _on_open_ok(self, *args):
+        self.is_open = True
+        self.on_open(self)
+        logger.debug('Channel open')
+
+    def close(self, reply_code=0, reply_text='', method_sig=(0, 0),
+              argsig='BsBB'):
+        """Close the channel; harmless when already closed."""
+        try:
+            if self.connection is None or not self.is_open:
+                return None
+            if self.connection._transport is None:
+                return None
+            self.is_closing = True
+            return self.send_method(
+                spec.Channel.Close, argsig,
+                (reply_code, reply_text, method_sig[0], method_sig[1]),
+                wait=[spec.Channel.CloseOk, spec.Channel.Close])
+        finally:
+            self.is_closing = False
+            self.collect()
+
+    def _on_close(self, reply_code, reply_text, class_id, method_id):
+        """The broker closed the channel: close-ok, remember, raise."""
+        self.send_method(spec.Channel.CloseOk)
+        exc = error_for_code(reply_code, reply_text, (class_id, method_id),
+                             ChannelError)
+        if self.is_closing:  # both sides closed at once: no error to raise
+            return
+        self._close_exc = exc
+        connection = self.connection
+        self.collect()
+        # Raise from the wait that caused it, or from drain_events when no
+        # other channel is in the middle of a synchronous call.
+        if connection is not None and getattr(
+                connection, '_waiting_on', None) not in (None, self):
+            logger.warning('channel %s closed by broker: %s',
+                           self.channel_id, exc)
+            return
+        raise exc
+
+    def _on_close_ok(self):
+        self.collect()
+
+    def flow(self, active):
+        """Ask the broker to pause or resume deliveries (channel.flow).
+
+        RabbitMQ does not support flow(active=False) and closes the
+        channel with 540 NOT_IMPLEMENTED.
+        """
+        return self._send(spec.Channel.Flow, 'b',
+                          (_check_flag(active, 'active'),),
+                          wait=spec.Channel.FlowOk)
+
+    def _on_flow(self, active):
+        self.active = active
+        self.send_method(spec.Channel.FlowOk, 'b', (active,))
+
+    # -- exchanges ------------------------------------------------------
+    def exchange_declare(self, exchange, type, passive=False, durable=False,
+                         auto_delete=True, nowait=False, arguments=None,
+                         argsig='BssbbbbbF'):
+        """Declare an exchange (exchange.declare)."""
+        self._send(spec.Exchange.Declare, argsig, (
+            0, _check_name(exchange, 'exchange'), _check_name(type, 'type'),
+            _check_flag(passive, 'passive'), _check_flag(durable, 'durable'),
+            _check_flag(auto_delete, 'auto_delete'), False,
+            _check_flag(nowait, 'nowait'), arguments),
+            wait=None if nowait else spec.Exchange.DeclareOk)
+
+    def exchange_delete(self, exchange, if_unused=False, nowait=False,
+                        argsig='Bsbb'):
+        """Delete an exchange (exchange.delete)."""
+        return self._send(spec.Exchange.Delete, argsig, (
+            0, _check_name(exchange, 'exchange'),
+            _check_flag(if_unused, 'if_unused'),
+            _check_flag(nowait, 'nowait')),
+            wait=None if nowait else spec.Exchange.DeleteOk)
+
+    def exchange_bind(self, destination, source='', routing_key='',
+                      nowait=False, arguments=None, argsig='BsssbF'):
+        """Bind an exchange to an exchange (RabbitMQ exchange.bind)."""
+        return self._send(spec.Exchange.Bind, argsig, (
+            0, _check_name(destination, 'destination'),
+            _check_name(source, 'source'),
+            _check_name(routing_key, 'routing_key'),
+            _check_flag(nowait, 'nowait'), arguments),
+            wait=None if nowait else spec.Exchange.BindOk)
+
+    def exchange_unbind(self, destination, source='', routing_key='',
+                        nowait=False, arguments=None, argsig='BsssbF'):
+        """Remove an exchange-to-exchange binding (exchange.unbind)."""
+        return self._send(spec.Exchange.Unbind, argsig, (
+            0, _check_name(destination, 'destination'),
+            _check_name(source, 'source'),
+            _check_name(routing_key, 'routing_key'),
+            _check_flag(nowait, 'nowait'), arguments),
+            wait=None if nowait else spec.Exchange.UnbindOk)
+
+    # -- queues ---------------------------------------------------------
+    def queue_bind(self, queue, exchange='', routing_key='', nowait=False,
+                   arguments=None, argsig='BsssbF'):
+        """Bind a queue to an exchange (queue.bind)."""
+        return self._send(spec.Queue.Bind, argsig, (
+            0, _check_name(queue, 'queue'), _check_name(exchange, 'exchange'),
+            _check_name(routing_key, 'routing_key'),
+            _check_flag(nowait, 'nowait'), arguments),
+            wait=None if nowait else spec.Queue.BindOk)
+
+    def queue_unbind(self, queue, exchange, routing_key='', nowait=False,
+                     arguments=None, argsig='BsssF'):
+        """Unbind a queue from an exchange (queue.unbind; never nowait)."""
+        return self._send(spec.Queue.Unbind, argsig, (
+            0, _check_name(queue, 'queue'), _check_name(exchange, 'exchange'),
+            _check_name(routing_key, 'routing_key'), arguments),
+            wait=spec.Queue.UnbindOk)
+
+    def queue_declare(self, queue='', passive=False, durable=False,
+                      exclusive=False, auto_delete=True, nowait=False,
+                      arguments=None, argsig='BsbbbbbF'):
+        """Declare a queue; returns ``queue_declare_ok_t(queue,
+        message_count, consumer_count)`` (None with ``nowait``)."""
+        self._send(spec.Queue.Declare, argsig, (
+            0, _check_name(queue, 'queue'), _check_flag(passive, 'passive'),
+            _check_flag(durable, 'durable'),
+            _check_flag(exclusive, 'exclusive'),
+            _check_flag(auto_delete, 'auto_delete'),
+            _check_flag(nowait, 'nowait'), arguments))
+        if not nowait:
+            return queue_declare_ok_t(*self.wait(
+                spec.Queue.DeclareOk, returns_tuple=True))
+        return None
+
+    def queue_delete(self, queue='', if_unused=False, if_empty=False,
+                     nowait=False, argsig='Bsbbb'):
+        """Delete a queue; returns the number of messages it held."""
+        return self._send(spec.Queue.Delete, argsig, (
+            0, _check_name(queue, 'queue'),
+            _check_flag(if_unused, 'if_unused'),
+            _check_flag(if_empty, 'if_empty'), _check_flag(nowait, 'nowait')),
+            wait=None if nowait else spec.Queue.DeleteOk)
+
+    def queue_purge(self, queue='', nowait=False, argsig='Bsb'):
+        """Purge a queue; returns the number of messages removed."""
+        return self._send(spec.Queue.Purge, argsig, (
+            0, _check_name(queue, 'queue'), _check_flag(nowait, 'nowait')),
+            wait=None if nowait else spec.Queue.PurgeOk)
+
+    # -- basic ----------------------------------------------------------
+    def basic_ack(self, delivery_tag, multiple=False, argsig='Lb'):
+        """Acknowledge one message (or all up to it with ``multiple``)."""
+        return self._send(_Basic.Ack, argsig, (
+            _check_tag(delivery_tag), _check_flag(multiple, 'multiple')))
+
+    def basic_nack(self, delivery_tag, multiple=False, requeue=True,
+                   argsig='Lbb'):
+        """Reject one or several messages (RabbitMQ basic.nack)."""
+        return self._send(_Basic.Nack, argsig, (
+            _check_tag(delivery_tag), _check_flag(multiple, 'multiple'),
+            _check_flag(requeue, 'requeue')))
+
+    def basic_reject(self, delivery_tag, requeue, argsig='Lb'):
+        """Reject a message (basic.reject)."""
+        return self._send(_Basic.Reject, argsig, (
+            _check_tag(delivery_tag), _check_flag(requeue, 'requeue')))
+
+    def basic_recover(self, requeue=False):
+        """Redeliver unacknowledged messages (basic.recover)."""
+        return self._send(_Basic.Recover, 'b',
+                          (_check_flag(requeue, 'requeue'),),
+                          wait=_Basic.RecoverOk)
+
+    def basic_recover_async(self, requeue=False):
+        """Deprecated asynchronous recover (basic.recover-async)."""
+        return self._send(_Basic.RecoverAsync, 'b',
+                          (_check_flag(requeue, 'requeue'),))
+
+    def basic_qos(self, prefetch_size, prefetch_count, a_global,
+                  argsig='lBb'):
+        """Limit unacknowledged deliveries (basic.qos)."""
+        return self._send(_Basic.Qos, argsig, (
+            prefetch_size, prefetch_count, _check_flag(a_global, 'a_global')),
+            wait=_Basic.QosOk)
+
+    def basic_consume(self, queue='', consumer_tag='', no_local=False,
+                      no_ack=False, exclusive=False, nowait=False,
+                      callback=None, arguments=None, on_cancel=None,
+                      argsig='BssbbbbF'):
+        """Start a consumer; returns its consumer tag.
+
+        ``callback(message)`` is called for each delivery; ``on_cancel(tag)``
+        when the broker cancels the consumer (otherwise ConsumerCancelled is
+        raised from the wait that receives the cancel).
+        """
+        if callback is not None and not callable(callback):
+            raise TypeError('callback must be callable')
+        if nowait and not consumer_tag:
+            raise ValueError('basic_consume with nowait=True needs an '
+                             'explicit consumer_tag')
+        p = self._send(_Basic.Consume, argsig, (
+            0, _check_name(queue, 'queue'),
+            _check_name(consumer_tag, 'consumer_tag'),
+            _check_flag(no_local, 'no_local'), _check_flag(no_ack, 'no_ack'),
+            _check_flag(exclusive, 'exclusive'),
+            _check_flag(nowait, 'nowait'), arguments),
+            wait=None if nowait else _Basic.ConsumeOk,
+            returns_tuple=True)
+        if not nowait:
+            consumer_tag = p[0]
+        self.callbacks[consumer_tag] = callback
+        if on_cancel:
+            self.cancel_callbacks[consumer_tag] = on_cancel
+        if no_ack:
+            self.no_ack_consumers.add(consumer_tag)
+        return consumer_tag if not nowait else p
+
+    def basic_cancel(self, consumer_tag, nowait=False, argsig='sb'):
+        """Cancel a consumer; harmless on a closed channel."""
+        if self.connection is not None and self.is_open:
+            self.no_ack_consumers.discard(consumer_tag)
+            return self._send(_Basic.Cancel, argsig, (
+                _check_name(consumer_tag, 'consumer_tag'),
+                _check_flag(nowait, 'nowait')),
+                wait=None if nowait else _Basic.CancelOk)
+        return None
+
+    def _remove_tag(self, consumer_tag):
+        self.callbacks.pop(consumer_tag, None)
+        return self.cancel_callbacks.pop(consumer_tag, None)
+
+    def _on_basic_cancel(self, consumer_tag):
+        callback = self._remove_tag(consumer_tag)
+        if callback:
+            callback(consumer_tag)
+        else:
+            raise ConsumerCancelled(consumer_tag, _Basic.Cancel)
+
+    def _on_basic_cancel_ok(self, consumer_tag):
+        self._remove_tag(consumer_tag)
+
+    def _decode_body(self, msg):
+        encoding = msg.properties.get('content_encoding')
+        if encoding and self.auto_decode:
+            try:
+                msg.body = msg.body.decode(encoding)
+            except (LookupError, UnicodeDecodeError, AttributeError):
+                pass
+
+    def _on_basic_deliver(self, consumer_tag, delivery_tag, redelivered,
+                          exchange, routing_key, msg):
+        msg.channel = self
+        msg.delivery_info = {
+            'consumer_tag': consumer_tag,
+            'delivery_tag': delivery_tag,
+            'redelivered': redelivered,
+            'exchange': exchange,
+            'routing_key': routing_key,
+        }
+        if self.auto_decode:
+            self._decode_body(msg)
+        fun = self.callbacks.get(consumer_tag)
+        if fun is None:
+            logger.warning(REJECTED_MESSAGE_WITHOUT_CALLBACK, delivery_tag,
+                           consumer_tag, exchange, routing_key)
+            self.basic_reject(delivery_tag, requeue=True)
+            return
+        fun(msg)
+
+    def basic_get(self, queue='', no_ack=False, argsig='Bsb'):
+        """Fetch one message; returns a Message or None if the queue is
+        empty."""
+        ret = self._send(_Basic.Get, argsig, (
+            0, _check_name(queue, 'queue'), _check_flag(no_ack, 'no_ack')),
+            wait=[_Basic.GetOk, _Basic.GetEmpty], returns_tuple=True)
+        if not ret or len(ret) < 2:
+            return None
+        delivery_tag, redelivered, exchange, routing_key, message_count, \
+            msg = ret
+        msg.channel = self
+        msg.delivery_info = {
+            'delivery_tag': delivery_tag,
+            'redelivered': redelivered,
+            'exchange': exchange,
+            'routing_key': routing_key,
+            'message_count': message_count,
+        }
+        if self.auto_decode:
+            self._decode_body(msg)
+        return msg
+
+    def _basic_publish(self, msg, exchange='', routing_key='',
+                       mandatory=False, immediate=False, timeout=None,
+                       confirm_timeout=None, argsig='Bssbb'):
+        """Publish ``msg`` (basic.publish); see :meth:`basic_publish`."""
+        if not self.is_open or self.connection is None:
+            self._check_usable()
+        connection = self.connection
+        if connection.blocked is not None and connection.blocked_timeout:
+            self._wait_unblocked(connection)
+        if not hasattr(msg, 'properties') or not hasattr(msg, 'body'):
+            raise TypeError('msg must be an amqp.Message, not %s'
+                            % type(msg).__name__)
+        args = (0, _check_name(exchange, 'exchange'),
+                _check_name(routing_key, 'routing_key'),
+                _check_flag(mandatory, 'mandatory'),
+                _check_flag(immediate, 'immediate'))
+        if timeout is not None:
+            with connection.transport.having_timeout(timeout):
+                self.send_method(_Basic.Publish, argsig, args, msg)
+        else:
+            self.send_method(_Basic.Publish, argsig, args, msg)
+        if self._confirm_selected:
+            self._publish_seq += 1
+            self._unconfirmed[self._publish_seq] = None
+            return self._publish_seq
+        return None
+
+    def _wait_unblocked(self, connection):
+        deadline = monotonic() + connection.blocked_timeout
+        while connection.blocked is not None:
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                raise RecoverableConnectionError(
+                    'connection blocked by the broker (%s) for longer than '
+                    'blocked_timeout=%ss' % (connection.blocked,
+                                             connection.blocked_timeout))
+            try:
+                connection.drain_events(timeout=remaining)
+            except socket.timeout:
+                pass
+
+    def basic_publish(self, msg, exchange='', routing_key='',
+                      mandatory=False, immediate=False, timeout=None,
+                      confirm_timeout=None, argsig='Bssbb'):
+        """Publish a message.
+
+        With ``Connection(confirm_publish=True)`` this waits for the broker's
+        ack (:meth:`basic_publish_confirm`).  ``timeout`` bounds the socket
+        write.  Invalid arguments raise before anything is sent.
+        """
+        if self._confirm_publish:
+            return self.basic_publish_confirm(
+                msg, exchange, routing_key, mandatory, immediate, timeout,
+                confirm_timeout, argsig)
+        return self._basic_publish(msg, exchange, routing_key, mandatory,
+                                   immediate, timeout, confirm_timeout,
+                                   argsig)
+
+    def basic_publish_confirm(self, msg, exchange='', routing_key='',
+                              mandatory=False, immediate=False, timeout=None,
+                              confirm_timeout=None, argsig='Bssbb'):
+        """Publish and wait for the broker's confirm.
+
+        Raises MessageNacked on basic.nack and ``socket.timeout`` when no
+        confirm arrives within ``confirm_timeout`` (or ``timeout``).
+        """
+        if not self._confirm_selected:
+            self.confirm_select()
+        tag = self._basic_publish(msg, exchange, routing_key, mandatory,
+                                  immediate, timeout, confirm_timeout, argsig)
+        wait_timeout = confirm_timeout or timeout
+        deadline = None if wait_timeout is None else \
+            monotonic() + wait_timeout
+        while tag in self._unconfirmed:
+            remaining = None if deadline is None else deadline - monotonic()
+            if remaining is not None and remaining <= 0:
+                raise socket.timeout(
+                    'no publisher confirm for delivery tag %d within %ss'
+                    % (tag, wait_timeout))
+            self.wait([_Basic.Ack, _Basic.Nack], timeout=remaining)
+        if tag in self._nacked:
+            self._nacked.remove(tag)
+            raise MessageNacked('message with delivery tag %d was nacked '
+                                'by the broker' % tag)
+        return None
+
+    def confirm_select(self, nowait=False):
+        """Put the channel in publisher-confirm mode (confirm.select)."""
+        self._send(spec.Confirm.Select, 'b', (_check_flag(nowait, 'nowait'),),
+                   wait=None if nowait else spec.Confirm.SelectOk)
+        self._confirm_selected = True
+        self._publish_seq = 0
+
+    def _settle(self, delivery_tag, multiple, nacked):
+        unconfirmed = self._unconfirmed
+        if multiple:
+            tags = [t for t in unconfirmed if t <= delivery_tag]
+        else:
+            tags = [delivery_tag] if delivery_tag in unconfirmed else []
+        if self._return_pending and tags:
+            self._returned_tags.append(max(tags))
+            self._return_pending = False
+        for tag in tags:
+            callback = unconfirmed.pop(tag)
+            if nacked:
+                self._nacked.append(tag)
+            if callback is not None:
+                callback(tag, not nacked)
+
+    def _on_basic_ack(self, delivery_tag, multiple):
+        self._settle(delivery_tag, multiple, False)
+        for callback in self.events['basic_ack']:
+            callback(delivery_tag, multiple)
+
+    def _on_basic_nack(self, delivery_tag, multiple, requeue=False):
+        self._settle(delivery_tag, multiple, True)
+        for callback in self.events['basic_nack']:
+            callback(delivery_tag, multiple)
+
+    def wait_for_confirms(self, timeout=None):
+        """Wait until every publish since the last call is confirmed.
+
+        Raises :class:`~amqp.exceptions.PublishConfirmError` naming the
+        delivery tags that were nacked or returned (mandatory, unroutable),
+        or that were still unconfirmed when ``timeout`` ran out.
+        """
+        if not self._confirm_selected:
+            raise ChannelError('wait_for_confirms needs confirm_select() '
+                               'first')
+        deadline = None if timeout is None else monotonic() + timeout
+        while self._unconfirmed:
+            remaining = None if deadline is None else deadline - monotonic()
+            if remaining is not None and remaining <= 0:
+                unconfirmed = sorted(self._unconfirmed)
+                raise PublishConfirmError(
+                    '%d publishes unconfirmed after %ss' % (
+                        len(unconfirmed), timeout),
+                    nacked=self._take_nacked(), returned=self._take_returned(),
+                    unconfirmed=unconfirmed)
+            try:
+                self.wait([_Basic.Ack, _Basic.Nack], timeout=remaining)
+            except socket.timeout:
+                continue
+        nacked, returned = self._take_nacked(), self._take_returned()
+        if nacked or returned:
+            raise PublishConfirmError(
+                'publishes not accepted: nacked=%s returned=%s' % (
+                    nacked, returned), nacked=nacked, returned=returned)
+        return True
+
+    def _take_nacked(self):
+        nacked, self._nacked = sorted(self._nacked), []
+        return nacked
+
+    def _take_returned(self):
+        returned, self._returned_tags = sorted(self._returned_tags), []
+        return returned
+
+    def _on_basic_return(self, reply_code, reply_text, exchange, routing_key,
+                         message):
+        exc = error_for_code(reply_code, reply_text, _Basic.Return,
+                             ChannelError)
+        if self._confirm_selected:
+            self._return_pending = True
+        handlers = self.events.get('basic_return')
+        if not handlers:
+            if self._confirm_selected:
+                return  # reported by wait_for_confirms / the confirm wait
+            raise exc
+        for callback in handlers:
+            callback(exc, exchange, routing_key, message)
+
+    # -- transactions ---------------------------------------------------
+    def tx_select(self):
+        """Use transactions on this channel (tx.select)."""
+        return self._send(spec.Tx.Select, None, None, wait=spec.Tx.SelectOk)
+
+    def tx_commit(self):
+        """Commit the current transaction (tx.commit)."""
+        return self._send(spec.Tx.Commit, None, None, wait=spec.Tx.CommitOk)
+
+    def tx_rollback(self):
+        """Abandon the current transaction (tx.rollback)."""
+        return self._send(spec.Tx.Rollback, None, None,
+                          wait=spec.Tx.RollbackOk)
+
+
+# A returned mandatory message without a confirm and without a handler is
+# reported as this (kept importable for callers that catch it).
+ReturnedMessage = RecoverableChannelError

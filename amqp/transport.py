@@ -1,0 +1,467 @@
+"""Blocking TCP and TLS transports with a read-ahead frame buffer.
+
+The transport knows the 8-byte frame envelope (type, channel, size ...
+frame-end) and nothing of methods.  Frames are parsed out of one reusable
+buffer by offset; a read timeout in the middle of a frame keeps the partial
+frame, so the stream is never corrupted.
+
+Reference: AMQP 0-9-1 section 4.2.3 (general frame format).
+"""
+import errno
+import logging
+import re
+import socket
+import ssl
+import struct
+import threading
+from contextlib import contextmanager
+from time import monotonic
+
+from .exceptions import FrameError, RecoverableConnectionError
+
+__all__ = ('Transport', 'TCPTransport', 'SSLTransport', 'to_host_port',
+           'ConnectionLost', 'FrameBuffer')
+
+logger = logging.getLogger('amqp')
+
+AMQP_PORT = 5672
+AMQPS_PORT = 5671
+EMPTY_BUFFER = bytes()
+FRAME_END = 0xCE
+FRAME_MIN_SIZE = 4096
+
+_FRAME_HEADER = struct.Struct('>BHI')
+_READ_SIZE = 65536
+
+# Options we set on every TCP socket (overridable by socket_settings).
+_KEEPALIVE_OPTS = {
+    'TCP_KEEPIDLE': 60,
+    'TCP_KEEPINTVL': 10,
+    'TCP_KEEPCNT': 9,
+}
+
+IPV6_LITERAL = re.compile(r'\[([\.0-9a-f:]+)\](?::(\d+))?', re.IGNORECASE)
+
+
+class ConnectionLost(RecoverableConnectionError, ConnectionResetError):
+    """The peer closed the socket or it broke: both an AMQP recoverable
+    connection error and an ``OSError`` (what py-amqp raised)."""
+
+    def __init__(self, reply_text='Server unexpectedly closed connection'):
+        RecoverableConnectionError.__init__(self, reply_text)
+
+    def __str__(self):
+        return self.reply_text
+
+
+def to_host_port(host, default=AMQP_PORT):
+    """Split ``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 literal.
+
+    Returns ``(host, port)``; raises ValueError naming a bad port.
+    """
+    port = default
+    m = IPV6_LITERAL.match(host)
+    if m:
+        host = m.group(1)
+        if m.group(2):
+            port = m.group(2)
+    elif host.count(':') == 1:
+        host, port = host.rsplit(':', 1)
+    try:
+        port = int(port)
+    except ValueError:
+        raise ValueError('invalid port %r in host %r' % (port, host)) from None
+    if not 0 < port < 65536:
+        raise ValueError('port %d out of range in host %r' % (port, host))
+    return host, port
+
+
+class FrameBuffer:
+    """Incremental frame parser: feed bytes, take complete frames.
+
+    Pure (no I/O): ``feed(data)`` appends, ``next_frame()`` returns
+    ``(frame_type, channel, payload)`` or None when no complete frame is
+    buffered.  ``max_payload`` bounds what a frame header may announce;
+    a larger size, or a bad frame-end octet, raises FrameError before any
+    allocation for it.
+    """
+
+    __slots__ = ('buf', 'pos', 'max_payload')
+
+    def __init__(self, max_payload=FRAME_MIN_SIZE - 8):
+        self.buf = bytearray()
+        self.pos = 0
+        self.max_payload = max_payload
+
+    def __len__(self):
+        return len(self.buf) - self.pos
+
+    def feed(self, data):
+        buf = self.buf
+        if self.pos:
+            if self.pos == len(buf):
+                buf.clear()
+            else:
+                del buf[:self.pos]
+            self.pos = 0
+        buf += data
+
+    def next_frame(self):
+        buf = self.buf
+        pos = self.pos
+        if len(buf) - pos < 7:
+            return None
+        frame_type, channel, size = _FRAME_HEADER.unpack_from(buf, pos)
+        if size > self.max_payload:
+            raise FrameError(
+                'frame of %d bytes announced; frame_max allows %d' % (
+                    size, self.max_payload))
+        end = pos + 7 + size
+        if len(buf) <= end:
+            return None
+        if buf[end] != FRAME_END:
+            raise FrameError('received frame_end %#04x while expecting 0xce'
+                             % buf[end])
+        payload = bytes(buf[pos + 7:end])
+        self.pos = end + 1
+        return frame_type, channel, payload
+
+
+class _AbstractTransport:
+    """Common code for TCP and TLS transports (py-amqp's public surface)."""
+
+    connected = False
+    sock = None
+    raise_on_initial_eintr = True
+
+    def __init__(self, host, connect_timeout=None, read_timeout=None,
+                 write_timeout=None, socket_settings=None,
+                 raise_on_initial_eintr=True, **kwargs):
+        self.connected = False
+        self.sock = None
+        self.raise_on_initial_eintr = raise_on_initial_eintr
+        self._frames = FrameBuffer()
+        self._read_buffer = EMPTY_BUFFER  # py-amqp attribute, unused
+        self.host, self.port = to_host_port(host, self.default_port)
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
+        self.socket_settings = socket_settings
+        self._timeout = None       # what the socket is set to now
+        self._write_lock = threading.Lock()
+
+    default_port = AMQP_PORT
+
+    def __repr__(self):
+        if self.sock:
+            try:
+                return '<{} {}:{} -> {}:{} at {:#x}>'.format(
+                    type(self).__name__, *self.sock.getsockname()[:2],
+                    *self.sock.getpeername()[:2], id(self))
+            except OSError:
+                pass
+        return '<{}: (disconnected) {}:{} at {:#x}>'.format(
+            type(self).__name__, self.host, self.port, id(self))
+
+    @property
+    def frame_max(self):
+        return self._frames.max_payload + 8
+
+    @frame_max.setter
+    def frame_max(self, value):
+        self._frames.max_payload = max(value, FRAME_MIN_SIZE) - 8
+
+    def connect(self):
+        """Open the socket (every resolved address in turn) and set it up.
+
+        The socket keeps ``connect_timeout`` until :meth:`handshake_done`.
+        """
+        try:
+            if self.connected:
+                return
+            self._connect(self.host, self.port, self.connect_timeout)
+            self._init_socket(self.socket_settings)
+            self._setup_transport()
+            self.connected = True
+        except (OSError, ssl.SSLError):
+            if self.sock and not self.connected:
+                try:
+                    self.sock.close()
+                except OSError:
+                    pass
+                self.sock = None
+            raise
+
+    def _connect(self, host, port, timeout):
+        try:
+            infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC,
+                                       socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        except socket.gaierror as exc:
+            raise socket.gaierror(
+                exc.errno, 'cannot resolve %r: %s' % (host, exc.strerror)
+            ) from None
+        deadline = None if timeout is None else monotonic() + timeout
+        last_err = None
+        for family, socktype, proto, _, addr in infos:
+            sock = None
+            try:
+                sock = socket.socket(family, socktype, proto)
+                try:
+                    sock.setsockopt(socket.SOL_TCP, socket.TCP_NODELAY, 1)
+                except OSError:
+                    pass
+                if deadline is not None:
+                    remaining = deadline - monotonic()
+                    if remaining <= 0:
+                        raise socket.timeout('connect timed out')
+                    sock.settimeout(remaining)
+                sock.connect(addr)
+            except OSError as exc:
+                last_err = exc
+                if sock is not None:
+                    sock.close()
+                continue
+            self.sock = sock
+            self._timeout = sock.gettimeout()
+            return
+        if last_err is None:
+            last_err = OSError('no address found for %r' % (host,))
+        raise last_err
+
+    def _init_socket(self, socket_settings):
+        sock = self.sock
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        opts = {}
+        for name, value in _KEEPALIVE_OPTS.items():
+            opt = getattr(socket, name, None)
+            if opt is not None:
+                opts[opt] = value
+        opts[socket.TCP_NODELAY] = 1
+        if socket_settings:
+            opts.update(socket_settings)
+        for opt, value in opts.items():
+            try:
+                sock.setsockopt(socket.SOL_TCP, opt, value)
+            except OSError as exc:
+                logger.debug('socket option %r=%r not applied: %s',
+                             opt, value, exc)
+        self._set_timeout(self.connect_timeout)
+
+    def _setup_transport(self):
+        """Hook for TLS wrapping."""
+
+    def _set_timeout(self, timeout):
+        if timeout != self._timeout:
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
+
+    def handshake_done(self):
+        """Replace connect_timeout by the steady-state read timeout."""
+        self._set_timeout(self.read_timeout)
+
+    @contextmanager
+    def having_timeout(self, timeout):
+        """Temporarily use ``timeout`` for socket operations."""
+        if timeout is None or self.sock is None:
+            yield self.sock
+            return
+        prev = self._timeout
+        self._set_timeout(timeout)
+        try:
+            yield self.sock
+        finally:
+            if self.sock is not None:
+                self._set_timeout(prev)
+
+    def close(self):
+        sock = self.sock
+        if sock is not None:
+            self._shutdown_transport()
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                sock.close()
+            except OSError:
+                pass
+            self.sock = None
+        self.connected = False
+
+    def _shutdown_transport(self):
+        """Hook for TLS unwrapping."""
+
+    def read_frame(self, unpack=None, deadline=None):
+        """Return the next ``(frame_type, channel, payload)``.
+
+        Frames already buffered are returned without touching the socket.
+        ``deadline`` (a ``time.monotonic()`` value) bounds the total wait and
+        raises ``socket.timeout``; without it ``read_timeout`` applies to
+        each read.  A deadline already passed makes one non-blocking read.
+        """
+        frames = self._frames
+        frame = frames.next_frame()
+        if frame is not None:
+            return frame
+        return self._read_frame_slow(frames, deadline)
+
+    def _read_frame_slow(self, frames, deadline):
+        while True:
+            if deadline is not None:
+                timeout = deadline - monotonic()
+                if timeout < 0:
+                    timeout = 0.0
+            else:
+                timeout = self.read_timeout
+            data = self._recv(timeout, initial=not len(frames))
+            frames.feed(data)
+            frame = frames.next_frame()
+            if frame is not None:
+                return frame
+
+    def _recv(self, timeout, initial):
+        sock = self.sock
+        if sock is None:
+            raise ConnectionLost('connection is closed')
+        self._set_timeout(timeout)
+        while True:
+            try:
+                data = self._read_some(_READ_SIZE)
+            except socket.timeout:
+                raise
+            except (BlockingIOError, ssl.SSLWantReadError,
+                    ssl.SSLWantWriteError):
+                raise socket.timeout('timed out') from None
+            except InterruptedError:
+                if initial and self.raise_on_initial_eintr:
+                    raise socket.timeout('interrupted') from None
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    raise socket.timeout('timed out') from None
+                self.connected = False
+                raise
+            if not data:
+                self.connected = False
+                raise ConnectionLost()
+            return data
+
+    def _read_some(self, n):
+        return self.sock.recv(n)
+
+    def write(self, s):
+        """Send all of ``s``; bounded by ``write_timeout`` when set."""
+        sock = self.sock
+        if sock is None:
+            raise ConnectionLost('connection is closed')
+        with self._write_lock:
+            try:
+                if self._timeout != self.write_timeout and \
+                        self.write_timeout is not None:
+                    with self.having_timeout(self.write_timeout):
+                        sock.sendall(s)
+                else:
+                    sock.sendall(s)
+            except socket.timeout:
+                raise
+            except OSError:
+                self.connected = False
+                raise
+
+    def write_and_read_initial(self, header):
+        """Send the protocol header (handshake start)."""
+        self.write(header)
+
+
+class TCPTransport(_AbstractTransport):
+    """Plain TCP transport."""
+
+
+class SSLTransport(_AbstractTransport):
+    """TLS transport: certificates and hostname verified unless told not to.
+
+    ``ssl`` may be ``True`` (system CAs), a dict of options (``ca_certs``,
+    ``certfile``, ``keyfile``, ``password``, ``cert_reqs``,
+    ``server_hostname``, ``check_hostname``, ``ciphers``, ``ssl_version``/
+    ``minimum_version``) or an :class:`ssl.SSLContext` used as is.
+    """
+
+    default_port = AMQPS_PORT
+
+    def __init__(self, host, connect_timeout=None, ssl=None, **kwargs):
+        self.sslopts = ssl if isinstance(ssl, dict) else {}
+        self.sslcontext = ssl if _is_context(ssl) else None
+        super().__init__(host, connect_timeout=connect_timeout, **kwargs)
+
+    def _setup_transport(self):
+        context, server_hostname = self._build_context()
+        self.sock = context.wrap_socket(
+            self.sock, server_side=False, do_handshake_on_connect=True,
+            server_hostname=server_hostname)
+        self._timeout = self.sock.gettimeout()
+
+    def _build_context(self):
+        opts = dict(self.sslopts)
+        server_hostname = opts.pop('server_hostname', None) or self.host
+        if self.sslcontext is not None:
+            return self.sslcontext, server_hostname
+        cert_reqs = opts.pop('cert_reqs', ssl.CERT_REQUIRED)
+        if cert_reqs is None:
+            cert_reqs = ssl.CERT_REQUIRED
+        check_hostname = opts.pop('check_hostname',
+                                  cert_reqs != ssl.CERT_NONE)
+        ca_certs = opts.pop('ca_certs', None)
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
+                                             cafile=ca_certs)
+        version = opts.pop('ssl_version', None)
+        minimum = opts.pop('minimum_version', None)
+        if minimum is not None:
+            context.minimum_version = minimum
+        elif version is not None and hasattr(version, 'name') and \
+                version.name.startswith('PROTOCOL_TLSv1'):
+            logger.debug('ssl_version %s ignored: TLS is negotiated', version)
+        certfile = opts.pop('certfile', None)
+        keyfile = opts.pop('keyfile', None)
+        password = opts.pop('password', None)
+        if certfile:
+            context.load_cert_chain(certfile, keyfile, password)
+        ciphers = opts.pop('ciphers', None)
+        if ciphers:
+            context.set_ciphers(ciphers)
+        context.check_hostname = bool(check_hostname) and \
+            cert_reqs != ssl.CERT_NONE
+        context.verify_mode = cert_reqs
+        if opts:
+            raise ValueError('unknown ssl options: %s'
+                             % ', '.join(sorted(opts)))
+        return context, server_hostname
+
+    def _shutdown_transport(self):
+        sock = self.sock
+        if sock is not None and hasattr(sock, 'unwrap'):
+            try:
+                sock.settimeout(0.5)
+                self.sock = sock.unwrap()
+            except (OSError, ValueError):
+                pass
+
+    def _read_some(self, n):
+        sock = self.sock
+        data = sock.recv(n)
+        # TLS records may hold more plaintext than one recv returned.
+        pending = sock.pending()
+        if pending:
+            data += sock.recv(pending)
+        return data
+
+
+def _is_context(obj):
+    return isinstance(obj, ssl.SSLContext)
+
+
+def Transport(host, connect_timeout=None, ssl=False, **kwargs):
+    """Return a TLS transport when ``ssl`` is set, else a TCP transport."""
+    if ssl:
+        return SSLTransport(host, connect_timeout=connect_timeout, ssl=ssl,
+                            **kwargs)
+    return TCPTransport(host, connect_timeout=connect_timeout, **kwargs)
