@@ -1,0 +1,115 @@
+"""Shared test set-up: markers, and one RabbitMQ node per session.
+
+The node is started by pytest-rabbitmq only when a test asks for the
+``broker`` fixture, so unit and protocol tests never start one.  It
+listens on 127.0.0.1 only (AMQP, Erlang distribution and epmd), keeps its
+data, logs and plugins file in pytest's temporary directory, and is
+installed with apt-get first if it is missing and we are root on Debian.
+"""
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from pytest_rabbitmq import factories
+
+MARKERS = {
+    'integration': 'needs a real RabbitMQ (the broker fixture)',
+    'compat': 'runs kombu or celery on top of this package',
+    'tls': 'talks TLS to the broker',
+    'slow': 'takes more than a few seconds',
+}
+
+# One node for the whole session; the plugins file and node name are
+# filled in by _rabbitmq_environment before this starts.
+_rabbitmq_executor = factories.rabbitmq_proc(host='127.0.0.1')
+
+
+def pytest_configure(config):
+    for name, description in MARKERS.items():
+        config.addinivalue_line('markers', f'{name}: {description}')
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    for item in items:
+        try:
+            part = Path(item.fspath).relative_to(here).parts[0]
+        except (ValueError, IndexError):
+            continue
+        if part in ('integration', 'compat'):
+            item.add_marker(part)
+
+
+class Broker:
+    """The session's RabbitMQ node, as tests need it."""
+
+    userid = 'guest'
+    password = 'guest'
+    virtual_host = '/'
+
+    def __init__(self, executor):
+        self.executor = executor
+        self.host = executor.host
+        self.port = executor.port
+        self.url = (f'amqp://{self.userid}:{self.password}@'
+                    f'{self.host}:{self.port}//')
+
+    def ctl(self, *args):
+        """Run rabbitmqctl against this node; return its output."""
+        return self.executor.rabbitctl_output(*args)
+
+    def __repr__(self):
+        return f'<Broker {self.host}:{self.port}>'
+
+
+def _option_unset(config, name):
+    return (config.getoption(name) is None
+            and config.getini(name) in (None, '', tempfile.gettempdir()))
+
+
+@pytest.fixture(scope='session')
+def _rabbitmq_environment(request, tmp_path_factory):
+    """Install RabbitMQ if needed and confine the node to loopback."""
+    from amqp import _localbroker
+
+    config = request.config
+    _localbroker.ensure_installed(
+        config.getoption('rabbitmq_server')
+        or config.getini('rabbitmq_server'))
+    # mirakuru starts the node with os.environ plus its own variables.
+    os.environ.update(_localbroker.loopback_env())
+    if _option_unset(config, 'rabbitmq_plugindir'):
+        plugindir = tmp_path_factory.mktemp('rabbitmq-plugins')
+        (plugindir / 'plugins').write_text('[].\n')
+        config.option.rabbitmq_plugindir = str(plugindir)
+    if not config.getoption('rabbitmq_node') and \
+            not config.getini('rabbitmq_node'):
+        # @localhost: the short host name may not resolve to 127.0.0.1.
+        config.option.rabbitmq_node = f'amqp-test-{os.getpid()}@localhost'
+    try:
+        socket.create_connection(('127.0.0.1', 4369), timeout=1).close()
+        epmd_was_running = True
+    except OSError:
+        epmd_was_running = False
+    yield
+    if not epmd_was_running:  # the node below has stopped by now
+        _localbroker.stop_idle_epmd()
+
+
+@pytest.fixture(scope='session')
+def broker(request):
+    """A RabbitMQ node for the session: host, port, url and ctl()."""
+    from amqp import _localbroker
+
+    request.getfixturevalue('_rabbitmq_environment')
+    executor = request.getfixturevalue('_rabbitmq_executor')
+    # mirakuru only waited for the port; wait for the protocol too.
+    deadline = time.monotonic() + 30
+    while not _localbroker.probe(executor.host, executor.port):
+        if time.monotonic() > deadline:
+            pytest.fail('RabbitMQ accepts TCP but does not answer AMQP')
+        time.sleep(0.2)
+    yield Broker(executor)
