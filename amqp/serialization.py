@@ -438,7 +438,19 @@ def _check_int(value, letter, field):
     return value
 
 
+def _enc_float(value, field):
+    try:
+        return _F32.pack(value)
+    except struct.error:
+        raise TypeError('%s must be a float, not %s'
+                        % (field, type(value).__name__)) from None
+    except OverflowError:
+        raise ValueError('%s=%r does not fit a 32-bit float'
+                         % (field, value)) from None
+
+
 _GEN_GLOBALS['_check_int'] = _check_int
+_GEN_GLOBALS['_enc_float'] = _enc_float
 
 
 def _field_name(names, i):
@@ -471,7 +483,7 @@ def _compile_encoder(fmt, names=None):
                              .format(idx, _INT_LIMITS[kind][1], kind, f))
                 parts.append('%s.pack(v%d)' % (pk, idx))
             elif kind == 'f':
-                parts.append('_F32.pack(v%d)' % idx)
+                parts.append('_enc_float(v%d, %r)' % (idx, f))
             elif kind == 's':
                 parts.append('_enc_shortstr(v%d, %r)' % (idx, f))
             elif kind in 'Sx':
@@ -550,10 +562,20 @@ _DECODERS = {}
 
 
 def _argument_names():
+    """Field names per format, for error messages.
+
+    Methods sharing a format may call a position differently (exchange.bind
+    'destination', queue.bind 'queue'); such a position is named by all its
+    names ('destination/queue') so an error never names the wrong field.
+    """
     names = {}
     for m in spec.METHODS.values():
-        names.setdefault(m.args, m.arg_names)
-    return names
+        seen = names.setdefault(m.args, [[] for _ in m.args])
+        for position, name in zip(seen, m.arg_names):
+            if name not in position:
+                position.append(name)
+    return {fmt: tuple('/'.join(n) for n in positions)
+            for fmt, positions in names.items()}
 
 
 _ARG_NAMES = _argument_names()
