@@ -1,0 +1,52 @@
+"""Packaging for amqp, a drop-in replacement for py-amqp 5.x."""
+import os
+import re
+
+from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read(*parts):
+    with open(os.path.join(HERE, *parts), encoding='utf-8') as f:
+        return f.read()
+
+
+# Read, not imported: importing amqp needs vine before it is installed.
+VERSION = re.search(r"^__version__ = '([^']+)'",
+                    read('amqp', '__init__.py'), re.M).group(1)
+
+setup(
+    name='amqp',
+    version=VERSION,
+    description='Synchronous AMQP 0-9-1 client; '
+                'a drop-in replacement for py-amqp 5.x',
+    long_description=read('README.rst'),
+    long_description_content_type='text/x-rst',
+    packages=['amqp'],
+    package_data={'amqp': ['py.typed']},
+    include_package_data=False,
+    zip_safe=False,
+    python_requires='>=3.9',
+    install_requires=['vine>=5.0,<6'],
+    extras_require={
+        'test': [
+            'pytest',
+            'pytest-rabbitmq',
+            'hypothesis',
+            'pika',
+            'cryptography',  # TLS certificates made by the tests
+            'kombu>=5.7,<5.8',
+            'celery>=5.7,<5.8',
+        ],
+        'docs': ['sphinx'],
+        'gssapi': ['gssapi'],
+    },
+    classifiers=[
+        'Development Status :: 4 - Beta',
+        'Intended Audience :: Developers',
+        'Programming Language :: Python :: 3',
+        'Programming Language :: Python :: 3 :: Only',
+        'Topic :: System :: Networking',
+    ],
+)
