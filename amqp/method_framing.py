@@ -142,7 +142,9 @@ def frame_writer(connection, transport, pack=None, pack_into=None):
         body = content.body
         properties = content.properties
         if isinstance(body, str):
-            encoding = properties.setdefault('content_encoding', 'utf-8')
+            encoding = properties.get('content_encoding')
+            if encoding is None:  # unset and None both mean UTF-8
+                encoding = properties['content_encoding'] = 'utf-8'
             body = body.encode(encoding)
         elif body is None:
             body = b''
