@@ -1,0 +1,537 @@
+"""amqp.method_framing: frames to method calls and back (spec 4.2.3, 4.2.6).
+
+``Conn`` and ``Sink`` below stand in for the socket side (the attributes a
+connection exposes and a transport's ``write``); they record what crosses
+the operating-system boundary and are not mocks of this package.
+"""
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from amqp import spec
+from amqp.basic_message import Message
+from amqp.exceptions import (AMQPError, FrameError, FrameSyntaxError,
+                             IrrecoverableConnectionError, UnexpectedFrame)
+from amqp.method_framing import frame_handler, frame_writer
+from amqp.serialization import dumps, loads
+
+SETTINGS = settings(max_examples=100, deadline=None, derandomize=True,
+                    database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+FRAME_MAX = 4096
+
+
+class Conn:
+    def __init__(self, frame_max=FRAME_MAX):
+        self.frame_max = frame_max
+        self.bytes_sent = 0
+        self.bytes_recv = 0
+
+
+class Sink:
+    def __init__(self):
+        self.writes = []
+
+    def write(self, data):
+        self.writes.append(bytes(data))
+
+
+def split_frames(data):
+    """Cut a complete byte stream into (type, channel, payload) frames."""
+    frames = []
+    pos = 0
+    while pos < len(data):
+        frame_type, channel, size = struct.unpack_from('>BHI', data, pos)
+        end = pos + 7 + size
+        assert data[end] == 0xCE, 'bad frame end at %d' % end
+        frames.append((frame_type, channel, data[pos + 7:end]))
+        pos = end + 1
+    assert pos == len(data)
+    return frames
+
+
+def frame(frame_type, channel, payload):
+    return struct.pack('>BHI', frame_type, channel, len(payload)) + \
+        payload + b'\xce'
+
+
+class Calls:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, channel, method_sig, payload, content):
+        self.calls.append((channel, method_sig, payload, content))
+
+
+def handler(conn=None):
+    calls = Calls()
+    return frame_handler(conn or Conn(), calls), calls
+
+
+DELIVER_ARGS = (b'\x06ctag-1' b'\x00\x00\x00\x00\x00\x00\x00\x01'
+                b'\x00' b'\x00' b'\x05tasks')
+DELIVER = b'\x00\x3c\x00\x3c' + DELIVER_ARGS
+
+
+def header(body_size, props=b'\x00\x00'):
+    return b'\x00\x3c\x00\x00' + struct.pack('>Q', body_size) + props
+
+
+# ---------------------------------------------------------------------------
+# frame_handler
+
+def test_method_without_content_is_dispatched_at_once():
+    on_frame, calls = handler()
+    payload = b'\x00\x3c\x00\x50' b'\x00\x00\x00\x00\x00\x00\x00\x07\x00'
+    assert on_frame((1, 3, payload)) is True
+    assert calls.calls == [(3, (60, 80), payload, None)]
+    assert loads('Lb', payload, 4)[0] == [7, False]
+
+
+def test_method_header_and_body_make_one_call():
+    on_frame, calls = handler()
+    props = b'\x90\x00' b'\x0atext/plain' b'\x02'
+    assert on_frame((1, 1, DELIVER)) is False
+    assert on_frame((2, 1, header(5, props))) is False
+    assert not calls.calls
+    assert on_frame((3, 1, b'hello')) is True
+    [(channel, sig, payload, msg)] = calls.calls
+    assert (channel, sig, payload) == (1, (60, 60), DELIVER)
+    assert isinstance(msg, Message)
+    assert msg.body == b'hello'
+    assert msg.body_size == 5
+    assert msg.properties == {'content_type': 'text/plain',
+                              'delivery_mode': 2}
+    assert msg.content_type == 'text/plain'
+    assert msg.frame_method == (60, 60)
+    assert msg.frame_args == DELIVER
+    assert loads('sLbss', payload, 4)[0] == ['ctag-1', 1, False, '', 'tasks']
+
+
+def test_body_split_over_many_frames():
+    on_frame, calls = handler()
+    body = bytes(range(256)) * 40
+    on_frame((1, 2, DELIVER))
+    on_frame((2, 2, header(len(body))))
+    for start in range(0, len(body), 1000):
+        on_frame((3, 2, body[start:start + 1000]))
+    [(_, _, _, msg)] = calls.calls
+    assert msg.body == body
+
+
+def test_empty_body_needs_no_body_frame():
+    on_frame, calls = handler()
+    on_frame((1, 1, DELIVER))
+    assert on_frame((2, 1, header(0))) is True
+    [(_, _, _, msg)] = calls.calls
+    assert msg.body == b''
+    # ... and the next method on that channel is welcome.
+    on_frame((1, 1, DELIVER))
+
+
+def test_empty_body_frames_are_tolerated():
+    on_frame, calls = handler()
+    on_frame((1, 1, DELIVER))
+    on_frame((2, 1, header(2)))
+    on_frame((3, 1, b''))
+    on_frame((3, 1, b'ab'))
+    assert calls.calls[0][3].body == b'ab'
+
+
+def test_content_interleaved_across_channels():
+    on_frame, calls = handler()
+    on_frame((1, 1, DELIVER))
+    on_frame((1, 2, DELIVER))
+    on_frame((2, 2, header(2)))
+    on_frame((2, 1, header(3)))
+    on_frame((3, 1, b'one'))
+    on_frame((3, 2, b'tw'))
+    assert [(c, m.body) for c, _, _, m in calls.calls] == [
+        (1, b'one'), (2, b'tw')]
+
+
+def test_get_ok_and_return_carry_content():
+    on_frame, calls = handler()
+    get_ok = b'\x00\x3c\x00\x47' + dumps('Lbssl', (1, False, '', 'q', 0))
+    ret = b'\x00\x3c\x00\x32' + dumps('Bsss', (312, 'NO_ROUTE', '', 'q'))
+    for payload in (get_ok, ret):
+        on_frame((1, 1, payload))
+        on_frame((2, 1, header(1)))
+        on_frame((3, 1, b'x'))
+    assert [c[1] for c in calls.calls] == [(60, 71), (60, 50)]
+
+
+def test_body_without_header():
+    on_frame, _ = handler()
+    with pytest.raises(UnexpectedFrame):
+        on_frame((3, 1, b'x'))
+    on_frame, _ = handler()
+    on_frame((1, 1, DELIVER))
+    with pytest.raises(UnexpectedFrame):
+        on_frame((3, 1, b'x'))
+
+
+def test_header_without_method():
+    on_frame, _ = handler()
+    with pytest.raises(UnexpectedFrame):
+        on_frame((2, 1, header(1)))
+    # A header on a channel other than the one awaiting content.
+    on_frame, _ = handler()
+    on_frame((1, 1, DELIVER))
+    with pytest.raises(UnexpectedFrame):
+        on_frame((2, 2, header(1)))
+
+
+def test_second_header_while_body_pending():
+    on_frame, _ = handler()
+    on_frame((1, 1, DELIVER))
+    on_frame((2, 1, header(5)))
+    with pytest.raises(UnexpectedFrame):
+        on_frame((2, 1, header(5)))
+
+
+def test_method_while_content_pending():
+    on_frame, _ = handler()
+    on_frame((1, 1, DELIVER))
+    with pytest.raises(UnexpectedFrame):
+        on_frame((1, 1, DELIVER))
+    on_frame, _ = handler()
+    on_frame((1, 1, DELIVER))
+    on_frame((2, 1, header(5)))
+    on_frame((3, 1, b'ab'))
+    with pytest.raises(UnexpectedFrame):
+        on_frame((1, 1, b'\x00\x3c\x00\x50' + b'\x00' * 9))
+
+
+def test_body_longer_than_announced():
+    on_frame, _ = handler()
+    on_frame((1, 1, DELIVER))
+    on_frame((2, 1, header(3)))
+    with pytest.raises(UnexpectedFrame):
+        on_frame((3, 1, b'four'))
+    on_frame, _ = handler()
+    on_frame((1, 1, DELIVER))
+    on_frame((2, 1, header(3)))
+    on_frame((3, 1, b'ab'))
+    with pytest.raises(UnexpectedFrame):
+        on_frame((3, 1, b'cd'))
+
+
+@pytest.mark.parametrize('sig', [(60, 9999), (99, 10), (0, 0)])
+def test_unknown_method(sig):
+    on_frame, calls = handler()
+    with pytest.raises(IrrecoverableConnectionError, match=str(sig[1])):
+        on_frame((1, 1, struct.pack('>HH', *sig)))
+    assert not calls.calls
+
+
+def test_method_frame_too_short_for_a_method_id():
+    on_frame, _ = handler()
+    with pytest.raises(FrameSyntaxError):
+        on_frame((1, 1, b'\x00\x3c\x00'))
+
+
+def test_header_for_a_class_other_than_basic():
+    on_frame, _ = handler()
+    on_frame((1, 1, DELIVER))
+    with pytest.raises(FrameSyntaxError):
+        on_frame((2, 1, b'\x00\x32\x00\x00' + b'\x00' * 8 + b'\x00\x00'))
+
+
+def test_truncated_header_is_a_syntax_error():
+    on_frame, _ = handler()
+    on_frame((1, 1, DELIVER))
+    with pytest.raises(FrameSyntaxError):
+        on_frame((2, 1, header(3, b'\x80\x00\x09ab')))
+
+
+def test_heartbeats_are_counted_and_not_dispatched():
+    conn = Conn()
+    on_frame, calls = handler(conn)
+    assert on_frame((8, 0, b'')) is False
+    assert on_frame((8, 0, b'')) is False
+    assert conn.bytes_recv == 2
+    on_frame((1, 0, b'\x00\x0a\x00\x33'))
+    assert conn.bytes_recv == 3
+    assert calls.calls == [(0, (10, 51), b'\x00\x0a\x00\x33', None)]
+
+
+def test_heartbeat_on_a_channel_other_than_zero():
+    on_frame, _ = handler()
+    with pytest.raises(FrameError):
+        on_frame((8, 1, b''))
+
+
+@pytest.mark.parametrize('frame_type', [0, 4, 7, 9, 65, 255])
+def test_unknown_frame_type(frame_type):
+    on_frame, _ = handler()
+    with pytest.raises(FrameError):
+        on_frame((frame_type, 0, b''))
+
+
+_frames = st.lists(st.tuples(
+    st.sampled_from([1, 1, 2, 3, 8, 0, 99]),
+    st.integers(0, 2),
+    st.one_of(
+        st.binary(max_size=40),
+        st.sampled_from([DELIVER, header(0), header(3), b'abc',
+                         b'\x00\x3c\x00\x50' + b'\x00' * 9]),
+        st.builds(lambda s, rest: s + rest,
+                  st.sampled_from([b'\x00\x3c\x00\x3c', b'\x00\x3c\x00\x00',
+                                   b'\x00\x0a\x00\x0a']),
+                  st.binary(max_size=30)),
+    )), max_size=12)
+
+
+@SETTINGS
+@given(_frames)
+def test_garbage_frames_raise_only_amqp_errors(frames):
+    on_frame, _ = handler()
+    try:
+        for f in frames:
+            on_frame(f)
+    except AMQPError:
+        pass
+
+
+# ---------------------------------------------------------------------------
+# frame_writer
+
+PUBLISH_ARGS = dumps('Bssbb', (0, 'ex', 'rk', False, False))
+
+
+def writer(frame_max=FRAME_MAX):
+    conn, sink = Conn(frame_max), Sink()
+    return frame_writer(conn, sink), conn, sink
+
+
+def test_publish_args_bytes():
+    assert PUBLISH_ARGS == b'\x00\x00' b'\x02ex' b'\x02rk' b'\x00'
+
+
+def test_small_message_is_one_write_with_exact_bytes():
+    write_frame, conn, sink = writer()
+    msg = Message(b'hello', content_type='text/plain', delivery_mode=2)
+    write_frame(1, 1, (60, 40), PUBLISH_ARGS, msg)
+    assert sink.writes == [
+        # method frame: type 1, channel 1, size 13, basic.publish
+        b'\x01' b'\x00\x01' b'\x00\x00\x00\x0d' b'\x00\x3c\x00\x28'
+        b'\x00\x00' b'\x02ex' b'\x02rk' b'\x00' b'\xce'
+        # header frame: size 26, class 60, weight 0, body size 5, flags
+        # content_type|delivery_mode
+        b'\x02' b'\x00\x01' b'\x00\x00\x00\x1a' b'\x00\x3c' b'\x00\x00'
+        b'\x00\x00\x00\x00\x00\x00\x00\x05' b'\x90\x00'
+        b'\x0atext/plain' b'\x02' b'\xce'
+        # body frame
+        b'\x03' b'\x00\x01' b'\x00\x00\x00\x05' b'hello' b'\xce'
+    ]
+    assert conn.bytes_sent == 3
+
+
+def test_method_without_content_is_one_frame():
+    write_frame, conn, sink = writer()
+    write_frame(1, 0, (10, 51), b'')
+    write_frame(1, 2, (60, 80), b'\x00\x00\x00\x00\x00\x00\x00\x07\x01')
+    assert sink.writes == [
+        b'\x01\x00\x00\x00\x00\x00\x04\x00\x0a\x00\x33\xce',
+        b'\x01\x00\x02\x00\x00\x00\x0d\x00\x3c\x00\x50'
+        b'\x00\x00\x00\x00\x00\x00\x00\x07\x01\xce',
+    ]
+    assert conn.bytes_sent == 2
+
+
+def test_args_none_means_no_arguments():
+    write_frame, _, sink = writer()
+    write_frame(1, 1, (90, 10), None)
+    assert sink.writes == [b'\x01\x00\x01\x00\x00\x00\x04\x00\x5a\x00\x0a'
+                           b'\xce']
+
+
+def _written_message(sink, channel=1):
+    data = b''.join(sink.writes)
+    frames = split_frames(data)
+    assert frames[0][:2] == (1, channel)
+    assert frames[1][:2] == (2, channel)
+    body_frames = frames[2:]
+    assert all(t == 3 and c == channel for t, c, _ in body_frames)
+    body_size = struct.unpack_from('>Q', frames[1][2], 4)[0]
+    body = b''.join(p for _, _, p in body_frames)
+    assert len(body) == body_size
+    return frames, body
+
+
+@pytest.mark.parametrize('size, n_body_frames', [
+    (FRAME_MAX - 9, 1),
+    (FRAME_MAX - 8, 1),
+    (FRAME_MAX - 7, 2),
+    (0, 0),
+    (1, 1),
+    (2 * (FRAME_MAX - 8), 2),
+    (2 * (FRAME_MAX - 8) + 1, 3),
+    (3 * 1024 * 1024 + 17, -(-(3 * 1024 * 1024 + 17) // (FRAME_MAX - 8))),
+])
+def test_body_split_at_frame_max(size, n_body_frames):
+    write_frame, conn, sink = writer()
+    body = bytes(i % 251 for i in range(size))
+    write_frame(1, 1, (60, 40), PUBLISH_ARGS, Message(body))
+    frames, got = _written_message(sink)
+    assert got == body
+    assert len(frames) - 2 == n_body_frames
+    for _, _, payload in frames:
+        assert len(payload) + 8 <= FRAME_MAX
+    # every body frame but the last is full
+    for _, _, payload in frames[2:-1]:
+        assert len(payload) == FRAME_MAX - 8
+    assert conn.bytes_sent == len(frames)
+    if size <= FRAME_MAX - 8:
+        assert len(sink.writes) == 1
+
+
+def test_large_frame_max_and_default():
+    write_frame, _, sink = writer(spec.FRAME_MAX_DEFAULT)
+    body = b'x' * (spec.FRAME_MAX_DEFAULT * 2)
+    write_frame(1, 1, (60, 40), PUBLISH_ARGS, Message(body))
+    frames, got = _written_message(sink)
+    assert got == body
+    assert len(frames) == 2 + 3
+
+
+def test_frame_max_zero_means_no_limit():
+    write_frame, _, sink = writer(0)
+    body = b'x' * 200000
+    write_frame(1, 1, (60, 40), PUBLISH_ARGS, Message(body))
+    frames, got = _written_message(sink)
+    assert got == body and len(frames) == 3
+
+
+@pytest.mark.parametrize('body', [bytearray(b'abc'), memoryview(b'abc')])
+def test_bytes_like_bodies(body):
+    write_frame, _, sink = writer()
+    write_frame(1, 1, (60, 40), PUBLISH_ARGS, Message(body))
+    assert _written_message(sink)[1] == b'abc'
+
+
+def _header_properties(sink):
+    frames = split_frames(b''.join(sink.writes))
+    calls = Calls()
+    on_frame = frame_handler(Conn(), calls)
+    for f in frames:
+        on_frame(f)
+    return calls.calls[0][3]
+
+
+def test_str_body_is_utf8_by_default():
+    write_frame, _, sink = writer()
+    msg = Message('caf\xe9 \u20ac')
+    write_frame(1, 1, (60, 40), PUBLISH_ARGS, msg)
+    received = _header_properties(sink)
+    assert received.body == 'caf\xe9 \u20ac'.encode('utf-8')
+    assert received.properties == {'content_encoding': 'utf-8'}
+
+
+def test_str_body_uses_content_encoding():
+    write_frame, _, sink = writer()
+    msg = Message('caf\xe9', content_encoding='latin-1')
+    write_frame(1, 1, (60, 40), PUBLISH_ARGS, msg)
+    received = _header_properties(sink)
+    assert received.body == b'caf\xe9'
+    assert received.properties == {'content_encoding': 'latin-1'}
+
+
+def test_str_body_with_content_encoding_none_is_utf8():
+    write_frame, _, sink = writer()
+    msg = Message('\u20ac', content_encoding=None)
+    write_frame(1, 1, (60, 40), PUBLISH_ARGS, msg)
+    received = _header_properties(sink)
+    assert received.body == b'\xe2\x82\xac'
+    assert received.properties == {'content_encoding': 'utf-8'}
+
+
+def test_bad_property_raises_before_anything_is_written():
+    write_frame, conn, sink = writer()
+    with pytest.raises(ValueError, match='priority'):
+        write_frame(1, 1, (60, 40), PUBLISH_ARGS, Message(b'x', priority=300))
+    with pytest.raises(ValueError, match='content_type'):
+        write_frame(1, 1, (60, 40), PUBLISH_ARGS,
+                    Message(b'x', content_type='t' * 256))
+    assert sink.writes == [] and conn.bytes_sent == 0
+
+
+def test_writer_output_read_back_by_handler():
+    write_frame, _, sink = writer()
+    props = {'content_type': 'application/json', 'delivery_mode': 2,
+             'application_headers': {'x-retry': 1, 'trace': [1, 'a']},
+             'timestamp': 1700000000, 'priority': 3}
+    body = b'{"a": 1}' * 1000
+    write_frame(1, 5, (60, 40), PUBLISH_ARGS, Message(body, **props))
+    received = _header_properties(sink)
+    assert received.body == body
+    assert received.properties == props
+
+
+# ---------------------------------------------------------------------------
+# Any chunking of a byte stream gives the same frames and messages.
+
+FrameBuffer = pytest.importorskip('amqp.transport').FrameBuffer
+
+
+def _stream(messages):
+    write_frame, _, sink = writer(FRAME_MAX)
+    for channel, body, props in messages:
+        write_frame(1, channel, (60, 40), PUBLISH_ARGS, Message(body, **props))
+        write_frame(1, channel, (60, 80), dumps('Lb', (channel, False)))
+    sink.write(frame(8, 0, b''))  # a heartbeat between messages
+    return b''.join(sink.writes)
+
+
+_messages = st.lists(st.tuples(
+    st.integers(1, 3),
+    st.binary(max_size=3 * FRAME_MAX),
+    st.fixed_dictionaries({}, optional={
+        'content_type': st.text(max_size=10),
+        'delivery_mode': st.integers(1, 2),
+        'application_headers': st.dictionaries(
+            st.text(max_size=5), st.integers(0, 2 ** 40), max_size=3),
+    })), min_size=1, max_size=4)
+
+
+@SETTINGS
+@given(_messages, st.data())
+def test_any_chunking_yields_the_same_frames(messages, data):
+    stream = _stream(messages)
+    expected = split_frames(stream)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)),
+                                     max_size=20)))
+    buf = FrameBuffer(max_payload=FRAME_MAX - 8)
+    got = []
+    for start, end in zip([0] + cuts, cuts + [len(stream)]):
+        buf.feed(stream[start:end])
+        while True:
+            f = buf.next_frame()
+            if f is None:
+                break
+            got.append(f)
+    assert got == expected
+    assert len(buf) == 0
+    calls = Calls()
+    on_frame = frame_handler(Conn(), calls)
+    for f in got:
+        on_frame(f)
+    published = [(c, m.body, m.properties) for c, sig, _, m in calls.calls
+                 if sig == (60, 40)]
+    assert published == [(c, b, p) for c, b, p in messages]
+
+
+def test_one_byte_at_a_time():
+    stream = _stream([(1, b'abc' * 3000, {'content_type': 'x'})])
+    buf = FrameBuffer(max_payload=FRAME_MAX - 8)
+    got = []
+    for i in range(len(stream)):
+        buf.feed(stream[i:i + 1])
+        f = buf.next_frame()
+        if f is not None:
+            got.append(f)
+    assert got == split_frames(stream)
