@@ -1,5 +1,5 @@
 """The AMQP message, as py-amqp's ``amqp.basic_message.Message``."""
-from .serialization import BASIC_PROPERTY_NAMES
+from . import spec
 
 __all__ = ('Message',)
 
@@ -26,7 +26,8 @@ class Message:
                  'frame_method', 'frame_args', 'body_size', '__weakref__')
 
     CLASS_ID = 60
-    PROPERTIES = tuple((name, 's') for name in BASIC_PROPERTY_NAMES)
+    #: (name, format letter) of each basic property, in flag order.
+    PROPERTIES = spec.BASIC_PROPERTIES
 
     def __init__(self, body='', children=None, channel=None, **properties):
         self.body = body
