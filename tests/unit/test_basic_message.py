@@ -1,0 +1,133 @@
+"""amqp.basic_message.Message: py-amqp's message object (spec 1.8, basic)."""
+import copy
+import pickle
+
+import pytest
+
+from amqp import spec
+from amqp.basic_message import Message
+from amqp.serialization import (decode_properties_basic,
+                                encode_properties_basic)
+
+ALL = {
+    'content_type': 'application/json',
+    'content_encoding': 'utf-8',
+    'application_headers': {'x-retries': 2},
+    'delivery_mode': 2,
+    'priority': 9,
+    'correlation_id': 'c-1',
+    'reply_to': 'amq.rabbitmq.reply-to',
+    'expiration': '60000',
+    'message_id': 'm-1',
+    'timestamp': 1700000000,
+    'type': 'task',
+    'user_id': 'guest',
+    'app_id': 'celery',
+    'cluster_id': 'c',
+}
+
+
+def test_defaults():
+    msg = Message()
+    assert msg.body == ''
+    assert msg.properties == {}
+    assert msg.channel is None
+    assert msg.delivery_info is None
+    assert msg.delivery_tag is None
+    assert msg.headers is None
+    assert msg.application_headers is None
+    assert msg.body_size == 0
+
+
+def test_properties_are_attributes():
+    msg = Message(b'body', **ALL)
+    for name, value in ALL.items():
+        assert getattr(msg, name) == value
+    assert msg.headers == {'x-retries': 2}
+    assert msg.properties == ALL
+
+
+def test_unset_property_is_an_attribute_error():
+    msg = Message(b'')
+    with pytest.raises(AttributeError):
+        msg.priority
+    assert getattr(msg, 'priority', 'default') == 'default'
+    assert not hasattr(msg, 'no_such_thing')
+    with pytest.raises(AttributeError):
+        msg.__no_dunder__
+
+
+def test_positional_children_and_channel_like_py_amqp():
+    channel = object()
+    msg = Message(b'b', None, channel, content_type='x')
+    assert msg.channel is channel
+    assert msg.properties == {'content_type': 'x'}
+
+
+def test_slots_no_instance_dict():
+    msg = Message(b'')
+    assert not hasattr(msg, '__dict__')
+    with pytest.raises(AttributeError):
+        msg.not_a_slot = 1
+
+
+def test_properties_table_lists_the_fourteen_with_their_types():
+    assert [name for name, _ in Message.PROPERTIES] == [
+        name for name, _ in spec.BASIC_PROPERTIES]
+    types = dict(Message.PROPERTIES)
+    assert types['application_headers'] == 'F'
+    assert types['delivery_mode'] == 'o' and types['priority'] == 'o'
+    assert types['content_type'] == 's'
+    assert Message.CLASS_ID == 60
+
+
+def test_properties_round_trip_through_a_content_header():
+    msg = Message(b'', **ALL)
+    props, _ = decode_properties_basic(encode_properties_basic(msg.properties))
+    assert Message(b'', **props) == msg
+
+
+def test_equality_is_by_body_and_properties():
+    assert Message(b'a', priority=1) == Message(b'a', priority=1)
+    assert Message(b'a', priority=1) != Message(b'a', priority=2)
+    assert Message(b'a') != Message(b'b')
+    assert Message(b'a') != b'a'
+    with pytest.raises(TypeError):
+        hash(Message(b'a'))
+
+
+def test_repr():
+    assert 'hello' in repr(Message(b'hello', content_type='x'))
+    long_repr = repr(Message(b'x' * 100))
+    assert '100 bytes' in long_repr and len(long_repr) < 200
+
+
+@pytest.mark.parametrize('dup', [
+    lambda m: pickle.loads(pickle.dumps(m)),
+    lambda m: pickle.loads(pickle.dumps(m, protocol=2)),
+    copy.copy,
+    copy.deepcopy,
+])
+def test_pickle_and_copy(dup):
+    msg = Message(b'body', **ALL)
+    msg.delivery_info = {'delivery_tag': 5, 'exchange': 'ex'}
+    clone = dup(msg)
+    assert clone == msg
+    assert clone.delivery_info == msg.delivery_info
+    assert clone.channel is None
+    assert clone.headers == ALL['application_headers']
+
+
+def test_delivery_tag_from_delivery_info():
+    msg = Message(b'')
+    msg.delivery_info = {'delivery_tag': 42}
+    assert msg.delivery_tag == 42
+
+
+@pytest.mark.parametrize('action', ['ack', 'reject', 'nack'])
+def test_acking_a_message_that_was_not_received(action):
+    with pytest.raises(ValueError, match=action):
+        getattr(Message(b''), action)()
+    msg = Message(b'', channel=object())
+    with pytest.raises(ValueError, match=action):
+        getattr(msg, action)()
