@@ -130,7 +130,11 @@ def _enc_timestamp(value, field):
         else:
             secs = int(value.timestamp())
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        secs = int(value)
+        try:
+            secs = int(value)
+        except (ValueError, OverflowError):  # nan, inf
+            raise ValueError('%s: timestamp %r is not a finite number'
+                             % (field, value)) from None
     else:
         raise TypeError('%s must be a datetime or a number of seconds, not %s'
                         % (field, type(value).__name__))
@@ -173,7 +177,10 @@ def _enc_value(v, field, depth=0):
     """
     t = type(v)
     if t is str:
-        v = v.encode('utf-8', 'surrogateescape')
+        try:
+            v = v.encode('utf-8', 'surrogateescape')
+        except UnicodeEncodeError as exc:
+            raise _unencodable(_name(field), v, exc) from None
         return b'S' + _U32.pack(len(v)) + v
     if t is int:
         if -0x80000000 <= v <= 0x7FFFFFFF:
@@ -212,6 +219,11 @@ def _enc_value(v, field, depth=0):
                     % (_name(field), type(v).__name__, v))
 
 
+def _unencodable(field, value, exc):
+    return ValueError('%s: cannot encode %r as UTF-8: %s'
+                      % (field, value, exc))
+
+
 def _name(field):
     if type(field) is tuple:
         return '%s[%r]' % field
@@ -233,7 +245,10 @@ def _enc_table_body(d, field='table', depth=0):
             else:
                 raise TypeError('%s: table key %r must be str, not %s'
                                 % (field, k, type(k).__name__))
-        kb = k.encode('utf-8', 'surrogateescape')
+        try:
+            kb = k.encode('utf-8', 'surrogateescape')
+        except UnicodeEncodeError as exc:
+            raise _unencodable('%s: table key' % field, k, exc) from None
         if len(kb) > 255:
             raise ValueError('%s: table key %r is %d bytes long; at most 255'
                              % (field, k[:40] + '...', len(kb)))
@@ -241,7 +256,10 @@ def _enc_table_body(d, field='table', depth=0):
         append(kb)
         t = type(v)
         if t is str:
-            v = v.encode('utf-8', 'surrogateescape')
+            try:
+                v = v.encode('utf-8', 'surrogateescape')
+            except UnicodeEncodeError as exc:
+                raise _unencodable(_name((field, k)), v, exc) from None
             append(b'S' + _U32.pack(len(v)))
             append(v)
         elif t is int and -0x80000000 <= v <= 0x7FFFFFFF:
