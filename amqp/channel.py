@@ -374,7 +374,11 @@ class Channel(AbstractChannel):
         raised from the wait that receives the cancel).
         """
         if callback is not None and not callable(callback):
-            raise TypeError('callback must be callable')
+            raise TypeError('callback must be callable, not %s'
+                            % type(callback).__name__)
+        if on_cancel is not None and not callable(on_cancel):
+            raise TypeError('on_cancel must be callable, not %s'
+                            % type(on_cancel).__name__)
         if nowait and not consumer_tag:
             raise ValueError('basic_consume with nowait=True needs an '
                              'explicit consumer_tag')
@@ -481,6 +485,9 @@ class Channel(AbstractChannel):
         if not hasattr(msg, 'properties') or not hasattr(msg, 'body'):
             raise TypeError('msg must be an amqp.Message, not %s'
                             % type(msg).__name__)
+        if not isinstance(msg.body, (bytes, bytearray, memoryview, str)):
+            raise TypeError('msg.body must be bytes or str, not %s'
+                            % type(msg.body).__name__)
         args = (0, _check_name(exchange, 'exchange'),
                 _check_name(routing_key, 'routing_key'),
                 _check_flag(mandatory, 'mandatory'),
