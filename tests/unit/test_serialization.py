@@ -416,6 +416,29 @@ def test_value_no_tag_can_carry_names_the_key(value):
         encode_table({'a': [{'x-odd': value}]})
 
 
+@pytest.mark.parametrize('value, where', [
+    ({'x-key': '\ud800'}, 'x-key'),
+    ({'x-key': ['ok', '\ud800']}, 'x-key'),
+    ({'outer': {'x-key': '\ud800'}}, 'x-key'),
+    ({'\ud800': 1}, 'key'),
+])
+def test_text_that_is_not_encodable_names_the_key(value, where):
+    # Lone surrogates (other than surrogateescape's) have no UTF-8 form.
+    with pytest.raises(ValueError, match=where) as info:
+        encode_table(value)
+    assert not isinstance(info.value, UnicodeError)
+
+
+def test_timestamp_must_be_finite():
+    for value in (float('inf'), float('nan')):
+        with pytest.raises(ValueError, match='expires_at'):
+            serialization._enc_timestamp(value, 'expires_at')
+        with pytest.raises(ValueError, match='timestamp'):
+            encode_properties_basic({'timestamp': value})
+    with pytest.raises(ValueError, match='when'):
+        encode_table({'when': datetime(1969, 12, 31)})
+
+
 def test_table_key_must_be_a_string():
     with pytest.raises(TypeError, match='key'):
         encode_table({1: 'one'})
