@@ -19,11 +19,14 @@ from vine import ensure_promise
 from . import __version__, sasl, spec
 from .abstract_channel import AbstractChannel
 from .channel import Channel
-from .exceptions import (AMQPDeprecationWarning, ChannelError,  # noqa: F401
-                         ConnectionError, ConnectionForced,
+from .exceptions import (AMQPDeprecationWarning,  # noqa: F401
+                         AMQPNotImplementedError, ChannelError,
+                         ConnectionError, ConnectionForced, FrameError,
+                         FrameSyntaxError, InvalidCommand,
                          RecoverableChannelError, RecoverableConnectionError,
-                         ResourceError, error_for_code)
+                         ResourceError, UnexpectedFrame, error_for_code)
 from .method_framing import frame_handler, frame_writer
+from .serialization import dumps
 from .transport import ConnectionLost, Transport
 
 __all__ = ('Connection',)
@@ -32,6 +35,11 @@ logger = logging.getLogger('amqp')
 
 #: Bound on how long close() waits for close-ok when no timeout is set.
 CLOSE_OK_TIMEOUT = 10.0
+
+#: Errors we detect in what the peer sent; the connection cannot go on
+#: after them (spec 4.2.3: close with the reply code, then drop the socket).
+_PEER_PROTOCOL_ERRORS = (FrameError, FrameSyntaxError, UnexpectedFrame,
+                         AMQPNotImplementedError, InvalidCommand)
 
 _MECHANISMS = {
     'PLAIN': lambda user, pw, resp: sasl.PLAIN(user, pw),
@@ -505,14 +513,40 @@ class Connection(AbstractChannel):
             except ConnectionLost:
                 self._transport_lost()
                 raise
+            except _PEER_PROTOCOL_ERRORS as exc:
+                self._abort(exc)
+                raise
+            except OSError:
+                self._transport_lost()
+                raise
             if self._handle_frame(frame):
                 return
 
     def _handle_frame(self, frame):
         try:
             return self._on_inbound_frame(frame)
-        except (ConnectionError, OSError):
+        except _PEER_PROTOCOL_ERRORS as exc:
+            self._abort(exc)
             raise
+
+    def _abort(self, exc):
+        """The peer broke the protocol: send connection.close with the
+        error's reply code (best effort, no waiting) and drop the socket."""
+        transport = self._transport
+        if transport is None:
+            return
+        logger.debug('closing connection to %s after protocol error: %s',
+                     self.host, exc)
+        writer = self._frame_writer
+        if writer is not None and transport.connected:
+            try:
+                with transport.having_timeout(1.0):
+                    writer(1, 0, spec.Connection.Close, dumps(
+                        'BsBB', (exc.reply_code, str(exc)[:255], 0, 0)),
+                        None)
+            except Exception:  # the socket may be past saving
+                pass
+        self._transport_lost()
 
     def on_inbound_method(self, channel_id, method_sig, payload, content):
         """Dispatch a complete method to its channel."""

@@ -179,8 +179,8 @@ class FakeBroker:
                     sock.close()
                 except OSError:
                     pass
-        except EOFError:
-            pass
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            pass  # the client hung up: what many scripts provoke
         except BaseException as exc:  # reported by finish()
             self.error = exc
         finally:

@@ -1,0 +1,221 @@
+"""Broken peers: each case ends in a typed amqp exception or an OSError
+(socket.timeout included) within the configured timeout, never a hang
+or a raw struct.error/IndexError."""
+import socket
+import time
+
+import pytest
+
+from amqp import Connection, spec
+from amqp.exceptions import AMQPError, FrameError
+
+from .fakebroker import (DEFAULT_PROPERTIES, OPEN_OK, frame, method_frame,
+                         start_frame, tune_frame)
+
+TIMEOUT = 1.0
+ALLOWED = (AMQPError, OSError)
+
+
+def _assert_fails_fast(broker, **kwargs):
+    kwargs.setdefault('connect_timeout', TIMEOUT)
+    kwargs.setdefault('read_timeout', TIMEOUT)
+    conn = Connection(broker.host, **kwargs)
+    start = time.monotonic()
+    with pytest.raises(ALLOWED) as info:
+        conn.connect()
+        # a handshake that succeeded must fail on the next read
+        conn.drain_events(timeout=TIMEOUT)
+    elapsed = time.monotonic() - start
+    assert elapsed < TIMEOUT + 1.0, elapsed
+    assert not conn.connected
+    return info.value
+
+
+def _after_header(send):
+    def script(peer):
+        peer.expect_header()
+        send(peer)
+        peer.wait_closed(timeout=3)
+    return script
+
+
+def _after_handshake(send):
+    def script(peer):
+        peer.handshake()
+        send(peer)
+        peer.wait_closed(timeout=3)
+    return script
+
+
+def test_garbage_instead_of_a_frame(fake_broker):
+    broker = fake_broker(_after_header(
+        lambda p: p.send(b'HTTP/1.1 400 Bad Request\r\n\r\n' * 4)))
+    exc = _assert_fails_fast(broker)
+    assert isinstance(exc, FrameError)
+
+
+def test_garbage_after_handshake(fake_broker):
+    broker = fake_broker(_after_handshake(
+        lambda p: p.send(b'\x01\x00\x00\x00\x00\x00\x04\x00\x0a\x00\x33XX')))
+    _assert_fails_fast(broker)
+
+
+def test_truncated_frame_then_close(fake_broker):
+    def send(peer):
+        peer.send(start_frame()[:20])
+        peer.sock.shutdown(socket.SHUT_WR)
+    broker = fake_broker(_after_header(send))
+    exc = _assert_fails_fast(broker)
+    assert isinstance(exc, (ConnectionResetError, AMQPError))
+
+
+def test_close_mid_handshake(fake_broker):
+    def script(peer):
+        peer.expect_header()
+        peer.send(start_frame())
+        peer.expect_method(spec.Connection.StartOk)
+        peer.sock.close()
+    broker = fake_broker(script)
+    _assert_fails_fast(broker)
+
+
+def test_frame_larger_than_4096_before_tune(fake_broker):
+    big = dict(DEFAULT_PROPERTIES, padding='x' * 5000)
+    broker = fake_broker(_after_header(
+        lambda p: p.send(start_frame(properties=big))))
+    exc = _assert_fails_fast(broker)
+    assert isinstance(exc, FrameError)
+    assert '4088' in str(exc) or '4096' in str(exc)
+
+
+def test_frame_larger_than_frame_max(fake_broker):
+    # the header alone announces 1 MB; nothing more is sent
+    broker = fake_broker(_after_handshake(
+        lambda p: p.send(b'\x01\x00\x00\x00\x10\x00\x00')))
+    exc = _assert_fails_fast(broker, frame_max=8192)
+    assert isinstance(exc, FrameError)
+
+
+def test_unknown_frame_type(fake_broker):
+    broker = fake_broker(_after_handshake(
+        lambda p: p.send(frame(7, 0, b'abc'))))
+    exc = _assert_fails_fast(broker)
+    assert isinstance(exc, FrameError)
+
+
+def test_bad_frame_end(fake_broker):
+    broker = fake_broker(_after_handshake(
+        lambda p: p.send(b'\x08\x00\x00\x00\x00\x00\x00\xff')))
+    exc = _assert_fails_fast(broker)
+    assert isinstance(exc, FrameError)
+
+
+def test_unknown_method(fake_broker):
+    broker = fake_broker(_after_handshake(
+        lambda p: p.send(frame(1, 0, b'\x00\x0a\x00\x63'))))
+    _assert_fails_fast(broker)
+
+
+def test_unknown_method_during_handshake(fake_broker):
+    broker = fake_broker(_after_header(
+        lambda p: p.send(frame(1, 0, b'\x12\x34\x56\x78'))))
+    _assert_fails_fast(broker)
+
+
+def test_method_frame_too_short(fake_broker):
+    broker = fake_broker(_after_header(lambda p: p.send(frame(1, 0, b'\x00'))))
+    _assert_fails_fast(broker)
+
+
+@pytest.mark.parametrize('table', [
+    b'\x00\x00\x00\x10\x03keyS\x00\x00\xff\xff',     # longstr past the end
+    b'\x00\x00\x00\x05\x03keyZ',                      # unknown value tag
+    b'\xff\xff\xff\xff',                              # table past the frame
+    b'\x00\x00\x00\x04\x09ab',                        # key past the table
+])
+def test_malformed_table_in_start(fake_broker, table):
+    payload = (b'\x00\x0a\x00\x0a\x00\x09' + table +
+               b'\x00\x00\x00\x05PLAIN\x00\x00\x00\x05en_US')
+    broker = fake_broker(_after_header(lambda p: p.send(frame(1, 0, payload))))
+    _assert_fails_fast(broker)
+
+
+def test_truncated_start_arguments(fake_broker):
+    payload = b'\x00\x0a\x00\x0a\x00\x09\x00\x00\x00\x00\x00\x00'
+    broker = fake_broker(_after_header(lambda p: p.send(frame(1, 0, payload))))
+    _assert_fails_fast(broker)
+
+
+def test_silence_during_handshake_hits_connect_timeout(fake_broker):
+    broker = fake_broker(_after_header(lambda p: time.sleep(TIMEOUT + 0.5)))
+    conn = Connection(broker.host, connect_timeout=0.5)
+    start = time.monotonic()
+    with pytest.raises(socket.timeout):
+        conn.connect()
+    assert time.monotonic() - start < 1.0
+    assert not conn.connected
+
+
+def test_silence_after_start_hits_connect_timeout(fake_broker):
+    """connect_timeout covers the whole handshake, not each read."""
+    def script(peer):
+        peer.expect_header()
+        # keep trickling bytes of start so no single read times out
+        data = start_frame()
+        for i in range(len(data) - 1):
+            peer.send(data[i:i + 1])
+            time.sleep(0.05)
+    broker = fake_broker(script)
+    conn = Connection(broker.host, connect_timeout=0.5)
+    start = time.monotonic()
+    with pytest.raises(socket.timeout):
+        conn.connect()
+    assert time.monotonic() - start < 1.0
+
+
+def test_one_byte_reads(fake_broker):
+    """The whole handshake and a method after it, one byte per send."""
+    seen = {}
+
+    def script(peer):
+        peer.expect_header()
+        peer.send_slowly(start_frame())
+        seen['start_ok'] = peer.expect_method(spec.Connection.StartOk)
+        peer.send_slowly(tune_frame(heartbeat=0))
+        peer.expect_method(spec.Connection.TuneOk)
+        peer.expect_method(spec.Connection.Open)
+        peer.send_slowly(OPEN_OK)
+        peer.send_slowly(method_frame(spec.Connection.Blocked, 's', ('mem',)))
+        peer.expect_method(spec.Connection.Close)
+        peer.send_slowly(method_frame(spec.Connection.CloseOk))
+
+    broker = fake_broker(script)
+    reasons = []
+    conn = Connection(broker.host, connect_timeout=5,
+                      on_blocked=reasons.append)
+    conn.connect()
+    conn.drain_events(timeout=5)
+    assert reasons == ['mem']
+    conn.close()
+    broker.finish()
+
+
+def test_frame_error_sends_close_501_on_the_wire(fake_broker):
+    seen = {}
+
+    def script(peer):
+        peer.handshake()
+        peer.send(b'\x08\x00\x00\x00\x00\x00\x00\xff')
+        seen['close'] = peer.expect_method(spec.Connection.Close)
+        peer.wait_closed(timeout=3)
+
+    broker = fake_broker(script)
+    conn = Connection(broker.host, connect_timeout=TIMEOUT)
+    conn.connect()
+    with pytest.raises(FrameError):
+        conn.drain_events(timeout=TIMEOUT)
+    broker.finish()
+    assert seen['close'][0] == 501
+    assert not conn.connected
+    with pytest.raises(AMQPError):
+        conn.channel()
