@@ -121,11 +121,20 @@ def frame_handler(connection, callback, unpack_from=None,
     return on_frame
 
 
+def _too_large(what, method_sig, size, frame_max):
+    return ValueError('%s frame for %s is %d bytes; frame_max is %d' % (
+        what, _METHODS[method_sig].name if method_sig in _METHODS
+        else method_sig, size, frame_max))
+
+
 def frame_writer(connection, transport, pack=None, pack_into=None):
     """Return ``write_frame(type_, channel, method_sig, args, content)``.
 
     ``connection.frame_max`` bounds each frame (envelope included);
-    ``connection.bytes_sent`` counts the frames written.
+    ``connection.bytes_sent`` counts the frames written.  A method or
+    content header frame that would exceed ``frame_max`` (huge arguments
+    or headers) raises ValueError before anything is written: the broker
+    would close the whole connection over it.
     """
     write = transport.write
 
@@ -135,6 +144,8 @@ def frame_writer(connection, transport, pack=None, pack_into=None):
         method = _METHOD_FRAME_HEADER.pack(
             type_, channel, len(args) + 4, method_sig[0], method_sig[1]
         ) + args + _FRAME_END
+        if frame_max and len(method) > frame_max:
+            raise _too_large('method', method_sig, len(method), frame_max)
         if content is None:
             write(method)
             connection.bytes_sent += 1
@@ -148,10 +159,16 @@ def frame_writer(connection, transport, pack=None, pack_into=None):
             body = body.encode(encoding)
         elif body is None:
             body = b''
+        elif type(body) is not bytes:
+            # len() of a memoryview over wider items counts items, not bytes
+            body = memoryview(body).cast('B')
         props = encode_properties_basic(properties)
         body_size = len(body)
         header = _CONTENT_HEADER_FRAME.pack(
             2, channel, 12 + len(props), 60, 0, body_size) + props + _FRAME_END
+        if frame_max and len(header) > frame_max:
+            raise _too_large('content header', method_sig, len(header),
+                             frame_max)
         chunk = frame_max - 8 if frame_max else body_size or 1
         if body_size <= chunk:
             if body_size:
