@@ -535,3 +535,49 @@ def test_one_byte_at_a_time():
         if f is not None:
             got.append(f)
     assert got == split_frames(stream)
+
+
+# ---------------------------------------------------------------------------
+# Frames the broker would refuse are refused here, before any write.
+
+def test_method_frame_larger_than_frame_max():
+    write_frame, conn, sink = writer()
+    args = dumps('BsbbbbbF', (0, 'q', False, False, False, False, False,
+                              {'x-big': 'v' * FRAME_MAX}))
+    with pytest.raises(ValueError, match='queue.declare'):
+        write_frame(1, 1, (50, 10), args)
+    assert sink.writes == [] and conn.bytes_sent == 0
+    # exactly frame_max is allowed
+    args = b'\x00' * (FRAME_MAX - 12)
+    write_frame(1, 1, (60, 80), args)
+    assert len(sink.writes[0]) == FRAME_MAX
+
+
+def test_content_header_larger_than_frame_max():
+    write_frame, conn, sink = writer()
+    msg = Message(b'x', application_headers={'h': 'v' * FRAME_MAX})
+    with pytest.raises(ValueError, match='content header'):
+        write_frame(1, 1, (60, 40), PUBLISH_ARGS, msg)
+    assert sink.writes == [] and conn.bytes_sent == 0
+
+
+def test_frame_max_zero_checks_nothing():
+    write_frame, _, sink = writer(0)
+    msg = Message(b'x', application_headers={'h': 'v' * FRAME_MAX})
+    write_frame(1, 1, (60, 40), PUBLISH_ARGS, msg)
+    assert _header_properties(sink).headers == {'h': 'v' * FRAME_MAX}
+
+
+def test_memoryview_of_wide_items_is_sent_as_its_bytes():
+    import array
+    body = array.array('i', range(2000))
+    write_frame, _, sink = writer()
+    write_frame(1, 1, (60, 40), PUBLISH_ARGS, Message(memoryview(body)))
+    assert _written_message(sink)[1] == body.tobytes()
+
+
+def test_body_of_a_type_without_bytes_is_a_type_error():
+    write_frame, _, sink = writer()
+    with pytest.raises(TypeError):
+        write_frame(1, 1, (60, 40), PUBLISH_ARGS, Message(12))
+    assert sink.writes == []
