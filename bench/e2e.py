@@ -7,8 +7,8 @@ one RabbitMQ, side by side in one run.
     python bench/e2e.py --profile             # cProfile our client only
 
 Every library runs in a worker process of its own (this script with
-``--worker LIB``), so the client CPU time it reports (``time.process_time()``
-of the worker: user + system) excludes the broker and the other libraries.
+``--worker LIB``), so the client CPU time it reports (``getrusage`` of the
+worker process: user + system) excludes the broker and the other libraries.
 py-amqp and pika run from a separate virtualenv (``--venv``, default
 /tmp/bench-pyamqp, created on demand with ``amqp==5.4.2 pika==1.4.4``) with
 this repository off ``sys.path``; ours runs with the repository first on
@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -61,10 +62,25 @@ def parse_url(url):
 # -- workers ---------------------------------------------------------------
 # Each returns {scenario: {'n', 'wall', 'cpu'}} in seconds.
 
-def _measure(fn):
-    c0, w0 = time.process_time(), time.perf_counter()
+def _cpu():
+    """(user, system) CPU seconds of this process so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime, ru.ru_stime
+
+
+def _sample(n, w0, c0, c1=None):
+    """A result record from perf_counter/_cpu() readings at start and end
+    (``c1`` defaults to now)."""
+    wall = time.perf_counter() - w0
+    c1 = c1 or _cpu()
+    user, system = c1[0] - c0[0], c1[1] - c0[1]
+    return dict(n=n, wall=wall, cpu=user + system, user=user, sys=system)
+
+
+def _measure(n, fn):
+    c0, w0 = _cpu(), time.perf_counter()
     fn()
-    return time.perf_counter() - w0, time.process_time() - c0
+    return _sample(n, w0, c0)
 
 
 class PyAmqpLike:
@@ -106,12 +122,12 @@ class PyAmqpLike:
                 publish(msg, '', q)
             if prof:
                 prof['publish'].disable()
-        c0, w0 = time.process_time(), time.perf_counter()
+        c0, w0 = _cpu(), time.perf_counter()
         pub()
-        cpu = time.process_time() - c0
+        c1 = _cpu()
         while self._count(ch, q) < n:
             time.sleep(0.001)
-        results['publish'] = dict(n=n, wall=time.perf_counter() - w0, cpu=cpu)
+        results['publish'] = _sample(n, w0, c0, c1)
 
         count = 0
 
@@ -132,8 +148,8 @@ class PyAmqpLike:
             if prof:
                 prof['consume'].disable()
             ch.basic_cancel(tag)
-        wall, cpu = _measure(con)
-        results['consume'] = dict(n=n, wall=wall, cpu=cpu)
+        sample = _measure(n, con)
+        results['consume'] = sample
         conn.close()
 
     def confirm(self, n, results):
@@ -147,9 +163,9 @@ class PyAmqpLike:
             publish = ch.basic_publish
             for _ in range(n):
                 publish(msg, '', q)
-        wall, cpu = _measure(run)
+        sample = _measure(n, run)
         assert self._count(ch, q) == n
-        results['confirm'] = dict(n=n, wall=wall, cpu=cpu)
+        results['confirm'] = sample
         conn.close()
 
     def get(self, n, results):
@@ -169,9 +185,9 @@ class PyAmqpLike:
             for _ in range(n):
                 if get(q, no_ack=True) is not None:
                     got += 1
-        wall, cpu = _measure(run)
+        sample = _measure(n, run)
         assert got == n, got
-        results['get'] = dict(n=n, wall=wall, cpu=cpu)
+        results['get'] = sample
         conn.close()
 
 
@@ -201,14 +217,14 @@ class PikaDriver:
         ch = conn.channel()
         q = self._queue(ch)
         body = self.body
-        c0, w0 = time.process_time(), time.perf_counter()
+        c0, w0 = _cpu(), time.perf_counter()
         publish = ch.basic_publish
         for _ in range(n):
             publish('', q, body)
-        cpu = time.process_time() - c0
+        c1 = _cpu()
         while self._count(ch, q) < n:
             time.sleep(0.001)
-        results['publish'] = dict(n=n, wall=time.perf_counter() - w0, cpu=cpu)
+        results['publish'] = _sample(n, w0, c0, c1)
 
         count = 0
 
@@ -225,8 +241,8 @@ class PikaDriver:
             while count < n:
                 process(time_limit=DRAIN_TIMEOUT)
             ch.basic_cancel(tag)
-        wall, cpu = _measure(con)
-        results['consume'] = dict(n=n, wall=wall, cpu=cpu)
+        sample = _measure(n, con)
+        results['consume'] = sample
         conn.close()
 
     def confirm(self, n, results):
@@ -240,9 +256,9 @@ class PikaDriver:
             publish = ch.basic_publish
             for _ in range(n):
                 publish('', q, body)
-        wall, cpu = _measure(run)
+        sample = _measure(n, run)
         assert self._count(ch, q) == n
-        results['confirm'] = dict(n=n, wall=wall, cpu=cpu)
+        results['confirm'] = sample
         conn.close()
 
     def get(self, n, results):
@@ -261,9 +277,9 @@ class PikaDriver:
             for _ in range(n):
                 if get(q, auto_ack=True)[0] is not None:
                     got += 1
-        wall, cpu = _measure(run)
+        sample = _measure(n, run)
         assert got == n, got
-        results['get'] = dict(n=n, wall=wall, cpu=cpu)
+        results['get'] = sample
         conn.close()
 
 
@@ -273,8 +289,12 @@ def run_worker(args):
     profiler = None
     if args.profile:
         import cProfile
-        profiler = {'publish': cProfile.Profile(),
-                    'consume': cProfile.Profile()}
+        # CPU time by default: with the wall clock, every syscall that wakes
+        # the broker on a 2-core machine is charged for the broker's work.
+        timer = time.process_time if args.profile_timer == 'cpu' \
+            else time.perf_counter
+        profiler = {'publish': cProfile.Profile(timer),
+                    'consume': cProfile.Profile(timer)}
     driver = (PikaDriver if args.worker == 'pika' else PyAmqpLike)(
         args.url, body, profiler)
     results = {}
@@ -282,8 +302,9 @@ def run_worker(args):
     if profiler:
         import pstats
         for phase in ('publish', 'consume'):
-            print('== %s: cProfile of %s, N=%d, top %d by tottime ==' % (
-                args.worker, phase, args.n, args.top), file=sys.stderr)
+            print('== %s: cProfile (%s time) of %s, N=%d, top %d by '
+                  'tottime ==' % (args.worker, args.profile_timer, phase,
+                                  args.n, args.top), file=sys.stderr)
             pstats.Stats(profiler[phase], stream=sys.stderr).sort_stats(
                 'tottime').print_stats(args.top)
         return
@@ -330,7 +351,7 @@ def worker_command(lib, args, python_other):
             '--n-get', str(args.n_get), '--size', str(args.size),
             '--top', str(args.top)]
     if args.profile:
-        argv.append('--profile')
+        argv += ['--profile', '--profile-timer', args.profile_timer]
     env = _clean_env()
     if lib == 'ours':
         env['PYTHONPATH'] = REPO
@@ -366,6 +387,10 @@ def summarise(runs):
                 'n': n,
                 'msgs_per_sec': statistics.median(rates),
                 'cpu_us_per_msg': statistics.median(cpus),
+                'user_us_per_msg': statistics.median(
+                    s['user'] / s['n'] * 1e6 for s in samples),
+                'sys_us_per_msg': statistics.median(
+                    s['sys'] / s['n'] * 1e6 for s in samples),
                 'msgs_per_sec_samples': rates,
                 'cpu_us_per_msg_samples': cpus,
             }
@@ -423,6 +448,8 @@ def main(argv=None):
                    help='instead of the comparison, cProfile our client on '
                    'publish and consume (top --top functions by tottime)')
     p.add_argument('--top', type=int, default=10)
+    p.add_argument('--profile-timer', choices=('cpu', 'wall'), default='cpu',
+                   help='clock for --profile (default: process CPU time)')
     p.add_argument('--worker', choices=LIBRARIES, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
