@@ -19,7 +19,7 @@ from vine import ensure_promise
 from . import __version__, sasl, spec
 from .abstract_channel import AbstractChannel
 from .channel import Channel
-from .exceptions import (AMQPDeprecationWarning,  # noqa: F401
+from .exceptions import (AMQPDeprecationWarning, AMQPError,  # noqa: F401
                          AMQPNotImplementedError, ChannelError,
                          ConnectionError, ConnectionForced, FrameError,
                          FrameSyntaxError, InvalidCommand,
@@ -510,14 +510,14 @@ class Connection(AbstractChannel):
                     raise
                 self.heartbeat_tick()
                 continue
-            except ConnectionLost:
-                self._transport_lost()
+            except ConnectionLost as exc:
+                self._transport_lost(exc)
                 raise
             except _PEER_PROTOCOL_ERRORS as exc:
                 self._abort(exc)
                 raise
-            except OSError:
-                self._transport_lost()
+            except OSError as exc:
+                self._transport_lost(exc)
                 raise
             if self._handle_frame(frame):
                 return
@@ -546,7 +546,7 @@ class Connection(AbstractChannel):
                         None)
             except Exception:  # the socket may be past saving
                 pass
-        self._transport_lost()
+        self._transport_lost(exc)
 
     def on_inbound_method(self, channel_id, method_sig, payload, content):
         """Dispatch a complete method to its channel."""
@@ -590,8 +590,9 @@ class Connection(AbstractChannel):
             self.prev_sent = self.bytes_sent
         if self.last_heartbeat_received and \
                 now - self.last_heartbeat_received > 2 * self.heartbeat:
-            self._transport_lost()
-            raise ConnectionForced('Too many heartbeats missed')
+            exc = ConnectionForced('Too many heartbeats missed')
+            self._transport_lost(exc)
+            raise exc
 
     def _start_heartbeat_thread(self):
         stop = threading.Event()
@@ -633,7 +634,7 @@ class Connection(AbstractChannel):
         Harmless when already closed.
         """
         if self._transport is None or not self._transport.connected:
-            self.collect()
+            self._transport_lost(None)
             return None
         try:
             for channel in list(self.channels.values()):
@@ -647,10 +648,11 @@ class Connection(AbstractChannel):
             timeout = self.connect_timeout or CLOSE_OK_TIMEOUT
             try:
                 self.wait(spec.Connection.CloseOk, timeout=timeout)
-            except (socket.timeout, OSError, ConnectionError):
-                pass
+            except (OSError, AMQPError) as exc:
+                # closing anyway: a late or missing close-ok changes nothing
+                logger.debug('no close-ok from %s: %r', self.host, exc)
         finally:
-            self.collect()
+            self._transport_lost(None)
         return None
 
     _ALLOWED_METHODS_WHEN_CLOSING = (spec.Connection.Close,
@@ -662,14 +664,13 @@ class Connection(AbstractChannel):
             self.send_method(spec.Connection.CloseOk)
         except OSError:
             pass
-        self._transport_lost(notify=False)
         exc = error_for_code(reply_code, reply_text, (class_id, method_id),
                              ConnectionError)
-        self._notify_close(exc)
+        self._transport_lost(exc)
         raise exc
 
     def _on_close_ok(self):
-        self.collect()
+        """close() drops the socket once its wait returns."""
 
     def _notify_close(self, exc):
         if self.on_close:
@@ -678,11 +679,13 @@ class Connection(AbstractChannel):
             except Exception:  # never hide the close behind a callback bug
                 logger.exception('on_close callback failed')
 
-    def _transport_lost(self, notify=True):
+    def _transport_lost(self, exc=None):
+        """Drop the connection; tell ``on_close`` once, with the reason
+        (None for a clean close)."""
         was_open = self._transport is not None
         self.collect()
-        if notify and was_open:
-            self._notify_close(None)
+        if was_open:
+            self._notify_close(exc)
 
     def collect(self):
         """Drop the transport and every channel without network I/O."""

@@ -1,0 +1,337 @@
+"""Blocking I/O, heartbeats and closing against the scripted fake broker."""
+import logging
+import socket
+import threading
+import time
+
+import pytest
+
+from amqp import Connection, spec
+from amqp.exceptions import (AMQPError, ConnectionForced,
+                             RecoverableConnectionError)
+
+from .fakebroker import CLOSE_OK, HEARTBEAT, method_frame
+
+TIMEOUT = 3
+BLOCKED = method_frame(spec.Connection.Blocked, 's', ('low memory',))
+UNBLOCKED = method_frame(spec.Connection.Unblocked)
+
+
+def connect(broker, **kwargs):
+    kwargs.setdefault('connect_timeout', TIMEOUT)
+    conn = Connection(broker.host, **kwargs)
+    conn.connect()
+    return conn
+
+
+def _then_close(body, heartbeat=0):
+    def script(peer):
+        peer.handshake(heartbeat=heartbeat)
+        body(peer)
+        peer.serve_close()
+    return script
+
+
+def test_drain_timeout_is_total_despite_heartbeats(fake_broker):
+    stop = threading.Event()
+
+    def body(peer):
+        while not stop.wait(0.1):
+            peer.send(HEARTBEAT)
+
+    broker = fake_broker(_then_close(body, heartbeat=60))
+    conn = connect(broker, heartbeat=60)
+    start = time.monotonic()
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=0.5)
+    elapsed = time.monotonic() - start
+    stop.set()
+    assert 0.45 <= elapsed < 0.65, elapsed
+    assert conn.connected  # a timeout is not an error
+    conn.close()
+
+
+def test_drain_timeout_zero_never_blocks(fake_broker):
+    broker = fake_broker(_then_close(lambda peer: time.sleep(0.5)))
+    conn = connect(broker)
+    start = time.monotonic()
+    for _ in range(100):
+        with pytest.raises(socket.timeout):
+            conn.drain_events(timeout=0)
+    assert time.monotonic() - start < 0.2
+    conn.close()
+
+
+def test_drain_serves_buffered_frames_first(fake_broker):
+    events = []
+    sent = threading.Event()
+
+    def body(peer):
+        peer.send(BLOCKED + UNBLOCKED + BLOCKED)
+        sent.set()
+
+    broker = fake_broker(_then_close(body))
+    conn = connect(broker, on_blocked=lambda r: events.append(('b', r)),
+                   on_unblocked=lambda: events.append('u'))
+    sent.wait(TIMEOUT)
+    time.sleep(0.05)
+    conn.drain_events(timeout=1)
+    # all three arrived in one read; none waits for another read
+    assert events == [('b', 'low memory'), 'u', ('b', 'low memory')]
+    assert conn.blocked == 'low memory'
+    conn.close()
+
+
+def test_timeout_mid_frame_keeps_partial_frame(fake_broker):
+    go_on = threading.Event()
+
+    def body(peer):
+        peer.send(BLOCKED[:9])
+        go_on.wait(TIMEOUT)
+        peer.send(BLOCKED[9:])
+
+    broker = fake_broker(_then_close(body))
+    reasons = []
+    conn = connect(broker, on_blocked=reasons.append)
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=0.3)
+    assert reasons == []
+    go_on.set()
+    conn.drain_events(timeout=TIMEOUT)
+    assert reasons == ['low memory']
+    conn.close()
+
+
+def test_read_timeout_applies_after_connect_timeout(fake_broker):
+    broker = fake_broker(_then_close(lambda peer: None))
+    conn = connect(broker, connect_timeout=7, read_timeout=2.5)
+    assert conn.transport.sock.gettimeout() == 2.5
+    conn.close()
+    broker = fake_broker(_then_close(lambda peer: None))
+    conn = connect(broker, connect_timeout=7)
+    assert conn.transport.sock.gettimeout() is None
+    conn.close()
+
+
+def test_socket_options(fake_broker):
+    broker = fake_broker(_then_close(lambda peer: None))
+    conn = connect(broker, socket_settings={socket.TCP_KEEPINTVL: 7,
+                                            socket.TCP_KEEPCNT: 3})
+    sock = conn.transport.sock
+    assert sock.getsockopt(socket.SOL_TCP, socket.TCP_NODELAY) == 1
+    assert sock.getsockopt(socket.SOL_TCP, socket.TCP_KEEPINTVL) == 7
+    assert sock.getsockopt(socket.SOL_TCP, socket.TCP_KEEPCNT) == 3
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    conn.close()
+
+
+def test_socket_settings_can_turn_nodelay_off(fake_broker):
+    broker = fake_broker(_then_close(lambda peer: None))
+    conn = connect(broker, socket_settings={socket.TCP_NODELAY: 0})
+    assert conn.transport.sock.getsockopt(
+        socket.SOL_TCP, socket.TCP_NODELAY) == 0
+    conn.close()
+
+
+def test_heartbeat_tick_sends_when_due_and_detects_silence(fake_broker):
+    seen = {}
+
+    def script(peer):
+        peer.handshake(heartbeat=1)
+        time.sleep(1.5)   # silent, but reads what the client sends
+        peer.sock.settimeout(0.1)
+        try:
+            while True:
+                peer.recv_frame(skip_heartbeats=False)
+        except OSError:
+            pass
+        except EOFError:
+            pass
+        seen['heartbeats'] = sum(1 for f in peer.frames if f[0] == 8)
+        peer.wait_closed(timeout=3)
+
+    broker = fake_broker(script)
+    conn = connect(broker, heartbeat=1)
+    assert conn.heartbeat == 1
+    conn.heartbeat_tick()          # nothing due yet
+    time.sleep(0.6)
+    conn.heartbeat_tick()          # half an interval: send one
+    sent = conn.bytes_sent
+    start = time.monotonic()
+    with pytest.raises(ConnectionForced):
+        while time.monotonic() - start < 5:
+            conn.heartbeat_tick()
+            time.sleep(0.1)
+    # raised after two intervals of silence (from the handshake)
+    assert time.monotonic() - start < 2.5
+    assert sent >= 1
+    assert not conn.connected
+    broker.finish()
+    assert seen['heartbeats'] >= 2
+
+
+def test_drain_events_detects_missed_heartbeats(fake_broker):
+    broker = fake_broker(lambda peer: (peer.handshake(heartbeat=1),
+                                       peer.wait_closed(timeout=5)))
+    conn = connect(broker, heartbeat=1)
+    start = time.monotonic()
+    with pytest.raises(ConnectionForced):
+        conn.drain_events()     # no timeout: heartbeats bound the wait
+    assert time.monotonic() - start < 3.5
+    assert not conn.connected
+
+
+def test_heartbeat_thread_keeps_sending_while_busy(fake_broker):
+    seen = {}
+
+    def script(peer):
+        peer.handshake(heartbeat=1)
+        start = time.monotonic()
+        times = []
+        while time.monotonic() - start < 2.5:
+            frame_type, _, _ = peer.recv_frame(skip_heartbeats=False)
+            if frame_type == 8:
+                times.append(time.monotonic() - start)
+        seen['times'] = times
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = connect(broker, heartbeat=1, heartbeat_thread=True)
+    time.sleep(2.6)   # the application is busy; it never calls drain
+    conn.close()
+    broker.finish()
+    assert len(seen['times']) >= 4, seen['times']
+
+
+def test_server_close_raises_and_answers_close_ok(fake_broker):
+    seen = {}
+
+    def script(peer):
+        peer.handshake()
+        peer.send(method_frame(spec.Connection.Close, 'BsBB',
+                               (320, 'CONNECTION_FORCED - shutdown', 0, 0)))
+        seen['reply'] = peer.recv_method()[0]
+        peer.wait_closed()
+
+    broker = fake_broker(script)
+    closed = []
+    conn = connect(broker, on_close=closed.append)
+    with pytest.raises(ConnectionForced) as info:
+        conn.drain_events(timeout=TIMEOUT)
+    assert info.value.reply_code == 320
+    broker.finish()
+    assert seen['reply'] == spec.Connection.CloseOk
+    assert not conn.connected
+    assert len(closed) == 1 and isinstance(closed[0], ConnectionForced)
+    with pytest.raises(RecoverableConnectionError, match='not open|closed'):
+        conn.channel()
+    with pytest.raises(AMQPError):
+        conn.drain_events(timeout=0)
+    conn.close()
+    conn.close()
+
+
+def test_client_close_waits_for_close_ok(fake_broker):
+    seen = {}
+
+    def script(peer):
+        peer.handshake()
+        seen['close'] = peer.expect_method(spec.Connection.Close)
+        time.sleep(0.3)
+        peer.send(CLOSE_OK)
+        seen['eof_after'] = time.monotonic()
+        peer.wait_closed()
+
+    broker = fake_broker(script)
+    closed = []
+    conn = connect(broker, on_close=closed.append)
+    conn.close(reply_code=200, reply_text='bye')
+    done = time.monotonic()
+    broker.finish()
+    assert seen['close'][:2] == [200, b'bye']
+    assert done >= seen['eof_after']     # it waited for close-ok
+    assert not conn.connected
+    assert closed == [None]
+    conn.close()                        # harmless
+    assert closed == [None]
+
+
+def test_client_close_is_bounded_when_peer_never_answers(fake_broker):
+    broker = fake_broker(lambda peer: (peer.handshake(),
+                                       peer.wait_closed(timeout=5)))
+    conn = connect(broker, connect_timeout=0.5)
+    start = time.monotonic()
+    conn.close()
+    assert time.monotonic() - start < 1.0
+    assert not conn.connected
+
+
+def test_context_manager_closes(fake_broker):
+    broker = fake_broker(_then_close(lambda peer: None))
+    with Connection(broker.host, connect_timeout=TIMEOUT) as conn:
+        assert conn.connected
+    assert not conn.connected
+    broker.finish()
+
+
+def test_password_not_in_repr_or_debug_logs(fake_broker, caplog):
+    broker = fake_broker(_then_close(lambda peer: None))
+    caplog.set_level(logging.DEBUG, logger='amqp')
+    conn = Connection(broker.host, userid='u', password='hunter2',
+                      connect_timeout=TIMEOUT)
+    assert 'hunter2' not in repr(conn)
+    conn.connect()
+    assert 'hunter2' not in repr(conn)
+    assert all('hunter2' not in repr(a) for a in conn.authentication)
+    conn.close()
+    assert caplog.records  # DEBUG logging was on
+    assert 'hunter2' not in caplog.text
+    assert 'hunter2' not in repr(conn)
+
+
+def test_update_secret_on_the_wire(fake_broker):
+    seen = {}
+
+    def body(peer):
+        seen['update'] = peer.expect_method(spec.Connection.UpdateSecret)
+        peer.send(method_frame(spec.Connection.UpdateSecretOk))
+
+    broker = fake_broker(_then_close(body))
+    conn = connect(broker)
+    conn.update_secret('new-token', 'refresh')
+    conn.close()
+    broker.finish()
+    assert seen['update'] == [b'new-token', b'refresh']
+
+
+def test_raise_on_initial_eintr(fake_broker):
+    """An EINTR before any byte of a frame arrived is a timeout (py-amqp);
+    with raise_on_initial_eintr=False the read is retried."""
+    broker = fake_broker(_then_close(
+        lambda peer: (time.sleep(0.2), peer.send(BLOCKED))))
+    reasons = []
+    conn = connect(broker, on_blocked=reasons.append)
+    real = conn.transport.sock
+
+    class Interrupting:
+        """Stand-in socket whose next recv fails with EINTR (OS boundary)."""
+        interrupts = 1
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def recv(self, n):
+            if self.interrupts:
+                self.interrupts -= 1
+                raise InterruptedError(4, 'Interrupted system call')
+            return real.recv(n)
+
+    conn.transport.sock = Interrupting()
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=TIMEOUT)
+    conn.transport.raise_on_initial_eintr = False
+    conn.transport.sock.interrupts = 1
+    conn.drain_events(timeout=TIMEOUT)
+    assert reasons == ['low memory']
+    conn.transport.sock = real
+    conn.close()
