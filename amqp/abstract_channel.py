@@ -61,6 +61,9 @@ class AbstractChannel:
             raise RecoverableConnectionError(
                 'channel %r is closed' % (self.channel_id,))
 
+    def _raise_deferred(self):
+        """Raise an error received while another channel was waiting."""
+
     def send_method(self, sig, format=None, args=None, content=None,
                     wait=None, callback=None, returns_tuple=False):
         """Send method ``sig`` with ``args`` serialized by ``format``.
@@ -127,6 +130,8 @@ class AbstractChannel:
                         del pending[m]
                 else:
                     pending[m] = prev
+        # after the reply is in hand, so that raising does not lose it
+        self._raise_deferred()
         args = value[0][1:] if value else ()
         if returns_tuple:
             return args
@@ -161,6 +166,8 @@ class AbstractChannel:
             listener(*args)
         if one_shot is not None:
             one_shot(method_sig, *args)
+        if getattr(self.connection, '_waiting_on', self) is None:
+            self._raise_deferred()  # from drain_events
 
     # py-amqp compat: kombu never calls these, but subclasses might.
     def _raise_not_open(self):

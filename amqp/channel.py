@@ -100,6 +100,8 @@ class Channel(AbstractChannel):
         self.no_ack_consumers = set()
         self.on_open = ensure_promise(on_open)
         self._close_exc = None
+        # errors for this channel that arrived during another channel's wait
+        self._deferred = []
         # publisher confirms
         self._confirm_selected = False
         self._confirm_publish = bool(connection.confirm_publish)
@@ -151,6 +153,7 @@ class Channel(AbstractChannel):
               returns_tuple=False):
         if not self.is_open or self.connection is None:
             self._check_usable()
+
         return self.send_method(sig, fmt, args, content, wait=wait,
                                 returns_tuple=returns_tuple)
 
@@ -410,15 +413,36 @@ class Channel(AbstractChannel):
         return None
 
     def _remove_tag(self, consumer_tag):
+        self.no_ack_consumers.discard(consumer_tag)
         self.callbacks.pop(consumer_tag, None)
         return self.cancel_callbacks.pop(consumer_tag, None)
 
-    def _on_basic_cancel(self, consumer_tag):
+    def _on_basic_cancel(self, consumer_tag, nowait=False):
+        # Server-sent (queue deleted, node down): only this consumer goes.
         callback = self._remove_tag(consumer_tag)
         if callback:
             callback(consumer_tag)
         else:
-            raise ConsumerCancelled(consumer_tag, _Basic.Cancel)
+            self._raise_or_defer(
+                ConsumerCancelled(consumer_tag, _Basic.Cancel))
+
+    def _raise_or_defer(self, exc):
+        """Raise ``exc`` now unless another channel is mid-wait.
+
+        Raising inside another channel's synchronous call would abort that
+        call and lose its reply; the error is kept and raised from this
+        channel's next call (or next dispatch) instead.
+        """
+        waiting = getattr(self.connection, '_waiting_on', None)
+        if waiting is not None and waiting is not self:
+            logger.debug('channel %s: deferring %r', self.channel_id, exc)
+            self._deferred.append(exc)
+            return
+        raise exc
+
+    def _raise_deferred(self):
+        if self._deferred:
+            raise self._deferred.pop(0)
 
     def _on_basic_cancel_ok(self, consumer_tag):
         self._remove_tag(consumer_tag)
@@ -644,7 +668,7 @@ class Channel(AbstractChannel):
         if not handlers:
             if self._confirm_selected:
                 return  # reported by wait_for_confirms / the confirm wait
-            raise exc
+            self._raise_or_defer(exc)
         for callback in handlers:
             callback(exc, exchange, routing_key, message)
 
