@@ -1,0 +1,183 @@
+"""Connection against the session's real RabbitMQ: handshake, auth
+errors, tuning, channel_max, blocked/unblocked, server close,
+update-secret and the heartbeat thread."""
+import socket
+import time
+import uuid
+
+import pytest
+
+from amqp import Connection, Message
+from amqp.exceptions import (AccessRefused, ConnectionForced, NotAllowed,
+                             RecoverableConnectionError, ResourceError)
+
+TIMEOUT = 10
+
+
+def _connect(broker, **kwargs):
+    kwargs.setdefault('connect_timeout', TIMEOUT)
+    conn = Connection('%s:%s' % (broker.host, broker.port), **kwargs)
+    conn.connect()
+    return conn
+
+
+@pytest.fixture
+def vhost(broker):
+    """A fresh vhost (so closing 'all' connections closes only ours)."""
+    name = 'vh-%s' % uuid.uuid4().hex[:8]
+    broker.ctl('add_vhost', name)
+    broker.ctl('set_permissions', '-p', name, 'guest', '.*', '.*', '.*')
+    yield name
+    broker.ctl('delete_vhost', name)
+
+
+def test_plain_connect(broker):
+    with _connect(broker) as conn:
+        assert conn.connected and conn.is_alive()
+        assert conn.server_properties['product'] == 'RabbitMQ'
+        caps = conn.server_capabilities
+        assert caps['publisher_confirms'] and caps['connection.blocked']
+        assert conn.version_major == 0 and conn.version_minor == 9
+        ch = conn.channel()
+        q = ch.queue_declare('', exclusive=True).queue
+        ch.basic_publish(Message(b'hi'), routing_key=q)
+        assert ch.basic_get(q, no_ack=True).body == b'hi'
+    assert not conn.connected
+
+
+def test_url_connect(broker):
+    conn = Connection.from_url(broker.url, connect_timeout=TIMEOUT)
+    conn.connect()
+    assert conn.connected
+    conn.close()
+
+
+def test_wrong_password_is_access_refused(broker):
+    with pytest.raises(AccessRefused) as info:
+        _connect(broker, password='not-the-password')
+    assert 'not-the-password' not in str(info.value)
+    assert info.value.reply_code == 403
+
+
+def test_wrong_password_with_each_mechanism(broker):
+    for method in ('PLAIN', 'AMQPLAIN'):
+        with pytest.raises(AccessRefused):
+            _connect(broker, password='wrong', login_method=method)
+
+
+def test_unknown_vhost_is_not_allowed(broker):
+    conn = Connection('%s:%s' % (broker.host, broker.port),
+                      virtual_host='no-such-vhost', connect_timeout=TIMEOUT)
+    with pytest.raises(NotAllowed) as info:
+        conn.connect()
+    assert info.value.reply_code == 530
+    assert not conn.connected
+
+
+@pytest.mark.parametrize('client, expected', [(0, 0), (5, 5), (600, 60)])
+def test_heartbeat_negotiation(broker, client, expected):
+    with _connect(broker, heartbeat=client) as conn:
+        assert conn.server_heartbeat == 60   # RabbitMQ's default
+        assert conn.heartbeat == expected
+
+
+def test_channel_max_exhaustion(broker):
+    with _connect(broker, channel_max=2) as conn:
+        assert conn.channel_max == 2
+        one, two = conn.channel(), conn.channel()
+        assert {one.channel_id, two.channel_id} == {1, 2}
+        with pytest.raises(ResourceError):
+            conn.channel()
+        one.close()
+        three = conn.channel()          # the id is free again
+        assert three.channel_id == 1
+
+
+def test_connect_timeout_replaced_by_read_timeout(broker):
+    with _connect(broker, connect_timeout=3, read_timeout=7.5,
+                  write_timeout=4) as conn:
+        assert conn.sock.gettimeout() == 7.5
+        assert conn.sock.getsockopt(socket.SOL_TCP, socket.TCP_NODELAY)
+
+
+def test_server_close_all_connections(broker, vhost):
+    closed = []
+    conn = _connect(broker, virtual_host=vhost, on_close=closed.append)
+    conn.channel()
+    broker.ctl('close_all_connections', '--vhost', vhost, 'test shutdown')
+    with pytest.raises(ConnectionForced) as info:
+        conn.drain_events(timeout=TIMEOUT)
+    assert info.value.reply_code == 320
+    assert 'test shutdown' in str(info.value)
+    assert not conn.connected
+    assert len(closed) == 1 and isinstance(closed[0], ConnectionForced)
+    with pytest.raises(RecoverableConnectionError):
+        conn.channel()
+    conn.close()
+    conn.close()
+
+
+def test_update_secret(broker):
+    with _connect(broker, login_method='PLAIN') as conn:
+        conn.update_secret('guest', 'same password, new secret')
+        ch = conn.channel()
+        ch.queue_declare('', exclusive=True)
+
+
+def _wait_for(predicate, conn, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        try:
+            conn.drain_events(timeout=0.2)
+        except socket.timeout:
+            pass
+    return True
+
+
+@pytest.mark.slow
+def test_blocked_and_unblocked(broker):
+    events = []
+    conn = _connect(broker, on_blocked=lambda r: events.append(('b', r)),
+                    on_unblocked=lambda: events.append('u'),
+                    blocked_timeout=0.5)
+    other = _connect(broker)
+    try:
+        ch = conn.channel()
+        q = ch.queue_declare('', exclusive=True).queue
+        broker.ctl('set_vm_memory_high_watermark', '0.0000001')
+        try:
+            ch.basic_publish(Message(b'x'), routing_key=q)
+            assert _wait_for(lambda: events, conn), 'no connection.blocked'
+            assert events[0][0] == 'b' and 'memory' in events[0][1].lower()
+            assert conn.blocked
+            start = time.monotonic()
+            with pytest.raises(RecoverableConnectionError,
+                               match='blocked'):
+                ch.basic_publish(Message(b'y'), routing_key=q)
+            assert time.monotonic() - start < 2
+        finally:
+            broker.ctl('set_vm_memory_high_watermark', '0.4')
+        assert _wait_for(lambda: 'u' in events, conn), 'no unblocked'
+        assert conn.blocked is None
+        ch.basic_publish(Message(b'z'), routing_key=q)
+    finally:
+        conn.close()
+        other.close()
+
+
+@pytest.mark.slow
+def test_heartbeat_thread_keeps_a_busy_connection_alive(broker):
+    with_thread = _connect(broker, heartbeat=1, heartbeat_thread=True)
+    without = _connect(broker, heartbeat=1)
+    time.sleep(5)   # busy: nobody drains either connection
+    ch = with_thread.channel()
+    ch.queue_declare('', exclusive=True)
+    assert with_thread.connected
+    # the control: RabbitMQ gave up on the silent one
+    with pytest.raises((ConnectionForced, OSError)):
+        without.channel()
+        without.drain_events(timeout=1)
+    with_thread.close()
+    without.close()
