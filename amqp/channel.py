@@ -19,6 +19,7 @@ from .exceptions import (ChannelError, ChannelNotOpen, ConsumerCancelled,
                          MessageNacked, PublishConfirmError,
                          RecoverableChannelError, RecoverableConnectionError,
                          error_for_code)
+from ._confirms import PublishBatch
 from .protocol import queue_declare_ok_t
 
 __all__ = ('Channel',)
@@ -108,8 +109,8 @@ class Channel(AbstractChannel):
         self._publish_seq = 0
         self._unconfirmed = {}   # delivery tag -> per-publish callback|None
         self._nacked = []
-        self._returned_tags = []
-        self._return_pending = False
+        self._returned_tags = {}  # delivery tag -> the return's error
+        self._pending_returns = []  # returns not yet matched to a confirm
 
     def __repr__(self):
         return '<AMQP Channel: %s %s at %#x>' % (
@@ -499,13 +500,16 @@ class Channel(AbstractChannel):
 
     def _basic_publish(self, msg, exchange='', routing_key='',
                        mandatory=False, immediate=False, timeout=None,
-                       confirm_timeout=None, argsig='Bssbb'):
-        """Publish ``msg`` (basic.publish); see :meth:`basic_publish`."""
+                       confirm_timeout=None, argsig='Bssbb', on_confirm=None):
+        """Publish ``msg`` (basic.publish); see :meth:`basic_publish`.
+
+        Returns the publish's delivery tag in confirm mode, else None.
+        """
         if not self.is_open or self.connection is None:
             self._check_usable()
-        connection = self.connection
-        if connection.blocked is not None and connection.blocked_timeout:
-            self._wait_unblocked(connection)
+        if on_confirm is not None and not callable(on_confirm):
+            raise TypeError('on_confirm must be callable, not %s'
+                            % type(on_confirm).__name__)
         if not hasattr(msg, 'properties') or not hasattr(msg, 'body'):
             raise TypeError('msg must be an amqp.Message, not %s'
                             % type(msg).__name__)
@@ -516,6 +520,11 @@ class Channel(AbstractChannel):
                 _check_name(routing_key, 'routing_key'),
                 _check_flag(mandatory, 'mandatory'),
                 _check_flag(immediate, 'immediate'))
+        connection = self.connection
+        if connection.blocked is not None and connection.blocked_timeout:
+            self._wait_unblocked(connection)
+        if on_confirm is not None and not self._confirm_selected:
+            self.confirm_select()
         if timeout is not None:
             with connection.transport.having_timeout(timeout):
                 self.send_method(_Basic.Publish, argsig, args, msg)
@@ -523,7 +532,7 @@ class Channel(AbstractChannel):
             self.send_method(_Basic.Publish, argsig, args, msg)
         if self._confirm_selected:
             self._publish_seq += 1
-            self._unconfirmed[self._publish_seq] = None
+            self._unconfirmed[self._publish_seq] = on_confirm
             return self._publish_seq
         return None
 
@@ -543,33 +552,44 @@ class Channel(AbstractChannel):
 
     def basic_publish(self, msg, exchange='', routing_key='',
                       mandatory=False, immediate=False, timeout=None,
-                      confirm_timeout=None, argsig='Bssbb'):
+                      confirm_timeout=None, argsig='Bssbb', *,
+                      on_confirm=None):
         """Publish a message.
 
         With ``Connection(confirm_publish=True)`` this waits for the broker's
         ack (:meth:`basic_publish_confirm`).  ``timeout`` bounds the socket
-        write.  Invalid arguments raise before anything is sent.
+        write.  ``on_confirm(delivery_tag, outcome)`` (keyword only; puts
+        the channel in confirm mode) is called once the broker settles this
+        publish, with ``outcome`` one of ``'ack'``, ``'nack'``,
+        ``'returned'``; the publish does not wait for it unless the
+        connection has ``confirm_publish``.  Returns the delivery tag in
+        confirm mode (None otherwise).  Invalid arguments raise
+        TypeError/ValueError before anything is sent.
         """
         if self._confirm_publish:
             return self.basic_publish_confirm(
                 msg, exchange, routing_key, mandatory, immediate, timeout,
-                confirm_timeout, argsig)
+                confirm_timeout, argsig, on_confirm=on_confirm)
         return self._basic_publish(msg, exchange, routing_key, mandatory,
                                    immediate, timeout, confirm_timeout,
-                                   argsig)
+                                   argsig, on_confirm)
 
     def basic_publish_confirm(self, msg, exchange='', routing_key='',
                               mandatory=False, immediate=False, timeout=None,
-                              confirm_timeout=None, argsig='Bssbb'):
+                              confirm_timeout=None, argsig='Bssbb', *,
+                              on_confirm=None):
         """Publish and wait for the broker's confirm.
 
-        Raises MessageNacked on basic.nack and ``socket.timeout`` when no
-        confirm arrives within ``confirm_timeout`` (or ``timeout``).
+        Raises MessageNacked on basic.nack, the return's error (NoRoute,
+        NoConsumers) when a mandatory publish comes back and no
+        ``events['basic_return']`` handler is set, and ``socket.timeout``
+        when no confirm arrives within ``confirm_timeout`` (or ``timeout``).
         """
         if not self._confirm_selected:
             self.confirm_select()
         tag = self._basic_publish(msg, exchange, routing_key, mandatory,
-                                  immediate, timeout, confirm_timeout, argsig)
+                                  immediate, timeout, confirm_timeout, argsig,
+                                  on_confirm)
         wait_timeout = confirm_timeout or timeout
         deadline = None if wait_timeout is None else \
             monotonic() + wait_timeout
@@ -584,14 +604,22 @@ class Channel(AbstractChannel):
             self._nacked.remove(tag)
             raise MessageNacked('message with delivery tag %d was nacked '
                                 'by the broker' % tag)
+        exc = self._returned_tags.pop(tag, None)
+        if exc is not None and not self.events.get('basic_return'):
+            raise exc
         return None
 
     def confirm_select(self, nowait=False):
-        """Put the channel in publisher-confirm mode (confirm.select)."""
+        """Put the channel in publisher-confirm mode (confirm.select).
+
+        Delivery tags count publishes from 1 after the first call; calling
+        it again is harmless.
+        """
         self._send(spec.Confirm.Select, 'b', (_check_flag(nowait, 'nowait'),),
                    wait=None if nowait else spec.Confirm.SelectOk)
-        self._confirm_selected = True
-        self._publish_seq = 0
+        if not self._confirm_selected:
+            self._confirm_selected = True
+            self._publish_seq = 0
 
     def _settle(self, delivery_tag, multiple, nacked):
         unconfirmed = self._unconfirmed
@@ -599,15 +627,23 @@ class Channel(AbstractChannel):
             tags = [t for t in unconfirmed if t <= delivery_tag]
         else:
             tags = [delivery_tag] if delivery_tag in unconfirmed else []
-        if self._return_pending and tags:
-            self._returned_tags.append(max(tags))
-            self._return_pending = False
+        # RabbitMQ sends basic.return before the confirm of the same publish
+        # and confirms an unroutable publish at once, so pending returns
+        # belong to the newest tags this confirm settles.
+        returns = self._pending_returns
+        returned = {}
+        if returns and tags:
+            n = min(len(returns), len(tags))
+            returned = dict(zip(sorted(tags)[-n:], returns[:n]))
+            del returns[:n]
+        self._returned_tags.update(returned)
         for tag in tags:
             callback = unconfirmed.pop(tag)
             if nacked:
                 self._nacked.append(tag)
             if callback is not None:
-                callback(tag, not nacked)
+                callback(tag, 'nack' if nacked else
+                         'returned' if tag in returned else 'ack')
 
     def _on_basic_ack(self, delivery_tag, multiple):
         self._settle(delivery_tag, multiple, False)
@@ -620,11 +656,12 @@ class Channel(AbstractChannel):
             callback(delivery_tag, multiple)
 
     def wait_for_confirms(self, timeout=None):
-        """Wait until every publish since the last call is confirmed.
+        """Wait until every publish so far is confirmed; return True.
 
-        Raises :class:`~amqp.exceptions.PublishConfirmError` naming the
-        delivery tags that were nacked or returned (mandatory, unroutable),
-        or that were still unconfirmed when ``timeout`` ran out.
+        Raises :class:`~amqp.exceptions.PublishConfirmError` whose
+        ``nacked``, ``returned`` and ``unconfirmed`` name the delivery tags
+        that were nacked, returned (mandatory, unroutable) or still
+        unconfirmed when ``timeout`` ran out, since the previous call.
         """
         if not self._confirm_selected:
             raise ChannelError('wait_for_confirms needs confirm_select() '
@@ -655,20 +692,28 @@ class Channel(AbstractChannel):
         return nacked
 
     def _take_returned(self):
-        returned, self._returned_tags = sorted(self._returned_tags), []
+        returned, self._returned_tags = sorted(self._returned_tags), {}
         return returned
+
+    def create_publish_batch(self, max_size):
+        """kombu 5.7 ``Producer.batch()`` hook: see :mod:`amqp._confirms`."""
+        return PublishBatch(self, max_size)
+
+    #: kombu 5.7 probes this before using :meth:`create_publish_batch`.
+    supports_batch_publish = True
 
     def _on_basic_return(self, reply_code, reply_text, exchange, routing_key,
                          message):
         exc = error_for_code(reply_code, reply_text, _Basic.Return,
                              ChannelError)
         if self._confirm_selected:
-            self._return_pending = True
+            self._pending_returns.append(exc)
         handlers = self.events.get('basic_return')
         if not handlers:
             if self._confirm_selected:
                 return  # reported by wait_for_confirms / the confirm wait
             self._raise_or_defer(exc)
+            return
         for callback in handlers:
             callback(exc, exchange, routing_key, message)
 
