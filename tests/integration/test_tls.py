@@ -1,0 +1,294 @@
+"""TLS against a second RabbitMQ node with a TLS listener, using a CA,
+server and client certificates generated here (``cryptography``): dict
+options, an SSLContext, hostname and CA verification, a required client
+certificate and EXTERNAL authentication as the certificate's CN."""
+import datetime
+import ipaddress
+import os
+import ssl
+import subprocess
+
+import pytest
+
+from amqp import Connection, _localbroker
+from amqp.exceptions import AccessRefused
+
+x509 = pytest.importorskip('cryptography.x509')
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
+
+pytestmark = [pytest.mark.tls, pytest.mark.integration]
+
+CLIENT_CN = 'tls-client'
+TIMEOUT = 10
+
+
+# -- certificates ------------------------------------------------------
+def _name(cn):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _cert(subject, key, issuer, issuer_key, ca=False, sans=(), eku=None):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder()
+               .subject_name(_name(subject)).issuer_name(_name(issuer))
+               .public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=1))
+               .not_valid_after(now + datetime.timedelta(days=2))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None),
+                              critical=True))
+    if ca:
+        builder = builder.add_extension(x509.KeyUsage(
+            digital_signature=True, key_cert_sign=True, crl_sign=True,
+            content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False,
+            encipher_only=False, decipher_only=False), critical=True)
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+            critical=False)
+    else:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                issuer_key.public_key()), critical=False)
+    if sans:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(list(sans)), critical=False)
+    if eku:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([eku]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(directory, name, cert=None, key=None):
+    path = os.path.join(directory, name)
+    with open(path, 'wb') as f:
+        if cert is not None:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        if key is not None:
+            f.write(key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption()))
+    return path
+
+
+def make_certificates(directory):
+    """CA, server (localhost/127.0.0.1), client (CN=tls-client) and an
+    unrelated CA; returns a dict of PEM file paths."""
+    new_key = lambda: ec.generate_private_key(ec.SECP256R1())  # noqa: E731
+    ca_key, other_key = new_key(), new_key()
+    ca = _cert('amqp test CA', ca_key, 'amqp test CA', ca_key, ca=True)
+    other = _cert('untrusted CA', other_key, 'untrusted CA', other_key,
+                  ca=True)
+    server_key, client_key = new_key(), new_key()
+    server = _cert('localhost', server_key, 'amqp test CA', ca_key, sans=(
+        x509.DNSName('localhost'),
+        x509.IPAddress(ipaddress.ip_address('127.0.0.1'))),
+        eku=ExtendedKeyUsageOID.SERVER_AUTH)
+    client = _cert(CLIENT_CN, client_key, 'amqp test CA', ca_key,
+                   eku=ExtendedKeyUsageOID.CLIENT_AUTH)
+    return {
+        'ca': _write(directory, 'ca.pem', ca),
+        'other_ca': _write(directory, 'other_ca.pem', other),
+        'server_cert': _write(directory, 'server.pem', server),
+        'server_key': _write(directory, 'server.key', key=server_key),
+        'client_cert': _write(directory, 'client.pem', client),
+        'client_key': _write(directory, 'client.key', key=client_key),
+    }
+
+
+# -- the TLS node --------------------------------------------------------
+class TLSBroker(_localbroker.LocalBroker):
+    """A LocalBroker with a TLS listener, EXTERNAL auth and the
+    rabbitmq_auth_mechanism_ssl plugin (one per test session)."""
+
+    def __init__(self, certs, **kwargs):
+        super().__init__(**kwargs)
+        self.certs = certs
+        self.tls_port = None
+
+    def _spawn(self):
+        d = self.directory
+        self.port = _localbroker.free_port(exclude=_localbroker._CTL_DIST_PORTS)
+        self.tls_port = _localbroker.free_port(
+            exclude=(self.port,) + _localbroker._CTL_DIST_PORTS)
+        dist_port = _localbroker.free_port(
+            exclude=(self.port, self.tls_port) + _localbroker._CTL_DIST_PORTS)
+        self.node = 'amqp-tls-{0}@localhost'.format(self.port)
+        plugins = os.path.join(d, 'enabled_plugins')
+        with open(plugins, 'w') as f:
+            f.write('[rabbitmq_auth_mechanism_ssl].\n')
+        config = os.path.join(d, 'rabbitmq.conf')
+        c = self.certs
+        with open(config, 'w') as f:
+            f.write('\n'.join([
+                'listeners.tcp.default = 127.0.0.1:%d' % self.port,
+                'listeners.ssl.default = 127.0.0.1:%d' % self.tls_port,
+                'ssl_options.cacertfile = %s' % c['ca'],
+                'ssl_options.certfile = %s' % c['server_cert'],
+                'ssl_options.keyfile = %s' % c['server_key'],
+                'ssl_options.verify = verify_peer',
+                'ssl_options.fail_if_no_peer_cert = true',
+                'auth_mechanisms.1 = PLAIN',
+                'auth_mechanisms.2 = AMQPLAIN',
+                'auth_mechanisms.3 = EXTERNAL',
+                'ssl_cert_login_from = common_name',
+                '']))
+        env = _localbroker.loopback_env()
+        env.update({
+            'RABBITMQ_NODE_PORT': str(self.port),
+            'RABBITMQ_DIST_PORT': str(dist_port),
+            'RABBITMQ_NODENAME': self.node,
+            'RABBITMQ_MNESIA_BASE': os.path.join(d, 'mnesia'),
+            'RABBITMQ_LOG_BASE': os.path.join(d, 'log'),
+            'RABBITMQ_ENABLED_PLUGINS_FILE': plugins,
+            'RABBITMQ_CONFIG_FILE': config,
+            'RABBITMQ_ADVANCED_CONFIG_FILE': os.path.join(d, 'advanced'),
+            'RABBITMQ_CONF_ENV_FILE': os.path.join(d, 'rabbitmq-env.conf'),
+            'HOME': d,
+        })
+        self.env = env
+        self._epmd_was_running = self._epmd_running()
+        self._output = open(os.path.join(d, 'server.out'), 'wb')
+        self._proc = subprocess.Popen(
+            [self.server], env=env, cwd=d, stdin=subprocess.DEVNULL,
+            stdout=self._output, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+
+@pytest.fixture(scope='session')
+def tls_broker(tmp_path_factory):
+    certs = make_certificates(str(tmp_path_factory.mktemp('tls-certs')))
+    broker = TLSBroker(certs, timeout=90)
+    try:
+        broker.start()
+    except _localbroker.BrokerError as exc:
+        pytest.fail('TLS RabbitMQ node did not start: %s' % exc)
+    try:
+        # start() waited for the plain listener; both open together.
+        broker.ctl('add_user', CLIENT_CN, 'unused-password-for-plain')
+        broker.ctl('set_permissions', '-p', '/', CLIENT_CN, '.*', '.*', '.*')
+        yield broker
+    finally:
+        broker.stop()
+
+
+def _opts(certs, **extra):
+    opts = {'ca_certs': certs['ca'], 'certfile': certs['client_cert'],
+            'keyfile': certs['client_key']}
+    opts.update(extra)
+    return opts
+
+
+def _tls_connect(tls_broker, host='localhost', **kwargs):
+    kwargs.setdefault('connect_timeout', TIMEOUT)
+    conn = Connection('%s:%d' % (host, tls_broker.tls_port), **kwargs)
+    conn.connect()
+    return conn
+
+
+def test_dict_options(tls_broker):
+    conn = _tls_connect(tls_broker, ssl=_opts(tls_broker.certs))
+    try:
+        assert isinstance(conn.sock, ssl.SSLSocket)
+        assert conn.sock.getpeercert()['subject'][0][0][1] == 'localhost'
+        ch = conn.channel()
+        ch.queue_declare('', exclusive=True)
+    finally:
+        conn.close()
+    assert not conn.connected
+
+
+def test_ip_address_matches_san(tls_broker):
+    conn = _tls_connect(tls_broker, host='127.0.0.1',
+                        ssl=_opts(tls_broker.certs))
+    conn.close()
+
+
+def test_ssl_context(tls_broker):
+    certs = tls_broker.certs
+    context = ssl.create_default_context(cafile=certs['ca'])
+    context.load_cert_chain(certs['client_cert'], certs['client_key'])
+    conn = _tls_connect(tls_broker, ssl=context)
+    assert conn.sock.context is context
+    conn.close()
+
+
+def test_from_url_amqps(tls_broker):
+    conn = Connection.from_url(
+        'amqps://guest:guest@localhost:%d/' % tls_broker.tls_port,
+        ssl=_opts(tls_broker.certs), connect_timeout=TIMEOUT)
+    conn.connect()
+    assert isinstance(conn.sock, ssl.SSLSocket)
+    conn.close()
+
+
+def test_hostname_mismatch_refused(tls_broker):
+    with pytest.raises(ssl.SSLCertVerificationError) as info:
+        _tls_connect(tls_broker, ssl=_opts(
+            tls_broker.certs, server_hostname='not-localhost.example'))
+    assert 'hostname' in str(info.value).lower() or \
+        'match' in str(info.value).lower()
+
+
+def test_untrusted_ca_refused(tls_broker):
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _tls_connect(tls_broker, ssl=_opts(
+            tls_broker.certs, ca_certs=tls_broker.certs['other_ca']))
+
+
+def test_system_cas_do_not_trust_a_private_ca(tls_broker):
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _tls_connect(tls_broker, ssl=True)
+
+
+def test_verification_off_only_explicitly(tls_broker):
+    conn = _tls_connect(tls_broker, ssl={
+        'cert_reqs': ssl.CERT_NONE,
+        'certfile': tls_broker.certs['client_cert'],
+        'keyfile': tls_broker.certs['client_key']})
+    conn.close()
+
+
+def test_client_certificate_required(tls_broker):
+    conn = Connection('localhost:%d' % tls_broker.tls_port,
+                      ssl={'ca_certs': tls_broker.certs['ca']},
+                      connect_timeout=TIMEOUT)
+    # TLS 1.3 reports the server's refusal on the first read, so it may
+    # surface as an SSL alert or as the socket closing during AMQP.
+    with pytest.raises((ssl.SSLError, OSError)):
+        conn.connect()
+    assert not conn.connected
+
+
+def test_external_auth_as_certificate_cn(tls_broker):
+    conn = _tls_connect(tls_broker, ssl=_opts(tls_broker.certs),
+                        login_method='EXTERNAL')
+    try:
+        assert conn.connected
+        out = tls_broker.ctl('list_connections', 'user', 'auth_mechanism')
+        assert CLIENT_CN in out and 'EXTERNAL' in out
+    finally:
+        conn.close()
+
+
+def test_external_auth_unknown_user_refused(tls_broker):
+    tls_broker.ctl('delete_user', CLIENT_CN)
+    try:
+        with pytest.raises(AccessRefused):
+            _tls_connect(tls_broker, ssl=_opts(tls_broker.certs),
+                         login_method='EXTERNAL')
+    finally:
+        tls_broker.ctl('add_user', CLIENT_CN, 'unused-password-for-plain')
+        tls_broker.ctl('set_permissions', '-p', '/', CLIENT_CN,
+                       '.*', '.*', '.*')
+
+
+def test_plain_port_still_plain(tls_broker):
+    conn = Connection('127.0.0.1:%d' % tls_broker.port,
+                      connect_timeout=TIMEOUT)
+    conn.connect()
+    assert not isinstance(conn.sock, ssl.SSLSocket)
+    conn.close()
