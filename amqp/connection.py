@@ -36,6 +36,8 @@ logger = logging.getLogger('amqp')
 #: Bound on how long close() waits for close-ok when no timeout is set.
 CLOSE_OK_TIMEOUT = 10.0
 
+_HEARTBEAT_FRAME = b'\x08\x00\x00\x00\x00\x00\x00\xce'
+
 #: Errors we detect in what the peer sent; the connection cannot go on
 #: after them (spec 4.2.3: close with the reply code, then drop the socket).
 _PEER_PROTOCOL_ERRORS = (FrameError, FrameSyntaxError, UnexpectedFrame,
@@ -468,7 +470,15 @@ class Connection(AbstractChannel):
         """
         deadline = None if timeout is None else monotonic() + timeout
         self._drain_for(None, deadline)
-        # Serve what is already buffered without touching the socket.
+        self._dispatch_buffered()
+
+    def _dispatch_buffered(self):
+        """Dispatch every complete frame already read, without I/O.
+
+        Event loops (kombu's hub, celery's worker) only call
+        drain_events when the socket is readable, so nothing may stay in
+        the read-ahead buffer once a call returns.
+        """
         transport = self._transport
         handler = self._on_inbound_frame
         while transport is not None and len(transport._frames) >= 8:
@@ -520,6 +530,10 @@ class Connection(AbstractChannel):
                 self._transport_lost(exc)
                 raise
             if self._handle_frame(frame):
+                if channel is not None and not handshake:
+                    # a synchronous reply may have been read together
+                    # with deliveries behind it: see _dispatch_buffered.
+                    self._dispatch_buffered()
                 return
 
     def _handle_frame(self, frame):
@@ -565,7 +579,7 @@ class Connection(AbstractChannel):
         writer = self._frame_writer
         if writer is None:
             raise RecoverableConnectionError('connection is closed')
-        self._transport.write(b'\x08\x00\x00\x00\x00\x00\x00\xce')
+        self._transport.write(_HEARTBEAT_FRAME)
         self.bytes_sent += 1
 
     def heartbeat_tick(self, rate=2):
@@ -605,8 +619,9 @@ class Connection(AbstractChannel):
                     return
                 if monotonic() - self.last_heartbeat_sent >= interval:
                     try:
-                        self.send_heartbeat()
-                        self.last_heartbeat_sent = monotonic()
+                        if transport.write_heartbeat(_HEARTBEAT_FRAME):
+                            self.bytes_sent += 1
+                            self.last_heartbeat_sent = monotonic()
                     except OSError:
                         return
 

@@ -148,7 +148,10 @@ class _AbstractTransport:
         self.write_timeout = write_timeout
         self.socket_settings = socket_settings
         self._timeout = None       # what the socket is set to now
+        self._override = None      # having_timeout() in force
+        self._handshaking = True   # connect_timeout applies
         self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
 
     default_port = AMQP_PORT
 
@@ -256,22 +259,29 @@ class _AbstractTransport:
             self._timeout = timeout
 
     def handshake_done(self):
-        """Replace connect_timeout by the steady-state read timeout."""
+        """Replace connect_timeout by the steady-state timeouts."""
+        self._handshaking = False
         self._set_timeout(self.read_timeout)
 
     @contextmanager
     def having_timeout(self, timeout):
-        """Temporarily use ``timeout`` for socket operations."""
+        """Use ``timeout`` for the reads and writes inside the block
+        (None: leave the configured timeouts alone)."""
         if timeout is None or self.sock is None:
             yield self.sock
             return
-        prev = self._timeout
-        self._set_timeout(timeout)
+        prev, self._override = self._override, timeout
         try:
             yield self.sock
         finally:
-            if self.sock is not None:
-                self._set_timeout(prev)
+            self._override = prev
+
+    def _write_timeout(self):
+        if self._override is not None:
+            return self._override
+        if self._handshaking:
+            return self.connect_timeout
+        return self.write_timeout
 
     def close(self):
         sock = self.sock
@@ -311,9 +321,12 @@ class _AbstractTransport:
                 timeout = deadline - monotonic()
                 if timeout < 0:
                     timeout = 0.0
+            elif self._override is not None:
+                timeout = self._override
             else:
                 timeout = self.read_timeout
-            data = self._recv(timeout, initial=not len(frames))
+            with self._read_lock:
+                data = self._recv(timeout, initial=not len(frames))
             frames.feed(data)
             frame = frames.next_frame()
             if frame is not None:
@@ -350,23 +363,37 @@ class _AbstractTransport:
         return self.sock.recv(n)
 
     def write(self, s):
-        """Send all of ``s``; bounded by ``write_timeout`` when set."""
+        """Send all of ``s``, bounded by ``write_timeout`` (blocking when
+        None) whatever timeout the last read left on the socket."""
         sock = self.sock
         if sock is None:
             raise ConnectionLost('connection is closed')
         with self._write_lock:
             try:
-                if self._timeout != self.write_timeout and \
-                        self.write_timeout is not None:
-                    with self.having_timeout(self.write_timeout):
-                        sock.sendall(s)
-                else:
-                    sock.sendall(s)
+                self._set_timeout(self._write_timeout())
+                sock.sendall(s)
             except socket.timeout:
+                # part of a frame may be out: the stream is unusable now
+                self.connected = False
                 raise
             except OSError:
                 self.connected = False
                 raise
+
+    def write_heartbeat(self, frame):
+        """Send a heartbeat frame from another thread.
+
+        Returns False without sending while a read is in progress: the
+        reader's own loop sends heartbeats then, and one TLS connection
+        must not read and write from two threads at once.
+        """
+        if not self._read_lock.acquire(blocking=False):
+            return False
+        try:
+            self.write(frame)
+        finally:
+            self._read_lock.release()
+        return True
 
     def write_and_read_initial(self, header):
         """Send the protocol header (handshake start)."""

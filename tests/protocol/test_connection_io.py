@@ -335,3 +335,37 @@ def test_raise_on_initial_eintr(fake_broker):
     assert reasons == ['low memory']
     conn.transport.sock = real
     conn.close()
+
+
+def test_large_publish_after_nonblocking_drain_is_not_cut(fake_broker):
+    """drain_events(timeout=0) leaves the socket non-blocking for reads;
+    a later write must still block (write_timeout) and send every byte."""
+    body = bytes(range(256)) * (4 * 4096)     # 4 MiB
+    seen = {}
+
+    def script(peer):
+        peer.handshake(frame_max=131072)
+        peer.expect_method(spec.Channel.Open)
+        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
+        time.sleep(0.5)      # let the client's send buffer fill up
+        peer.expect_method(spec.Basic.Publish)
+        frame_type, _, header = peer.recv_frame()
+        assert frame_type == 2
+        received = bytearray()
+        while len(received) < len(body):
+            frame_type, _, chunk = peer.recv_frame()
+            assert frame_type == 3
+            received += chunk
+        seen['body'] = bytes(received)
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = connect(broker)
+    ch = conn.channel()
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=0)
+    from amqp import Message
+    ch.basic_publish(Message(body), routing_key='q')
+    conn.close()
+    broker.finish()
+    assert seen['body'] == body
