@@ -288,13 +288,14 @@ class Connection(AbstractChannel):
         self.transport = self.Transport(
             self.host, self.connect_timeout, self.ssl, self.read_timeout,
             self.write_timeout, socket_settings=self.socket_settings)
+        # one deadline for TCP connect, TLS handshake and AMQP handshake
+        deadline = None if self.connect_timeout is None else \
+            monotonic() + self.connect_timeout
         try:
-            self.transport.connect()
+            self.transport.connect(deadline)
             self.on_inbound_frame = self.frame_handler_cls(
                 self, self.on_inbound_method)
             self.frame_writer = self.frame_writer_cls(self, self.transport)
-            deadline = None if self.connect_timeout is None else \
-                monotonic() + self.connect_timeout
             self.transport.write(spec.PROTOCOL_HEADER)
             while not self._handshake_complete:
                 self._drain_for(self, deadline, handshake=True)

@@ -148,6 +148,7 @@ class _AbstractTransport:
         self.write_timeout = write_timeout
         self.socket_settings = socket_settings
         self._timeout = None       # what the socket is set to now
+        self._deadline = None      # end of connect_timeout
         self._override = None      # having_timeout() in force
         self._handshaking = True   # connect_timeout applies
         self._write_lock = threading.Lock()
@@ -174,15 +175,20 @@ class _AbstractTransport:
     def frame_max(self, value):
         self._frames.max_payload = max(value, FRAME_MIN_SIZE) - 8
 
-    def connect(self):
+    def connect(self, deadline=None):
         """Open the socket (every resolved address in turn) and set it up.
 
-        The socket keeps ``connect_timeout`` until :meth:`handshake_done`.
+        ``connect_timeout`` bounds the TCP connect and the TLS handshake
+        together (``deadline``, a ``time.monotonic()`` value, overrides
+        it); the socket keeps a timeout until :meth:`handshake_done`.
         """
+        if deadline is None and self.connect_timeout is not None:
+            deadline = monotonic() + self.connect_timeout
+        self._deadline = deadline
         try:
             if self.connected:
                 return
-            self._connect(self.host, self.port, self.connect_timeout)
+            self._connect(self.host, self.port)
             self._init_socket(self.socket_settings)
             self._setup_transport()
             self.connected = True
@@ -195,7 +201,18 @@ class _AbstractTransport:
                 self.sock = None
             raise
 
-    def _connect(self, host, port, timeout):
+    def _remaining(self):
+        """Seconds left of the connect deadline (None: no limit)."""
+        if self._deadline is None:
+            return None
+        remaining = self._deadline - monotonic()
+        if remaining <= 0:
+            raise socket.timeout('connect_timeout=%ss exceeded connecting '
+                                 'to %s:%s' % (self.connect_timeout,
+                                               self.host, self.port))
+        return remaining
+
+    def _connect(self, host, port):
         try:
             infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC,
                                        socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -203,7 +220,6 @@ class _AbstractTransport:
             raise socket.gaierror(
                 exc.errno, 'cannot resolve %r: %s' % (host, exc.strerror)
             ) from None
-        deadline = None if timeout is None else monotonic() + timeout
         last_err = None
         for family, socktype, proto, _, addr in infos:
             sock = None
@@ -213,13 +229,11 @@ class _AbstractTransport:
                     sock.setsockopt(socket.SOL_TCP, socket.TCP_NODELAY, 1)
                 except OSError:
                     pass
-                if deadline is not None:
-                    remaining = deadline - monotonic()
-                    if remaining <= 0:
-                        raise socket.timeout('connect timed out')
-                    sock.settimeout(remaining)
+                sock.settimeout(self._remaining())
                 sock.connect(addr)
             except OSError as exc:
+                logger.debug('connecting to %s (%s) failed: %s', addr,
+                             host, exc)
                 last_err = exc
                 if sock is not None:
                     sock.close()
@@ -248,7 +262,7 @@ class _AbstractTransport:
             except OSError as exc:
                 logger.debug('socket option %r=%r not applied: %s',
                              opt, value, exc)
-        self._set_timeout(self.connect_timeout)
+        self._set_timeout(self._remaining())
 
     def _setup_transport(self):
         """Hook for TLS wrapping."""
@@ -280,7 +294,7 @@ class _AbstractTransport:
         if self._override is not None:
             return self._override
         if self._handshaking:
-            return self.connect_timeout
+            return self._remaining()
         return self.write_timeout
 
     def close(self):
@@ -422,6 +436,7 @@ class SSLTransport(_AbstractTransport):
 
     def _setup_transport(self):
         context, server_hostname = self._build_context()
+        self.sock.settimeout(self._remaining())
         self.sock = context.wrap_socket(
             self.sock, server_side=False, do_handshake_on_connect=True,
             server_hostname=server_hostname)

@@ -219,3 +219,26 @@ def test_frame_error_sends_close_501_on_the_wire(fake_broker):
     assert not conn.connected
     with pytest.raises(AMQPError):
         conn.channel()
+
+
+def test_silent_tls_handshake_hits_connect_timeout(fake_broker):
+    """connect_timeout bounds the TLS handshake too (a plain-TCP server
+    that never answers the ClientHello)."""
+    broker = fake_broker(lambda peer: time.sleep(1.5))
+    conn = Connection(broker.host, ssl=True, connect_timeout=0.5)
+    start = time.monotonic()
+    with pytest.raises(socket.timeout):
+        conn.connect()
+    assert time.monotonic() - start < 1.0
+    assert not conn.connected
+
+
+def test_tls_to_a_plain_amqp_server_fails_typed(fake_broker):
+    def script(peer):
+        peer.recv_exactly(5)     # the ClientHello's record header
+        peer.send(b'AMQP\x00\x00\x09\x01')
+        peer.wait_closed(timeout=2)
+    broker = fake_broker(script)
+    conn = Connection(broker.host, ssl=True, connect_timeout=TIMEOUT)
+    with pytest.raises(OSError):     # ssl.SSLError is an OSError
+        conn.connect()
