@@ -103,6 +103,7 @@ class Channel(AbstractChannel):
         self._close_exc = None
         # errors for this channel that arrived during another channel's wait
         self._deferred = []
+        self._consumers_pending = []  # (callback, on_cancel, no_ack)
         # publisher confirms
         self._confirm_selected = False
         self._confirm_publish = bool(connection.confirm_publish)
@@ -127,6 +128,7 @@ class Channel(AbstractChannel):
             spec.Channel.OpenOk: self._on_open_ok,
             _Basic.Cancel: self._on_basic_cancel,
             _Basic.CancelOk: self._on_basic_cancel_ok,
+            _Basic.ConsumeOk: self._on_basic_consume_ok,
             _Basic.Deliver: self._on_basic_deliver,
             _Basic.Return: self._on_basic_return,
             _Basic.Ack: self._on_basic_ack,
@@ -386,22 +388,38 @@ class Channel(AbstractChannel):
         if nowait and not consumer_tag:
             raise ValueError('basic_consume with nowait=True needs an '
                              'explicit consumer_tag')
-        p = self._send(_Basic.Consume, argsig, (
-            0, _check_name(queue, 'queue'),
-            _check_name(consumer_tag, 'consumer_tag'),
-            _check_flag(no_local, 'no_local'), _check_flag(no_ack, 'no_ack'),
-            _check_flag(exclusive, 'exclusive'),
-            _check_flag(nowait, 'nowait'), arguments),
-            wait=None if nowait else _Basic.ConsumeOk,
-            returns_tuple=True)
-        if not nowait:
-            consumer_tag = p[0]
+        args = (0, _check_name(queue, 'queue'),
+                _check_name(consumer_tag, 'consumer_tag'),
+                _check_flag(no_local, 'no_local'),
+                _check_flag(no_ack, 'no_ack'),
+                _check_flag(exclusive, 'exclusive'),
+                _check_flag(nowait, 'nowait'), arguments)
+        consumer = (callback, on_cancel, no_ack)
+        if nowait:
+            self._register_consumer(consumer_tag, consumer)
+            return self._send(_Basic.Consume, argsig, args)
+        # Deliveries can follow consume-ok in the same read: register the
+        # consumer when consume-ok is dispatched, not after the wait.
+        self._consumers_pending.append(consumer)
+        try:
+            return self._send(_Basic.Consume, argsig, args,
+                              wait=_Basic.ConsumeOk)
+        finally:
+            if consumer in self._consumers_pending:
+                self._consumers_pending.remove(consumer)
+
+    def _register_consumer(self, consumer_tag, consumer):
+        callback, on_cancel, no_ack = consumer
         self.callbacks[consumer_tag] = callback
         if on_cancel:
             self.cancel_callbacks[consumer_tag] = on_cancel
         if no_ack:
             self.no_ack_consumers.add(consumer_tag)
-        return consumer_tag if not nowait else p
+
+    def _on_basic_consume_ok(self, consumer_tag):
+        if self._consumers_pending:
+            self._register_consumer(consumer_tag,
+                                    self._consumers_pending.pop(0))
 
     def basic_cancel(self, consumer_tag, nowait=False, argsig='sb'):
         """Cancel a consumer; harmless on a closed channel."""
@@ -428,14 +446,13 @@ class Channel(AbstractChannel):
                 ConsumerCancelled(consumer_tag, _Basic.Cancel))
 
     def _raise_or_defer(self, exc):
-        """Raise ``exc`` now unless another channel is mid-wait.
+        """Raise ``exc`` now unless a synchronous call is mid-wait.
 
-        Raising inside another channel's synchronous call would abort that
-        call and lose its reply; the error is kept and raised from this
-        channel's next call (or next dispatch) instead.
+        Raising inside a wait would abort it and lose its reply; the error
+        is kept and raised once that wait has its reply (when it is this
+        channel's), else from this channel's next wait or dispatch.
         """
-        waiting = getattr(self.connection, '_waiting_on', None)
-        if waiting is not None and waiting is not self:
+        if getattr(self.connection, '_waiting_on', None) is not None:
             logger.debug('channel %s: deferring %r', self.channel_id, exc)
             self._deferred.append(exc)
             return

@@ -291,6 +291,16 @@ def test_server_cancel_during_other_channels_wait_is_deferred(conn, ch):
     assert ch.basic_qos(0, 10, False) is None  # raised once, still usable
 
 
+def test_server_cancel_during_own_wait_raises_after_reply(conn, ch):
+    q = ch.queue_declare(_name('cancelme'), auto_delete=False).queue
+    tag = ch.basic_consume(q, callback=lambda m: None)
+    with pytest.raises(ConsumerCancelled) as info:
+        ch.queue_delete(q)   # the cancel arrives before delete-ok
+    assert tag in str(info.value)
+    assert ch.is_open and ch.basic_qos(0, 1, False) is None
+    assert not ch._pending   # delete-ok was consumed, nothing left over
+
+
 # -- basic.return ---------------------------------------------------------
 
 def test_return_calls_events_handlers(conn, ch):
