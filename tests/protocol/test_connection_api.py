@@ -242,3 +242,21 @@ def test_channel_max_exhaustion_without_broker_round_trip(fake_broker):
     with pytest.raises(ResourceError):
         conn.channel(5)
     conn.close()
+
+
+def test_ipv6_refused_then_ipv4(monkeypatch):
+    """'localhost' answering ::1 (nothing listening) before 127.0.0.1."""
+    broker = FakeBroker(_simple)
+
+    def fake_getaddrinfo(host, port, *args, **kwargs):
+        return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP,
+                 '', ('::1', port, 0, 0)),
+                (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP,
+                 '', ('127.0.0.1', port))]
+
+    monkeypatch.setattr(socket, 'getaddrinfo', fake_getaddrinfo)
+    conn = Connection('localhost:%d' % broker.port, connect_timeout=TIMEOUT)
+    conn.connect()
+    assert conn.sock.family == socket.AF_INET
+    conn.close()
+    broker.finish()
