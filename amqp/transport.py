@@ -455,13 +455,16 @@ class SSLTransport(_AbstractTransport):
         ca_certs = opts.pop('ca_certs', None)
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
                                              cafile=ca_certs)
-        version = opts.pop('ssl_version', None)
         minimum = opts.pop('minimum_version', None)
-        if minimum is not None:
-            context.minimum_version = minimum
-        elif version is not None and hasattr(version, 'name') and \
-                version.name.startswith('PROTOCOL_TLSv1'):
-            logger.debug('ssl_version %s ignored: TLS is negotiated', version)
+        maximum = opts.pop('maximum_version', None)
+        _apply_versions(context, opts.pop('ssl_version', None),
+                        opts.pop('tls_minimum_version', None) or minimum,
+                        opts.pop('tls_maximum_version', None) or maximum)
+        if opts.pop('server_side', False):
+            raise ValueError('ssl option server_side=True: this is a client')
+        for accepted in ('do_handshake_on_connect', 'suppress_ragged_eofs'):
+            # py-amqp passes these through; we always use the defaults
+            opts.pop(accepted, None)
         certfile = opts.pop('certfile', None)
         keyfile = opts.pop('keyfile', None)
         password = opts.pop('password', None)
@@ -495,6 +498,29 @@ class SSLTransport(_AbstractTransport):
         if pending:
             data += sock.recv(pending)
         return data
+
+
+_PROTOCOL_VERSIONS = {
+    'PROTOCOL_TLSv1': 'TLSv1',
+    'PROTOCOL_TLSv1_1': 'TLSv1_1',
+    'PROTOCOL_TLSv1_2': 'TLSv1_2',
+}
+
+
+def _apply_versions(context, ssl_version, minimum, maximum):
+    """py-amqp's ``ssl_version`` (a fixed protocol such as
+    ``PROTOCOL_TLSv1_2``) and ``tls_minimum/maximum_version`` as
+    context version bounds; ``PROTOCOL_TLS(_CLIENT)`` means negotiate."""
+    if ssl_version is not None:
+        fixed = _PROTOCOL_VERSIONS.get(getattr(ssl_version, 'name', ''))
+        if fixed is not None:
+            version = getattr(ssl.TLSVersion, fixed)
+            minimum = minimum or version
+            maximum = maximum or version
+    if minimum is not None:
+        context.minimum_version = minimum
+    if maximum is not None:
+        context.maximum_version = maximum
 
 
 def _is_context(obj):

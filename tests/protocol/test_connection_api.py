@@ -260,3 +260,18 @@ def test_ipv6_refused_then_ipv4(monkeypatch):
     assert conn.sock.family == socket.AF_INET
     conn.close()
     broker.finish()
+
+
+def test_py_amqp_ssl_dict_keys_accepted():
+    transport = SSLTransport('h', ssl={
+        'cert_reqs': None, 'ssl_version': ssl.PROTOCOL_TLSv1_2,
+        'do_handshake_on_connect': True, 'suppress_ragged_eofs': True,
+        'server_hostname': 'other.example'})
+    context, hostname = transport._build_context()
+    assert hostname == 'other.example'
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert context.maximum_version == ssl.TLSVersion.TLSv1_2
+    context, _ = SSLTransport('h', ssl={
+        'tls_minimum_version': ssl.TLSVersion.TLSv1_3})._build_context()
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_3
