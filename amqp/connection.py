@@ -27,7 +27,7 @@ from .exceptions import (AMQPDeprecationWarning, AMQPError,  # noqa: F401
                          ResourceError, UnexpectedFrame, error_for_code)
 from .method_framing import frame_handler, frame_writer
 from .serialization import dumps
-from .transport import ConnectionLost, Transport
+from .transport import Transport
 
 __all__ = ('Connection',)
 
@@ -481,12 +481,15 @@ class Connection(AbstractChannel):
         the read-ahead buffer once a call returns.
         """
         transport = self._transport
-        handler = self._on_inbound_frame
         while transport is not None and len(transport._frames) >= 8:
-            frame = transport._frames.next_frame()
+            try:
+                frame = transport._frames.next_frame()
+            except _PEER_PROTOCOL_ERRORS as exc:
+                self._abort(exc)
+                raise
             if frame is None:
                 break
-            handler(frame)
+            self._handle_frame(frame)
             transport = self._transport
 
     def blocking_read(self, timeout=None):
@@ -495,7 +498,21 @@ class Connection(AbstractChannel):
         transport = self._transport
         if transport is None:
             raise RecoverableConnectionError('connection is closed')
-        return self._handle_frame(transport.read_frame(deadline=deadline))
+        return self._handle_frame(self._read_frame(transport, deadline))
+
+    def _read_frame(self, transport, deadline):
+        """Read one frame; a broken socket or stream closes the
+        connection (socket.timeout does not)."""
+        try:
+            return transport.read_frame(deadline=deadline)
+        except socket.timeout:
+            raise
+        except _PEER_PROTOCOL_ERRORS as exc:
+            self._abort(exc)
+            raise
+        except OSError as exc:   # ConnectionLost included
+            self._transport_lost(exc)
+            raise
 
     def _drain_for(self, channel, deadline, handshake=False):
         """Read frames until one method has been dispatched.
@@ -515,21 +532,12 @@ class Connection(AbstractChannel):
                 if step is None or wake < step:
                     step = wake
             try:
-                frame = transport.read_frame(deadline=step)
+                frame = self._read_frame(transport, step)
             except socket.timeout:
                 if step is deadline:
                     raise
                 self.heartbeat_tick()
                 continue
-            except ConnectionLost as exc:
-                self._transport_lost(exc)
-                raise
-            except _PEER_PROTOCOL_ERRORS as exc:
-                self._abort(exc)
-                raise
-            except OSError as exc:
-                self._transport_lost(exc)
-                raise
             if self._handle_frame(frame):
                 if channel is not None and not handshake:
                     # a synchronous reply may have been read together

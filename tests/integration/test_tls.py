@@ -111,11 +111,11 @@ class TLSBroker(_localbroker.LocalBroker):
 
     def _spawn(self):
         d = self.directory
-        self.port = _localbroker.free_port(exclude=_localbroker._CTL_DIST_PORTS)
-        self.tls_port = _localbroker.free_port(
-            exclude=(self.port,) + _localbroker._CTL_DIST_PORTS)
+        taken = _localbroker._CTL_DIST_PORTS
+        self.port = _localbroker.free_port(exclude=taken)
+        self.tls_port = _localbroker.free_port(exclude=taken + (self.port,))
         dist_port = _localbroker.free_port(
-            exclude=(self.port, self.tls_port) + _localbroker._CTL_DIST_PORTS)
+            exclude=taken + (self.port, self.tls_port))
         self.node = 'amqp-tls-{0}@localhost'.format(self.port)
         plugins = os.path.join(d, 'enabled_plugins')
         with open(plugins, 'w') as f:

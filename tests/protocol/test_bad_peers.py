@@ -242,3 +242,13 @@ def test_tls_to_a_plain_amqp_server_fails_typed(fake_broker):
     conn = Connection(broker.host, ssl=True, connect_timeout=TIMEOUT)
     with pytest.raises(OSError):     # ssl.SSLError is an OSError
         conn.connect()
+
+
+def test_blocking_read_closes_on_garbage(fake_broker):
+    broker = fake_broker(_after_handshake(
+        lambda p: p.send(b'\x08\x00\x00\x00\x00\x00\x00\xff')))
+    conn = Connection(broker.host, connect_timeout=TIMEOUT)
+    conn.connect()
+    with pytest.raises(FrameError):
+        conn.blocking_read(timeout=TIMEOUT)
+    assert not conn.connected

@@ -1,6 +1,5 @@
 """Handshake, SASL and tuning against the scripted fake broker, asserting
 on the bytes the client puts on the wire (AMQP 0-9-1 section 4.2.2)."""
-import socket
 import sys
 import types
 
@@ -11,7 +10,7 @@ from amqp import Connection, spec
 from amqp.exceptions import AccessRefused, ConnectionError, ResourceError
 from amqp.serialization import decode_table
 
-from .fakebroker import (CLOSE_OK, OPEN_OK, method_frame, start_frame,
+from .fakebroker import (OPEN_OK, method_frame, start_frame,
                          tune_frame)
 
 TIMEOUT = 3
