@@ -103,7 +103,7 @@ def test_connect_timeout_replaced_by_read_timeout(broker):
 def test_server_close_all_connections(broker, vhost):
     closed = []
     conn = _connect(broker, virtual_host=vhost, on_close=closed.append)
-    conn.channel()
+    ch = conn.channel()
     broker.ctl('close_all_connections', '--vhost', vhost, 'test shutdown')
     with pytest.raises(ConnectionForced) as info:
         conn.drain_events(timeout=TIMEOUT)
@@ -113,6 +113,10 @@ def test_server_close_all_connections(broker, vhost):
     assert len(closed) == 1 and isinstance(closed[0], ConnectionForced)
     with pytest.raises(RecoverableConnectionError):
         conn.channel()
+    with pytest.raises(RecoverableConnectionError):
+        ch.queue_declare('', exclusive=True)
+    with pytest.raises(RecoverableConnectionError):
+        ch.basic_publish(Message(b'x'), routing_key='q')
     conn.close()
     conn.close()
 

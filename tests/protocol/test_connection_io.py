@@ -227,6 +227,10 @@ def test_server_close_raises_and_answers_close_ok(fake_broker):
         conn.channel()
     with pytest.raises(AMQPError):
         conn.drain_events(timeout=0)
+    for call in (conn.send_heartbeat, lambda: conn.update_secret('x'),
+                 lambda: conn.blocking_read(0)):
+        with pytest.raises(RecoverableConnectionError):
+            call()
     conn.close()
     conn.close()
 
