@@ -33,7 +33,7 @@ class Worker:
         args = [python or sys.executable, '-m', 'celery',
                 '-A', 'compat_celeryapp', 'worker', '-P', pool,
                 '-c', str(concurrency), '-n', self.name, '-Q', queue,
-                '-l', 'INFO', '--without-heartbeat']
+                '-l', os.environ.get('COMPAT_LOGLEVEL', 'INFO'), '--without-heartbeat']
         if not mingle_gossip:
             args += ['--without-mingle', '--without-gossip']
         full_env = dict(os.environ if env is None else env)
@@ -59,6 +59,20 @@ class Worker:
         self.stop(signal.SIGKILL)
         raise RuntimeError(f'worker {self.name} did not start:\n'
                            + self.output())
+
+    def shutdown(self, app, timeout=30):
+        """Stop the worker by remote control; return its exit code.
+
+        Faster than SIGTERM: an idle worker only notices a signal at its
+        next timer (10 s without heartbeats), on py-amqp as on ours.
+        """
+        if self.proc.poll() is None:
+            app.control.shutdown(destination=[self.name])
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        return self.stop()
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         """Signal the worker and return its exit code."""
@@ -266,10 +280,10 @@ def celery_roundtrip(url, prefix):
                 result['fail'] = [type(exc).__name__, str(exc)]
             result['worker_amqp'] = tasks['compat.where'].delay().get(
                 timeout=20)
-            result['ping'] = [sorted(r) for r in app.control.ping(
+            result['ping'] = [list(r.values()) for r in app.control.ping(
                 destination=[worker.name], timeout=2)]
         finally:
-            result['exit'] = worker.stop()
+            result['exit'] = worker.shutdown(app)
             app.close()
     return result
 
