@@ -7,7 +7,6 @@ be used, e.g. a missing optional library).  Challenges
 them.  Secrets are never part of a mechanism's repr.
 """
 import socket
-import warnings
 
 from .serialization import encode_table
 
@@ -125,9 +124,9 @@ class GSSAPI(SASL):
         except ImportError:
             if self.fail_soft:
                 return NotImplemented
-            warnings.warn('GSSAPI authentication needs the gssapi package: '
-                          'pip install amqp[gssapi]')
-            return NotImplemented
+            from .exceptions import ConnectionError
+            raise ConnectionError('GSSAPI authentication needs the gssapi '
+                                  'package: pip install amqp[gssapi]')
         try:
             creds = None
             if self.client_name:

@@ -307,3 +307,16 @@ def test_auth_failure_text_has_no_password(fake_broker):
     assert info.value.reply_code == 403
     assert 'hunter2' not in str(info.value)
     assert 'hunter2' not in repr(info.value)
+
+
+def test_gssapi_requested_without_the_package(fake_broker, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'gssapi', None)  # import fails
+
+    def script(peer):
+        peer.expect_header()
+        peer.send(start_frame(mechanisms=b'GSSAPI PLAIN'))
+        peer.wait_closed()
+
+    broker = fake_broker(script)
+    with pytest.raises(ConnectionError, match=r'amqp\[gssapi\]'):
+        connect(broker, login_method='GSSAPI')
