@@ -470,8 +470,17 @@ class Connection(AbstractChannel):
         ``timeout=0`` never blocks.
         """
         deadline = None if timeout is None else monotonic() + timeout
+        self._raise_deferred_errors()
         self._drain_for(None, deadline)
         self._dispatch_buffered()
+        self._raise_deferred_errors()
+
+    def _raise_deferred_errors(self):
+        """Raise an error a channel received while another channel was
+        mid-wait (consumer cancelled, message returned)."""
+        for channel in list(self.channels.values()):
+            if getattr(channel, '_deferred', None):
+                channel._raise_deferred()
 
     def _dispatch_buffered(self):
         """Dispatch every complete frame already read, without I/O.

@@ -291,6 +291,19 @@ def test_server_cancel_during_other_channels_wait_is_deferred(conn, ch):
     assert ch.basic_qos(0, 10, False) is None  # raised once, still usable
 
 
+def test_deferred_cancel_surfaces_from_drain_events(conn, ch):
+    q = ch.queue_declare(_name('cancelme'), auto_delete=False).queue
+    tag = ch.basic_consume(q, callback=lambda m: None)
+    ch2 = conn.channel()
+    assert ch2.queue_delete(q) == 0  # the cancel for ch arrives meanwhile
+    # ch receives nothing more; a plain event loop must still see it.
+    with pytest.raises(ConsumerCancelled) as info:
+        conn.drain_events(timeout=0)
+    assert tag in str(info.value)
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=0)   # raised once only
+
+
 def test_server_cancel_during_own_wait_raises_after_reply(conn, ch):
     q = ch.queue_declare(_name('cancelme'), auto_delete=False).queue
     tag = ch.basic_consume(q, callback=lambda m: None)
