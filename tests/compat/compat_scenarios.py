@@ -237,8 +237,8 @@ def kombu_simple(url, prefix):
         except queue.Empty:
             result['empty'] = True
         result['queue'] = bodies
-        queue.queue.delete()
-        queue.close()
+        queue.close()    # cancel before delete, or the broker cancels it
+        queue.queue(conn.default_channel).delete()
         buffer = conn.SimpleBuffer(f'{prefix}.buffer')
         buffer.put('one')
         buffer.put('two')
