@@ -127,3 +127,9 @@ def _run_scenario(name, url, *, python=None, ours=True, timeout=120):
         f'{name} failed (rc={proc.returncode}):\n'
         f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
     return json.loads(lines[-1][len('RESULT:'):])
+
+
+@pytest.fixture(scope='session')
+def subprocess_env():
+    """Environment for a worker or scenario that must import our amqp."""
+    return ours_env()
