@@ -110,7 +110,7 @@ def test_rpc_backend_refuses_chords(worker):
 
 def test_inspect_ping(worker):
     replies = worker.app.control.inspect(
-        destination=[worker.name], timeout=5).ping()
+        destination=[worker.name], timeout=1).ping()
     assert replies == {worker.name: {'ok': 'pong'}}
     assert worker.app.control.ping(destination=[worker.name], timeout=5) \
         == [{worker.name: {'ok': 'pong'}}]
@@ -121,7 +121,7 @@ def test_inspect_ping_command_line(worker, subprocess_env, pyamqp_url):
                COMPAT_QUEUE=worker.queue)
     out = subprocess.run(
         [sys.executable, '-m', 'celery', '-A', 'compat_celeryapp',
-         'inspect', 'ping', '-d', worker.name, '-t', '5'],
+         'inspect', 'ping', '-d', worker.name, '-t', '1'],
         cwd=str(HERE), env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert 'pong' in out.stdout and worker.name in out.stdout
