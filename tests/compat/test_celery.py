@@ -112,7 +112,7 @@ def test_inspect_ping(worker):
     replies = worker.app.control.inspect(
         destination=[worker.name], timeout=1).ping()
     assert replies == {worker.name: {'ok': 'pong'}}
-    assert worker.app.control.ping(destination=[worker.name], timeout=5) \
+    assert worker.app.control.ping(destination=[worker.name], timeout=1) \
         == [{worker.name: {'ok': 'pong'}}]
 
 
