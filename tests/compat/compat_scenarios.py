@@ -33,7 +33,8 @@ class Worker:
         args = [python or sys.executable, '-m', 'celery',
                 '-A', 'compat_celeryapp', 'worker', '-P', pool,
                 '-c', str(concurrency), '-n', self.name, '-Q', queue,
-                '-l', os.environ.get('COMPAT_LOGLEVEL', 'INFO'), '--without-heartbeat']
+                '-l', os.environ.get('COMPAT_LOGLEVEL', 'INFO'),
+                '--without-heartbeat']
         if not mingle_gossip:
             args += ['--without-mingle', '--without-gossip']
         full_env = dict(os.environ if env is None else env)

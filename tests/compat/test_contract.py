@@ -5,10 +5,14 @@ hierarchy and signatures were taken from py-amqp 5.4.2; the reference
 comparison in test_kombu/test_celery runs the real thing.
 """
 import inspect
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
@@ -17,6 +21,8 @@ import amqp
 import amqp.connection
 import amqp.exceptions
 import amqp.protocol
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 # py-amqp 5.4.2: amqp.exceptions.__all__ -> (bases, reply code)
 PYAMQP_EXCEPTIONS = {
@@ -383,3 +389,40 @@ def test_collect_drops_everything_without_io(conn):
     assert channel.connection is None
     assert conn.channels == {} or list(conn.channels) == [0]
     conn.close()     # harmless afterwards
+
+
+@pytest.mark.slow
+def test_pip_install_with_kombu_and_celery_keeps_us(tmp_path, broker,
+                                                     run_scenario):
+    # The issue's first deliverable: `pip install . kombu celery` in a
+    # fresh virtualenv gives kombu this package, and kombu works on it.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('PYTHONPATH', 'PYTHONHOME', 'VIRTUAL_ENV')}
+    venv = tmp_path / 'venv'
+    subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True,
+                   env=env)
+    python = venv / 'bin' / 'python'
+    pip = subprocess.run(
+        [str(python), '-m', 'pip', 'install', '-q',
+         '--disable-pip-version-check', str(ROOT), 'kombu==5.7.0',
+         'celery==5.7.0'],
+        capture_output=True, text=True, timeout=600, env=env)
+    if pip.returncode:
+        pytest.skip('pip cannot install into a fresh virtualenv: '
+                    + pip.stderr[-2000:])
+    check = subprocess.run(
+        [str(python), '-c',
+         'import amqp, amqp._localbroker, kombu.transport.pyamqp, celery; '
+         'print(amqp.__version__, amqp.__file__)'],
+        cwd=str(tmp_path), capture_output=True, text=True, env=env)
+    assert check.returncode == 0, check.stderr
+    version, path = check.stdout.split()
+    assert version == amqp.__version__
+    assert path.startswith(str(venv))
+    conflicts = subprocess.run([str(python), '-m', 'pip', 'check'],
+                               capture_output=True, text=True, env=env)
+    assert conflicts.returncode == 0, conflicts.stdout
+    result = run_scenario('kombu_simple', broker.url, python=python,
+                          ours=False)
+    assert result['amqp_file'].startswith(str(venv))
+    assert result['result']['empty'] is True
