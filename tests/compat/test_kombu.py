@@ -210,6 +210,26 @@ def test_priority_queue(kconn, prefix):
     bound.delete()
 
 
+def test_consumer_qos_and_recover(kconn, prefix):
+    # celery's consumer: Consumer.qos -> basic_qos(size, count, a_global);
+    # Consumer.recover -> basic_recover(requeue=True).
+    queue = Queue(prefix, auto_delete=False)
+    Producer(kconn.default_channel).publish('again', routing_key=prefix,
+                                            declare=[queue])
+    seen = []
+    consumer = Consumer(kconn, [queue],
+                        callbacks=[lambda b, m: seen.append(m)])
+    with consumer:
+        consumer.qos(prefetch_count=1)
+        _drain_until(kconn, lambda: len(seen) == 1)
+        assert not seen[0].delivery_info['redelivered']
+        consumer.recover(requeue=True)
+        _drain_until(kconn, lambda: len(seen) == 2)
+        assert seen[1].delivery_info['redelivered']
+        seen[1].ack()
+    queue(kconn.default_channel).delete()
+
+
 def _count(bound):
     return bound.queue_declare(passive=True).message_count
 
