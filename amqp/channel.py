@@ -21,6 +21,7 @@ from .exceptions import (ChannelError, ChannelNotOpen, ConsumerCancelled,
                          error_for_code)
 from ._confirms import PublishBatch
 from .protocol import queue_declare_ok_t
+from .serialization import dumps
 
 __all__ = ('Channel',)
 
@@ -101,6 +102,10 @@ class Channel(AbstractChannel):
         self.no_ack_consumers = set()
         self.on_open = ensure_promise(on_open)
         self._close_exc = None
+        # (mandatory, immediate, exchange, routing_key) of the last publish
+        # and its encoded basic.publish arguments
+        self._publish_key = None
+        self._publish_args = None
         # errors for this channel that arrived during another channel's wait
         self._deferred = []
         self._consumers_pending = []  # (callback, on_cancel, no_ack)
@@ -112,6 +117,8 @@ class Channel(AbstractChannel):
         self._nacked = []
         self._returned_tags = {}  # delivery tag -> the return's error
         self._pending_returns = []  # returns not yet matched to a confirm
+        # unconfirmed mandatory publishes: tag -> (exchange, routing_key)
+        self._mandatory = {}
 
     def __repr__(self):
         return '<AMQP Channel: %s %s at %#x>' % (
@@ -533,23 +540,42 @@ class Channel(AbstractChannel):
         if not isinstance(msg.body, (bytes, bytearray, memoryview, str)):
             raise TypeError('msg.body must be bytes or str, not %s'
                             % type(msg.body).__name__)
-        args = (0, _check_name(exchange, 'exchange'),
+        # Publishing to the same destination again is the common case: the
+        # validated, encoded arguments of the last publish are reused.
+        key = self._publish_key
+        if key is not None and key[0] is mandatory and key[1] is immediate \
+                and key[2] == exchange and key[3] == routing_key \
+                and argsig == 'Bssbb':
+            payload = self._publish_args
+        else:
+            payload = dumps(argsig, (
+                0, _check_name(exchange, 'exchange'),
                 _check_name(routing_key, 'routing_key'),
                 _check_flag(mandatory, 'mandatory'),
-                _check_flag(immediate, 'immediate'))
+                _check_flag(immediate, 'immediate')))
+            if argsig == 'Bssbb' and type(exchange) is str and \
+                    type(routing_key) is str:
+                self._publish_key = (mandatory, immediate, exchange,
+                                     routing_key)
+                self._publish_args = payload
         connection = self.connection
         if connection.blocked is not None and connection.blocked_timeout:
             self._wait_unblocked(connection)
         if on_confirm is not None and not self._confirm_selected:
             self.confirm_select()
+        writer = connection._frame_writer
+        if writer is None:
+            raise RecoverableConnectionError('connection already closed')
         if timeout is not None:
             with connection.transport.having_timeout(timeout):
-                self.send_method(_Basic.Publish, argsig, args, msg)
+                writer(1, self.channel_id, _Basic.Publish, payload, msg)
         else:
-            self.send_method(_Basic.Publish, argsig, args, msg)
+            writer(1, self.channel_id, _Basic.Publish, payload, msg)
         if self._confirm_selected:
             self._publish_seq += 1
             self._unconfirmed[self._publish_seq] = on_confirm
+            if mandatory:
+                self._mandatory[self._publish_seq] = (exchange, routing_key)
             return self._publish_seq
         return None
 
@@ -638,23 +664,40 @@ class Channel(AbstractChannel):
             self._confirm_selected = True
             self._publish_seq = 0
 
+    def _match_return(self, exc, exchange, routing_key):
+        """Find the delivery tag of a returned publish.
+
+        basic.return names no delivery tag.  Returns of one destination
+        come in publish order and before that publish's confirm, so the
+        oldest unconfirmed mandatory publish to the same exchange and
+        routing key is the one returned.  Failing that (names given as
+        bytes, say), the return is matched when the next confirm comes.
+        """
+        target = (exchange, routing_key)
+        for tag, dest in self._mandatory.items():  # in publish order
+            if dest == target and tag not in self._returned_tags:
+                del self._mandatory[tag]
+                self._returned_tags[tag] = exc
+                return
+        self._pending_returns.append(exc)
+
     def _settle(self, delivery_tag, multiple, nacked):
         unconfirmed = self._unconfirmed
         if multiple:
             tags = [t for t in unconfirmed if t <= delivery_tag]
         else:
             tags = [delivery_tag] if delivery_tag in unconfirmed else []
-        # RabbitMQ sends basic.return before the confirm of the same publish
-        # and confirms an unroutable publish at once, so pending returns
-        # belong to the newest tags this confirm settles.
+        returned = self._returned_tags
         returns = self._pending_returns
-        returned = {}
         if returns and tags:
+            # RabbitMQ confirms an unroutable publish right after its
+            # return: unmatched returns belong to the newest tags settled.
             n = min(len(returns), len(tags))
-            returned = dict(zip(sorted(tags)[-n:], returns[:n]))
+            returned.update(zip(sorted(tags)[-n:], returns[:n]))
             del returns[:n]
-        self._returned_tags.update(returned)
+        mandatory = self._mandatory
         for tag in tags:
+            mandatory.pop(tag, None)
             callback = unconfirmed.pop(tag)
             if nacked:
                 self._nacked.append(tag)
@@ -724,7 +767,7 @@ class Channel(AbstractChannel):
         exc = error_for_code(reply_code, reply_text, _Basic.Return,
                              ChannelError)
         if self._confirm_selected:
-            self._pending_returns.append(exc)
+            self._match_return(exc, exchange, routing_key)
         handlers = self.events.get('basic_return')
         if not handlers:
             if self._confirm_selected:

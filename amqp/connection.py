@@ -490,7 +490,7 @@ class Connection(AbstractChannel):
         the read-ahead buffer once a call returns.
         """
         transport = self._transport
-        while transport is not None and len(transport._frames) >= 8:
+        while transport is not None:
             try:
                 frame = transport._frames.next_frame()
             except _PEER_PROTOCOL_ERRORS as exc:

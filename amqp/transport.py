@@ -89,7 +89,7 @@ class FrameBuffer:
     __slots__ = ('buf', 'pos', 'max_payload')
 
     def __init__(self, max_payload=FRAME_MIN_SIZE - 8):
-        self.buf = bytearray()
+        self.buf = EMPTY_BUFFER
         self.pos = 0
         self.max_payload = max_payload
 
@@ -97,14 +97,25 @@ class FrameBuffer:
         return len(self.buf) - self.pos
 
     def feed(self, data):
+        # Usually every frame of the last read was consumed: the new read
+        # becomes the buffer as is, and payloads are sliced out of bytes in
+        # one copy.  A large partial frame collects in a bytearray instead,
+        # so assembling it is not quadratic.
         buf = self.buf
-        if self.pos:
-            if self.pos == len(buf):
-                buf.clear()
-            else:
-                del buf[:self.pos]
-            self.pos = 0
-        buf += data
+        pos = self.pos
+        rest = len(buf) - pos
+        if rest <= 0:
+            self.buf = bytes(data)
+        elif rest < _READ_SIZE and type(buf) is bytes:
+            self.buf = buf[pos:] + data
+        else:
+            if type(buf) is bytes:
+                buf = bytearray(buf[pos:])
+            elif pos:
+                del buf[:pos]
+            buf += data
+            self.buf = buf
+        self.pos = 0
 
     def next_frame(self):
         buf = self.buf
@@ -122,7 +133,9 @@ class FrameBuffer:
         if buf[end] != FRAME_END:
             raise FrameError('received frame_end %#04x while expecting 0xce'
                              % buf[end])
-        payload = bytes(buf[pos + 7:end])
+        payload = buf[pos + 7:end]
+        if type(payload) is not bytes:
+            payload = bytes(payload)
         self.pos = end + 1
         return frame_type, channel, payload
 
