@@ -509,3 +509,47 @@ def test_str_and_bytes_bodies(ch):
     c = _get_eventually(ch, q, no_ack=True)
     assert a.body == 'strbody' and a.content_encoding == 'utf-8'
     assert b.body == b'bytesbody' and c.body == b'ba'
+
+
+# -- publish argument reuse (hot path) --------------------------------------
+
+def test_publish_alternating_destinations_route_correctly(conn, ch):
+    q1 = ch.queue_declare('', exclusive=True).queue
+    q2 = ch.queue_declare('', exclusive=True).queue
+    for i in range(6):
+        ch.basic_publish(Message(str(i)), '', q1 if i % 2 == 0 else q2)
+    ch.basic_publish(Message('again'), '', q1)
+    bodies = {q: [] for q in (q1, q2)}
+    for q in (q1, q2):
+        while True:
+            m = ch.basic_get(q, no_ack=True)
+            if m is None:
+                break
+            bodies[q].append(m.body)
+    assert bodies == {q1: ['0', '2', '4', 'again'], q2: ['1', '3', '5']}
+
+
+def test_publish_bad_arguments_after_good_ones_still_refused(conn, ch):
+    q = ch.queue_declare('', exclusive=True).queue
+    ch.basic_publish(Message('ok'), '', q)
+    sent = conn.bytes_sent
+    with pytest.raises(ValueError, match='routing_key'):
+        ch.basic_publish(Message('x'), '', 'r' * 256)
+    with pytest.raises(TypeError, match='mandatory'):
+        ch.basic_publish(Message('x'), '', q, mandatory=1.5)
+    with pytest.raises(TypeError, match='exchange'):
+        ch.basic_publish(Message('x'), 7, q)
+    assert conn.bytes_sent == sent
+    ch.basic_publish(Message('ok2'), '', q)
+    assert ch.basic_get(q, no_ack=True).body == 'ok'
+    assert ch.basic_get(q, no_ack=True).body == 'ok2'
+
+
+def test_publish_same_destination_mandatory_toggle(conn, ch):
+    returned = []
+    ch.events['basic_return'].add(lambda *a: returned.append(a))
+    rk = _name('nowhere')
+    ch.basic_publish(Message('a'), 'amq.direct', rk)               # dropped
+    ch.basic_publish(Message('b'), 'amq.direct', rk, mandatory=True)
+    _drain_until(conn, lambda: returned)
+    assert [r[3].body for r in returned] == [b'b']
