@@ -30,8 +30,11 @@ _METHOD_SIG = struct.Struct('>HH')
 _FRAME_HEADER = struct.Struct('>BHI')
 # frame header + class id + method id
 _METHOD_FRAME_HEADER = struct.Struct('>BHIHH')
-# header frame: frame header + class id + weight + body size
-_CONTENT_HEADER_FRAME = struct.Struct('>BHIHHQ')
+# end of the previous frame + a content header frame's header: frame
+# header, class id, weight, body size
+_END_CONTENT_HEADER = struct.Struct('>BBHIHHQ')
+# end of the previous frame + a body frame's header
+_END_FRAME_HEADER = struct.Struct('>BBHI')
 _FRAME_END = spec.FRAME_END_BYTE
 
 _METHODS = spec.METHODS
@@ -141,47 +144,56 @@ def frame_writer(connection, transport, pack=None, pack_into=None):
     def write_frame(type_, channel, method_sig, args, content=None):
         args = args or b''
         frame_max = connection.frame_max
-        method = _METHOD_FRAME_HEADER.pack(
-            type_, channel, len(args) + 4, method_sig[0], method_sig[1]
-        ) + args + _FRAME_END
-        if frame_max and len(method) > frame_max:
-            raise _too_large('method', method_sig, len(method), frame_max)
+        size = len(args) + 4
+        if frame_max and size + 8 > frame_max:
+            raise _too_large('method', method_sig, size + 8, frame_max)
         if content is None:
-            write(method)
+            write(_METHOD_FRAME_HEADER.pack(
+                type_, channel, size, method_sig[0], method_sig[1]
+            ) + args + _FRAME_END)
             connection.bytes_sent += 1
             return
         body = content.body
         properties = content.properties
-        if isinstance(body, str):
-            encoding = properties.get('content_encoding')
-            if encoding is None:  # unset and None both mean UTF-8
-                encoding = properties['content_encoding'] = 'utf-8'
-            body = body.encode(encoding)
-        elif body is None:
-            body = b''
-        elif type(body) is not bytes:
-            # len() of a memoryview over wider items counts items, not bytes
-            body = memoryview(body).cast('B')
+        if type(body) is not bytes:
+            if isinstance(body, str):
+                encoding = properties.get('content_encoding')
+                if encoding is None:  # unset and None both mean UTF-8
+                    encoding = properties['content_encoding'] = 'utf-8'
+                body = body.encode(encoding)
+            elif body is None:
+                body = b''
+            else:
+                # len() of a memoryview over wide items counts items
+                body = memoryview(body).cast('B')
         props = encode_properties_basic(properties)
-        body_size = len(body)
-        header = _CONTENT_HEADER_FRAME.pack(
-            2, channel, 12 + len(props), 60, 0, body_size) + props + _FRAME_END
-        if frame_max and len(header) > frame_max:
-            raise _too_large('content header', method_sig, len(header),
+        if frame_max and len(props) + 20 > frame_max:
+            raise _too_large('content header', method_sig, len(props) + 20,
                              frame_max)
+        body_size = len(body)
+        # One join, each frame end packed with the next frame's header.
+        head = (
+            _METHOD_FRAME_HEADER.pack(
+                type_, channel, size, method_sig[0], method_sig[1]),
+            args,
+            _END_CONTENT_HEADER.pack(
+                0xCE, 2, channel, 12 + len(props), 60, 0, body_size),
+            props,
+        )
         chunk = frame_max - 8 if frame_max else body_size or 1
         if body_size <= chunk:
             if body_size:
-                write(b''.join((method, header,
-                                _FRAME_HEADER.pack(3, channel, body_size),
-                                body, _FRAME_END)))
+                write(b''.join(head + (
+                    _END_FRAME_HEADER.pack(0xCE, 3, channel, body_size),
+                    body, _FRAME_END)))
                 connection.bytes_sent += 3
             else:
-                write(method + header)
+                write(b''.join(head + (_FRAME_END,)))
                 connection.bytes_sent += 2
             return
         view = memoryview(body)
-        parts = [method, header]
+        parts = list(head)
+        parts.append(_FRAME_END)
         for start in range(0, body_size, chunk):
             piece = view[start:start + chunk]
             parts.append(_FRAME_HEADER.pack(3, channel, len(piece)))

@@ -10,7 +10,11 @@ table, ``A`` field array, ``T`` timestamp.  Consecutive bits share an octet.
 
 For every format a specialised encoder and decoder is generated once (the
 argument layout of a method never changes), which is what makes method
-encoding several times cheaper than a per-letter interpreter loop.
+encoding several times cheaper than a per-letter interpreter loop.  Content
+properties get the same treatment per set of property names a publisher
+uses, and encoded table keys are remembered (both caches are bounded).
+Validation is never skipped: a fast path that meets anything unusual falls
+back to the general code, which raises the error naming the field.
 
 Field-table value tags follow what RabbitMQ really sends and accepts (its
 "AMQP 0-9-1 errata" page), not the 0-9-1 PDF: signed ``b s I l``, unsigned
@@ -44,6 +48,15 @@ _U64 = struct.Struct('>Q')
 _F32 = struct.Struct('>f')
 _F64 = struct.Struct('>d')
 _DECIMAL = struct.Struct('>Bi')
+# a table value's tag with its 32-bit length ('S', 'x') or value ('I')
+_TAG_U32 = struct.Struct('>cI')
+_TAG_I32 = struct.Struct('>ci')
+# Bound once: the table codecs call these per entry.
+_u32_from = _U32.unpack_from
+_i32_from = _I32.unpack_from
+_u32_pack = _U32.pack
+_tag_u32_pack = _TAG_U32.pack
+_tag_i32_pack = _TAG_I32.pack
 # content header: class id, weight, body size
 _HEADER_PREFIX = struct.Struct('>HHQ')
 
@@ -68,23 +81,38 @@ def _syntax(what):
 # ---------------------------------------------------------------------------
 # Strings
 
-def _enc_shortstr(value, field):
+#: One-octet strings by value: shortstr length prefixes and bit octets.
+_OCTETS = tuple(bytes((i,)) for i in range(256))
+
+
+def _str_bytes(value, field):
+    """The bytes of a str/bytes argument (None is empty); TypeError else."""
     if isinstance(value, str):
         try:
-            value = value.encode('utf-8', 'surrogateescape')
+            return value.encode('utf-8', 'surrogateescape')
         except UnicodeEncodeError as exc:
-            raise ValueError('%s: cannot encode %r as UTF-8: %s'
-                             % (field, value, exc)) from None
-    elif not isinstance(value, (bytes, bytearray, memoryview)):
-        if value is None:
-            return b'\x00'
-        raise TypeError('%s must be str or bytes, not %s'
-                        % (field, type(value).__name__))
-    n = len(value)
+            raise _unencodable(field, value, exc) from None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if value is None:
+        return b''
+    raise TypeError('%s must be str or bytes, not %s'
+                    % (field, type(value).__name__))
+
+
+def _enc_shortstr(value, field):
+    if type(value) is str:
+        try:
+            raw = value.encode()
+        except UnicodeEncodeError:
+            raw = _str_bytes(value, field)
+    else:
+        raw = _str_bytes(value, field)
+    n = len(raw)
     if n > 255:
         raise ValueError('%s is %d bytes long; a shortstr holds at most 255'
                          % (field, n))
-    return _U8.pack(n) + bytes(value)
+    return _OCTETS[n] + raw
 
 
 def _enc_longstr(value, field):
@@ -178,13 +206,13 @@ def _enc_value(v, field, depth=0):
     t = type(v)
     if t is str:
         try:
-            v = v.encode('utf-8', 'surrogateescape')
-        except UnicodeEncodeError as exc:
-            raise _unencodable(_name(field), v, exc) from None
-        return b'S' + _U32.pack(len(v)) + v
+            v = v.encode()
+        except UnicodeEncodeError:
+            v = _enc_text(v, field)
+        return _tag_u32_pack(b'S', len(v)) + v
     if t is int:
         if -0x80000000 <= v <= 0x7FFFFFFF:
-            return b'I' + _I32.pack(v)
+            return _tag_i32_pack(b'I', v)
         if -0x8000000000000000 <= v <= 0x7FFFFFFFFFFFFFFF:
             return b'l' + _I64.pack(v)
         raise ValueError('%s: integer %d does not fit a signed 64-bit '
@@ -219,6 +247,15 @@ def _enc_value(v, field, depth=0):
                     % (_name(field), type(v).__name__, v))
 
 
+def _enc_text(value, field):
+    """UTF-8 of text that strict encoding refused: surrogateescape'd bytes
+    go back out as they came in; other lone surrogates are a ValueError."""
+    try:
+        return value.encode('utf-8', 'surrogateescape')
+    except UnicodeEncodeError as exc:
+        raise _unencodable(_name(field), value, exc) from None
+
+
 def _unencodable(field, value, exc):
     return ValueError('%s: cannot encode %r as UTF-8: %s'
                       % (field, value, exc))
@@ -230,47 +267,69 @@ def _name(field):
     return field
 
 
+#: str table key -> its length-prefixed UTF-8.  Header and argument keys
+#: come from a small vocabulary, so encoding each once pays; bounded.
+_KEY_CACHE = {}
+_KEY_CACHE_MAX = 1024
+
+
+def _enc_key(k, field):
+    """Validate and encode a table key (the cache-miss path)."""
+    if type(k) is not str:
+        if isinstance(k, bytes):
+            k = k.decode('utf-8', 'surrogateescape')
+        elif isinstance(k, str):
+            k = str(k)
+        else:
+            raise TypeError('%s: table key %r must be str, not %s'
+                            % (field, k, type(k).__name__))
+        cache = False
+    else:
+        cache = True
+    try:
+        kb = k.encode('utf-8', 'surrogateescape')
+    except UnicodeEncodeError as exc:
+        raise _unencodable('%s: table key' % field, k, exc) from None
+    if len(kb) > 255:
+        raise ValueError('%s: table key %r is %d bytes long; at most 255'
+                         % (field, k[:40] + '...', len(kb)))
+    prefixed = _OCTETS[len(kb)] + kb
+    if cache:
+        if len(_KEY_CACHE) >= _KEY_CACHE_MAX:
+            _KEY_CACHE.clear()
+        _KEY_CACHE[k] = prefixed
+    return prefixed
+
+
 def _enc_table_body(d, field='table', depth=0):
     if depth > MAX_NESTING:
         raise ValueError('%s: tables nested deeper than %d' %
                          (field, MAX_NESTING))
     parts = []
     append = parts.append
+    key_get = _KEY_CACHE.get
     for k, v in d.items():
-        if type(k) is not str:
-            if isinstance(k, bytes):
-                k = k.decode('utf-8', 'surrogateescape')
-            elif isinstance(k, str):
-                k = str(k)
-            else:
-                raise TypeError('%s: table key %r must be str, not %s'
-                                % (field, k, type(k).__name__))
-        try:
-            kb = k.encode('utf-8', 'surrogateescape')
-        except UnicodeEncodeError as exc:
-            raise _unencodable('%s: table key' % field, k, exc) from None
-        if len(kb) > 255:
-            raise ValueError('%s: table key %r is %d bytes long; at most 255'
-                             % (field, k[:40] + '...', len(kb)))
-        append(_KEYLEN[len(kb)])
-        append(kb)
+        # only str keys are cached, and no other type compares equal to one
+        kp = key_get(k)
+        if kp is None:
+            kp = _enc_key(k, field)
+        append(kp)
         t = type(v)
         if t is str:
-            try:
-                v = v.encode('utf-8', 'surrogateescape')
-            except UnicodeEncodeError as exc:
-                raise _unencodable(_name((field, k)), v, exc) from None
-            append(b'S' + _U32.pack(len(v)))
+            try:  # strict UTF-8 first: the argument-free call is the fast one
+                v = v.encode()
+            except UnicodeEncodeError:
+                v = _enc_text(v, (field, k))
+            append(_tag_u32_pack(b'S', len(v)))
             append(v)
         elif t is int and -0x80000000 <= v <= 0x7FFFFFFF:
-            append(b'I' + _I32.pack(v))
+            append(_tag_i32_pack(b'I', v))
         else:
             append(_enc_value(v, (field, k), depth))
     body = b''.join(parts)
-    return _U32.pack(len(body)) + body
+    return _u32_pack(len(body)) + body
 
 
-_KEYLEN = [bytes((i,)) for i in range(256)]
 
 
 def _enc_array_body(items, field='array', depth=0):
@@ -339,33 +398,35 @@ _FIXED = {
 def _dec_table(buf, offset, end, depth=0):
     if depth > MAX_NESTING:
         raise _syntax('tables nested deeper than %d' % MAX_NESTING)
-    n, = _U32.unpack_from(buf, offset)
+    tend = offset + 4 + _u32_from(buf, offset)[0]
     offset += 4
-    tend = offset + n
     if tend > end:
-        raise _syntax('table of %d bytes runs past the end of its frame' % n)
+        raise _syntax('table of %d bytes runs past the end of its frame'
+                      % (tend - offset))
     result = {}
     while offset < tend:
-        klen = buf[offset]
-        offset += 1
-        if offset + klen >= tend:
+        start = offset + 1
+        offset = start + buf[offset]
+        if offset >= tend:
             raise _syntax('table entry runs past the end of its table')
-        key = buf[offset:offset + klen].decode('utf-8', 'surrogateescape')
-        offset += klen
+        try:  # strict UTF-8 first: the argument-free call is the fast one
+            key = buf[start:offset].decode()
+        except UnicodeDecodeError:
+            key = buf[start:offset].decode('utf-8', 'surrogateescape')
         tag = buf[offset]
         if tag == 83:  # 'S', the commonest value
-            n, = _U32.unpack_from(buf, offset + 1)
-            offset += 5
-            if n > tend - offset:
-                raise _syntax('longstr of %d bytes runs past its table' % n)
-            raw = buf[offset:offset + n]
-            offset += n
+            start = offset + 5
+            offset = start + _u32_from(buf, start - 4)[0]
+            if offset > tend:
+                raise _syntax('longstr of %d bytes runs past its table'
+                              % (offset - start))
+            raw = buf[start:offset]
             try:
-                result[key] = raw.decode('utf-8')
+                result[key] = raw.decode()
             except UnicodeDecodeError:
                 result[key] = raw
         elif tag == 73:  # 'I'
-            result[key], = _I32.unpack_from(buf, offset + 1)
+            result[key] = _i32_from(buf, offset + 1)[0]
             offset += 5
         else:
             result[key], offset = _dec_value(buf, offset, tend, depth)
@@ -430,6 +491,10 @@ def _split_format(fmt):
     return groups
 
 
+#: _BITS[n][octet]: the first n bits of an octet as booleans, LSB first.
+_BITS = [None] + [tuple(tuple(bool(octet & (1 << k)) for k in range(n))
+                        for octet in range(256)) for n in range(1, 9)]
+
 _GEN_GLOBALS = {
     '_U8': _U8, '_U16': _U16, '_U32': _U32, '_U64': _U64, '_F32': _F32,
     '_enc_shortstr': _enc_shortstr, '_enc_longstr': _enc_longstr,
@@ -438,6 +503,8 @@ _GEN_GLOBALS = {
     '_dec_table': _dec_table, '_dec_array': _dec_array,
     '_dec_timestamp': _dec_timestamp, '_syntax': _syntax,
     'FrameSyntaxError': FrameSyntaxError, '_DECODE_ERRORS': _DECODE_ERRORS,
+    '_OCTETS': _OCTETS, '_str_bytes': _str_bytes, '_BITS': _BITS,
+    '_enc_table_body': _enc_table_body,
 }
 
 
@@ -491,23 +558,42 @@ def _compile_encoder(fmt, names=None):
             if kind == 'bits':
                 expr = ' | '.join('(%d if v%d else 0)' % (1 << k, i)
                                   for k, i in enumerate(idx))
-                parts.append('_U8.pack(%s)' % expr)
+                parts.append('_OCTETS[%s]' % expr)
                 continue
             f = _field_name(names, idx)
             if kind in 'oBlL':
-                pk = {'o': '_U8', 'B': '_U16', 'l': '_U32', 'L': '_U64'}[kind]
                 lines.append('    if type(v{0}) is not int or not 0 <= v{0} '
                              '<= {1}: v{0} = _check_int(v{0}, {2!r}, {3!r})'
                              .format(idx, _INT_LIMITS[kind][1], kind, f))
-                parts.append('%s.pack(v%d)' % (pk, idx))
+                if kind == 'o':
+                    parts.append('_OCTETS[v%d]' % idx)
+                else:
+                    pk = {'B': '_U16', 'l': '_U32', 'L': '_U64'}[kind]
+                    parts.append('%s.pack(v%d)' % (pk, idx))
             elif kind == 'f':
                 parts.append('_enc_float(v%d, %r)' % (idx, f))
             elif kind == 's':
-                parts.append('_enc_shortstr(v%d, %r)' % (idx, f))
+                # Inline fast path for str; anything unusual goes through
+                # _enc_shortstr, which raises the error naming the field.
+                lines.append('    if type(v{0}) is str:'.format(idx))
+                lines.append('        try:')
+                lines.append('            v{0} = v{0}.encode()'.format(idx))
+                lines.append('        except UnicodeEncodeError:')
+                lines.append('            v{0} = _str_bytes(v{0}, {1!r})'
+                             .format(idx, f))
+                lines.append('    else:')
+                lines.append('        v{0} = _str_bytes(v{0}, {1!r})'
+                             .format(idx, f))
+                lines.append('    if len(v{0}) > 255: _enc_shortstr(v{0}, '
+                             '{1!r})'.format(idx, f))
+                parts.append('_OCTETS[len(v%d)]' % idx)
+                parts.append('v%d' % idx)
             elif kind in 'Sx':
                 parts.append('_enc_longstr(v%d, %r)' % (idx, f))
             elif kind == 'F':
-                parts.append('encode_table(v%d, %r)' % (idx, f))
+                parts.append('(_enc_table_body(v{0}, {1!r}) if type(v{0}) is '
+                             'dict else encode_table(v{0}, {1!r}))'
+                             .format(idx, f))
             elif kind == 'A':
                 parts.append('_enc_array_body(v%d or (), %r)' % (idx, f))
             elif kind == 'T':
@@ -525,9 +611,9 @@ def _compile_decoder(fmt):
     out = []
     for kind, idx in _split_format(fmt):
         if kind == 'bits':
-            lines.append('        bits = buf[offset]; offset += 1')
-            for k, i in enumerate(idx):
-                lines.append('        v%d = bool(bits & %d)' % (i, 1 << k))
+            # one look-up gives the run's booleans (bits above it ignored)
+            lines.append('        %s, = _BITS[%d][buf[offset]]; offset += 1'
+                         % (', '.join('v%d' % i for i in idx), len(idx)))
             out.extend(idx)
             continue
         out.append(idx)
@@ -543,8 +629,12 @@ def _compile_decoder(fmt):
             lines.append('        n = buf[offset]; offset += 1')
             lines.append('        if offset + n > end: raise _syntax('
                          '"shortstr runs past the end of the frame")')
-            lines.append('        %s = buf[offset:offset + n].decode("utf-8", '
-                         '"surrogateescape"); offset += n' % v)
+            lines.append('        raw = buf[offset:offset + n]; offset += n')
+            lines.append('        try:')
+            lines.append('            %s = raw.decode()' % v)
+            lines.append('        except UnicodeDecodeError:')
+            lines.append('            %s = raw.decode("utf-8", '
+                         '"surrogateescape")' % v)
         elif kind in 'Sx':
             lines.append('        n, = _U32.unpack_from(buf, offset); '
                          'offset += 4')
@@ -624,11 +714,10 @@ def dumps(format, values):
     Raises TypeError/ValueError naming the field for values that cannot be
     carried (too long, wrong type, out of range).
     """
-    if isinstance(format, bytes):
-        format = format.decode('ascii')
-    try:
-        enc = _ENCODERS[format]
-    except KeyError:
+    enc = _ENCODERS.get(format)
+    if enc is None:
+        if isinstance(format, bytes):
+            format = format.decode('ascii')
         enc = encoder_for(format)
     return enc(values)
 
@@ -641,11 +730,10 @@ def loads(format, buf, offset=0):
     """
     if type(buf) is not bytes:
         buf = bytes(buf)
-    if isinstance(format, bytes):
-        format = format.decode('ascii')
-    try:
-        dec = _DECODERS[format]
-    except KeyError:
+    dec = _DECODERS.get(format)
+    if dec is None:
+        if isinstance(format, bytes):
+            format = format.decode('ascii')
         dec = decoder_for(format)
     return dec(buf, offset)
 
@@ -656,19 +744,9 @@ def loads(format, buf, offset=0):
 BASIC_PROPERTY_NAMES = tuple(name for name, _ in spec.BASIC_PROPERTIES)
 _PROP_FLAGS = tuple((name, fmt, 1 << (15 - i))
                     for i, (name, fmt) in enumerate(spec.BASIC_PROPERTIES))
-_PROP_BY_NAME = {name: (fmt, flag) for name, fmt, flag in _PROP_FLAGS}
-
-
-def _enc_octet(value, field):
-    return _U8.pack(_check_int(value, 'o', field))
-
-
-_PROP_ENCODERS = {
-    's': _enc_shortstr,
-    'o': _enc_octet,
-    'F': encode_table,
-    'T': _enc_timestamp,
-}
+#: name -> (position in flag order, flag bit, format letter)
+_PROP_BY_NAME = {name: (i, flag, fmt)
+                 for i, (name, fmt, flag) in enumerate(_PROP_FLAGS)}
 
 
 def encode_properties_basic(properties):
@@ -678,17 +756,73 @@ def encode_properties_basic(properties):
     same: kombu passes extra keys).  Raises TypeError/ValueError naming the
     property when a value cannot be encoded.
     """
-    flags = 0
-    parts = [b'']
-    if properties:
-        get = properties.get
-        for name, fmt, flag in _PROP_FLAGS:
-            value = get(name)
-            if value is not None:
-                flags |= flag
-                parts.append(_PROP_ENCODERS[fmt](value, name))
-    parts[0] = _U16.pack(flags)
-    return b''.join(parts)
+    if not properties:
+        return b'\x00\x00'
+    # A publisher sends the same set of property names again and again; one
+    # generated encoder per set visits only those, already in flag order.
+    shape = tuple(properties)
+    try:
+        encode = _PROP_SHAPES[shape]
+    except KeyError:
+        encode = _compile_properties_encoder(shape)
+    return encode(properties)
+
+
+#: tuple of property names, as given -> generated encoder; bounded.
+_PROP_SHAPES = {}
+_PROP_SHAPES_MAX = 256
+
+
+def _compile_properties_encoder(shape):
+    known = sorted((_PROP_BY_NAME[name] + (name,) for name in set(shape)
+                    if name in _PROP_BY_NAME))
+    lines = ['def encode(p):', '    flags = 0', '    parts = [None]']
+    for _, flag, fmt, name in known:
+        lines.append('    v = p[%r]' % name)
+        lines.append('    if v is not None:')
+        lines.append('        flags |= %d' % flag)
+        if fmt == 's':  # inline fast path, as in the method encoders
+            lines.extend((
+                '        if type(v) is str:',
+                '            try:',
+                '                v = v.encode()',
+                '            except UnicodeEncodeError:',
+                '                v = _str_bytes(v, %r)' % name,
+                '        else:',
+                '            v = _str_bytes(v, %r)' % name,
+                '        if len(v) > 255: _enc_shortstr(v, %r)' % name,
+                '        parts.append(_OCTETS[len(v)])',
+                '        parts.append(v)',
+            ))
+        elif fmt == 'o':
+            lines.append('        if type(v) is not int or not 0 <= v <= 255:'
+                         ' v = _check_int(v, "o", %r)' % name)
+            lines.append('        parts.append(_OCTETS[v])')
+        elif fmt == 'F':
+            lines.append('        parts.append(_enc_table_body(v, {0!r}) if '
+                         'type(v) is dict else encode_table(v, {0!r}))'
+                         .format(name))
+        else:
+            lines.append('        parts.append(_enc_timestamp(v, %r))' % name)
+    lines.append('    parts[0] = _U16.pack(flags)')
+    lines.append('    return b"".join(parts)')
+    ns = {}
+    exec('\n'.join(lines), _GEN_GLOBALS, ns)  # noqa: S102 - generated codec
+    if len(_PROP_SHAPES) >= _PROP_SHAPES_MAX:
+        _PROP_SHAPES.clear()
+    encode = _PROP_SHAPES[shape] = ns['encode']
+    return encode
+
+
+def _property_plan(flags):
+    """(name, format letter) of the properties ``flags`` announces."""
+    plan = _PLANS[flags] = tuple((name, fmt) for name, fmt, flag in _PROP_FLAGS
+                                 if flags & flag)
+    return plan
+
+
+#: flags word -> plan; at most 2**14 distinct words, so no bound needed.
+_PLANS = {}
 
 
 def decode_properties_basic(buf, offset=0):
@@ -699,35 +833,42 @@ def decode_properties_basic(buf, offset=0):
         end = len(buf)
         flags, = _U16.unpack_from(buf, offset)
         offset += 2
-        more = flags & 1
-        while more:  # continuation words: no basic property lives there
-            extra, = _U16.unpack_from(buf, offset)
-            offset += 2
-            if extra & 0xFFFE:
-                raise _syntax('unknown basic property flags 0x%04x' % extra)
-            more = extra & 1
-        props = {}
-        if flags & 0xFFFE:
-            for name, fmt, flag in _PROP_FLAGS:
-                if flags & flag:
-                    if fmt == 's':
-                        n = buf[offset]
-                        offset += 1
-                        if offset + n > end:
-                            raise _syntax('property %s runs past the end of '
-                                          'the frame' % name)
-                        props[name] = _dec_str(buf[offset:offset + n])
-                        offset += n
-                    elif fmt == 'o':
-                        props[name] = buf[offset]
-                        offset += 1
-                    elif fmt == 'F':
-                        props[name], offset = _dec_table(buf, offset, end)
-                    else:  # 'T': seconds as an int, as py-amqp returns it
-                        props[name], = _U64.unpack_from(buf, offset)
-                        offset += 8
+        if flags & 0x0003:
+            more = flags & 1
+            while more:  # continuation words: no basic property lives there
+                extra, = _U16.unpack_from(buf, offset)
+                offset += 2
+                if extra & 0xFFFE:
+                    raise _syntax('unknown basic property flags 0x%04x'
+                                  % extra)
+                more = extra & 1
             if flags & 0x0002:
                 raise _syntax('unknown basic property flag 0x0002')
+            flags &= 0xFFFC
+        props = {}
+        if flags:
+            plan = _PLANS.get(flags) or _property_plan(flags)
+            for name, fmt in plan:
+                if fmt == 's':
+                    n = buf[offset]
+                    offset += 1
+                    if offset + n > end:
+                        raise _syntax('property %s runs past the end of '
+                                      'the frame' % name)
+                    raw = buf[offset:offset + n]
+                    offset += n
+                    try:
+                        props[name] = raw.decode()
+                    except UnicodeDecodeError:
+                        props[name] = raw.decode('utf-8', 'surrogateescape')
+                elif fmt == 'o':
+                    props[name] = buf[offset]
+                    offset += 1
+                elif fmt == 'F':
+                    props[name], offset = _dec_table(buf, offset, end)
+                else:  # 'T': seconds as an int, as py-amqp returns it
+                    props[name], = _U64.unpack_from(buf, offset)
+                    offset += 8
         return props, offset
     except FrameSyntaxError:
         raise
