@@ -825,6 +825,58 @@ def test_header_frame_payload():
 
 
 # ---------------------------------------------------------------------------
+# The encoders' caches stay bounded and never change what is encoded.
+
+def test_key_cache_is_bounded_and_transparent():
+    for i in range(serialization._KEY_CACHE_MAX * 2 + 3):
+        key = 'k%d' % i
+        assert encode_table({key: 1}) == table(
+            bytes((len(key),)) + key.encode() + b'I\x00\x00\x00\x01')
+    assert len(serialization._KEY_CACHE) <= serialization._KEY_CACHE_MAX
+    with pytest.raises(ValueError, match='255'):  # never cached
+        encode_table({'k' * 256: 1})
+    with pytest.raises(ValueError, match='255'):
+        encode_table({'k' * 256: 1})
+
+
+def test_property_shape_cache_is_bounded_and_transparent():
+    for i in range(serialization._PROP_SHAPES_MAX + 20):
+        props = {'content_type': 'a', 'x-extra-%d' % i: 1}
+        assert encode_properties_basic(props) == b'\x80\x00\x01a'
+    assert len(serialization._PROP_SHAPES) <= serialization._PROP_SHAPES_MAX
+
+
+def test_same_property_names_with_different_none_values():
+    assert encode_properties_basic({'content_type': 'a', 'priority': None}) \
+        == b'\x80\x00\x01a'
+    assert encode_properties_basic({'content_type': None, 'priority': 1}) \
+        == b'\x08\x00\x01'
+    assert encode_properties_basic({'content_type': None, 'priority': None}) \
+        == b'\x00\x00'
+
+
+def test_property_order_given_does_not_matter():
+    a = encode_properties_basic({'priority': 1, 'content_type': 'a'})
+    b = encode_properties_basic({'content_type': 'a', 'priority': 1})
+    assert a == b == b'\x88\x00\x01a\x01'
+
+
+def test_reserved_high_bits_of_a_bit_octet_are_ignored():
+    assert loads('bb', b'\xfc') == ([False, False], 1)
+    assert loads('b', b'\xff') == ([True], 1)
+
+
+def test_surrogate_escaped_text_goes_out_as_it_came_in():
+    # Undecodable bytes come in as U+DC80..U+DCFF and go out unchanged.
+    got, _ = decode_properties_basic(b'\x80\x00\x02\xff\xfe')
+    assert encode_properties_basic(got) == b'\x80\x00\x02\xff\xfe'
+    key = b'\xffk'.decode('utf-8', 'surrogateescape')
+    assert encode_table({key: 'v\udcff'}) == table(
+        b'\x02\xffkS\x00\x00\x00\x02v\xff')
+    assert dumps('s', (key,)) == b'\x02\xffk'
+
+
+# ---------------------------------------------------------------------------
 # Hypothesis: round trips and garbage.
 
 _keys = st.text(max_size=12)
