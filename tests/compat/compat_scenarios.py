@@ -289,7 +289,36 @@ def celery_roundtrip(url, prefix):
     return result
 
 
+def kombu_confirm_ensure(url, prefix):
+    """confirm_publish: a nacked publish under ensure() and without it."""
+    from kombu import Connection, Producer, Queue
+
+    result = {}
+    with Connection(url.replace('amqp://', 'pyamqp://', 1),
+                    transport_options={'confirm_publish': True}) as conn:
+        queue = Queue(prefix, auto_delete=True, max_length=1,
+                      queue_arguments={'x-overflow': 'reject-publish'})
+        producer = Producer(conn)
+        producer.publish('one', routing_key=prefix, declare=[queue])
+        try:
+            producer.publish('two', routing_key=prefix)
+        except Exception as exc:
+            result['plain'] = type(exc).__name__
+        retried = []
+        publish = conn.ensure(
+            producer, producer.publish, max_retries=2, interval_start=0,
+            interval_step=0,
+            errback=lambda exc, interval: retried.append(
+                type(exc).__name__))
+        try:
+            publish('three', routing_key=prefix)
+        except Exception as exc:
+            result['ensure'] = [type(exc).__name__, retried]
+    return result
+
+
 SCENARIOS = {f.__name__: f for f in (kombu_core, kombu_simple,
+                                     kombu_confirm_ensure,
                                      celery_roundtrip)}
 
 

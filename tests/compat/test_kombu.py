@@ -331,7 +331,8 @@ def test_consumer_survives_connection_kill_with_ensure(broker, pyamqp_url,
 
 # -- same results on py-amqp ----------------------------------------------
 
-@pytest.mark.parametrize('scenario', ['kombu_core', 'kombu_simple'])
+@pytest.mark.parametrize('scenario', ['kombu_core', 'kombu_simple',
+                                      'kombu_confirm_ensure'])
 def test_same_results_as_pyamqp(broker, reference_python, run_scenario,
                                 scenario):
     ours = run_scenario(scenario, broker.url, ours=True)
