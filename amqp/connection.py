@@ -22,7 +22,7 @@ from .channel import Channel
 from .exceptions import (AMQPDeprecationWarning, AMQPError,  # noqa: F401
                          AMQPNotImplementedError, ChannelError,
                          ConnectionError, ConnectionForced, FrameError,
-                         FrameSyntaxError, InvalidCommand,
+                         FrameSyntaxError, InvalidCommand, MessageNacked,
                          RecoverableChannelError, RecoverableConnectionError,
                          ResourceError, UnexpectedFrame, error_for_code)
 from .method_framing import frame_handler, frame_writer
@@ -87,7 +87,8 @@ class Connection(AbstractChannel):
     )
     channel_errors = (ChannelError,)
     recoverable_connection_errors = (
-        RecoverableConnectionError, socket.error, IOError, OSError,
+        RecoverableConnectionError, MessageNacked, socket.error, IOError,
+        OSError,
     )
     recoverable_channel_errors = (RecoverableChannelError,)
 
