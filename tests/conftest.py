@@ -57,6 +57,13 @@ class Broker:
         self.url = (f'amqp://{self.userid}:{self.password}@'
                     f'{self.host}:{self.port}//')
 
+    def connect(self, **kwargs):
+        """A connected ``amqp.Connection`` to this node."""
+        from amqp import Connection
+        conn = Connection('%s:%s' % (self.host, self.port), **kwargs)
+        conn.connect()
+        return conn
+
     def ctl(self, *args):
         """Run rabbitmqctl against this node; return its output."""
         return self.executor.rabbitctl_output(*args)

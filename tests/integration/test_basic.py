@@ -8,30 +8,12 @@ import uuid
 
 import pytest
 
-from amqp import Connection, Message
+from amqp import Message
 from amqp.exceptions import ConsumerCancelled, NoRoute
 
 
 def _name(prefix):
     return '%s-%s' % (prefix, uuid.uuid4().hex[:10])
-
-
-def _connect(broker, **kw):
-    c = Connection('%s:%s' % (broker.host, broker.port), **kw)
-    c.connect()
-    return c
-
-
-@pytest.fixture
-def conn(broker):
-    c = _connect(broker)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def ch(conn):
-    return conn.channel()
 
 
 def _queue(ch, **kw):
@@ -267,7 +249,7 @@ def test_server_cancel_without_on_cancel_raises(broker, conn, ch):
     got = []
     tag = ch.basic_consume(q, callback=got.append)
     ch.basic_consume(other, callback=got.append)
-    deleter = _connect(broker)   # the cancel arrives during drain_events
+    deleter = broker.connect()   # the cancel arrives during drain_events
     deleter.channel().queue_delete(q)
     deleter.close()
     with pytest.raises(ConsumerCancelled) as info:
@@ -364,7 +346,7 @@ def test_non_mandatory_unroutable_is_dropped(conn, ch):
 
 def test_tx_commit_and_rollback_visible_to_other_connection(broker, ch):
     q = ch.queue_declare(_name('tx'), auto_delete=False).queue
-    other = _connect(broker)
+    other = broker.connect()
     try:
         och = other.channel()
         assert ch.tx_select() is None
@@ -452,7 +434,7 @@ def test_priority_queue(ch):
 
 
 def test_direct_reply_to(broker, conn, ch):
-    server_conn = _connect(broker)
+    server_conn = broker.connect()
     try:
         server = server_conn.channel()
         rpc_q = server.queue_declare('', exclusive=True).queue

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from amqp import Connection, Message
+from amqp import Message
 from amqp.channel import Channel
 from amqp.exceptions import (AccessRefused, ChannelNotOpen, NotFound,
                              PreconditionFailed, RecoverableConnectionError,
@@ -15,19 +15,6 @@ from amqp.protocol import queue_declare_ok_t
 
 def _name(prefix):
     return '%s-%s' % (prefix, uuid.uuid4().hex[:10])
-
-
-@pytest.fixture
-def conn(broker):
-    c = Connection('%s:%s' % (broker.host, broker.port))
-    c.connect()
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def ch(conn):
-    return conn.channel()
 
 
 # -- lifecycle and attributes --------------------------------------------
@@ -97,8 +84,7 @@ def test_basic_cancel_on_closed_channel_is_harmless(conn):
 
 
 def test_calls_after_connection_closed(broker):
-    c = Connection('%s:%s' % (broker.host, broker.port))
-    c.connect()
+    c = broker.connect()
     ch = c.channel()
     c.close()
     assert ch.connection is None
@@ -152,8 +138,7 @@ def test_403_reserved_exchange_name(conn, ch):
 
 def test_405_exclusive_queue_from_other_connection(broker, conn, ch):
     q = ch.queue_declare(_name('excl'), exclusive=True).queue
-    other = Connection('%s:%s' % (broker.host, broker.port))
-    other.connect()
+    other = broker.connect()
     try:
         och = other.channel()
         with pytest.raises(ResourceLocked) as info:

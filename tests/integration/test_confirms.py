@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from amqp import Connection, Message
+from amqp import Message
 from amqp.exceptions import MessageNacked, NoRoute, PublishConfirmError
 
 
@@ -16,22 +16,9 @@ def _name(prefix):
     return '%s-%s' % (prefix, uuid.uuid4().hex[:10])
 
 
-def _connect(broker, **kw):
-    c = Connection('%s:%s' % (broker.host, broker.port), **kw)
-    c.connect()
-    return c
-
-
-@pytest.fixture
-def conn(broker):
-    c = _connect(broker)
-    yield c
-    c.close()
-
-
 @pytest.fixture
 def cconn(broker):
-    c = _connect(broker, confirm_publish=True)
+    c = broker.connect(confirm_publish=True)
     yield c
     c.close()
 

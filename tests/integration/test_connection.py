@@ -16,9 +16,7 @@ TIMEOUT = 10
 
 def _connect(broker, **kwargs):
     kwargs.setdefault('connect_timeout', TIMEOUT)
-    conn = Connection('%s:%s' % (broker.host, broker.port), **kwargs)
-    conn.connect()
-    return conn
+    return broker.connect(**kwargs)
 
 
 @pytest.fixture

@@ -6,26 +6,13 @@ import uuid
 
 import pytest
 
-from amqp import Connection, Message
+from amqp import Message
 from amqp.exceptions import NotFound, PreconditionFailed
 from amqp.protocol import queue_declare_ok_t
 
 
 def _name(prefix):
     return '%s-%s' % (prefix, uuid.uuid4().hex[:10])
-
-
-@pytest.fixture
-def conn(broker):
-    c = Connection('%s:%s' % (broker.host, broker.port))
-    c.connect()
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def ch(conn):
-    return conn.channel()
 
 
 def _queue(ch, **kw):
