@@ -175,11 +175,17 @@ class LocalBroker:
     Raises BrokerError from ``start()`` when the node cannot be started.
     """
 
+    #: node names are PREFIX-PORT@localhost
+    node_prefix = 'amqp-local'
+
     def __init__(self, port=None, timeout=60.0, install=True,
                  server=RABBITMQ_SERVER, ctl=RABBITMQ_CTL,
-                 userid='guest', password='guest'):
+                 userid='guest', password='guest', plugins=()):
         self.host = LOOPBACK
         self.port = port
+        self.plugins = tuple(plugins)
+        #: further ports the configuration listens on (see config_lines)
+        self.reserved_ports = []
         self.timeout = timeout
         self.install = install
         self.server = server
@@ -226,11 +232,17 @@ class LocalBroker:
         d = self.directory
         if self.port is None:
             self.port = free_port(exclude=_CTL_DIST_PORTS)
-        dist_port = free_port(exclude=(self.port,) + _CTL_DIST_PORTS)
-        self.node = 'amqp-local-{0}@localhost'.format(self.port)
+        config = os.path.join(d, 'rabbitmq.conf')
+        lines = self.config_lines()
+        if lines:
+            with open(config, 'w') as f:
+                f.write('\n'.join(lines) + '\n')
+        dist_port = free_port(exclude=(self.port,) + _CTL_DIST_PORTS +
+                              tuple(self.reserved_ports))
+        self.node = '{0}-{1}@localhost'.format(self.node_prefix, self.port)
         plugins = os.path.join(d, 'enabled_plugins')
         with open(plugins, 'w') as f:
-            f.write('[].\n')
+            f.write('[{0}].\n'.format(', '.join(self.plugins)))
         env = loopback_env()
         env.update({
             'RABBITMQ_NODE_PORT': str(self.port),
@@ -240,7 +252,7 @@ class LocalBroker:
             'RABBITMQ_LOG_BASE': os.path.join(d, 'log'),
             'RABBITMQ_ENABLED_PLUGINS_FILE': plugins,
             # Keep the node away from the system's configuration and cookie.
-            'RABBITMQ_CONFIG_FILE': os.path.join(d, 'rabbitmq.conf'),
+            'RABBITMQ_CONFIG_FILE': config,
             'RABBITMQ_ADVANCED_CONFIG_FILE': os.path.join(d, 'advanced'),
             'RABBITMQ_CONF_ENV_FILE': os.path.join(d, 'rabbitmq-env.conf'),
             'HOME': d,
@@ -255,6 +267,14 @@ class LocalBroker:
                 start_new_session=True)  # ^C in a terminal is ours to handle
         except OSError as exc:
             raise BrokerError('cannot run {0}: {1}'.format(self.server, exc))
+
+    def config_lines(self):
+        """Lines of the node's rabbitmq.conf (none by default).
+
+        Subclasses add listeners here; a port they take must go into
+        ``self.reserved_ports`` so the distribution port avoids it.
+        """
+        return []
 
     def _epmd_running(self):
         try:

@@ -6,17 +6,16 @@ import datetime
 import ipaddress
 import os
 import ssl
-import subprocess
 
 import pytest
 
 from amqp import Connection, _localbroker
 from amqp.exceptions import AccessRefused
 
-x509 = pytest.importorskip('cryptography.x509')
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 pytestmark = [pytest.mark.tls, pytest.mark.integration]
 
@@ -105,57 +104,30 @@ class TLSBroker(_localbroker.LocalBroker):
     rabbitmq_auth_mechanism_ssl plugin (one per test session)."""
 
     def __init__(self, certs, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(plugins=['rabbitmq_auth_mechanism_ssl'], **kwargs)
         self.certs = certs
         self.tls_port = None
 
-    def _spawn(self):
-        d = self.directory
-        taken = _localbroker._CTL_DIST_PORTS
-        self.port = _localbroker.free_port(exclude=taken)
-        self.tls_port = _localbroker.free_port(exclude=taken + (self.port,))
-        dist_port = _localbroker.free_port(
-            exclude=taken + (self.port, self.tls_port))
-        self.node = 'amqp-tls-{0}@localhost'.format(self.port)
-        plugins = os.path.join(d, 'enabled_plugins')
-        with open(plugins, 'w') as f:
-            f.write('[rabbitmq_auth_mechanism_ssl].\n')
-        config = os.path.join(d, 'rabbitmq.conf')
+    node_prefix = 'amqp-tls'
+
+    def config_lines(self):
+        taken = _localbroker._CTL_DIST_PORTS + (self.port,)
+        self.tls_port = _localbroker.free_port(exclude=taken)
+        self.reserved_ports.append(self.tls_port)
         c = self.certs
-        with open(config, 'w') as f:
-            f.write('\n'.join([
-                'listeners.tcp.default = 127.0.0.1:%d' % self.port,
-                'listeners.ssl.default = 127.0.0.1:%d' % self.tls_port,
-                'ssl_options.cacertfile = %s' % c['ca'],
-                'ssl_options.certfile = %s' % c['server_cert'],
-                'ssl_options.keyfile = %s' % c['server_key'],
-                'ssl_options.verify = verify_peer',
-                'ssl_options.fail_if_no_peer_cert = true',
-                'auth_mechanisms.1 = PLAIN',
-                'auth_mechanisms.2 = AMQPLAIN',
-                'auth_mechanisms.3 = EXTERNAL',
-                'ssl_cert_login_from = common_name',
-                '']))
-        env = _localbroker.loopback_env()
-        env.update({
-            'RABBITMQ_NODE_PORT': str(self.port),
-            'RABBITMQ_DIST_PORT': str(dist_port),
-            'RABBITMQ_NODENAME': self.node,
-            'RABBITMQ_MNESIA_BASE': os.path.join(d, 'mnesia'),
-            'RABBITMQ_LOG_BASE': os.path.join(d, 'log'),
-            'RABBITMQ_ENABLED_PLUGINS_FILE': plugins,
-            'RABBITMQ_CONFIG_FILE': config,
-            'RABBITMQ_ADVANCED_CONFIG_FILE': os.path.join(d, 'advanced'),
-            'RABBITMQ_CONF_ENV_FILE': os.path.join(d, 'rabbitmq-env.conf'),
-            'HOME': d,
-        })
-        self.env = env
-        self._epmd_was_running = self._epmd_running()
-        self._output = open(os.path.join(d, 'server.out'), 'wb')
-        self._proc = subprocess.Popen(
-            [self.server], env=env, cwd=d, stdin=subprocess.DEVNULL,
-            stdout=self._output, stderr=subprocess.STDOUT,
-            start_new_session=True)
+        return [
+            'listeners.tcp.default = 127.0.0.1:%d' % self.port,
+            'listeners.ssl.default = 127.0.0.1:%d' % self.tls_port,
+            'ssl_options.cacertfile = %s' % c['ca'],
+            'ssl_options.certfile = %s' % c['server_cert'],
+            'ssl_options.keyfile = %s' % c['server_key'],
+            'ssl_options.verify = verify_peer',
+            'ssl_options.fail_if_no_peer_cert = true',
+            'auth_mechanisms.1 = PLAIN',
+            'auth_mechanisms.2 = AMQPLAIN',
+            'auth_mechanisms.3 = EXTERNAL',
+            'ssl_cert_login_from = common_name',
+        ]
 
 
 @pytest.fixture(scope='session')
