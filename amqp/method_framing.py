@@ -167,38 +167,59 @@ def frame_writer(connection, transport, pack=None, pack_into=None):
                 # len() of a memoryview over wide items counts items
                 body = memoryview(body).cast('B')
         props = encode_properties_basic(properties)
-        if frame_max and len(props) + 20 > frame_max:
-            raise _too_large('content header', method_sig, len(props) + 20,
-                             frame_max)
+        props_size = len(props)
         body_size = len(body)
+        if frame_max:
+            if props_size + 20 > frame_max:
+                raise _too_large('content header', method_sig,
+                                 props_size + 20, frame_max)
+            if body_size > frame_max - 8:
+                write_split(type_, channel, method_sig, args, size, props,
+                            body, body_size, frame_max - 8)
+                return
         # One join, each frame end packed with the next frame's header.
-        head = (
+        if body_size:
+            write(b''.join((
+                _METHOD_FRAME_HEADER.pack(
+                    type_, channel, size, method_sig[0], method_sig[1]),
+                args,
+                _END_CONTENT_HEADER.pack(
+                    0xCE, 2, channel, 12 + props_size, 60, 0, body_size),
+                props,
+                _END_FRAME_HEADER.pack(0xCE, 3, channel, body_size),
+                body,
+                _FRAME_END)))
+            connection.bytes_sent += 3
+        else:
+            write(b''.join((
+                _METHOD_FRAME_HEADER.pack(
+                    type_, channel, size, method_sig[0], method_sig[1]),
+                args,
+                _END_CONTENT_HEADER.pack(0xCE, 2, channel, 12 + props_size,
+                                         60, 0, 0),
+                props,
+                _FRAME_END)))
+            connection.bytes_sent += 2
+
+    def write_split(type_, channel, method_sig, args, size, props, body,
+                    body_size, chunk):
+        """A body over several frames of ``chunk`` bytes, in one write."""
+        view = memoryview(body)
+        parts = [
             _METHOD_FRAME_HEADER.pack(
                 type_, channel, size, method_sig[0], method_sig[1]),
             args,
-            _END_CONTENT_HEADER.pack(
-                0xCE, 2, channel, 12 + len(props), 60, 0, body_size),
+            _END_CONTENT_HEADER.pack(0xCE, 2, channel, 12 + len(props), 60,
+                                     0, body_size),
             props,
-        )
-        chunk = frame_max - 8 if frame_max else body_size or 1
-        if body_size <= chunk:
-            if body_size:
-                write(b''.join(head + (
-                    _END_FRAME_HEADER.pack(0xCE, 3, channel, body_size),
-                    body, _FRAME_END)))
-                connection.bytes_sent += 3
-            else:
-                write(b''.join(head + (_FRAME_END,)))
-                connection.bytes_sent += 2
-            return
-        view = memoryview(body)
-        parts = list(head)
-        parts.append(_FRAME_END)
+            _FRAME_END,
+        ]
+        append = parts.append
         for start in range(0, body_size, chunk):
             piece = view[start:start + chunk]
-            parts.append(_FRAME_HEADER.pack(3, channel, len(piece)))
-            parts.append(piece)
-            parts.append(_FRAME_END)
+            append(_FRAME_HEADER.pack(3, channel, len(piece)))
+            append(piece)
+            append(_FRAME_END)
         write(b''.join(parts))
         connection.bytes_sent += 2 + (body_size + chunk - 1) // chunk
 

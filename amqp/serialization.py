@@ -302,6 +302,8 @@ def _enc_key(k, field):
 
 
 def _enc_table_body(d, field='table', depth=0):
+    if not d:  # most declare/bind/consume calls pass no arguments
+        return b'\x00\x00\x00\x00'
     if depth > MAX_NESTING:
         raise ValueError('%s: tables nested deeper than %d' %
                          (field, MAX_NESTING))
