@@ -6,6 +6,7 @@ and kombu 5.7's ``Producer.batch()`` on top of ``create_publish_batch``
 import socket
 import uuid
 
+import kombu
 import pytest
 
 from amqp import Message
@@ -176,7 +177,6 @@ def test_events_basic_ack_and_nack(conn):
 # -- kombu 5.7 Producer.batch() -------------------------------------------
 
 def test_kombu_producer_batch(broker):
-    kombu = pytest.importorskip('kombu')
     import amqp
     url = 'pyamqp://guest:guest@%s:%s//' % (broker.host, broker.port)
     with kombu.Connection(url, transport_options={'confirm_publish': True}
@@ -205,7 +205,6 @@ def test_kombu_producer_batch(broker):
 
 
 def test_kombu_batch_reports_nacks(broker):
-    kombu = pytest.importorskip('kombu')
     url = 'pyamqp://guest:guest@%s:%s//' % (broker.host, broker.port)
     with kombu.Connection(url, transport_options={'confirm_publish': True}
                           ) as kconn:

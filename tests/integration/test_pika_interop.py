@@ -6,11 +6,10 @@ import decimal
 import time
 import uuid
 
+import pika
 import pytest
 
 from amqp import Connection, Message
-
-pika = pytest.importorskip('pika')
 
 TIMESTAMP = 1700000000
 
