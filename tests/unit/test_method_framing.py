@@ -16,6 +16,7 @@ from amqp.exceptions import (AMQPError, FrameError, FrameSyntaxError,
                              IrrecoverableConnectionError, UnexpectedFrame)
 from amqp.method_framing import frame_handler, frame_writer
 from amqp.serialization import dumps, loads
+from amqp.transport import FrameBuffer
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True,
                     database=None,
@@ -474,9 +475,6 @@ def test_writer_output_read_back_by_handler():
 
 # ---------------------------------------------------------------------------
 # Any chunking of a byte stream gives the same frames and messages.
-
-FrameBuffer = pytest.importorskip('amqp.transport').FrameBuffer
-
 
 def _stream(messages):
     write_frame, _, sink = writer(FRAME_MAX)

@@ -10,6 +10,7 @@ import struct
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import pika.data as pika_data  # test-only dependency
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -950,8 +951,8 @@ def test_garbage_into_loads_raises_only_amqp_errors(fmt, data):
 
 def _tagged_garbage():
     # Mostly-valid tags make the decoder go deeper than pure noise would.
-    piece = st.one_of(st.sampled_from([bytes([c]) for c in b'tbBsuIilfdDSxATFV']),
-                      st.binary(min_size=1, max_size=4))
+    tags = [bytes([c]) for c in b'tbBsuIilfdDSxATFV']
+    piece = st.one_of(st.sampled_from(tags), st.binary(min_size=1, max_size=4))
     return st.lists(piece, max_size=30).map(b''.join)
 
 
@@ -980,8 +981,6 @@ def test_garbage_into_decode_properties_raises_only_amqp_errors(data):
 
 # ---------------------------------------------------------------------------
 # Cross-implementation: pika 1.x reads and writes the same tables.
-
-pika_data = pytest.importorskip('pika.data')
 
 CROSS_TABLE = {
     'int': 1,
