@@ -103,7 +103,8 @@ def frame_handler(connection, callback, unpack_from=None,
                     'method before it' % channel)
             _class_id, body_size, properties = \
                 decode_header_frame_payload(buf)
-            msg = Message(b'', **properties)
+            msg = Message(b'')
+            msg.properties = properties  # ours already: no copy
             msg.frame_method = state[0]
             msg.frame_args = state[1]
             msg.body_size = body_size
