@@ -18,9 +18,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from ours import OURS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+
 
 REFERENCE_PINS = ('amqp==5.4.2', 'kombu==5.7.0', 'celery==5.7.0')
 REFERENCE_VENV = Path(tempfile.gettempdir()) / (
@@ -31,10 +33,11 @@ REFERENCE_VENV = Path(tempfile.gettempdir()) / (
 
 @pytest.fixture(autouse=True)
 def _our_amqp():
-    import amqp
-    assert Path(amqp.__file__).resolve().is_relative_to(ROOT / 'amqp'), (
-        f'tests import {amqp.__file__}, not this checkout: '
-        f'run with PYTHONPATH={ROOT}')
+    # py-amqp has no _localbroker: importing it here means a virtualenv
+    # where py-amqp shadows this package.
+    assert (OURS / '_localbroker.py').exists(), (
+        f'tests import py-amqp from {OURS}, not this package: install it '
+        f'or run with PYTHONPATH={ROOT}')
 
 
 @pytest.fixture
@@ -51,7 +54,7 @@ def pyamqp_url(broker):
 def ours_env():
     """Environment for a subprocess that must import this package."""
     env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join([str(ROOT), str(HERE)])
+    env['PYTHONPATH'] = os.pathsep.join([str(OURS.parent), str(HERE)])
     return env
 
 
