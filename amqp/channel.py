@@ -84,6 +84,11 @@ class Channel(AbstractChannel):
 
     _METHODS_ALLOWED_CLOSING = None
 
+    #: After the broker closes the channel over an error, reopen it on its
+    #: next use, as py-amqp does (kombu's ``default_channel`` relies on
+    #: it).  False: every later call raises ChannelNotOpen instead.
+    auto_revive = True
+
     def __init__(self, connection, channel_id=None, auto_decode=True,
                  on_open=None):
         if channel_id:
@@ -148,6 +153,14 @@ class Channel(AbstractChannel):
     # -- lifecycle ------------------------------------------------------
     def _check_usable(self):
         if self._close_exc is not None:
+            connection = self.connection
+            if self.auto_revive and connection is not None and \
+                    connection.connected:
+                # An error that arrived while another channel was waiting
+                # is raised first; the call after it reopens the channel.
+                self._raise_deferred()
+                self._revive()
+                return
             raise ChannelNotOpen(
                 'channel %d was closed by the broker: %s' % (
                     self.channel_id, self._close_exc),
@@ -215,7 +228,11 @@ class Channel(AbstractChannel):
             self.collect()
 
     def _on_close(self, reply_code, reply_text, class_id, method_id):
-        """The broker closed the channel: close-ok, remember, raise."""
+        """The broker closed the channel: close-ok, remember, raise.
+
+        With :attr:`auto_revive` the channel keeps its id and reopens on
+        its next use; its consumers and confirm state are gone either way.
+        """
         self.send_method(spec.Channel.CloseOk)
         exc = error_for_code(reply_code, reply_text, (class_id, method_id),
                              ChannelError)
@@ -223,15 +240,42 @@ class Channel(AbstractChannel):
             return
         self._close_exc = exc
         connection = self.connection
-        self.collect()
+        if self.auto_revive:
+            self.is_open = False
+            self._reset_state()
+        else:
+            self.collect()
         # Raise from the wait that caused it, or from drain_events when no
         # other channel is in the middle of a synchronous call.
         if connection is not None and getattr(
                 connection, '_waiting_on', None) not in (None, self):
             logger.warning('channel %s closed by broker: %s',
                            self.channel_id, exc)
+            if self.auto_revive:
+                self._deferred.append(exc)
             return
         raise exc
+
+    def _reset_state(self):
+        """Forget consumers and confirms: the broker dropped them."""
+        self.callbacks.clear()
+        self.cancel_callbacks.clear()
+        self.no_ack_consumers.clear()
+        self._consumers_pending = []
+        self._confirm_selected = False
+        self._publish_seq = 0
+        self._unconfirmed = {}
+        self._nacked = []
+        self._returned_tags = {}
+        self._pending_returns = []
+        self._mandatory = {}
+
+    def _revive(self):
+        """Reopen a channel the broker closed (same id)."""
+        logger.debug('reopening channel %s after %s', self.channel_id,
+                     self._close_exc)
+        self._close_exc = None
+        self.open()
 
     def _on_close_ok(self):
         self.collect()

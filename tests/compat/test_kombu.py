@@ -76,6 +76,18 @@ def test_exchange_types(kconn, prefix, kind, key, binding, expect):
     queue(channel).delete()
 
 
+def test_default_channel_usable_after_channel_error(kconn, prefix):
+    # "Does this queue exist?" with a passive declare is a common kombu
+    # idiom; the 404 closes the default channel on the broker, and kombu
+    # keeps using that channel object afterwards (py-amqp revives it).
+    with pytest.raises(kconn.channel_errors):
+        Queue(prefix + '-missing', channel=kconn.default_channel) \
+            .queue_declare(passive=True)
+    with kconn.SimpleQueue(prefix + '-after') as sq:
+        sq.put({'n': 1})
+        assert sq.get(timeout=5).payload == {'n': 1}
+
+
 def test_simple_queue_and_buffer(kconn, prefix):
     queue = kconn.SimpleQueue(prefix)
     queue.put({'x': 1})

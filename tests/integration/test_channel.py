@@ -106,10 +106,39 @@ def _assert_usable(conn):
 
 
 def _assert_closed_by_broker(ch, code):
+    # Closed by the broker, and reopened (same id) on its next use, as
+    # py-amqp does: kombu keeps using its default_channel after an error.
+    assert not ch.is_open and ch.connection is not None
+    channel_id = ch.channel_id
+    assert isinstance(ch.queue_declare('', exclusive=True),
+                      queue_declare_ok_t)
+    assert ch.is_open and ch.channel_id == channel_id
+    assert ch.connection.channels[channel_id] is ch
+
+
+def test_strict_channel_stays_closed_after_broker_error(conn, ch):
+    ch.auto_revive = False
+    with pytest.raises(NotFound):
+        ch.queue_declare(_name('missing'), passive=True)
     assert ch.connection is None and not ch.is_open
     with pytest.raises(ChannelNotOpen) as info:
         ch.queue_declare('anything')
-    assert info.value.reply_code == code
+    assert info.value.reply_code == 404
+    _assert_usable(conn)
+
+
+def test_revived_channel_has_no_consumers_or_confirms(conn, ch):
+    q = ch.queue_declare('', exclusive=True, auto_delete=False).queue
+    ch.confirm_select()
+    tag = ch.basic_consume(q, callback=lambda m: None)
+    with pytest.raises(NotFound):
+        ch.queue_declare(_name('missing'), passive=True)
+    assert ch.callbacks == {} and tag not in ch.callbacks
+    # the next publish reopens the channel; tags restart after confirm.select
+    ch.confirm_select()
+    assert ch.basic_publish(Message('x'), '', q) == 1
+    assert ch.wait_for_confirms(5) is True
+    assert ch.queue_declare(q, passive=True).message_count == 1
 
 
 def test_404_passive_queue(conn, ch):
