@@ -10,7 +10,6 @@ import logging
 import socket
 import threading
 import uuid
-from ssl import SSLError  # noqa: F401 - kombu imports amqp.connection.SSLError
 from time import monotonic
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -28,6 +27,12 @@ from .exceptions import (AMQPDeprecationWarning, AMQPError,  # noqa: F401
 from .method_framing import frame_handler, frame_writer
 from .serialization import dumps
 from .transport import Transport
+
+try:  # kombu imports amqp.connection.SSLError; Python may lack ssl
+    from ssl import SSLError  # noqa: F401
+except ImportError:  # pragma: no cover
+    class SSLError(Exception):
+        """Stand-in when Python is built without ssl (py-amqp has it)."""
 
 __all__ = ('Connection',)
 

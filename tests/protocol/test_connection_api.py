@@ -275,3 +275,20 @@ def test_py_amqp_ssl_dict_keys_accepted():
     context, _ = SSLTransport('h', ssl={
         'tls_minimum_version': ssl.TLSVersion.TLSv1_3})._build_context()
     assert context.minimum_version == ssl.TLSVersion.TLSv1_3
+
+
+def test_connection_ssl_error_is_ssl_sslerror_and_survives_without_ssl():
+    # kombu imports amqp.connection.SSLError; like py-amqp's, the module
+    # must still import where Python was built without ssl.
+    import subprocess
+    import sys
+
+    from amqp import connection
+    assert connection.SSLError is ssl.SSLError
+    script = (
+        'import sys, amqp.transport\n'
+        'del sys.modules["amqp.connection"]\n'
+        'sys.modules["ssl"] = None\n'
+        'from amqp.connection import SSLError\n'
+        'assert SSLError.__module__ == "amqp.connection", SSLError\n')
+    subprocess.run([sys.executable, '-c', script], check=True, timeout=30)
