@@ -515,11 +515,11 @@ class Connection(AbstractChannel):
             raise RecoverableConnectionError('connection is closed')
         return self._handle_frame(self._read_frame(transport, deadline))
 
-    def _read_frame(self, transport, deadline):
+    def _read_frame(self, transport, deadline, exact=False):
         """Read one frame; a broken socket or stream closes the
         connection (socket.timeout does not)."""
         try:
-            return transport.read_frame(deadline=deadline)
+            return transport.read_frame(deadline=deadline, exact=exact)
         except socket.timeout:
             raise
         except _PEER_PROTOCOL_ERRORS as exc:
@@ -533,8 +533,13 @@ class Connection(AbstractChannel):
         """Read frames until one method has been dispatched.
 
         With heartbeats on and no earlier deadline, wakes at least every
-        heartbeat/2 seconds to send ours and check the broker's.
+        heartbeat/2 seconds to send ours and check the broker's.  While a
+        channel waits for a reply, reads stop at frame ends: deliveries
+        behind the reply are dispatched by the next drain_events, not from
+        inside the call that waited (py-amqp's behaviour; kombu's
+        ``consume(); drain_events()`` relies on it).
         """
+        exact = channel is not None and not handshake
         while True:
             transport = self._transport
             if transport is None:
@@ -547,17 +552,13 @@ class Connection(AbstractChannel):
                 if step is None or wake < step:
                     step = wake
             try:
-                frame = self._read_frame(transport, step)
+                frame = self._read_frame(transport, step, exact)
             except socket.timeout:
                 if step is deadline:
                     raise
                 self.heartbeat_tick()
                 continue
             if self._handle_frame(frame):
-                if channel is not None and not handshake:
-                    # a synchronous reply may have been read together
-                    # with deliveries behind it: see _dispatch_buffered.
-                    self._dispatch_buffered()
                 return
 
     def _handle_frame(self, frame):

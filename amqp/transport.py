@@ -139,6 +139,15 @@ class FrameBuffer:
         self.pos = end + 1
         return frame_type, channel, payload
 
+    def missing(self):
+        """Bytes still to read to complete the next frame (at most
+        ``_READ_SIZE``); call it when ``next_frame()`` returned None."""
+        have = len(self.buf) - self.pos
+        if have < 7:
+            return 7 - have
+        size = _FRAME_HEADER.unpack_from(self.buf, self.pos)[2]
+        return min(size + 8 - have, _READ_SIZE)
+
 
 class _AbstractTransport:
     """Common code for TCP and TLS transports (py-amqp's public surface)."""
@@ -328,21 +337,23 @@ class _AbstractTransport:
     def _shutdown_transport(self):
         """Hook for TLS unwrapping."""
 
-    def read_frame(self, unpack=None, deadline=None):
+    def read_frame(self, unpack=None, deadline=None, exact=False):
         """Return the next ``(frame_type, channel, payload)``.
 
         Frames already buffered are returned without touching the socket.
         ``deadline`` (a ``time.monotonic()`` value) bounds the total wait and
         raises ``socket.timeout``; without it ``read_timeout`` applies to
         each read.  A deadline already passed makes one non-blocking read.
+        ``exact`` reads no byte past the frame, as py-amqp does: what
+        follows stays in the socket, which stays readable for event loops.
         """
         frames = self._frames
         frame = frames.next_frame()
         if frame is not None:
             return frame
-        return self._read_frame_slow(frames, deadline)
+        return self._read_frame_slow(frames, deadline, exact)
 
-    def _read_frame_slow(self, frames, deadline):
+    def _read_frame_slow(self, frames, deadline, exact=False):
         while True:
             if deadline is not None:
                 timeout = deadline - monotonic()
@@ -353,20 +364,22 @@ class _AbstractTransport:
             else:
                 timeout = self.read_timeout
             with self._read_lock:
-                data = self._recv(timeout, initial=not len(frames))
+                data = self._recv(timeout, initial=not len(frames),
+                                  size=frames.missing() if exact
+                                  else _READ_SIZE)
             frames.feed(data)
             frame = frames.next_frame()
             if frame is not None:
                 return frame
 
-    def _recv(self, timeout, initial):
+    def _recv(self, timeout, initial, size=_READ_SIZE):
         sock = self.sock
         if sock is None:
             raise ConnectionLost('connection is closed')
         self._set_timeout(timeout)
         while True:
             try:
-                data = self._read_some(_READ_SIZE)
+                data = self._read_some(size)
             except socket.timeout:
                 raise
             except (BlockingIOError, ssl.SSLWantReadError,

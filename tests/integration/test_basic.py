@@ -2,6 +2,7 @@
 publish, ack/nack/reject, recover, decoding, server-sent cancel, returns,
 transactions, dead-lettering, TTL, priorities, direct reply-to and bodies
 of every size (AMQP 0-9-1 classes basic and tx; RabbitMQ extensions)."""
+import select
 import socket
 import time
 import uuid
@@ -76,6 +77,27 @@ def test_consume_delivery_info_and_cancel(conn, ch):
     assert tag not in ch.callbacks
     ch.basic_publish(Message('later'), '', q)
     assert ch.basic_get(q, no_ack=True).body == 'later'
+
+
+def test_deliveries_behind_consume_ok_wait_for_drain_events(conn, ch):
+    # kombu's "consume(); drain_events(timeout=1)" needs the queued
+    # messages to arrive from drain_events, and an event loop needs the
+    # socket still readable: the wait for consume-ok reads no further.
+    queue = _queue(ch)
+    for n in range(3):
+        ch.basic_publish(Message(b'%d' % n), routing_key=queue)
+    deadline = time.monotonic() + 5
+    while ch.queue_declare(queue, passive=True).message_count < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    got = []
+    ch.basic_consume(queue, callback=got.append, no_ack=True)
+    assert got == []
+    assert select.select([conn.sock], [], [], 5)[0] == [conn.sock]
+    conn.drain_events(timeout=5)
+    assert got
+    _drain_until(conn, lambda: len(got) == 3)
+    assert [m.body for m in got] == [b'0', b'1', b'2']
 
 
 def test_consume_explicit_tag_nowait_no_ack(conn, ch):
