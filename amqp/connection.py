@@ -24,7 +24,7 @@ from .exceptions import (AMQPDeprecationWarning, AMQPError,  # noqa: F401
                          FrameSyntaxError, InvalidCommand, MessageNacked,
                          RecoverableChannelError, RecoverableConnectionError,
                          ResourceError, UnexpectedFrame, error_for_code)
-from .method_framing import frame_handler, frame_writer
+from .method_framing import frame_handler, frame_writer, method_end
 from .serialization import dumps
 from .transport import Transport
 
@@ -539,7 +539,8 @@ class Connection(AbstractChannel):
         inside the call that waited (py-amqp's behaviour; kombu's
         ``consume(); drain_events()`` relies on it).
         """
-        exact = channel is not None and not handshake
+        exact = method_end if channel is not None and not handshake \
+            else False
         while True:
             transport = self._transport
             if transport is None:

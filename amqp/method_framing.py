@@ -24,9 +24,10 @@ from .exceptions import FrameError, FrameSyntaxError, UnexpectedFrame
 from .serialization import (decode_header_frame_payload,
                             encode_properties_basic)
 
-__all__ = ('frame_handler', 'frame_writer')
+__all__ = ('frame_handler', 'frame_writer', 'method_end')
 
 _METHOD_SIG = struct.Struct('>HH')
+_U64 = struct.Struct('>Q')
 _FRAME_HEADER = struct.Struct('>BHI')
 # frame header + class id + method id
 _METHOD_FRAME_HEADER = struct.Struct('>BHIHH')
@@ -123,6 +124,46 @@ def frame_handler(connection, callback, unpack_from=None,
         raise FrameError('unknown frame type %r' % (frame_type,))
 
     return on_frame
+
+
+def method_end(buf, pos=0):
+    """Offset in ``buf`` where the first complete method ends, or None.
+
+    A method is one frame, or for a content method (basic.deliver,
+    get-ok, return) its method, header and body frames.  Used to read no
+    byte past a reply while peeking at the socket; malformed input is left
+    for :func:`frame_handler` to reject (the first frame's end is returned,
+    so that it gets read and parsed).
+    """
+    have = len(buf)
+    if have - pos < 7:
+        return None
+    frame_type, _channel, size = _FRAME_HEADER.unpack_from(buf, pos)
+    end = pos + size + 8
+    if have < end:
+        return None
+    if frame_type != 1 or size < 4 or \
+            _METHOD_SIG.unpack_from(buf, pos + 7) not in _CONTENT_METHODS:
+        return end
+    if have - end < 7:
+        return None
+    frame_type, _channel, size = _FRAME_HEADER.unpack_from(buf, end)
+    if frame_type != 2 or size < 12:
+        return end
+    # content header: class id, weight, body size after the frame header
+    if have - end < 19:
+        return None
+    body_size = _U64.unpack_from(buf, end + 11)[0]
+    end += size + 8
+    while body_size > 0:
+        if have - end < 7:
+            return None
+        frame_type, _channel, size = _FRAME_HEADER.unpack_from(buf, end)
+        if frame_type != 3 or not size:
+            return end
+        body_size -= size
+        end += size + 8
+    return end if have >= end else None
 
 
 def _too_large(what, method_sig, size, frame_max):

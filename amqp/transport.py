@@ -139,6 +139,10 @@ class FrameBuffer:
         self.pos = end + 1
         return frame_type, channel, payload
 
+    def unread(self):
+        """The buffered bytes not yet returned as frames."""
+        return bytes(self.buf[self.pos:])
+
     def missing(self):
         """Bytes still to read to complete the next frame (at most
         ``_READ_SIZE``); call it when ``next_frame()`` returned None."""
@@ -346,6 +350,9 @@ class _AbstractTransport:
         each read.  A deadline already passed makes one non-blocking read.
         ``exact`` reads no byte past the frame, as py-amqp does: what
         follows stays in the socket, which stays readable for event loops.
+        It may be a function ``boundary(bytes) -> end offset or None``
+        marking where a whole unit (a method with its content) ends; on a
+        plain socket one peek and one read then take the unit at once.
         """
         frames = self._frames
         frame = frames.next_frame()
@@ -363,23 +370,43 @@ class _AbstractTransport:
                 timeout = self._override
             else:
                 timeout = self.read_timeout
+            initial = not len(frames)
             with self._read_lock:
-                data = self._recv(timeout, initial=not len(frames),
-                                  size=frames.missing() if exact
-                                  else _READ_SIZE)
+                if not exact:
+                    size = _READ_SIZE
+                elif callable(exact) and self.can_peek:
+                    size = self._size_to_boundary(frames, exact, timeout,
+                                                  initial)
+                else:
+                    size = frames.missing()
+                data = self._recv(timeout, initial, size)
             frames.feed(data)
             frame = frames.next_frame()
             if frame is not None:
                 return frame
 
-    def _recv(self, timeout, initial, size=_READ_SIZE):
+    def _size_to_boundary(self, frames, boundary, timeout, initial):
+        """How many bytes to read so that the buffer ends where
+        ``boundary(bytes)`` says the next unit (a whole method) ends.
+
+        Peeks at what the socket holds: one read then takes the whole
+        method (all its frames) and nothing after it.
+        """
+        peeked = self._recv(timeout, initial, _READ_SIZE, socket.MSG_PEEK)
+        pending = frames.unread()
+        end = boundary(pending + peeked if pending else peeked)
+        if end is None:  # everything there belongs to the method
+            return len(peeked)
+        return max(end - len(pending), 1)
+
+    def _recv(self, timeout, initial, size=_READ_SIZE, flags=0):
         sock = self.sock
         if sock is None:
             raise ConnectionLost('connection is closed')
         self._set_timeout(timeout)
         while True:
             try:
-                data = self._read_some(size)
+                data = self._read_some(size, flags)
             except socket.timeout:
                 raise
             except (BlockingIOError, ssl.SSLWantReadError,
@@ -399,8 +426,11 @@ class _AbstractTransport:
                 raise ConnectionLost()
             return data
 
-    def _read_some(self, n):
-        return self.sock.recv(n)
+    #: MSG_PEEK works on the socket (not on TLS: see SSLTransport)
+    can_peek = True
+
+    def _read_some(self, n, flags=0):
+        return self.sock.recv(n, flags)
 
     def write(self, s):
         """Send all of ``s``, bounded by ``write_timeout`` (blocking when
@@ -516,7 +546,9 @@ class SSLTransport(_AbstractTransport):
             except (OSError, ValueError):
                 pass
 
-    def _read_some(self, n):
+    can_peek = False
+
+    def _read_some(self, n, flags=0):
         sock = self.sock
         data = sock.recv(n)
         # TLS records may hold more plaintext than one recv returned.

@@ -1,6 +1,7 @@
 """Blocking I/O, heartbeats and closing against the scripted fake broker."""
 import logging
 import socket
+import struct
 import threading
 import time
 
@@ -9,6 +10,8 @@ import pytest
 from amqp import Connection, spec
 from amqp.exceptions import (AMQPError, ConnectionForced,
                              RecoverableConnectionError)
+from amqp.method_framing import method_end
+from amqp.transport import TCPTransport
 
 from .fakebroker import CLOSE_OK, HEARTBEAT, method_frame
 
@@ -324,11 +327,11 @@ def test_raise_on_initial_eintr(fake_broker):
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def recv(self, n):
+        def recv(self, n, flags=0):
             if self.interrupts:
                 self.interrupts -= 1
                 raise InterruptedError(4, 'Interrupted system call')
-            return real.recv(n)
+            return real.recv(n, flags)
 
     conn.transport.sock = Interrupting()
     with pytest.raises(socket.timeout):
@@ -373,3 +376,34 @@ def test_large_publish_after_nonblocking_drain_is_not_cut(fake_broker):
     conn.close()
     broker.finish()
     assert seen['body'] == body
+
+
+def _frame(frame_type, channel, payload):
+    return struct.pack('>BHI', frame_type, channel, len(payload)) + \
+        payload + b'\xce'
+
+
+def test_reply_wait_takes_a_whole_method_and_nothing_after_it():
+    # A basic.get-ok with its header and two body frames, then a delivery:
+    # a wait for the reply reads the first three frames (one peek, one
+    # read) and leaves the delivery in the socket for drain_events and for
+    # event loops polling the socket.
+    get_ok = _frame(1, 1, struct.pack('>HHQBBBI', 60, 71, 1, 0, 0, 0, 0))
+    header = _frame(2, 1, struct.pack('>HHQH', 60, 0, 7, 0))
+    bodies = _frame(3, 1, b'abc') + _frame(3, 1, b'defg')
+    after = _frame(1, 1, struct.pack('>HH', 60, 11))
+    a, b = socket.socketpair()
+    try:
+        transport = TCPTransport('localhost:1')
+        transport.sock, transport.connected = a, True
+        b.sendall(get_ok + header + bodies + after)
+        time.sleep(0.05)
+        got = [transport.read_frame(deadline=time.monotonic() + 2,
+                                    exact=method_end) for _ in range(4)]
+        assert [f[0] for f in got] == [1, 2, 3, 3]
+        assert got[2][2] + got[3][2] == b'abcdefg'
+        a.setblocking(False)
+        assert a.recv(65536, socket.MSG_PEEK) == after
+    finally:
+        a.close()
+        b.close()

@@ -14,7 +14,7 @@ from amqp import spec
 from amqp.basic_message import Message
 from amqp.exceptions import (AMQPError, FrameError, FrameSyntaxError,
                              IrrecoverableConnectionError, UnexpectedFrame)
-from amqp.method_framing import frame_handler, frame_writer
+from amqp.method_framing import frame_handler, frame_writer, method_end
 from amqp.serialization import dumps, loads
 from amqp.transport import FrameBuffer
 
@@ -579,3 +579,46 @@ def test_body_of_a_type_without_bytes_is_a_type_error():
     with pytest.raises(TypeError):
         write_frame(1, 1, (60, 40), PUBLISH_ARGS, Message(12))
     assert sink.writes == []
+
+
+# -- method_end: where a whole method (with its content) ends ---------------
+
+def _content_unit(body_chunks, channel=1):
+    method = frame(1, channel, struct.pack('>HH', 60, 71) + b'\x00' * 8 +
+                   b'\x00' + b'\x00\x00' + b'\x00\x00\x00\x00')
+    size = sum(len(c) for c in body_chunks)
+    header = frame(2, channel, struct.pack('>HHQ', 60, 0, size) + b'\x00\x00')
+    return method + header + b''.join(frame(3, channel, c)
+                                      for c in body_chunks)
+
+
+def test_method_end_plain_method_is_one_frame():
+    qos_ok = frame(1, 1, struct.pack('>HH', 60, 11))
+    assert method_end(qos_ok + b'\x01\x00') == len(qos_ok)
+    assert method_end(HEARTBEAT_FRAME + qos_ok) == len(HEARTBEAT_FRAME)
+
+
+def test_method_end_content_method_spans_header_and_bodies():
+    unit = _content_unit([b'abc', b'defg'])
+    trailing = frame(1, 1, struct.pack('>HH', 60, 11))
+    data = unit + trailing
+    assert method_end(data) == len(unit)
+    # every cut before the end of the unit: not complete yet
+    for cut in range(len(unit)):
+        assert method_end(data[:cut]) is None, cut
+    for cut in range(len(unit), len(data) + 1):
+        assert method_end(data[:cut]) == len(unit)
+
+
+def test_method_end_empty_body_is_method_and_header():
+    unit = _content_unit([])
+    assert method_end(unit + b'\x08') == len(unit)
+
+
+def test_method_end_leaves_malformed_input_to_the_parser():
+    method = _content_unit([b'x'])[:27]  # the get-ok method frame only
+    assert method[-1] == 0xCE
+    assert method_end(method + frame(3, 1, b'x')) == len(method)
+
+
+HEARTBEAT_FRAME = frame(8, 0, b'')
