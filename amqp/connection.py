@@ -560,6 +560,11 @@ class Connection(AbstractChannel):
                 self.heartbeat_tick()
                 continue
             if self._handle_frame(frame):
+                if exact and not transport.can_peek:
+                    # TLS: what was decrypted behind the reply sits in our
+                    # buffer, where an event loop polling the socket would
+                    # never see it: dispatch it now rather than stall.
+                    self._dispatch_buffered()
                 return
 
     def _handle_frame(self, frame):

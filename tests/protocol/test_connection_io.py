@@ -407,3 +407,72 @@ def test_reply_wait_takes_a_whole_method_and_nothing_after_it():
     finally:
         a.close()
         b.close()
+
+
+def _self_signed(directory):
+    """A throwaway certificate for 127.0.0.1 (the client does not verify
+    it: this test is about reading, not trust)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'fake')])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / 'cert.pem', directory / 'key.pem'
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_tls_reply_wait_leaves_no_complete_frame_buffered(fake_broker,
+                                                          tmp_path):
+    # Over TLS a reply and the deliveries behind it can come in one record;
+    # once decrypted they no longer make the socket readable, so an event
+    # loop would never call drain_events for them.  The wait dispatches
+    # them before returning instead of leaving them in our buffer.
+    import ssl
+    cert, key = _self_signed(tmp_path)
+    deliver = method_frame(spec.Basic.Deliver, 'sLbss',
+                           ('ctag', 1, False, '', 'q'), channel=1) + \
+        _frame(2, 1, struct.pack('>HHQH', 60, 0, 2, 0)) + _frame(3, 1, b'hi')
+
+    def script(peer):
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.load_cert_chain(cert, key)
+        peer.sock = server.wrap_socket(peer.sock, server_side=True)
+        peer.handshake()
+        peer.expect_method(spec.Channel.Open)
+        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
+        peer.expect_method(spec.Basic.Consume)
+        peer.send(method_frame(spec.Basic.ConsumeOk, 's', ('ctag',),
+                               channel=1))
+        peer.expect_method(spec.Queue.Declare)
+        # one sendall on an SSL socket: one record
+        peer.send(method_frame(spec.Queue.DeclareOk, 'sll', ('q', 1, 1),
+                               channel=1) + deliver)
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    conn = Connection(broker.host, ssl=client, connect_timeout=TIMEOUT)
+    conn.connect()
+    got = []
+    ch = conn.channel()
+    ch.basic_consume('q', consumer_tag='ctag', callback=got.append,
+                     no_ack=True)
+    ch.queue_declare('q', passive=True)
+    assert conn.transport._frames.next_frame() is None
+    assert [m.body for m in got] == [b'hi']
+    conn.close()
