@@ -318,22 +318,25 @@ class Channel(AbstractChannel):
     def exchange_bind(self, destination, source='', routing_key='',
                       nowait=False, arguments=None, argsig='BsssbF'):
         """Bind an exchange to an exchange (RabbitMQ exchange.bind)."""
-        return self._send(spec.Exchange.Bind, argsig, (
-            0, _check_name(destination, 'destination'),
-            _check_name(source, 'source'),
-            _check_name(routing_key, 'routing_key'),
-            _check_flag(nowait, 'nowait'), arguments),
-            wait=None if nowait else spec.Exchange.BindOk)
+        return self._exchange_binding(
+            spec.Exchange.Bind, spec.Exchange.BindOk, destination, source,
+            routing_key, nowait, arguments, argsig)
 
     def exchange_unbind(self, destination, source='', routing_key='',
                         nowait=False, arguments=None, argsig='BsssbF'):
         """Remove an exchange-to-exchange binding (exchange.unbind)."""
-        return self._send(spec.Exchange.Unbind, argsig, (
+        return self._exchange_binding(
+            spec.Exchange.Unbind, spec.Exchange.UnbindOk, destination,
+            source, routing_key, nowait, arguments, argsig)
+
+    def _exchange_binding(self, sig, reply, destination, source,
+                          routing_key, nowait, arguments, argsig):
+        return self._send(sig, argsig, (
             0, _check_name(destination, 'destination'),
             _check_name(source, 'source'),
             _check_name(routing_key, 'routing_key'),
             _check_flag(nowait, 'nowait'), arguments),
-            wait=None if nowait else spec.Exchange.UnbindOk)
+            wait=None if nowait else reply)
 
     # -- queues ---------------------------------------------------------
     def queue_bind(self, queue, exchange='', routing_key='', nowait=False,

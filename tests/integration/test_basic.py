@@ -191,25 +191,16 @@ def test_recover_requeue(conn, ch):
     assert m.body == 'r' and m.delivery_info['redelivered'] is True
 
 
-def test_recover_redelivers_to_consumer(conn, ch):
+@pytest.mark.parametrize('recover', ['basic_recover',
+                                     'basic_recover_async'])
+def test_recover_redelivers_to_consumer(conn, ch, recover):
     q = _queue(ch)
     got = []
     ch.basic_consume(q, callback=got.append)
     ch.basic_publish(Message('r'), '', q)
     _drain_until(conn, lambda: got)
-    ch.basic_recover(requeue=True)
-    _drain_until(conn, lambda: len(got) == 2)
-    assert got[1].delivery_info['redelivered'] is True
-    got[1].ack()
-
-
-def test_recover_async(conn, ch):
-    q = _queue(ch)
-    got = []
-    ch.basic_consume(q, callback=got.append)
-    ch.basic_publish(Message('r'), '', q)
-    _drain_until(conn, lambda: got)
-    ch.basic_recover_async(requeue=True)  # no reply: redelivery follows
+    # recover waits for recover-ok; recover_async has no reply
+    getattr(ch, recover)(requeue=True)
     _drain_until(conn, lambda: len(got) == 2)
     assert got[1].delivery_info['redelivered'] is True
     got[1].ack()
