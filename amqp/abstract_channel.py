@@ -12,8 +12,7 @@ from time import monotonic
 from vine import ensure_promise, promise
 
 from . import spec
-from .exceptions import (AMQPNotImplementedError, ChannelNotOpen,
-                         RecoverableConnectionError)
+from .exceptions import (AMQPNotImplementedError, RecoverableConnectionError)
 from .serialization import decoder_for, dumps
 
 __all__ = ('AbstractChannel',)
@@ -168,7 +167,3 @@ class AbstractChannel:
             one_shot(method_sig, *args)
         if getattr(self.connection, '_waiting_on', self) is None:
             self._raise_deferred()  # from drain_events
-
-    # py-amqp compat: kombu never calls these, but subclasses might.
-    def _raise_not_open(self):
-        raise ChannelNotOpen('channel %r is not open' % (self.channel_id,))

@@ -17,7 +17,7 @@ from . import spec
 from .abstract_channel import AbstractChannel
 from .exceptions import (ChannelError, ChannelNotOpen, ConsumerCancelled,
                          MessageNacked, PublishConfirmError,
-                         RecoverableChannelError, RecoverableConnectionError,
+                         RecoverableConnectionError,
                          error_for_code)
 from ._confirms import PublishBatch
 from .protocol import queue_declare_ok_t
@@ -81,8 +81,6 @@ class Channel(AbstractChannel):
     registers itself with the connection; :meth:`open` (called by
     ``Connection.channel()``) opens it on the broker.
     """
-
-    _METHODS_ALLOWED_CLOSING = None
 
     #: After the broker closes the channel over an error, reopen it on its
     #: next use, as py-amqp does (kombu's ``default_channel`` relies on
@@ -838,7 +836,3 @@ class Channel(AbstractChannel):
         return self._send(spec.Tx.Rollback, None, None,
                           wait=spec.Tx.RollbackOk)
 
-
-# A returned mandatory message without a confirm and without a handler is
-# reported as this (kept importable for callers that catch it).
-ReturnedMessage = RecoverableChannelError

@@ -169,7 +169,6 @@ class Connection(AbstractChannel):
         self.mechanisms = []
         self.locales = []
         self._used_channel_ids = set()
-        self._close_sent = False
 
     # -- construction helpers -------------------------------------------
     @staticmethod
@@ -286,7 +285,6 @@ class Connection(AbstractChannel):
                 callback()
             return None
         self._handshake_complete = False
-        self._close_sent = False
         self.channels = {0: self}
         self._used_channel_ids = set()
         self.bytes_sent = self.bytes_recv = 0
@@ -686,7 +684,6 @@ class Connection(AbstractChannel):
             for channel in list(self.channels.values()):
                 if channel is not self:
                     channel.collect()
-            self._close_sent = True
             self.send_method(spec.Connection.Close, argsig,
                              (reply_code, reply_text, method_sig[0],
                               method_sig[1]))

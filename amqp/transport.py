@@ -465,10 +465,6 @@ class _AbstractTransport:
             self._read_lock.release()
         return True
 
-    def write_and_read_initial(self, header):
-        """Send the protocol header (handshake start)."""
-        self.write(header)
-
 
 class TCPTransport(_AbstractTransport):
     """Plain TCP transport."""
