@@ -34,6 +34,16 @@ def _drain_until(conn, predicate, timeout=5.0):
             pass
 
 
+def _keep_draining(conn, seconds):
+    """Drain for ``seconds`` whatever the timeouts; errors propagate."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            conn.drain_events(timeout=0.2)
+        except socket.timeout:
+            pass
+
+
 def _drain_quietly(conn, seconds):
     deadline = time.monotonic() + seconds
     while True:
@@ -293,13 +303,8 @@ def test_deferred_cancel_surfaces_from_drain_events(conn, ch):
     assert ch2.queue_delete(q) == 0  # the cancel for ch arrives meanwhile
     # ch receives nothing more; a plain event loop must still see it,
     # whether the cancel came in during ch2's wait (deferred) or after.
-    deadline = time.monotonic() + 5
     with pytest.raises(ConsumerCancelled) as info:
-        while time.monotonic() < deadline:
-            try:
-                conn.drain_events(timeout=0.2)
-            except socket.timeout:
-                pass
+        _keep_draining(conn, 5)
     assert tag in str(info.value)
     with pytest.raises(socket.timeout):
         conn.drain_events(timeout=0)   # raised once only
@@ -313,12 +318,7 @@ def test_server_cancel_during_own_wait_raises_after_reply(conn, ch):
     # after delete-ok has been consumed.
     with pytest.raises(ConsumerCancelled) as info:
         ch.queue_delete(q)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                conn.drain_events(timeout=0.2)
-            except socket.timeout:
-                pass
+        _keep_draining(conn, 5)
     assert tag in str(info.value)
     assert ch.is_open and ch.basic_qos(0, 1, False) is None
     assert not ch._pending   # delete-ok was consumed, nothing left over
