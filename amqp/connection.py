@@ -24,7 +24,8 @@ from .exceptions import (AMQPDeprecationWarning, AMQPError,  # noqa: F401
                          FrameSyntaxError, InvalidCommand, MessageNacked,
                          RecoverableChannelError, RecoverableConnectionError,
                          ResourceError, UnexpectedFrame, error_for_code)
-from .method_framing import frame_handler, frame_writer, method_end
+from .method_framing import (HEARTBEAT_FRAME, READ_SIZE, FrameBuffer,
+                             frame_handler, frame_writer, method_end)
 from .serialization import dumps
 from .transport import Transport
 
@@ -41,7 +42,8 @@ logger = logging.getLogger('amqp')
 #: Bound on how long close() waits for close-ok when no timeout is set.
 CLOSE_OK_TIMEOUT = 10.0
 
-_HEARTBEAT_FRAME = b'\x08\x00\x00\x00\x00\x00\x00\xce'
+#: How every server's first frame starts: a method frame on channel 0.
+_START_OF_METHOD_ON_CHANNEL_0 = bytes((spec.FRAME_METHOD, 0, 0))
 
 #: Errors we detect in what the peer sent; the connection cannot go on
 #: after them (spec 4.2.3: close with the reply code, then drop the socket).
@@ -145,6 +147,8 @@ class Connection(AbstractChannel):
         self.frame_handler_cls = frame_handler
         self.frame_writer_cls = frame_writer
         self._handshake_complete = False
+        #: what was read from the socket and not yet dispatched
+        self._frames = FrameBuffer()
         self.channels = {}
         super().__init__(self, 0)
         self.channel_max = channel_max or 65535
@@ -289,6 +293,7 @@ class Connection(AbstractChannel):
         self._used_channel_ids = set()
         self.bytes_sent = self.bytes_recv = 0
         self.prev_sent = self.prev_recv = None
+        self._frames = FrameBuffer()
         self.transport = self.Transport(
             self.host, self.connect_timeout, self.ssl, self.read_timeout,
             self.write_timeout, socket_settings=self.socket_settings)
@@ -301,8 +306,14 @@ class Connection(AbstractChannel):
                 self, self.on_inbound_method)
             self.frame_writer = self.frame_writer_cls(self, self.transport)
             self.transport.write(spec.PROTOCOL_HEADER)
-            while not self._handshake_complete:
-                self._drain_for(self, deadline, handshake=True)
+            try:
+                while not self._handshake_complete:
+                    self._drain_for(self, deadline, handshake=True)
+            except _PEER_PROTOCOL_ERRORS as exc:
+                if self.bytes_recv or self._frames.unread()[:3] == \
+                        _START_OF_METHOD_ON_CHANNEL_0:
+                    raise  # an AMQP peer, breaking the protocol
+                raise self._not_amqp() from exc
             self.transport.handshake_done()
         except socket.timeout:
             self.collect()
@@ -318,6 +329,21 @@ class Connection(AbstractChannel):
         if callback:
             callback()
         return None
+
+    def _not_amqp(self):
+        """The error for a peer whose first bytes are no AMQP frame: say
+        what it sent instead of what the frame parser thought of it."""
+        data = self._frames.unread()
+        if data[:4] == spec.PROTOCOL_HEADER[:4] and len(data) >= 8:
+            return FrameError(
+                '%s does not speak AMQP 0-9-1: it answered with protocol '
+                'header %r (0-9-1 is %r)' % (self.host, data[:8],
+                                             spec.PROTOCOL_HEADER))
+        preview = data[:60]
+        return FrameError(
+            '%s is not an AMQP 0-9-1 server: it sent %r%s' % (
+                self.host, preview,
+                '...' if len(data) > len(preview) else ''))
 
     def _on_start(self, version_major, version_minor, server_properties,
                   mechanisms, locales, argsig='FsSs'):
@@ -367,6 +393,11 @@ class Connection(AbstractChannel):
 
     def _on_tune(self, channel_max, frame_max, server_heartbeat,
                  argsig='BlB'):
+        if frame_max and frame_max < spec.FRAME_MIN_SIZE:
+            raise InvalidCommand(
+                'server proposed frame_max=%d; AMQP 0-9-1 requires at '
+                'least %d' % (frame_max, spec.FRAME_MIN_SIZE),
+                spec.Connection.Tune)
         self.channel_max = _negotiate(self.channel_max, channel_max)
         self.frame_max = _negotiate(self.frame_max, frame_max)
         self.server_heartbeat = server_heartbeat or 0
@@ -378,7 +409,7 @@ class Connection(AbstractChannel):
             self.heartbeat = int(client_heartbeat)
         else:
             self.heartbeat = min(self.server_heartbeat, int(client_heartbeat))
-        self.transport.frame_max = self.frame_max
+        self._frames.max_payload = self.frame_max - spec.FRAME_OVERHEAD
         self.send_method(spec.Connection.TuneOk, argsig,
                          (self.channel_max, self.frame_max, self.heartbeat))
         self.on_tune_ok()
@@ -468,6 +499,7 @@ class Connection(AbstractChannel):
     def drain_events(self, timeout=None):
         """Wait for and dispatch incoming methods.
 
+        Frames already buffered are served before the socket is read.
         Dispatches at least one method, then every further complete method
         already buffered.  ``timeout`` bounds the whole call (heartbeats in
         between do not extend it) and raises ``socket.timeout``;
@@ -479,6 +511,16 @@ class Connection(AbstractChannel):
         self._dispatch_buffered()
         self._raise_deferred_errors()
 
+    def frames_pending(self):
+        """True when a complete frame has been read but not dispatched.
+
+        The socket does not show such frames as readable (over TLS a
+        reply wait may decrypt deliveries that follow its reply); an event
+        loop that polls the socket calls :meth:`drain_events` while this
+        is true.
+        """
+        return self._frames.has_frame()
+
     def _raise_deferred_errors(self):
         """Raise an error a channel received while another channel was
         mid-wait (consumer cancelled, message returned)."""
@@ -486,84 +528,105 @@ class Connection(AbstractChannel):
             if getattr(channel, '_deferred', None):
                 channel._raise_deferred()
 
-    def _dispatch_buffered(self):
-        """Dispatch every complete frame already read, without I/O.
+    def _next_frame(self):
+        """The next buffered frame, or None; a malformed stream closes
+        the connection."""
+        try:
+            return self._frames.next_frame()
+        except _PEER_PROTOCOL_ERRORS as exc:
+            self._abort(exc)
+            raise
 
-        Event loops (kombu's hub, celery's worker) only call
-        drain_events when the socket is readable, so nothing may stay in
-        the read-ahead buffer once a call returns.
-        """
-        transport = self._transport
-        while transport is not None:
-            try:
-                frame = transport._frames.next_frame()
-            except _PEER_PROTOCOL_ERRORS as exc:
-                self._abort(exc)
-                raise
+    def _dispatch_buffered(self):
+        """Dispatch every complete frame already read, without I/O."""
+        while self._transport is not None:
+            frame = self._next_frame()
             if frame is None:
                 break
             self._handle_frame(frame)
-            transport = self._transport
 
     def blocking_read(self, timeout=None):
         """Read and handle one frame (py-amqp's primitive)."""
         deadline = None if timeout is None else monotonic() + timeout
+        frame = self._next_frame()
+        while frame is None:
+            self._fill(deadline, False)
+            frame = self._next_frame()
+        return self._handle_frame(frame)
+
+    def _fill(self, deadline, exact):
+        """Read once from the socket into the frame buffer.
+
+        ``exact`` (TCP only) reads no byte past the end of the first
+        complete method: one peek finds where it ends, one read takes it,
+        and what follows stays in the socket, readable for event loops
+        (py-amqp reads frame by frame and kombu relies on the same).  A
+        broken socket or stream closes the connection; ``socket.timeout``
+        does not.
+        """
         transport = self._transport
         if transport is None:
-            raise RecoverableConnectionError('connection is closed')
-        return self._handle_frame(self._read_frame(transport, deadline))
-
-    def _read_frame(self, transport, deadline, exact=False):
-        """Read one frame; a broken socket or stream closes the
-        connection (socket.timeout does not)."""
+            raise RecoverableConnectionError(
+                'connection to %s is closed' % (self.host,))
+        frames = self._frames
         try:
-            return transport.read_frame(deadline=deadline, exact=exact)
+            if exact and transport.can_peek:
+                peeked = transport.recv(READ_SIZE, deadline, peek=True)
+                if len(frames):
+                    pending = frames.unread()
+                    end = method_end(pending + peeked)
+                    size = len(peeked) if end is None else \
+                        max(end - len(pending), 1)
+                else:
+                    end = method_end(peeked)
+                    size = len(peeked) if end is None else end
+                data = transport.recv(size, deadline)
+            else:
+                data = transport.recv(READ_SIZE, deadline)
         except socket.timeout:
-            raise
-        except _PEER_PROTOCOL_ERRORS as exc:
-            self._abort(exc)
             raise
         except OSError as exc:   # ConnectionLost included
             self._transport_lost(exc)
             raise
+        frames.feed(data)
 
     def _drain_for(self, channel, deadline, handshake=False):
-        """Read frames until one method has been dispatched.
+        """Handle frames until one method has been dispatched.
 
-        With heartbeats on and no earlier deadline, wakes at least every
-        heartbeat/2 seconds to send ours and check the broker's.  While a
-        channel waits for a reply, reads stop at frame ends: deliveries
-        behind the reply are dispatched by the next drain_events, not from
-        inside the call that waited (py-amqp's behaviour; kombu's
-        ``consume(); drain_events()`` relies on it).
+        Buffered frames come first.  With heartbeats on and no earlier
+        deadline, wakes at least every heartbeat/2 seconds to send ours
+        and check the broker's.  ``deadline`` is checked between frames,
+        so a peer streaming heartbeats or body frames cannot stretch it;
+        once it has passed, one non-blocking read is still made.  While a
+        channel waits for a reply (``channel`` set), dispatching stops at
+        the reply: deliveries behind it wait for the next drain_events
+        (py-amqp's behaviour; kombu's ``consume(); drain_events()`` relies
+        on it), and on TCP they are not even read.
         """
-        exact = method_end if channel is not None and not handshake \
-            else False
+        exact = channel is not None and not handshake
+        late = False
         while True:
-            transport = self._transport
-            if transport is None:
-                raise RecoverableConnectionError(
-                    'connection to %s is closed' % (self.host,))
+            frame = self._next_frame()
+            if frame is not None:
+                if self._handle_frame(frame):
+                    return
+                continue
             step = deadline
+            if deadline is not None and monotonic() >= deadline:
+                if late:
+                    raise socket.timeout('timed out')
+                late = True
             hb = self.heartbeat
             if hb and not handshake:
                 wake = monotonic() + hb / 2.0
                 if step is None or wake < step:
                     step = wake
             try:
-                frame = self._read_frame(transport, step, exact)
+                self._fill(step, exact)
             except socket.timeout:
                 if step is deadline:
                     raise
                 self.heartbeat_tick()
-                continue
-            if self._handle_frame(frame):
-                if exact and not transport.can_peek:
-                    # TLS: what was decrypted behind the reply sits in our
-                    # buffer, where an event loop polling the socket would
-                    # never see it: dispatch it now rather than stall.
-                    self._dispatch_buffered()
-                return
 
     def _handle_frame(self, frame):
         try:
@@ -581,7 +644,7 @@ class Connection(AbstractChannel):
         logger.debug('closing connection to %s after protocol error: %s',
                      self.host, exc)
         writer = self._frame_writer
-        if writer is not None and transport.connected:
+        if writer is not None and transport.connected and self.bytes_recv:
             try:
                 with transport.having_timeout(1.0):
                     writer(1, 0, spec.Connection.Close, dumps(
@@ -608,7 +671,7 @@ class Connection(AbstractChannel):
         writer = self._frame_writer
         if writer is None:
             raise RecoverableConnectionError('connection is closed')
-        self._transport.write(_HEARTBEAT_FRAME)
+        self._transport.write(HEARTBEAT_FRAME)
         self.bytes_sent += 1
 
     def heartbeat_tick(self, rate=2):
@@ -648,7 +711,7 @@ class Connection(AbstractChannel):
                     return
                 if monotonic() - self.last_heartbeat_sent >= interval:
                     try:
-                        if transport.write_heartbeat(_HEARTBEAT_FRAME):
+                        if transport.write_heartbeat(HEARTBEAT_FRAME):
                             self.bytes_sent += 1
                             self.last_heartbeat_sent = monotonic()
                     except OSError:

@@ -10,8 +10,6 @@ import pytest
 from amqp import Connection, spec
 from amqp.exceptions import (AMQPError, ConnectionForced,
                              RecoverableConnectionError)
-from amqp.method_framing import method_end
-from amqp.transport import TCPTransport
 
 from .fakebroker import CLOSE_OK, HEARTBEAT, method_frame
 
@@ -106,13 +104,23 @@ def test_timeout_mid_frame_keeps_partial_frame(fake_broker):
 
 
 def test_read_timeout_applies_after_connect_timeout(fake_broker):
+    # connect_timeout bounds the handshake only; afterwards a read waits
+    # read_timeout (or forever), whatever connect_timeout was.
     broker = fake_broker(_then_close(lambda peer: None))
-    conn = connect(broker, connect_timeout=7, read_timeout=2.5)
-    assert conn.transport.sock.gettimeout() == 2.5
+    conn = connect(broker, connect_timeout=7, read_timeout=0.3)
+    start = time.monotonic()
+    with pytest.raises(socket.timeout):
+        conn.blocking_read()
+    assert 0.25 <= time.monotonic() - start < 1.0
+    assert conn.connected
     conn.close()
     broker = fake_broker(_then_close(lambda peer: None))
-    conn = connect(broker, connect_timeout=7)
-    assert conn.transport.sock.gettimeout() is None
+    conn = connect(broker, connect_timeout=0.5)
+    time.sleep(0.6)    # past the connect deadline: it no longer applies
+    start = time.monotonic()
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=0.3)
+    assert 0.25 <= time.monotonic() - start < 1.0
     conn.close()
 
 
@@ -383,30 +391,37 @@ def _frame(frame_type, channel, payload):
         payload + b'\xce'
 
 
-def test_reply_wait_takes_a_whole_method_and_nothing_after_it():
-    # A basic.get-ok with its header and two body frames, then a delivery:
-    # a wait for the reply reads the first three frames (one peek, one
-    # read) and leaves the delivery in the socket for drain_events and for
-    # event loops polling the socket.
+def test_reply_wait_takes_a_whole_method_and_nothing_after_it(fake_broker):
+    # A basic.get-ok with its header and two body frames, then a delivery,
+    # all in one send: the wait for get-ok reads exactly the first four
+    # frames and leaves the delivery in the socket, where drain_events
+    # and event loops polling the socket find it.
     get_ok = _frame(1, 1, struct.pack('>HHQBBBI', 60, 71, 1, 0, 0, 0, 0))
     header = _frame(2, 1, struct.pack('>HHQH', 60, 0, 7, 0))
     bodies = _frame(3, 1, b'abc') + _frame(3, 1, b'defg')
-    after = _frame(1, 1, struct.pack('>HH', 60, 11))
-    a, b = socket.socketpair()
-    try:
-        transport = TCPTransport('localhost:1')
-        transport.sock, transport.connected = a, True
-        b.sendall(get_ok + header + bodies + after)
-        time.sleep(0.05)
-        got = [transport.read_frame(deadline=time.monotonic() + 2,
-                                    exact=method_end) for _ in range(4)]
-        assert [f[0] for f in got] == [1, 2, 3, 3]
-        assert got[2][2] + got[3][2] == b'abcdefg'
-        a.setblocking(False)
-        assert a.recv(65536, socket.MSG_PEEK) == after
-    finally:
-        a.close()
-        b.close()
+    after = _frame(1, 1, struct.pack('>HH', 20, 20) + b'\x00')  # flow
+
+    def script(peer):
+        peer.handshake()
+        peer.expect_method(spec.Channel.Open)
+        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
+        peer.expect_method(spec.Basic.Get)
+        peer.send(get_ok + header + bodies + after)
+        peer.expect_method(spec.Channel.FlowOk)
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = connect(broker)
+    ch = conn.channel()
+    msg = ch.basic_get('q')
+    assert msg.body == b'abcdefg'
+    assert not conn.frames_pending()
+    time.sleep(0.05)
+    assert conn.sock.recv(65536, socket.MSG_PEEK) == after
+    assert ch.active
+    conn.drain_events(timeout=TIMEOUT)
+    assert not ch.active
+    conn.close()
 
 
 def _self_signed(directory):
@@ -434,12 +449,13 @@ def _self_signed(directory):
     return str(cert_path), str(key_path)
 
 
-def test_tls_reply_wait_leaves_no_complete_frame_buffered(fake_broker,
-                                                          tmp_path):
-    # Over TLS a reply and the deliveries behind it can come in one record;
-    # once decrypted they no longer make the socket readable, so an event
-    # loop would never call drain_events for them.  The wait dispatches
-    # them before returning instead of leaving them in our buffer.
+def test_tls_reply_wait_keeps_what_follows_its_reply(fake_broker,
+                                                     tmp_path):
+    # Over TLS a reply and the delivery behind it can come in one record;
+    # decrypting the reply decrypts the delivery too.  The wait returns
+    # without dispatching it (as on TCP and in py-amqp); it stays
+    # buffered, frames_pending() says so although the socket is not
+    # readable, and the next drain_events serves it before reading.
     import ssl
     cert, key = _self_signed(tmp_path)
     deliver = method_frame(spec.Basic.Deliver, 'sLbss',
@@ -473,6 +489,11 @@ def test_tls_reply_wait_leaves_no_complete_frame_buffered(fake_broker,
     ch.basic_consume('q', consumer_tag='ctag', callback=got.append,
                      no_ack=True)
     ch.queue_declare('q', passive=True)
-    assert conn.transport._frames.next_frame() is None
+    assert got == []
+    assert conn.frames_pending()
+    conn.drain_events(timeout=0)
     assert [m.body for m in got] == [b'hi']
+    assert not conn.frames_pending()
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=0.2)
     conn.close()
