@@ -58,6 +58,43 @@ _MECHANISMS = {
 }
 
 
+class ChannelIds:
+    """The channel ids of one connection: which are taken, which free.
+
+    An id is taken from :meth:`allocate` (or :meth:`claim`) until
+    :meth:`release`; ids run from 1 to ``limit`` (the negotiated
+    channel_max).
+    """
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.used = set()
+
+    def allocate(self):
+        """Take the lowest free id; ResourceError when none is left."""
+        used = self.used
+        for channel_id in range(1, self.limit + 1):
+            if channel_id not in used:
+                used.add(channel_id)
+                return channel_id
+        raise ResourceError(
+            'No free channel ids, current={}, channel_max={}'.format(
+                len(used), self.limit), spec.Channel.Open)
+
+    def claim(self, channel_id):
+        """Take ``channel_id``; ConnectionError when it is taken."""
+        if channel_id in self.used:
+            raise ConnectionError('Channel %r already open' % (channel_id,))
+        if not 0 < channel_id <= self.limit:
+            raise ResourceError('channel id %r outside 1..%d' % (
+                channel_id, self.limit), spec.Channel.Open)
+        self.used.add(channel_id)
+        return channel_id
+
+    def release(self, channel_id):
+        self.used.discard(channel_id)
+
+
 class Connection(AbstractChannel):
     """An AMQP connection to a broker (a blocking socket transport).
 
@@ -172,7 +209,12 @@ class Connection(AbstractChannel):
         self.server_properties = {}
         self.mechanisms = []
         self.locales = []
-        self._used_channel_ids = set()
+        #: the channel ids in use (see :class:`ChannelIds`)
+        self.channel_ids = ChannelIds(self.channel_max)
+        # the channel in a synchronous wait, and errors for other channels
+        # that arrived meanwhile: [(channel, exception)]
+        self._waiting_on = None
+        self._deferred = []
 
     # -- construction helpers -------------------------------------------
     @staticmethod
@@ -290,7 +332,8 @@ class Connection(AbstractChannel):
             return None
         self._handshake_complete = False
         self.channels = {0: self}
-        self._used_channel_ids = set()
+        self.channel_ids = ChannelIds(self.channel_max)
+        self._deferred = []
         self.bytes_sent = self.bytes_recv = 0
         self.prev_sent = self.prev_recv = None
         self._frames = FrameBuffer()
@@ -399,6 +442,7 @@ class Connection(AbstractChannel):
                 'least %d' % (frame_max, spec.FRAME_MIN_SIZE),
                 spec.Connection.Tune)
         self.channel_max = _negotiate(self.channel_max, channel_max)
+        self.channel_ids.limit = self.channel_max
         self.frame_max = _negotiate(self.frame_max, frame_max)
         self.server_heartbeat = server_heartbeat or 0
         client_heartbeat = self.client_heartbeat or 0
@@ -455,26 +499,22 @@ class Connection(AbstractChannel):
 
     # -- channels -------------------------------------------------------
     def _get_free_channel_id(self):
-        used = self._used_channel_ids
-        for channel_id in range(1, self.channel_max + 1):
-            if channel_id not in used:
-                used.add(channel_id)
-                return channel_id
-        raise ResourceError(
-            'No free channel ids, current={}, channel_max={}'.format(
-                len(self.channels), self.channel_max), spec.Channel.Open)
+        """py-amqp's name for ``channel_ids.allocate()``."""
+        return self.channel_ids.allocate()
 
     def _claim_channel_id(self, channel_id):
-        if channel_id in self._used_channel_ids:
-            raise ConnectionError('Channel %r already open' % (channel_id,))
-        if not 0 < channel_id <= self.channel_max:
-            raise ResourceError('channel id %r outside 1..%d' % (
-                channel_id, self.channel_max), spec.Channel.Open)
-        self._used_channel_ids.add(channel_id)
-        return channel_id
+        """py-amqp's name for ``channel_ids.claim(channel_id)``."""
+        return self.channel_ids.claim(channel_id)
 
-    def _release_channel_id(self, channel_id):
-        self._used_channel_ids.discard(channel_id)
+    def forget_channel(self, channel):
+        """Unregister a channel that is gone (closed or collected): free
+        its id and drop errors kept for it."""
+        channel_id = channel.channel_id
+        if self.channels.get(channel_id) is channel:
+            del self.channels[channel_id]
+            self.channel_ids.release(channel_id)
+        self._deferred = [(ch, exc) for ch, exc in self._deferred
+                          if ch is not channel]
 
     def channel(self, channel_id=None, callback=None):
         """Return the open Channel ``channel_id``, or open a new one."""
@@ -506,10 +546,10 @@ class Connection(AbstractChannel):
         ``timeout=0`` never blocks.
         """
         deadline = None if timeout is None else monotonic() + timeout
-        self._raise_deferred_errors()
+        self.raise_deferred()
         self._drain_for(None, deadline)
         self._dispatch_buffered()
-        self._raise_deferred_errors()
+        self.raise_deferred()
 
     def frames_pending(self):
         """True when a complete frame has been read but not dispatched.
@@ -521,12 +561,45 @@ class Connection(AbstractChannel):
         """
         return self._frames.has_frame()
 
-    def _raise_deferred_errors(self):
-        """Raise an error a channel received while another channel was
-        mid-wait (consumer cancelled, message returned)."""
-        for channel in list(self.channels.values()):
-            if getattr(channel, '_deferred', None):
-                channel._raise_deferred()
+    # -- synchronous waits (the interface channels use) ------------------
+    @property
+    def waiting_channel(self):
+        """The channel (or this connection) in a synchronous wait, or
+        None while nothing waits (drain_events is dispatching)."""
+        return self._waiting_on
+
+    def wait_until(self, channel, done, deadline, methods=()):
+        """Handle frames for ``channel``'s synchronous call until
+        ``done()``; ``deadline`` (``time.monotonic()``) bounds it.
+
+        While it runs, :attr:`waiting_channel` is ``channel``: errors for
+        other channels are deferred instead of aborting this wait.
+        """
+        outer, self._waiting_on = self._waiting_on, channel
+        try:
+            while not done():
+                if channel.connection is None:
+                    raise RecoverableConnectionError(
+                        'channel %r closed while waiting for %s' % (
+                            channel.channel_id,
+                            ', '.join(spec.method_name(m) or str(m)
+                                      for m in methods)))
+                self._drain_for(channel, deadline)
+        finally:
+            self._waiting_on = outer
+
+    def defer_error(self, channel, exc):
+        """Keep ``exc`` (for ``channel``) until it can be raised without
+        aborting another channel's wait."""
+        self._deferred.append((channel, exc))
+
+    def raise_deferred(self, channel=None):
+        """Raise the oldest deferred error of ``channel`` (of any channel
+        still open when None); do nothing when there is none."""
+        for i, (owner, exc) in enumerate(self._deferred):
+            if channel is None or owner is channel:
+                del self._deferred[i]
+                raise exc
 
     def _next_frame(self):
         """The next buffered frame, or None; a malformed stream closes
@@ -658,8 +731,6 @@ class Connection(AbstractChannel):
         """Dispatch a complete method to its channel."""
         channel = self.channels.get(channel_id)
         if channel is None:
-            if self.channels is None:
-                return
             logger.debug('method %s for unknown channel %s dropped',
                          method_sig, channel_id)
             return
@@ -804,12 +875,12 @@ class Connection(AbstractChannel):
                 transport.close()
             except OSError:
                 pass
-        channels = self.channels or {}
-        for channel in list(channels.values()):
+        for channel in list(self.channels.values()):
             if channel is not self:
                 channel.collect()
         self.channels = {}
-        self._used_channel_ids = set()
+        self.channel_ids = ChannelIds(self.channel_max)
+        self._deferred = []
         self._frame_writer = None
         self._on_inbound_frame = None
         self._handshake_complete = False

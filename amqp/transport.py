@@ -391,18 +391,29 @@ class _AbstractTransport:
                     return
                 if view is None:
                     view = memoryview(s).cast('B')
-        except BaseException as exc:
-            if 0 < sent < total:
-                self.broken = (
-                    'connection to %s:%s is unusable: a write was cut off '
-                    'after %d of %d bytes (%s)' % (
-                        self.host, self.port, sent, total,
-                        type(exc).__name__))
-                self.connected = False
-            elif isinstance(exc, OSError) and \
-                    not isinstance(exc, socket.timeout):
-                self.connected = False
+        except socket.timeout:
+            if sent:
+                self._cut_off(sent, total, 'timed out')
             raise
+        except OSError:
+            self.connected = False
+            self.broken = 'connection to %s:%s was lost' % (self.host,
+                                                            self.port)
+            raise
+        except BaseException as exc:
+            # KeyboardInterrupt and other asynchronous exceptions: Python
+            # may raise them just after a send returned, before its count
+            # was added, so any of ``s`` may be on the wire.
+            self._cut_off(sent, total, type(exc).__name__)
+            raise
+
+    def _cut_off(self, sent: int, total: int, why: str) -> None:
+        self.broken = (
+            'connection to %s:%s is unusable: a write of %d bytes was cut '
+            'off after %s%d bytes (%s)' % (
+                self.host, self.port, total,
+                'at least ' if why[0].isupper() else '', sent, why))
+        self.connected = False
 
     def _send_some(self, data: Union[bytes, memoryview], flags: int) -> int:
         """One send; blocks until some of ``data`` is sent unless

@@ -497,3 +497,115 @@ def test_tls_reply_wait_keeps_what_follows_its_reply(fake_broker,
     with pytest.raises(socket.timeout):
         conn.drain_events(timeout=0.2)
     conn.close()
+
+
+def _publish_frames(data):
+    """Split the bytes a client sent after the protocol header into
+    frames; the last, cut-off one is returned as ``partial``."""
+    frames, pos = [], 8
+    while len(data) - pos >= 7:
+        frame_type, channel, size = struct.unpack_from('>BHI', data, pos)
+        if len(data) < pos + size + 8:
+            break
+        frames.append((frame_type, data[pos + 7:pos + 7 + size]))
+        pos += size + 8
+    return frames, data[pos:]
+
+
+def test_interrupted_publish_leaves_connection_unusable(fake_broker):
+    """A publish cut off mid-frame by KeyboardInterrupt: nothing more is
+    ever written, so the next publish cannot become the first one's body."""
+    import signal
+    go_on = threading.Event()
+
+    def script(peer):
+        peer.handshake(frame_max=131072)
+        peer.expect_method(spec.Channel.Open)
+        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
+        go_on.wait(TIMEOUT * 3)   # read nothing while the client writes
+        peer.wait_closed()
+
+    broker = fake_broker(script)
+    conn = connect(broker)
+    ch = conn.channel()
+    from amqp import Message
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            ch.basic_publish(Message(b'a' * (64 << 20)), routing_key='q')
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not conn.connected
+    assert 'cut off' in conn.transport.broken
+    start = time.monotonic()
+    with pytest.raises(RecoverableConnectionError):
+        ch.basic_publish(Message(b'second'), routing_key='q')
+    assert time.monotonic() - start < 0.5
+    conn.close()
+    go_on.set()
+    broker.finish()
+    frames, partial = _publish_frames(bytes(broker.received))
+    publishes = [f for f in frames
+                 if f[0] == 1 and f[1][:4] == b'\x00\x3c\x00\x28']
+    assert len(publishes) == 1      # the second publish never went out
+    assert partial                   # the stream ends inside a frame
+    assert b'second' not in bytes(broker.received)
+
+
+def test_threads_keep_their_own_deadlines(fake_broker):
+    """drain_events(timeout=0) in one thread never waits on, nor changes,
+    the deadline of a thread writing large bodies on another channel."""
+    body = bytes(range(256)) * 4096          # 1 MiB
+    count = 8
+    seen = []
+
+    def script(peer):
+        peer.handshake(frame_max=131072)
+        peer.expect_method(spec.Channel.Open)
+        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
+        for _ in range(count):
+            peer.expect_method(spec.Basic.Publish)
+            assert peer.recv_frame()[0] == 2
+            received = bytearray()
+            while len(received) < len(body):
+                time.sleep(0.002)            # a slow reader: writes block
+                received += peer.recv_frame()[2]
+            seen.append(bytes(received) == body)
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = connect(broker, write_timeout=20)
+    ch = conn.channel()
+    from amqp import Message
+    errors, slowest = [], []
+    done = threading.Event()
+
+    def publisher():
+        try:
+            for _ in range(count):
+                ch.basic_publish(Message(body), routing_key='q')
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    while not done.is_set():
+        start = time.monotonic()
+        with pytest.raises(socket.timeout):
+            conn.drain_events(timeout=0)
+        slowest.append(time.monotonic() - start)
+        time.sleep(0.001)
+    thread.join(TIMEOUT)
+    assert errors == []
+    assert len(slowest) > 20 and max(slowest) < 0.1, max(slowest)
+    conn.close()
+    broker.finish()
+    assert seen == [True] * count
