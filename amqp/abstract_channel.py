@@ -145,7 +145,8 @@ class AbstractChannel:
                          amqp_method.name)
             return
         if amqp_method.args:
-            args, _ = decoder_for(amqp_method.args)(payload, 4)
+            args, _ = decoder_for(amqp_method.args)(
+                payload, spec.METHOD_ARGS_OFFSET)
         else:
             args = []
         if amqp_method.content:

@@ -38,12 +38,9 @@ REJECTED_MESSAGE_WITHOUT_CALLBACK = (
     'callbacks (consumer_tag=%r exchange=%r routing_key=%r)')
 
 
-def _args(method_sig):
-    """The argument format of a method, from the spec table (the
-    ``argsig`` defaults below, kept for py-amqp's signatures)."""
-    return spec.METHODS[method_sig].args
-
-
+# The argument format of each method comes from the spec table (the
+# ``argsig`` defaults below are kept for py-amqp's signatures).
+_args = spec.args_of
 _PUBLISH_ARGS = _args(_Basic.Publish)
 
 

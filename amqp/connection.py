@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from vine import ensure_promise
 
-from . import __version__, sasl, spec
+from . import sasl, spec
+from ._version import __version__
 from .abstract_channel import AbstractChannel
 from .channel import Channel
 from .exceptions import (AMQPDeprecationWarning, AMQPError,  # noqa: F401
@@ -51,10 +52,10 @@ _PEER_PROTOCOL_ERRORS = (FrameError, FrameSyntaxError, UnexpectedFrame,
                          AMQPNotImplementedError, InvalidCommand)
 
 _MECHANISMS = {
-    'PLAIN': lambda user, pw, resp: sasl.PLAIN(user, pw),
-    'AMQPLAIN': lambda user, pw, resp: sasl.AMQPLAIN(user, pw),
-    'EXTERNAL': lambda user, pw, resp: sasl.EXTERNAL(),
-    'GSSAPI': lambda user, pw, resp: sasl.GSSAPI(user),
+    'PLAIN': lambda user, pw: sasl.PLAIN(user, pw),
+    'AMQPLAIN': lambda user, pw: sasl.AMQPLAIN(user, pw),
+    'EXTERNAL': lambda user, pw: sasl.EXTERNAL(),
+    'GSSAPI': lambda user, pw: sasl.GSSAPI(user),
 }
 
 
@@ -231,7 +232,7 @@ class Connection(AbstractChannel):
                         (userid is None or password is None):
                     raise ValueError('login_method %s needs userid and '
                                      'password' % login_method)
-                return (factory(userid, password, login_response),)
+                return (factory(userid, password),)
             if login_response is not None:
                 return (sasl.RAW(login_method, login_response),)
             raise ValueError('unknown login_method %r: use one of %s, or '
@@ -389,7 +390,8 @@ class Connection(AbstractChannel):
                 '...' if len(data) > len(preview) else ''))
 
     def _on_start(self, version_major, version_minor, server_properties,
-                  mechanisms, locales, argsig='FsSs'):
+                  mechanisms, locales,
+                  argsig=spec.args_of(spec.Connection.StartOk)):
         self.version_major = version_major
         self.version_minor = version_minor
         self.server_properties = server_properties
@@ -432,10 +434,11 @@ class Connection(AbstractChannel):
         if isinstance(challenge, str):
             challenge = challenge.encode('utf-8', 'surrogateescape')
         response = self._auth.challenge(challenge)
-        self.send_method(spec.Connection.SecureOk, 'x', (response,))
+        self.send_method(spec.Connection.SecureOk,
+                         spec.args_of(spec.Connection.SecureOk), (response,))
 
     def _on_tune(self, channel_max, frame_max, server_heartbeat,
-                 argsig='BlB'):
+                 argsig=spec.args_of(spec.Connection.TuneOk)):
         if frame_max and frame_max < spec.FRAME_MIN_SIZE:
             raise InvalidCommand(
                 'server proposed frame_max=%d; AMQP 0-9-1 requires at '
@@ -458,7 +461,8 @@ class Connection(AbstractChannel):
                          (self.channel_max, self.frame_max, self.heartbeat))
         self.on_tune_ok()
         self.last_heartbeat_sent = self.last_heartbeat_received = monotonic()
-        self.send_method(spec.Connection.Open, 'ssb',
+        self.send_method(spec.Connection.Open,
+                         spec.args_of(spec.Connection.Open),
                          (self.virtual_host, '', False))
 
     def _on_open_ok(self, known_hosts=''):
@@ -721,7 +725,8 @@ class Connection(AbstractChannel):
             try:
                 with transport.having_timeout(1.0):
                     writer(1, 0, spec.Connection.Close, dumps(
-                        'BsBB', (exc.reply_code, str(exc)[:255], 0, 0)),
+                        spec.args_of(spec.Connection.Close),
+                        (exc.reply_code, str(exc)[:255], 0, 0)),
                         None)
             except Exception:  # the socket may be past saving
                 pass
@@ -747,13 +752,22 @@ class Connection(AbstractChannel):
 
     def heartbeat_tick(self, rate=2):
         """Send a heartbeat when due; raise ConnectionForced when the
-        broker has been silent for two heartbeat intervals.
+        broker has been silent too long.
 
-        Call it at least every ``heartbeat / rate`` seconds (kombu does);
+        ``rate`` is how many times per heartbeat interval the caller
+        calls this (kombu's ``heartbeat_check(rate=...)``; values <= 0 mean
+        2): a heartbeat goes out once nothing was sent for
+        ``heartbeat / rate`` seconds, and the connection is declared dead
+        once nothing was received for two intervals plus one calling
+        period, ``2 * heartbeat + heartbeat / rate`` (2.5 intervals at the
+        default rate).  Any frame counts as a heartbeat, both ways.
         :meth:`drain_events` also calls it while waiting.
         """
         if not self.heartbeat:
             return
+        if not rate or rate <= 0:
+            rate = 2
+        period = self.heartbeat / rate
         now = monotonic()
         sent_now, recv_now = self.bytes_sent, self.bytes_recv
         if self.prev_sent is None or self.prev_sent != sent_now:
@@ -761,12 +775,13 @@ class Connection(AbstractChannel):
         if self.prev_recv is None or self.prev_recv != recv_now:
             self.last_heartbeat_received = now
         self.prev_sent, self.prev_recv = sent_now, recv_now
-        if now - self.last_heartbeat_sent >= self.heartbeat / 2.0:
+        if now - self.last_heartbeat_sent >= period:
             self.send_heartbeat()
             self.last_heartbeat_sent = monotonic()
             self.prev_sent = self.bytes_sent
         if self.last_heartbeat_received and \
-                now - self.last_heartbeat_received > 2 * self.heartbeat:
+                now - self.last_heartbeat_received > \
+                2 * self.heartbeat + period:
             exc = ConnectionForced('Too many heartbeats missed')
             self._transport_lost(exc)
             raise exc
@@ -806,7 +821,7 @@ class Connection(AbstractChannel):
 
     # -- closing --------------------------------------------------------
     def close(self, reply_code=0, reply_text='', method_sig=(0, 0),
-              argsig='BsBB'):
+              argsig=spec.args_of(spec.Connection.Close)):
         """Close the connection and wait (bounded) for close-ok.
 
         Harmless when already closed.
@@ -891,7 +906,8 @@ class Connection(AbstractChannel):
         """Replace the credential of an open connection (RabbitMQ
         connection.update-secret, e.g. a refreshed OAuth 2 token)."""
         self._check_open()
-        return self.send_method(spec.Connection.UpdateSecret, 'Ss',
+        return self.send_method(spec.Connection.UpdateSecret,
+                                spec.args_of(spec.Connection.UpdateSecret),
                                 (new_secret, reason),
                                 wait=spec.Connection.UpdateSecretOk)
 

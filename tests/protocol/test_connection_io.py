@@ -173,12 +173,52 @@ def test_heartbeat_tick_sends_when_due_and_detects_silence(fake_broker):
         while time.monotonic() - start < 5:
             conn.heartbeat_tick()
             time.sleep(0.1)
-    # raised after two intervals of silence (from the handshake)
+    # raised after 2.5 intervals of silence (from the handshake)
     assert time.monotonic() - start < 2.5
     assert sent >= 1
     assert not conn.connected
     broker.finish()
     assert seen['heartbeats'] >= 2
+
+
+@pytest.mark.parametrize('rate, send_after, dead_after', [
+    (2, 1.0, 4.0 + 1.0),     # heartbeat 2 s: send after 1 s, dead at 5 s
+    (4, 0.5, 4.0 + 0.5),
+    (0, 1.0, 4.0 + 1.0),     # <= 0 means the default, 2
+])
+def test_heartbeat_tick_rate_sets_both_thresholds(fake_broker, rate,
+                                                  send_after, dead_after):
+    """heartbeat_tick(rate): send after heartbeat/rate of silence on our
+    side, give up after 2 intervals plus heartbeat/rate of silence from
+    the broker (py-amqp's documented meaning of rate)."""
+    import amqp.connection as connection_module
+    broker = fake_broker(lambda peer: (peer.handshake(heartbeat=2),
+                                       peer.wait_closed(timeout=10)))
+    conn = connect(broker, heartbeat=2)
+    clock = [time.monotonic()]
+    real = connection_module.monotonic
+    connection_module.monotonic = lambda: clock[0]   # OS boundary: time
+    try:
+        conn.last_heartbeat_sent = conn.last_heartbeat_received = clock[0]
+        conn.heartbeat_tick(rate)           # records the byte counters
+        sent = conn.bytes_sent
+        clock[0] += send_after - 0.01
+        conn.heartbeat_tick(rate)
+        assert conn.bytes_sent == sent      # not yet
+        clock[0] += 0.02
+        conn.heartbeat_tick(rate)
+        assert conn.bytes_sent == sent + 1  # a heartbeat went out
+        start = conn.last_heartbeat_received
+        clock[0] = start + dead_after - 0.01
+        conn.heartbeat_tick(rate)           # still alive
+        assert conn.connected
+        clock[0] = start + dead_after + 0.01
+        with pytest.raises(ConnectionForced):
+            conn.heartbeat_tick(rate)
+    finally:
+        connection_module.monotonic = real
+    assert not conn.connected
+    broker.finish()
 
 
 def test_drain_events_detects_missed_heartbeats(fake_broker):
