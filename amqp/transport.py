@@ -147,14 +147,17 @@ class _AbstractTransport:
         self.host, self.port = to_host_port(host, self.default_port)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self.write_timeout = write_timeout
         self.socket_settings = socket_settings
         self._deadline: Deadline = None   # end of connect_timeout
         self._handshaking = True          # connect_timeout applies
         self._local = threading.local()   # having_timeout() per thread
+        self._overrides = 0               # having_timeout() blocks, any thread
         self._write_lock = threading.Lock()
         #: why writing is no longer possible (a frame was cut off), or None
         self.broken: Optional[str] = None
+        # writes are one blocking send, with nothing to check first
+        self._plain_writes = False
+        self.write_timeout = write_timeout
 
     def __repr__(self) -> str:
         if self.sock:
@@ -263,6 +266,25 @@ class _AbstractTransport:
     def handshake_done(self) -> None:
         """Replace connect_timeout by the steady-state timeouts."""
         self._handshaking = False
+        self._update_plain_writes()
+
+    @property
+    def write_timeout(self) -> Optional[float]:
+        return self._write_timeout
+
+    @write_timeout.setter
+    def write_timeout(self, value: Optional[float]) -> None:
+        self._write_timeout = value
+        self._update_plain_writes()
+
+    def _update_plain_writes(self) -> None:
+        cls = type(self)
+        self._plain_writes = (
+            not self._handshaking and self.broken is None and
+            self._write_timeout is None and not self._nonblocking and
+            self.sock is not None and
+            cls._write is _AbstractTransport._write and
+            cls._send_some is _AbstractTransport._send_some)
 
     # -- deadlines ------------------------------------------------------
     @contextmanager
@@ -279,10 +301,14 @@ class _AbstractTransport:
         local = self._local
         prev = getattr(local, 'override', None)
         local.override = timeout
+        with self._write_lock:
+            self._overrides += 1
         try:
             yield self.sock
         finally:
             local.override = prev
+            with self._write_lock:
+                self._overrides -= 1
 
     def _default_deadline(self, timeout: Optional[float]) -> Deadline:
         """The deadline of a call that was given none: the connect
@@ -360,9 +386,26 @@ class _AbstractTransport:
         every later write raises RecoverableConnectionError at once.
         """
         with self._write_lock:
+            if self._plain_writes and not self._overrides:
+                # The common case, kept short: one blocking send.
+                try:
+                    sent = self.sock.send(s)  # type: ignore[union-attr]
+                except OSError:
+                    self._lost()
+                    raise
+                except BaseException as exc:
+                    self._cut_off(0, len(s), type(exc).__name__)
+                    raise
+                if sent == len(s):
+                    return
+                self._write(s, sent)
+                return
             self._write(s)
 
-    def _write(self, s: Union[bytes, bytearray, memoryview]) -> None:
+    def _write(self, s: Union[bytes, bytearray, memoryview],
+               sent: int = 0) -> None:
+        """Send ``s`` from offset ``sent`` on (py-amqp's hook: a subclass
+        overriding it gets every write)."""
         if self.broken is not None:
             raise RecoverableConnectionError(self.broken)
         sock = self.sock
@@ -372,8 +415,8 @@ class _AbstractTransport:
         deadline = self._default_deadline(self.write_timeout)
         flags = _DONTWAIT if deadline is not None and \
             not self._nonblocking else 0
-        sent = 0
-        view: Optional[memoryview] = None
+        view: Optional[memoryview] = memoryview(s).cast('B') if sent \
+            else None
         try:
             while True:
                 try:
@@ -396,9 +439,7 @@ class _AbstractTransport:
                 self._cut_off(sent, total, 'timed out')
             raise
         except OSError:
-            self.connected = False
-            self.broken = 'connection to %s:%s was lost' % (self.host,
-                                                            self.port)
+            self._lost()
             raise
         except BaseException as exc:
             # KeyboardInterrupt and other asynchronous exceptions: Python
@@ -407,7 +448,13 @@ class _AbstractTransport:
             self._cut_off(sent, total, type(exc).__name__)
             raise
 
+    def _lost(self) -> None:
+        self.connected = False
+        self.broken = 'connection to %s:%s was lost' % (self.host, self.port)
+        self._plain_writes = False
+
     def _cut_off(self, sent: int, total: int, why: str) -> None:
+        self._plain_writes = False
         self.broken = (
             'connection to %s:%s is unusable: a write of %d bytes was cut '
             'off after %s%d bytes (%s)' % (
@@ -452,6 +499,7 @@ class _AbstractTransport:
                     pass
             self.sock = None
         self.connected = False
+        self._plain_writes = False
 
     def _shutdown_transport(self) -> None:
         """Hook for TLS unwrapping."""
