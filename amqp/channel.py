@@ -141,11 +141,14 @@ class Channel(AbstractChannel):
 
     def collect(self):
         """Tear down this channel's state without network I/O."""
+        self._collect(awaiting_close_ok=False)
+
+    def _collect(self, awaiting_close_ok):
         logger.debug('Closed channel #%s', self.channel_id)
         self.is_open = False
         connection, self.connection = self.connection, None
         if connection is not None:
-            connection.forget_channel(self)
+            connection.forget_channel(self, awaiting_close_ok)
         self.callbacks.clear()
         self.cancel_callbacks.clear()
         self.events.clear()
@@ -166,20 +169,52 @@ class Channel(AbstractChannel):
 
     def close(self, reply_code=0, reply_text='', method_sig=(0, 0),
               argsig=_args(spec.Channel.Close)):
-        """Close the channel; harmless when already closed."""
+        """Close the channel; harmless when already closed.
+
+        Waits for close-ok as long as :meth:`Connection.close` does (10 s,
+        or ``connect_timeout`` when that is shorter).  Without close-ok in
+        time the channel is closed all the same, and its id stays taken
+        until the broker's close-ok arrives, so a new channel never
+        receives it.
+        """
+        confirmed = False
         try:
-            if self.connection is None or not self.is_open:
+            connection = self.connection
+            if connection is None or not self.is_open:
                 return None
-            if self.connection.transport is None:
+            if connection.transport is None:
                 return None
             self.is_closing = True
-            return self.send_method(
+            self.send_method(
                 spec.Channel.Close, argsig,
-                (reply_code, reply_text, method_sig[0], method_sig[1]),
-                wait=[spec.Channel.CloseOk, spec.Channel.Close])
+                (reply_code, reply_text, method_sig[0], method_sig[1]))
+            try:
+                self.wait([spec.Channel.CloseOk, spec.Channel.Close],
+                          timeout=connection.close_timeout)
+                confirmed = True
+            except socket.timeout:
+                logger.warning('channel %s: no close-ok within %ss',
+                               self.channel_id, connection.close_timeout)
+            return None
         finally:
             self.is_closing = False
-            self.collect()
+            self._collect(awaiting_close_ok=not confirmed and
+                          self.connection is not None)
+
+    def _abandon_wait(self, exc):
+        """A reply did not come in time: close the channel without
+        waiting; its id stays taken until close-ok (see :meth:`close`)."""
+        logger.warning('channel %s: %s; closing the channel',
+                       self.channel_id, exc)
+        try:
+            self.is_closing = True
+            self.send_method(spec.Channel.Close, _args(spec.Channel.Close),
+                             (0, 'client gave up waiting', 0, 0))
+        except (OSError, RecoverableConnectionError):
+            pass  # the connection is going anyway
+        finally:
+            self.is_closing = False
+            self._collect(awaiting_close_ok=True)
 
     def _on_close(self, reply_code, reply_text, class_id, method_id):
         """The broker closed the channel: close-ok, remember, raise.
@@ -298,7 +333,7 @@ class Channel(AbstractChannel):
             0, queue, passive, durable, exclusive, auto_delete, nowait,
             arguments))
         if not nowait:
-            return queue_declare_ok_t(*self.wait(
+            return queue_declare_ok_t(*self.wait_reply(
                 spec.Queue.DeclareOk, returns_tuple=True))
         return None
 
