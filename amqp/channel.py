@@ -22,8 +22,9 @@ from . import spec
 from ._confirms import Confirms, PublishBatch
 from .abstract_channel import AbstractChannel
 from .exceptions import (ChannelError, ChannelNotOpen, ConsumerCancelled,
-                         PublishConfirmError, RecoverableConnectionError,
-                         error_for_code)
+                         ContentTooLarge, PublishConfirmError,
+                         RecoverableConnectionError, error_for_code)
+from .method_framing import OversizedContent
 from .protocol import queue_declare_ok_t
 from .serialization import dumps_method
 
@@ -484,6 +485,11 @@ class Channel(AbstractChannel):
 
     def _on_basic_deliver(self, consumer_tag, delivery_tag, redelivered,
                           exchange, routing_key, msg):
+        if type(msg) is OversizedContent:
+            self._raise_or_defer(self._refuse_oversized(
+                msg, delivery_tag, consumer_tag not in self.no_ack_consumers,
+                'delivery to consumer %r' % (consumer_tag,)))
+            return
         msg.channel = self
         msg.delivery_info = {
             'consumer_tag': consumer_tag,
@@ -502,6 +508,20 @@ class Channel(AbstractChannel):
             return
         fun(msg)
 
+    def _refuse_oversized(self, content, delivery_tag, acked, what):
+        """A message over ``max_message_size`` was skipped unread: reject
+        it without requeueing when it awaits an ack (the broker then
+        dead-letters or drops it, instead of redelivering it forever) and
+        return the error to raise."""
+        if acked:
+            self.basic_reject(delivery_tag, requeue=False)
+        return ContentTooLarge(
+            '%s on channel %s: a message of %d bytes exceeds '
+            'max_message_size=%d; it was discarded%s' % (
+                what, self.channel_id, content.body_size, content.limit,
+                ' and rejected' if acked else ''),
+            _Basic.Deliver)
+
     def basic_get(self, queue='', no_ack=False, argsig=_args(_Basic.Get)):
         """Fetch one message; returns a Message or None if the queue is
         empty."""
@@ -512,6 +532,9 @@ class Channel(AbstractChannel):
             return None
         delivery_tag, redelivered, exchange, routing_key, message_count, \
             msg = ret
+        if type(msg) is OversizedContent:
+            raise self._refuse_oversized(msg, delivery_tag, not no_ack,
+                                         'basic.get from %r' % (queue,))
         msg.channel = self
         msg.delivery_info = {
             'delivery_tag': delivery_tag,

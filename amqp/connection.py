@@ -10,6 +10,7 @@ import logging
 import socket
 import threading
 import uuid
+import weakref
 from time import monotonic
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -46,6 +47,9 @@ CLOSE_OK_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 30.0
 #: Default bound on waiting for the reply to a synchronous method.
 REPLY_TIMEOUT = 60.0
+#: Largest message body accepted by default: RabbitMQ's own default
+#: ``max_message_size`` (128 MiB).
+MAX_MESSAGE_SIZE = 128 * 1024 * 1024
 
 #: How every server's first frame starts: a method frame on channel 0.
 _START_OF_METHOD_ON_CHANNEL_0 = bytes((spec.FRAME_METHOD, 0, 0))
@@ -153,6 +157,7 @@ class Connection(AbstractChannel):
     _frame_writer = None
     _on_inbound_frame = None
     _heartbeat_thread = None
+    _finalizer = None
 
     def __init__(self, host='localhost:5672', userid='guest',
                  password='guest', login_method=None, login_response=None,
@@ -165,7 +170,8 @@ class Connection(AbstractChannel):
                  socket_settings=None, frame_handler=frame_handler,
                  frame_writer=frame_writer, on_close=None,
                  blocked_timeout=None, heartbeat_thread=False,
-                 reply_timeout=REPLY_TIMEOUT, **kwargs):
+                 reply_timeout=REPLY_TIMEOUT,
+                 max_message_size=MAX_MESSAGE_SIZE, **kwargs):
         self._connection_id = uuid.uuid4().hex
         if channel_max is not None and not 0 <= channel_max <= 65535:
             raise ValueError('channel_max must be 0..65535, got %r'
@@ -206,6 +212,7 @@ class Connection(AbstractChannel):
         self.connect_timeout = connect_timeout
         self.blocked_timeout = blocked_timeout
         self.reply_timeout = reply_timeout
+        self.max_message_size = max_message_size
         self.heartbeat_thread = heartbeat_thread
         self.on_blocked = on_blocked
         self.on_unblocked = on_unblocked
@@ -389,6 +396,8 @@ class Connection(AbstractChannel):
         except BaseException:
             self.collect()
             raise
+        self._finalizer = weakref.finalize(self, _close_dropped,
+                                           self._transport)
         if self.heartbeat and self.heartbeat_thread:
             self._start_heartbeat_thread()
         if callback:
@@ -842,24 +851,31 @@ class Connection(AbstractChannel):
     def _start_heartbeat_thread(self):
         stop = threading.Event()
         interval = self.heartbeat / 2.0
-
-        def run():
-            while not stop.wait(interval):
-                transport = self._transport
-                if transport is None or not transport.connected:
-                    return
-                if monotonic() - self.last_heartbeat_sent >= interval:
-                    try:
-                        if transport.write_heartbeat(HEARTBEAT_FRAME):
-                            self.bytes_sent += 1
-                            self.last_heartbeat_sent = monotonic()
-                    except OSError:
-                        return
-
-        thread = threading.Thread(target=run, name='amqp-heartbeat',
-                                  daemon=True)
+        # A weak reference: a connection the application dropped is not
+        # kept alive (nor its socket open) by its heartbeat thread.
+        thread = threading.Thread(
+            target=_heartbeat_loop, args=(weakref.ref(self), stop, interval),
+            name='amqp-heartbeat', daemon=True)
         thread.start()
         self._heartbeat_thread = (thread, stop)
+
+    def _beat(self, interval):
+        """One tick of the heartbeat thread; False when it should end.
+
+        Sends only when nothing was sent for ``interval`` and no other
+        thread is writing; takes no lock a reader holds.
+        """
+        transport = self._transport
+        if transport is None or not transport.connected:
+            return False
+        if monotonic() - self.last_heartbeat_sent >= interval:
+            try:
+                if transport.write_heartbeat(HEARTBEAT_FRAME):
+                    self.bytes_sent += 1
+                    self.last_heartbeat_sent = monotonic()
+            except (OSError, RecoverableConnectionError):
+                return False
+        return True
 
     # -- blocked --------------------------------------------------------
     def _on_blocked(self, reason=''):
@@ -937,6 +953,9 @@ class Connection(AbstractChannel):
         if self._heartbeat_thread is not None:
             self._heartbeat_thread[1].set()
             self._heartbeat_thread = None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
         transport, self._transport = self._transport, None
         if transport is not None:
             try:
@@ -964,6 +983,24 @@ class Connection(AbstractChannel):
                                 spec.args_of(spec.Connection.UpdateSecret),
                                 (new_secret, reason),
                                 wait=spec.Connection.UpdateSecretOk)
+
+
+def _heartbeat_loop(ref, stop, interval):
+    """The heartbeat thread: holds its connection only during a tick."""
+    while not stop.wait(interval):
+        conn = ref()
+        if conn is None or not conn._beat(interval):
+            return
+        del conn
+
+
+def _close_dropped(transport):
+    """Close the socket of a connection that was garbage-collected
+    without close() (weakref.finalize callback)."""
+    try:
+        transport.close()
+    except OSError:
+        pass
 
 
 def _negotiate(ours, theirs):

@@ -194,3 +194,127 @@ def test_unencodable_password_is_not_quoted(login_method, fake_broker):
     assert 'Hunter2' not in text and 'Secret' not in text
     assert 'password' in text
     assert 'Hunter2' not in repr(info.value)
+
+
+def _deliver(channel, tag, body, ctag='ctag', body_size=None, chunk=None):
+    """basic.deliver with its header and body frames, as bytes."""
+    import struct
+    frames = method_frame(spec.Basic.Deliver, 'sLbss',
+                          (ctag, tag, False, '', 'q'), channel=channel)
+    size = len(body) if body_size is None else body_size
+    header = struct.pack('>HHQH', 60, 0, size, 0)
+    frames += struct.pack('>BHI', 2, channel, len(header)) + header + b'\xce'
+    chunk = chunk or max(len(body), 1)
+    for i in range(0, len(body), chunk):
+        piece = body[i:i + chunk]
+        frames += struct.pack('>BHI', 3, channel, len(piece)) + piece + \
+            b'\xce'
+    return frames
+
+
+def _consume(peer, channel, ctag='ctag'):
+    peer.expect_method(spec.Channel.Open)
+    peer.send(_open_ok(channel))
+    peer.expect_method(spec.Basic.Consume)
+    peer.send(method_frame(spec.Basic.ConsumeOk, 's', (ctag,),
+                           channel=channel))
+
+
+def test_oversized_message_is_skipped_rejected_and_reported(fake_broker):
+    seen = {}
+
+    def script(peer):
+        peer.handshake(frame_max=4096)
+        _consume(peer, 1)
+        peer.send(_deliver(1, 1, b'x' * 5000, chunk=4000) +
+                  _deliver(1, 2, b'small'))
+        seen['reject'] = peer.expect_method(spec.Basic.Reject)
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = _connect(broker, max_message_size=1000, frame_max=4096)
+    ch = conn.channel()
+    got = []
+    ch.basic_consume('q', consumer_tag='ctag', callback=got.append)
+    with pytest.raises(Exception) as info:
+        conn.drain_events(timeout=TIMEOUT)
+    from amqp.exceptions import ContentTooLarge
+    assert isinstance(info.value, ContentTooLarge)
+    assert '5000 bytes' in str(info.value) and '1000' in str(info.value)
+    conn.drain_events(timeout=TIMEOUT)          # nothing else was lost
+    assert [m.body for m in got] == [b'small']
+    assert conn.connected
+    conn.close()
+    broker.finish()
+    assert seen['reject'] == [1, False]         # tag 1, requeue=False
+
+
+def test_a_body_of_2_to_the_62_is_never_accumulated(fake_broker):
+    """The default limit (128 MiB) refuses a header announcing 2**62 bytes
+    before any body arrives; other channels keep working meanwhile."""
+    def script(peer):
+        peer.handshake()
+        _consume(peer, 1, 'big')
+        _consume(peer, 2, 'other')
+        peer.send(_deliver(1, 1, b'y' * 60000, body_size=2 ** 62,
+                           ctag='big', chunk=30000))
+        peer.send(_deliver(2, 1, b'fine', ctag='other'))
+        peer.expect_method(spec.Basic.Reject)
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = _connect(broker)
+    assert conn.max_message_size == 128 * 1024 * 1024
+    got = []
+    big = conn.channel()
+    big.basic_consume('q', consumer_tag='big', callback=got.append)
+    other = conn.channel()
+    other.basic_consume('q', consumer_tag='other', callback=got.append)
+    conn.drain_events(timeout=TIMEOUT)
+    assert [m.body for m in got] == [b'fine']
+    # the skipped body is counted, not stored
+    assert conn.connected and len(conn._frames) < 70000
+    big.basic_reject(1, requeue=False)     # what the app may do meanwhile
+    conn.close()
+    broker.finish()
+
+
+@pytest.mark.parametrize('flood', ['heartbeats', 'body frames'])
+def test_drain_deadline_holds_against_a_flood(fake_broker, flood):
+    """A peer streaming heartbeats (or the body frames of a huge message)
+    as fast as it can: drain_events(timeout=1) still returns after ~1 s."""
+    import struct
+    stop = threading.Event()
+
+    def script(peer):
+        peer.handshake(heartbeat=0)
+        if flood == 'heartbeats':
+            chunk = b'\x08\x00\x00\x00\x00\x00\x00\xce' * 512
+        else:
+            _consume(peer, 1)
+            peer.send(_deliver(1, 1, b'', body_size=2 ** 40))
+            piece = b'z' * 4000
+            chunk = (struct.pack('>BHI', 3, 1, len(piece)) + piece +
+                     b'\xce') * 8
+        peer.sock.settimeout(5)
+        try:
+            while not stop.is_set():
+                peer.send(chunk)
+        except OSError:
+            pass
+
+    broker = fake_broker(script)
+    conn = _connect(broker)     # the huge body is skipped as it streams
+    if flood != 'heartbeats':
+        conn.channel().basic_consume('q', consumer_tag='ctag',
+                                     callback=lambda m: None)
+    start = time.monotonic()
+    try:
+        with pytest.raises(socket.timeout):
+            conn.drain_events(timeout=1)
+        elapsed = time.monotonic() - start
+    finally:
+        stop.set()
+        conn.collect()
+    assert 0.95 <= elapsed < 1.5, elapsed
+    broker.finish()
