@@ -10,6 +10,7 @@ import logging
 import socket
 import threading
 import uuid
+import warnings
 import weakref
 from time import monotonic
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -158,6 +159,7 @@ class Connection(AbstractChannel):
     _on_inbound_frame = None
     _heartbeat_thread = None
     _finalizer = None
+    _connect_started = False   # connect() was called (lazy connect is off)
 
     def __init__(self, host='localhost:5672', userid='guest',
                  password='guest', login_method=None, login_response=None,
@@ -357,6 +359,7 @@ class Connection(AbstractChannel):
             if callback:
                 callback()
             return None
+        self._connect_started = True
         self._handshake_complete = False
         self.channels = {0: self}
         self.channel_ids = ChannelIds(self.channel_max)
@@ -499,8 +502,21 @@ class Connection(AbstractChannel):
         self._handshake_complete = True
         self.on_open(self)
 
+    def _connect_on_first_use(self, what):
+        """py-amqp connects a connection used before connect() (with a
+        deprecation warning); so do we, but only one that was never
+        connected: a closed connection stays closed."""
+        if self._transport is None and not self._connect_started:
+            warnings.warn(AMQPDeprecationWarning(
+                'Connection.%s was used before connect(): connecting now. '
+                'Call connect() (or use the connection as a context '
+                'manager) first.' % what), stacklevel=3)
+            self.connect()
+
     @property
     def transport(self):
+        if self._transport is None:
+            self._connect_on_first_use('transport')
         return self._transport
 
     @transport.setter
@@ -509,6 +525,8 @@ class Connection(AbstractChannel):
 
     @property
     def on_inbound_frame(self):
+        if self._on_inbound_frame is None:
+            self._connect_on_first_use('on_inbound_frame')
         return self._on_inbound_frame
 
     @on_inbound_frame.setter
@@ -517,6 +535,8 @@ class Connection(AbstractChannel):
 
     @property
     def frame_writer(self):
+        if self._frame_writer is None:
+            self._connect_on_first_use('frame_writer')
         return self._frame_writer
 
     @frame_writer.setter
@@ -566,7 +586,8 @@ class Connection(AbstractChannel):
             channel.open()
             return channel
 
-    def _check_open(self):
+    def _check_open(self, what='channel()'):
+        self._connect_on_first_use(what)
         if not self.connected:
             raise RecoverableConnectionError(
                 'connection to %s is not open' % (self.host,))
@@ -586,6 +607,7 @@ class Connection(AbstractChannel):
         ``timeout=0`` never blocks.
         """
         deadline = None if timeout is None else monotonic() + timeout
+        self._connect_on_first_use('drain_events()')
         self.raise_deferred()
         self._drain_for(None, deadline)
         self._dispatch_buffered()
@@ -806,6 +828,7 @@ class Connection(AbstractChannel):
     # -- heartbeats -----------------------------------------------------
     def send_heartbeat(self):
         """Send a heartbeat frame now."""
+        self._connect_on_first_use('send_heartbeat()')
         writer = self._frame_writer
         if writer is None:
             raise RecoverableConnectionError('connection is closed')

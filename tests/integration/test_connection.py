@@ -219,3 +219,33 @@ def test_dropped_connections_do_not_live_on_in_heartbeat_threads(broker,
         time.sleep(0.2)
     assert heartbeat_threads() == before
     assert open_on_broker() == 0
+
+
+@pytest.mark.parametrize('first_use', [
+    lambda c: c.channel(),
+    lambda c: c.transport,
+    lambda c: c.frame_writer,
+    lambda c: c.on_inbound_frame,
+    lambda c: c.send_heartbeat(),
+    lambda c: pytest.raises(socket.timeout, c.drain_events, timeout=0.1),
+])
+def test_a_connection_used_before_connect_connects_with_a_warning(
+        broker, first_use):
+    """py-amqp connects on first use (with AMQPDeprecationWarning); many
+    scripts rely on it."""
+    from amqp.exceptions import AMQPDeprecationWarning
+    conn = Connection('%s:%s' % (broker.host, broker.port))
+    with pytest.warns(AMQPDeprecationWarning, match='before connect'):
+        first_use(conn)
+    try:
+        assert conn.connected
+        ch = conn.channel()
+        q = ch.queue_declare('', exclusive=True).queue
+        ch.basic_publish(Message(b'lazy'), '', q)
+        assert ch.basic_get(q, no_ack=True).body == b'lazy'
+    finally:
+        conn.close()
+    # a closed connection stays closed: no silent reconnect
+    with pytest.raises(RecoverableConnectionError):
+        conn.channel()
+    assert not conn.connected
