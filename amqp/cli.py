@@ -30,8 +30,8 @@ def _epilog():
         lines.extend(textwrap.wrap(
             meaning, 76, initial_indent='  {0:>3}  '.format(code),
             subsequent_indent=' ' * 7))
-    lines.append('The round trip (no command) exits 0, 1 on any failure, '
-                 '2 on bad usage.')
+    lines.append('The round trip (no command) exits 0, or 1 on any failure '
+                 '(2: bad usage, 130: Ctrl-C).')
     lines.append('Errors are one line on stderr, starting "amqp: "; '
                  'passwords are shown as ***.')
     return '\n'.join(lines)

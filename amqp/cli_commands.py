@@ -43,8 +43,7 @@ EXIT_BROKEN_PIPE = 141
 #: (status, meaning) of every exit status, for --help and the docs.
 EXIT_CODES = (
     (EXIT_OK, 'success'),
-    (EXIT_FAILURE, 'other failure (the round trip found a difference, '
-                   'connection lost...)'),
+    (EXIT_FAILURE, 'other failure, e.g. the connection was lost'),
     (EXIT_USAGE, 'bad usage: unknown option, bad URL or value'),
     (EXIT_UNREACHABLE, 'broker unreachable: connection refused, unknown '
                        'host, timeout'),
