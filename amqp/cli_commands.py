@@ -617,7 +617,14 @@ def cmd_consume(args, session):
         state['last'] = monotonic()
         printer(msg, state['received'])
         if args.ack:
-            ch.basic_ack(msg.delivery_tag)
+            # Each ack lets the broker send one more: near the end of
+            # --count, acks wait until the consumer is cancelled, so that
+            # no message is taken only to be handed back (redelivered).
+            if count is not None and prefetch and \
+                    state['received'] + prefetch > count:
+                state['last_tag'] = msg.delivery_tag
+            else:
+                ch.basic_ack(msg.delivery_tag)
 
     tag = ch.basic_consume(args.queue, callback=on_message,
                            no_ack=not args.ack)
@@ -638,6 +645,8 @@ def cmd_consume(args, session):
             except socket.timeout:
                 pass
         ch.basic_cancel(tag)
+        if state.get('last_tag') is not None:
+            ch.basic_ack(state['last_tag'], multiple=True)
     received = state['received']
     reason = 'interrupted' if signals.stop else \
         'no message for {0:g} s'.format(args.timeout) if timed_out else ''
