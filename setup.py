@@ -14,7 +14,7 @@ def read(*parts):
 
 # Read, not imported: importing amqp needs vine before it is installed.
 VERSION = re.search(r"^__version__ = '([^']+)'",
-                    read('amqp', '__init__.py'), re.M).group(1)
+                    read('amqp', '_version.py'), re.M).group(1)
 
 setup(
     name='amqp',

@@ -2,7 +2,8 @@
 import re
 from collections import namedtuple
 
-__version__ = '5.5.0'
+from ._version import __version__
+
 __homepage__ = 'https://github.com/amqp-project/amqp'
 __docformat__ = 'restructuredtext'
 

@@ -1,26 +1,191 @@
-"""Publish batches for kombu 5.7's ``Producer.batch()``.
+"""Publisher confirms: the state of one channel, and kombu's publish batch.
 
-kombu asks the channel for ``create_publish_batch(max_size)`` (when
-``supports_batch_publish`` is true) and then calls ``publish(message,
-**basic_publish_kwargs)``, ``flush()``, ``discard()`` and ``close()`` on
-the object it returns.  Messages are held until :meth:`PublishBatch.flush`,
-which publishes them back to back and, on a confirm channel, waits once for
-all their confirms (pipelined, :meth:`Channel.wait_for_confirms`).
+:class:`Confirms` holds everything a channel in confirm mode tracks (the
+delivery-tag counter, unsettled publishes, nacks, returns matched to their
+tags) and the one deadline loop that waits for settlement.  The channel
+feeds it (:meth:`Confirms.published`, :meth:`Confirms.settle`,
+:meth:`Confirms.returned`) and asks it to wait.
+
+:class:`PublishBatch` is what kombu 5.7's ``Producer.batch()`` gets from
+``Channel.create_publish_batch(max_size)``.
+
+Neither imports the channel nor touches its private state: the channel
+hands over the callables they use (its ``wait``, its non-waiting publish).
 """
+import socket
+from time import monotonic
 
-__all__ = ('PublishBatch',)
+from . import spec
+from .exceptions import MessageNacked, PublishConfirmError
+from .serialization import dumps_method
+
+__all__ = ('Confirms', 'ConfirmTimeout', 'PublishBatch')
+
+_ACK_OR_NACK = [spec.Basic.Ack, spec.Basic.Nack]
+_PUBLISH = spec.Basic.Publish
+_PUBLISH_ARGS = spec.METHODS[_PUBLISH].args
+
+
+class ConfirmTimeout(PublishConfirmError, socket.timeout):
+    """Publishes still unconfirmed when the wait ran out.
+
+    Both a :class:`~amqp.exceptions.PublishConfirmError` (``unconfirmed``
+    names the tags) and a ``socket.timeout``, which is what py-amqp raises
+    from ``basic_publish_confirm``.
+    """
+
+    def __init__(self, reply_text=None, nacked=(), returned=(),
+                 unconfirmed=()):
+        PublishConfirmError.__init__(self, reply_text, nacked, returned,
+                                     unconfirmed)
+
+    def __str__(self):
+        return self.reply_text or 'publisher confirms timed out'
+
+
+class Confirms:
+    """Publisher-confirm state of one channel (RabbitMQ confirm.select).
+
+    Delivery tags count publishes from 1 after confirm.select.  A publish
+    is *unsettled* until the broker acks or nacks it; a mandatory publish
+    the broker returns is acked after its basic.return, and reported as
+    returned.
+    """
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        """Forget everything: the channel left confirm mode (or the broker
+        closed it)."""
+        self.selected = False
+        self.seq = 0
+        #: delivery tag -> per-publish callback or None
+        self.unsettled = {}
+        self._nacked = []
+        #: delivery tag -> the error of its basic.return
+        self._returned = {}
+        #: returns not yet matched to a delivery tag
+        self._pending_returns = []
+        #: unsettled mandatory publishes: tag -> (exchange, routing_key)
+        self._mandatory = {}
+
+    def select(self):
+        """The broker answered confirm.select: start counting."""
+        if not self.selected:
+            self.selected = True
+            self.seq = 0
+
+    def published(self, on_confirm, mandatory, exchange, routing_key):
+        """Record a publish just written; return its delivery tag."""
+        self.seq += 1
+        tag = self.seq
+        self.unsettled[tag] = on_confirm
+        if mandatory:
+            self._mandatory[tag] = (exchange, routing_key)
+        return tag
+
+    def returned(self, exc, exchange, routing_key):
+        """Match a basic.return (which names no delivery tag) to a tag.
+
+        Returns of one destination come in publish order and before that
+        publish's ack, so the oldest unsettled mandatory publish to the
+        same exchange and routing key is the one returned.  Failing that
+        (names given as bytes, say), the return is matched when the next
+        ack settles tags.
+        """
+        target = (exchange, routing_key)
+        for tag, dest in self._mandatory.items():  # in publish order
+            if dest == target and tag not in self._returned:
+                del self._mandatory[tag]
+                self._returned[tag] = exc
+                return
+        self._pending_returns.append(exc)
+
+    def settle(self, delivery_tag, multiple, nacked):
+        """Apply a basic.ack / basic.nack; run per-publish callbacks."""
+        unsettled = self.unsettled
+        if multiple:
+            tags = [t for t in unsettled if t <= delivery_tag]
+        else:
+            tags = [delivery_tag] if delivery_tag in unsettled else []
+        returned = self._returned
+        returns = self._pending_returns
+        if returns and tags:
+            # RabbitMQ acks an unroutable publish right after its return:
+            # unmatched returns belong to the newest tags settled.
+            n = min(len(returns), len(tags))
+            returned.update(zip(sorted(tags)[-n:], returns[:n]))
+            del returns[:n]
+        mandatory = self._mandatory
+        for tag in tags:
+            mandatory.pop(tag, None)
+            callback = unsettled.pop(tag)
+            if nacked:
+                self._nacked.append(tag)
+            if callback is not None:
+                callback(tag, 'nack' if nacked else
+                         'returned' if tag in returned else 'ack')
+
+    def wait(self, channel_wait, done, timeout, what):
+        """Call ``channel_wait`` for acks and nacks until ``done()``.
+
+        ``timeout`` (seconds, None for no limit) bounds the whole wait;
+        when it runs out, raises :class:`ConfirmTimeout` naming the
+        unsettled tags (``what`` describes the wait in its text).
+        """
+        deadline = None if timeout is None else monotonic() + timeout
+        while not done():
+            remaining = None if deadline is None else deadline - monotonic()
+            if remaining is not None and remaining <= 0:
+                unconfirmed = sorted(self.unsettled)
+                raise ConfirmTimeout(
+                    'no publisher confirm for %s within %ss' % (what,
+                                                                timeout),
+                    unconfirmed=unconfirmed)
+            try:
+                channel_wait(_ACK_OR_NACK, timeout=remaining)
+            except socket.timeout:
+                continue
+
+    def outcome(self, tag):
+        """Raise for a settled publish that was not accepted: MessageNacked
+        for a nack; return the error of its basic.return (or None)."""
+        if tag in self._nacked:
+            self._nacked.remove(tag)
+            raise MessageNacked('message with delivery tag %d was nacked '
+                                'by the broker' % tag)
+        return self._returned.pop(tag, None)
+
+    def take_failures(self):
+        """``(nacked, returned)`` delivery tags since the last call."""
+        nacked, self._nacked = sorted(self._nacked), []
+        returned, self._returned = sorted(self._returned), {}
+        return nacked, returned
 
 
 class PublishBatch:
-    """Messages buffered for one channel until :meth:`flush`."""
+    """Messages buffered for one channel until :meth:`flush`.
 
-    def __init__(self, channel, max_size):
+    kombu asks the channel for ``create_publish_batch(max_size)`` (when
+    ``supports_batch_publish`` is true) and then calls ``publish(message,
+    **basic_publish_kwargs)``, ``flush()``, ``discard()`` and ``close()``.
+    ``flush`` publishes the messages back to back and, on a confirm
+    channel, waits once for all their confirms (pipelined).
+    """
+
+    def __init__(self, channel, max_size, publish, confirm_select,
+                 confirming):
         if isinstance(max_size, bool) or not isinstance(max_size, int) or \
                 max_size <= 0:
             raise ValueError('max_size must be a positive int, not %r'
                              % (max_size,))
+        #: the channel it publishes on (kombu checks it)
         self.channel = channel
         self.max_size = max_size
+        self._publish = publish
+        self._confirm_select = confirm_select
+        self._confirming = confirming
         self._buffer = []
         self._closed = False
         self._confirm_timeout = None
@@ -33,20 +198,19 @@ class PublishBatch:
                 **kwargs):
         """Buffer one publish; flush when ``max_size`` are buffered.
 
-        Names and flags are checked now, so bad input raises here.
+        The arguments are checked now (by the same encoder a publish
+        uses), so bad input raises here rather than at flush.
         """
         if self._closed:
             raise RuntimeError('publish batch is closed')
-        from .channel import _check_flag, _check_name
         if not hasattr(message, 'properties') or \
                 not hasattr(message, 'body'):
             raise TypeError('message must be an amqp.Message, not %s'
                             % type(message).__name__)
-        args = (message, _check_name(exchange, 'exchange'),
-                _check_name(routing_key, 'routing_key'),
-                _check_flag(mandatory, 'mandatory'),
-                _check_flag(immediate, 'immediate'), timeout)
-        self._buffer.append(args)
+        dumps_method(_PUBLISH, _PUBLISH_ARGS,
+                     (0, exchange, routing_key, mandatory, immediate))
+        self._buffer.append((message, exchange, routing_key, mandatory,
+                             immediate, timeout))
         if confirm_timeout is not None:
             self._confirm_timeout = confirm_timeout
         if len(self._buffer) >= self.max_size:
@@ -57,18 +221,15 @@ class PublishBatch:
         confirms and raise PublishConfirmError naming the failed tags."""
         if self._closed:
             raise RuntimeError('publish batch is closed')
-        channel = self.channel
         buffered, self._buffer = self._buffer, []
-        confirm = channel._confirm_publish or channel._confirm_selected
-        if confirm and not channel._confirm_selected:
-            channel.confirm_select()
-        for message, exchange, routing_key, mandatory, immediate, timeout \
-                in buffered:
-            channel._basic_publish(message, exchange, routing_key, mandatory,
-                                   immediate, timeout)
+        confirm = self._confirming()
+        if confirm:
+            self._confirm_select()
+        for args in buffered:
+            self._publish(*args)
         timeout, self._confirm_timeout = self._confirm_timeout, None
         if confirm and buffered:
-            channel.wait_for_confirms(timeout)
+            self.channel.wait_for_confirms(timeout)
 
     def discard(self):
         """Drop what has not been flushed yet."""

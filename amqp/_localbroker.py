@@ -2,8 +2,9 @@
 
 Started the way pytest-rabbitmq starts one (the same ``RABBITMQ_*``
 variables, temporary directories, a free port), but bound to 127.0.0.1
-only: the AMQP listener, the Erlang distribution port and epmd.  Nothing
-here imports the rest of the package, so it works before the client does.
+only: the AMQP listener, the Erlang distribution port and epmd.  It uses
+nothing of the client but the protocol header, so it works before the
+client does.
 
     with LocalBroker() as broker:
         print(broker.url)
@@ -17,6 +18,8 @@ import subprocess
 import tempfile
 import time
 
+from .spec import PROTOCOL_HEADER
+
 __all__ = ('LocalBroker', 'BrokerError', 'ensure_installed',
            'loopback_env', 'probe', 'RABBITMQ_SERVER', 'RABBITMQ_CTL')
 
@@ -26,7 +29,6 @@ RABBITMQ_BIN = '/usr/lib/rabbitmq/bin'
 RABBITMQ_SERVER = RABBITMQ_BIN + '/rabbitmq-server'
 RABBITMQ_CTL = RABBITMQ_BIN + '/rabbitmqctl'
 LOOPBACK = '127.0.0.1'
-PROTOCOL_HEADER = b'AMQP\x00\x00\x09\x01'
 # rabbitmqctl's own distribution ports (rabbitmq-env's defaults)
 _CTL_DIST_PORTS = tuple(range(35672, 35683))
 _LOOPBACK_ERL_ARGS = '-kernel inet_dist_use_interface {127,0,0,1}'

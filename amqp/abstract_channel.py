@@ -5,6 +5,12 @@ Shared by :class:`~amqp.connection.Connection` (channel 0) and
 :data:`amqp.spec.METHODS`; its arguments are decoded by the generated codec
 for its signature and handed to the handler registered for it and to the
 caller waiting for it, if any.
+
+What a channel needs from its connection is a small interface, used by
+name and never through private attributes: ``channels``,
+``channel_ids``, ``frame_writer``, ``transport``, ``connected``,
+``waiting_channel``, ``wait_until``, ``defer_error``, ``raise_deferred``
+and ``forget_channel`` (see ``docs/design.rst``).
 """
 import logging
 from time import monotonic
@@ -12,8 +18,8 @@ from time import monotonic
 from vine import ensure_promise, promise
 
 from . import spec
-from .exceptions import (AMQPNotImplementedError, RecoverableConnectionError)
-from .serialization import decoder_for, dumps
+from .exceptions import AMQPNotImplementedError, RecoverableConnectionError
+from .serialization import decoder_for, dumps_method
 
 __all__ = ('AbstractChannel',)
 
@@ -54,15 +60,6 @@ class AbstractChannel:
     def __exit__(self, *exc_info):
         self.close()
 
-    def _check_usable(self):
-        """Raise if nothing can be sent on this channel any more."""
-        if self.connection is None:
-            raise RecoverableConnectionError(
-                'channel %r is closed' % (self.channel_id,))
-
-    def _raise_deferred(self):
-        """Raise an error received while another channel was waiting."""
-
     def send_method(self, sig, format=None, args=None, content=None,
                     wait=None, callback=None, returns_tuple=False):
         """Send method ``sig`` with ``args`` serialized by ``format``.
@@ -74,13 +71,14 @@ class AbstractChannel:
         """
         conn = self.connection
         if conn is None:
-            self._check_usable()
-        payload = dumps(format, args) if format else b''
-        p = promise()
+            raise RecoverableConnectionError(
+                'channel %r is closed' % (self.channel_id,))
+        payload = dumps_method(sig, format, args) if format else b''
         writer = conn.frame_writer
         if writer is None:
             raise RecoverableConnectionError('connection already closed')
-        writer(1, self.channel_id, sig, payload, content)
+        writer(spec.FRAME_METHOD, self.channel_id, sig, payload, content)
+        p = promise()
         if callback:
             p.then(callback)
         p()
@@ -106,23 +104,14 @@ class AbstractChannel:
         for m in methods:
             pending[m] = p
         conn = self.connection
+        if conn is None:
+            raise RecoverableConnectionError(
+                'channel %r is closed' % (self.channel_id,))
         deadline = None if timeout is None else monotonic() + timeout
-        outer = getattr(conn, '_waiting_on', None)
-        if conn is not None:
-            conn._waiting_on = self
         try:
-            while not p.ready:
-                if conn is None or self.connection is None:
-                    raise RecoverableConnectionError(
-                        'channel %r closed while waiting for %s' % (
-                            self.channel_id,
-                            ', '.join(spec.method_name(m) or str(m)
-                                      for m in methods)))
-                conn._drain_for(self, deadline)
+            conn.wait_until(self, lambda: p.ready, deadline, methods)
             value = p.value
         finally:
-            if conn is not None:
-                conn._waiting_on = outer
             for m, prev in previous:
                 if prev is None:
                     if pending.get(m) is p:
@@ -130,7 +119,7 @@ class AbstractChannel:
                 else:
                     pending[m] = prev
         # after the reply is in hand, so that raising does not lose it
-        self._raise_deferred()
+        conn.raise_deferred(self)
         args = value[0][1:] if value else ()
         if returns_tuple:
             return args
@@ -156,7 +145,8 @@ class AbstractChannel:
                          amqp_method.name)
             return
         if amqp_method.args:
-            args, _ = decoder_for(amqp_method.args)(payload, 4)
+            args, _ = decoder_for(amqp_method.args)(
+                payload, spec.METHOD_ARGS_OFFSET)
         else:
             args = []
         if amqp_method.content:
@@ -165,5 +155,6 @@ class AbstractChannel:
             listener(*args)
         if one_shot is not None:
             one_shot(method_sig, *args)
-        if getattr(self.connection, '_waiting_on', self) is None:
-            self._raise_deferred()  # from drain_events
+        conn = self.connection
+        if conn is not None and conn.waiting_channel is None:
+            conn.raise_deferred(self)  # dispatched from drain_events

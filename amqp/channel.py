@@ -3,9 +3,14 @@
 Public API as py-amqp 5.x's ``amqp.channel.Channel`` (kombu and celery
 subclass it), plus ``basic_nack`` and pipelined publisher confirms.
 
+Arguments are checked by the encoder of each method (one place, in
+:mod:`amqp.serialization`): a bad name, flag or number raises
+TypeError/ValueError naming the argument before anything is sent.
+
 Spec: AMQP 0-9-1 sections 1.5 (channel) to 1.9 (tx); RabbitMQ extensions
 (confirm.select, basic.nack, exchange.bind, consumer cancel notification).
 """
+import inspect
 import logging
 import socket
 from collections import defaultdict
@@ -14,14 +19,13 @@ from time import monotonic
 from vine import ensure_promise
 
 from . import spec
+from ._confirms import Confirms, PublishBatch
 from .abstract_channel import AbstractChannel
 from .exceptions import (ChannelError, ChannelNotOpen, ConsumerCancelled,
-                         MessageNacked, PublishConfirmError,
-                         RecoverableConnectionError,
+                         PublishConfirmError, RecoverableConnectionError,
                          error_for_code)
-from ._confirms import PublishBatch
 from .protocol import queue_declare_ok_t
-from .serialization import dumps
+from .serialization import dumps_method
 
 __all__ = ('Channel',)
 
@@ -34,44 +38,10 @@ REJECTED_MESSAGE_WITHOUT_CALLBACK = (
     'callbacks (consumer_tag=%r exchange=%r routing_key=%r)')
 
 
-def _check_name(value, field):
-    """Exchange/queue/routing-key names: str or bytes, at most 255 bytes."""
-    if type(value) is str:
-        if len(value) > 85 and len(value.encode('utf-8', 'surrogateescape')) \
-                > 255:
-            raise ValueError('%s is %d bytes long; AMQP allows at most 255'
-                             % (field, len(value.encode('utf-8'))))
-        return value
-    if value is None:
-        return ''
-    if isinstance(value, (bytes, str)):
-        if len(value) > 255:
-            raise ValueError('%s is %d bytes long; AMQP allows at most 255'
-                             % (field, len(value)))
-        return value
-    raise TypeError('%s must be a str, not %s' % (field,
-                                                   type(value).__name__))
-
-
-def _check_flag(value, field):
-    if value is True or value is False:
-        return value
-    if isinstance(value, int) or value is None:
-        return bool(value)
-    raise TypeError('%s must be a bool, not %s' % (field,
-                                                    type(value).__name__))
-
-
-def _check_tag(delivery_tag, field='delivery_tag'):
-    if type(delivery_tag) is not int or not \
-            0 <= delivery_tag <= 0xFFFFFFFFFFFFFFFF:
-        if isinstance(delivery_tag, bool) or not isinstance(delivery_tag,
-                                                            int):
-            raise TypeError('%s must be an int, not %s' % (
-                field, type(delivery_tag).__name__))
-        raise ValueError('%s=%d is outside 0..2**64-1' % (field,
-                                                          delivery_tag))
-    return delivery_tag
+# The argument format of each method comes from the spec table (the
+# ``argsig`` defaults below are kept for py-amqp's signatures).
+_args = spec.args_of
+_PUBLISH_ARGS = _args(_Basic.Publish)
 
 
 class Channel(AbstractChannel):
@@ -89,10 +59,8 @@ class Channel(AbstractChannel):
 
     def __init__(self, connection, channel_id=None, auto_decode=True,
                  on_open=None):
-        if channel_id:
-            connection._claim_channel_id(channel_id)
-        else:
-            channel_id = connection._get_free_channel_id()
+        ids = connection.channel_ids
+        channel_id = ids.claim(channel_id) if channel_id else ids.allocate()
         super().__init__(connection, channel_id)
         logger.debug('using channel_id: %s', channel_id)
         self.is_open = False
@@ -109,19 +77,9 @@ class Channel(AbstractChannel):
         # and its encoded basic.publish arguments
         self._publish_key = None
         self._publish_args = None
-        # errors for this channel that arrived during another channel's wait
-        self._deferred = []
         self._consumers_pending = []  # (callback, on_cancel, no_ack)
-        # publisher confirms
-        self._confirm_selected = False
         self._confirm_publish = bool(connection.confirm_publish)
-        self._publish_seq = 0
-        self._unconfirmed = {}   # delivery tag -> per-publish callback|None
-        self._nacked = []
-        self._returned_tags = {}  # delivery tag -> the return's error
-        self._pending_returns = []  # returns not yet matched to a confirm
-        # unconfirmed mandatory publishes: tag -> (exchange, routing_key)
-        self._mandatory = {}
+        self._confirms = Confirms()
 
     def __repr__(self):
         # State at a glance for the REPL.
@@ -166,14 +124,18 @@ class Channel(AbstractChannel):
                                      spec.Channel.CloseOk)
 
     # -- lifecycle ------------------------------------------------------
-    def _check_usable(self):
+    def _ensure_open(self):
+        """Raise unless methods can be sent on this channel.
+
+        A channel the broker closed is reopened here, over the network,
+        when :attr:`auto_revive` is on (after first raising an error that
+        arrived for it while another channel was waiting).
+        """
         if self._close_exc is not None:
             connection = self.connection
             if self.auto_revive and connection is not None and \
                     connection.connected:
-                # An error that arrived while another channel was waiting
-                # is raised first; the call after it reopens the channel.
-                self._raise_deferred()
+                connection.raise_deferred(self)
                 self._revive()
                 return
             raise ChannelNotOpen(
@@ -183,15 +145,14 @@ class Channel(AbstractChannel):
         if self.connection is None:
             raise RecoverableConnectionError(
                 'channel %r is closed' % (self.channel_id,))
-        if not self.is_open and self.connection.channels is not None:
+        if not self.is_open:
             raise ChannelNotOpen('channel %r is not open'
                                  % (self.channel_id,))
 
     def _send(self, sig, fmt, args, content=None, wait=None,
               returns_tuple=False):
         if not self.is_open or self.connection is None:
-            self._check_usable()
-
+            self._ensure_open()
         return self.send_method(sig, fmt, args, content, wait=wait,
                                 returns_tuple=returns_tuple)
 
@@ -199,14 +160,9 @@ class Channel(AbstractChannel):
         """Tear down this channel's state without network I/O."""
         logger.debug('Closed channel #%s', self.channel_id)
         self.is_open = False
-        channel_id, self.channel_id = self.channel_id, None
         connection, self.connection = self.connection, None
         if connection is not None:
-            if connection.channels and \
-                    connection.channels.get(channel_id) is self:
-                del connection.channels[channel_id]
-            connection._release_channel_id(channel_id)
-        self.channel_id = channel_id  # keep for reprs and error messages
+            connection.forget_channel(self)
         self.callbacks.clear()
         self.cancel_callbacks.clear()
         self.events.clear()
@@ -217,8 +173,8 @@ class Channel(AbstractChannel):
         """Open the channel on the broker (channel.open / open-ok)."""
         if self.is_open:
             return None
-        return self.send_method(spec.Channel.Open, 's', ('',),
-                                wait=spec.Channel.OpenOk)
+        return self.send_method(spec.Channel.Open, _args(spec.Channel.Open),
+                                ('',), wait=spec.Channel.OpenOk)
 
     def _on_open_ok(self, *args):
         self.is_open = True
@@ -226,12 +182,12 @@ class Channel(AbstractChannel):
         logger.debug('Channel open')
 
     def close(self, reply_code=0, reply_text='', method_sig=(0, 0),
-              argsig='BsBB'):
+              argsig=_args(spec.Channel.Close)):
         """Close the channel; harmless when already closed."""
         try:
             if self.connection is None or not self.is_open:
                 return None
-            if self.connection._transport is None:
+            if self.connection.transport is None:
                 return None
             self.is_closing = True
             return self.send_method(
@@ -262,12 +218,12 @@ class Channel(AbstractChannel):
             self.collect()
         # Raise from the wait that caused it, or from drain_events when no
         # other channel is in the middle of a synchronous call.
-        if connection is not None and getattr(
-                connection, '_waiting_on', None) not in (None, self):
+        if connection is not None and \
+                connection.waiting_channel not in (None, self):
             logger.warning('channel %s closed by broker: %s',
                            self.channel_id, exc)
             if self.auto_revive:
-                self._deferred.append(exc)
+                connection.defer_error(self, exc)
             return
         raise exc
 
@@ -277,13 +233,7 @@ class Channel(AbstractChannel):
         self.cancel_callbacks.clear()
         self.no_ack_consumers.clear()
         self._consumers_pending = []
-        self._confirm_selected = False
-        self._publish_seq = 0
-        self._unconfirmed = {}
-        self._nacked = []
-        self._returned_tags = {}
-        self._pending_returns = []
-        self._mandatory = {}
+        self._confirms.reset()
 
     def _revive(self):
         """Reopen a channel the broker closed (same id)."""
@@ -301,147 +251,126 @@ class Channel(AbstractChannel):
         RabbitMQ does not support flow(active=False) and closes the
         channel with 540 NOT_IMPLEMENTED.
         """
-        return self._send(spec.Channel.Flow, 'b',
-                          (_check_flag(active, 'active'),),
-                          wait=spec.Channel.FlowOk)
+        return self._send(spec.Channel.Flow, _args(spec.Channel.Flow),
+                          (active,), wait=spec.Channel.FlowOk)
 
     def _on_flow(self, active):
         self.active = active
-        self.send_method(spec.Channel.FlowOk, 'b', (active,))
+        self.send_method(spec.Channel.FlowOk, _args(spec.Channel.FlowOk),
+                         (active,))
 
     # -- exchanges ------------------------------------------------------
     def exchange_declare(self, exchange, type, passive=False, durable=False,
                          auto_delete=True, nowait=False, arguments=None,
-                         argsig='BssbbbbbF'):
+                         argsig=_args(spec.Exchange.Declare)):
         """Declare an exchange (exchange.declare)."""
         self._send(spec.Exchange.Declare, argsig, (
-            0, _check_name(exchange, 'exchange'), _check_name(type, 'type'),
-            _check_flag(passive, 'passive'), _check_flag(durable, 'durable'),
-            _check_flag(auto_delete, 'auto_delete'), False,
-            _check_flag(nowait, 'nowait'), arguments),
-            wait=None if nowait else spec.Exchange.DeclareOk)
+            0, exchange, type, passive, durable, auto_delete, False, nowait,
+            arguments), wait=None if nowait else spec.Exchange.DeclareOk)
 
     def exchange_delete(self, exchange, if_unused=False, nowait=False,
-                        argsig='Bsbb'):
+                        argsig=_args(spec.Exchange.Delete)):
         """Delete an exchange (exchange.delete)."""
         return self._send(spec.Exchange.Delete, argsig, (
-            0, _check_name(exchange, 'exchange'),
-            _check_flag(if_unused, 'if_unused'),
-            _check_flag(nowait, 'nowait')),
+            0, exchange, if_unused, nowait),
             wait=None if nowait else spec.Exchange.DeleteOk)
 
     def exchange_bind(self, destination, source='', routing_key='',
-                      nowait=False, arguments=None, argsig='BsssbF'):
+                      nowait=False, arguments=None,
+                      argsig=_args(spec.Exchange.Bind)):
         """Bind an exchange to an exchange (RabbitMQ exchange.bind)."""
-        return self._exchange_binding(
-            spec.Exchange.Bind, spec.Exchange.BindOk, destination, source,
-            routing_key, nowait, arguments, argsig)
+        return self._send(spec.Exchange.Bind, argsig, (
+            0, destination, source, routing_key, nowait, arguments),
+            wait=None if nowait else spec.Exchange.BindOk)
 
     def exchange_unbind(self, destination, source='', routing_key='',
-                        nowait=False, arguments=None, argsig='BsssbF'):
+                        nowait=False, arguments=None,
+                        argsig=_args(spec.Exchange.Unbind)):
         """Remove an exchange-to-exchange binding (exchange.unbind)."""
-        return self._exchange_binding(
-            spec.Exchange.Unbind, spec.Exchange.UnbindOk, destination,
-            source, routing_key, nowait, arguments, argsig)
-
-    def _exchange_binding(self, sig, reply, destination, source,
-                          routing_key, nowait, arguments, argsig):
-        return self._send(sig, argsig, (
-            0, _check_name(destination, 'destination'),
-            _check_name(source, 'source'),
-            _check_name(routing_key, 'routing_key'),
-            _check_flag(nowait, 'nowait'), arguments),
-            wait=None if nowait else reply)
+        return self._send(spec.Exchange.Unbind, argsig, (
+            0, destination, source, routing_key, nowait, arguments),
+            wait=None if nowait else spec.Exchange.UnbindOk)
 
     # -- queues ---------------------------------------------------------
     def queue_bind(self, queue, exchange='', routing_key='', nowait=False,
-                   arguments=None, argsig='BsssbF'):
+                   arguments=None, argsig=_args(spec.Queue.Bind)):
         """Bind a queue to an exchange (queue.bind)."""
         return self._send(spec.Queue.Bind, argsig, (
-            0, _check_name(queue, 'queue'), _check_name(exchange, 'exchange'),
-            _check_name(routing_key, 'routing_key'),
-            _check_flag(nowait, 'nowait'), arguments),
+            0, queue, exchange, routing_key, nowait, arguments),
             wait=None if nowait else spec.Queue.BindOk)
 
     def queue_unbind(self, queue, exchange, routing_key='', nowait=False,
-                     arguments=None, argsig='BsssF'):
+                     arguments=None, argsig=_args(spec.Queue.Unbind)):
         """Unbind a queue from an exchange (queue.unbind; never nowait)."""
         return self._send(spec.Queue.Unbind, argsig, (
-            0, _check_name(queue, 'queue'), _check_name(exchange, 'exchange'),
-            _check_name(routing_key, 'routing_key'), arguments),
+            0, queue, exchange, routing_key, arguments),
             wait=spec.Queue.UnbindOk)
 
     def queue_declare(self, queue='', passive=False, durable=False,
                       exclusive=False, auto_delete=True, nowait=False,
-                      arguments=None, argsig='BsbbbbbF'):
+                      arguments=None, argsig=_args(spec.Queue.Declare)):
         """Declare a queue; returns ``queue_declare_ok_t(queue,
         message_count, consumer_count)`` (None with ``nowait``)."""
         self._send(spec.Queue.Declare, argsig, (
-            0, _check_name(queue, 'queue'), _check_flag(passive, 'passive'),
-            _check_flag(durable, 'durable'),
-            _check_flag(exclusive, 'exclusive'),
-            _check_flag(auto_delete, 'auto_delete'),
-            _check_flag(nowait, 'nowait'), arguments))
+            0, queue, passive, durable, exclusive, auto_delete, nowait,
+            arguments))
         if not nowait:
             return queue_declare_ok_t(*self.wait(
                 spec.Queue.DeclareOk, returns_tuple=True))
         return None
 
     def queue_delete(self, queue='', if_unused=False, if_empty=False,
-                     nowait=False, argsig='Bsbbb'):
+                     nowait=False, argsig=_args(spec.Queue.Delete)):
         """Delete a queue; returns the number of messages it held."""
         return self._send(spec.Queue.Delete, argsig, (
-            0, _check_name(queue, 'queue'),
-            _check_flag(if_unused, 'if_unused'),
-            _check_flag(if_empty, 'if_empty'), _check_flag(nowait, 'nowait')),
+            0, queue, if_unused, if_empty, nowait),
             wait=None if nowait else spec.Queue.DeleteOk)
 
-    def queue_purge(self, queue='', nowait=False, argsig='Bsb'):
+    def queue_purge(self, queue='', nowait=False,
+                    argsig=_args(spec.Queue.Purge)):
         """Purge a queue; returns the number of messages removed."""
-        return self._send(spec.Queue.Purge, argsig, (
-            0, _check_name(queue, 'queue'), _check_flag(nowait, 'nowait')),
-            wait=None if nowait else spec.Queue.PurgeOk)
+        return self._send(spec.Queue.Purge, argsig, (0, queue, nowait),
+                          wait=None if nowait else spec.Queue.PurgeOk)
 
     # -- basic ----------------------------------------------------------
-    def basic_ack(self, delivery_tag, multiple=False, argsig='Lb'):
+    def basic_ack(self, delivery_tag, multiple=False,
+                  argsig=_args(_Basic.Ack)):
         """Acknowledge one message (or all up to it with ``multiple``)."""
         return self._send(_Basic.Ack, argsig, (
-            _check_tag(delivery_tag), _check_flag(multiple, 'multiple')))
+            _check_tag(delivery_tag), multiple))
 
     def basic_nack(self, delivery_tag, multiple=False, requeue=True,
-                   argsig='Lbb'):
+                   argsig=_args(_Basic.Nack)):
         """Reject one or several messages (RabbitMQ basic.nack)."""
         return self._send(_Basic.Nack, argsig, (
-            _check_tag(delivery_tag), _check_flag(multiple, 'multiple'),
-            _check_flag(requeue, 'requeue')))
+            _check_tag(delivery_tag), multiple, requeue))
 
-    def basic_reject(self, delivery_tag, requeue, argsig='Lb'):
+    def basic_reject(self, delivery_tag, requeue,
+                     argsig=_args(_Basic.Reject)):
         """Reject a message (basic.reject)."""
         return self._send(_Basic.Reject, argsig, (
-            _check_tag(delivery_tag), _check_flag(requeue, 'requeue')))
+            _check_tag(delivery_tag), requeue))
 
     def basic_recover(self, requeue=False):
         """Redeliver unacknowledged messages (basic.recover)."""
-        return self._send(_Basic.Recover, 'b',
-                          (_check_flag(requeue, 'requeue'),),
+        return self._send(_Basic.Recover, _args(_Basic.Recover), (requeue,),
                           wait=_Basic.RecoverOk)
 
     def basic_recover_async(self, requeue=False):
         """Deprecated asynchronous recover (basic.recover-async)."""
-        return self._send(_Basic.RecoverAsync, 'b',
-                          (_check_flag(requeue, 'requeue'),))
+        return self._send(_Basic.RecoverAsync, _args(_Basic.RecoverAsync),
+                          (requeue,))
 
     def basic_qos(self, prefetch_size, prefetch_count, a_global,
-                  argsig='lBb'):
+                  argsig=_args(_Basic.Qos)):
         """Limit unacknowledged deliveries (basic.qos)."""
         return self._send(_Basic.Qos, argsig, (
-            prefetch_size, prefetch_count, _check_flag(a_global, 'a_global')),
-            wait=_Basic.QosOk)
+            prefetch_size, prefetch_count, a_global), wait=_Basic.QosOk)
 
     def basic_consume(self, queue='', consumer_tag='', no_local=False,
                       no_ack=False, exclusive=False, nowait=False,
                       callback=None, arguments=None, on_cancel=None,
-                      argsig='BssbbbbF'):
+                      argsig=_args(_Basic.Consume)):
         """Start a consumer; returns its consumer tag.
 
         ``callback(message)`` is called for each delivery; ``on_cancel(tag)``
@@ -457,12 +386,8 @@ class Channel(AbstractChannel):
         if nowait and not consumer_tag:
             raise ValueError('basic_consume with nowait=True needs an '
                              'explicit consumer_tag')
-        args = (0, _check_name(queue, 'queue'),
-                _check_name(consumer_tag, 'consumer_tag'),
-                _check_flag(no_local, 'no_local'),
-                _check_flag(no_ack, 'no_ack'),
-                _check_flag(exclusive, 'exclusive'),
-                _check_flag(nowait, 'nowait'), arguments)
+        args = (0, queue, consumer_tag, no_local, no_ack, exclusive, nowait,
+                arguments)
         consumer = (callback, on_cancel, no_ack)
         if nowait:
             self._register_consumer(consumer_tag, consumer)
@@ -490,14 +415,13 @@ class Channel(AbstractChannel):
             self._register_consumer(consumer_tag,
                                     self._consumers_pending.pop(0))
 
-    def basic_cancel(self, consumer_tag, nowait=False, argsig='sb'):
+    def basic_cancel(self, consumer_tag, nowait=False,
+                     argsig=_args(_Basic.Cancel)):
         """Cancel a consumer; harmless on a closed channel."""
         if self.connection is not None and self.is_open:
             self.no_ack_consumers.discard(consumer_tag)
-            return self._send(_Basic.Cancel, argsig, (
-                _check_name(consumer_tag, 'consumer_tag'),
-                _check_flag(nowait, 'nowait')),
-                wait=None if nowait else _Basic.CancelOk)
+            return self._send(_Basic.Cancel, argsig, (consumer_tag, nowait),
+                              wait=None if nowait else _Basic.CancelOk)
         return None
 
     def _remove_tag(self, consumer_tag):
@@ -519,17 +443,15 @@ class Channel(AbstractChannel):
 
         Raising inside a wait would abort it and lose its reply; the error
         is kept and raised once that wait has its reply (when it is this
-        channel's), else from this channel's next wait or dispatch.
+        channel's), else from this channel's next wait or dispatch, or
+        from drain_events.
         """
-        if getattr(self.connection, '_waiting_on', None) is not None:
+        connection = self.connection
+        if connection is not None and connection.waiting_channel is not None:
             logger.debug('channel %s: deferring %r', self.channel_id, exc)
-            self._deferred.append(exc)
+            connection.defer_error(self, exc)
             return
         raise exc
-
-    def _raise_deferred(self):
-        if self._deferred:
-            raise self._deferred.pop(0)
 
     def _on_basic_cancel_ok(self, consumer_tag):
         self._remove_tag(consumer_tag)
@@ -562,12 +484,12 @@ class Channel(AbstractChannel):
             return
         fun(msg)
 
-    def basic_get(self, queue='', no_ack=False, argsig='Bsb'):
+    def basic_get(self, queue='', no_ack=False, argsig=_args(_Basic.Get)):
         """Fetch one message; returns a Message or None if the queue is
         empty."""
-        ret = self._send(_Basic.Get, argsig, (
-            0, _check_name(queue, 'queue'), _check_flag(no_ack, 'no_ack')),
-            wait=[_Basic.GetOk, _Basic.GetEmpty], returns_tuple=True)
+        ret = self._send(_Basic.Get, argsig, (0, queue, no_ack),
+                         wait=[_Basic.GetOk, _Basic.GetEmpty],
+                         returns_tuple=True)
         if not ret or len(ret) < 2:
             return None
         delivery_tag, redelivered, exchange, routing_key, message_count, \
@@ -584,15 +506,21 @@ class Channel(AbstractChannel):
             self._decode_body(msg)
         return msg
 
+    # -- publishing -----------------------------------------------------
     def _basic_publish(self, msg, exchange='', routing_key='',
                        mandatory=False, immediate=False, timeout=None,
-                       confirm_timeout=None, argsig='Bssbb', on_confirm=None):
+                       confirm_timeout=None, argsig=_PUBLISH_ARGS,
+                       on_confirm=None):
         """Publish ``msg`` (basic.publish); see :meth:`basic_publish`.
 
-        Returns the publish's delivery tag in confirm mode, else None.
+        ``timeout`` bounds the socket write.  In confirm mode returns the
+        publish's delivery tag, and with ``confirm_timeout`` also waits up
+        to that long for its confirm (raising as
+        :meth:`basic_publish_confirm` does); otherwise returns None and
+        ``confirm_timeout`` has nothing to wait for.
         """
         if not self.is_open or self.connection is None:
-            self._check_usable()
+            self._ensure_open()
         if on_confirm is not None and not callable(on_confirm):
             raise TypeError('on_confirm must be callable, not %s'
                             % type(on_confirm).__name__)
@@ -603,19 +531,16 @@ class Channel(AbstractChannel):
             raise TypeError('msg.body must be bytes or str, not %s'
                             % type(msg.body).__name__)
         # Publishing to the same destination again is the common case: the
-        # validated, encoded arguments of the last publish are reused.
+        # encoded arguments of the last publish are reused.
         key = self._publish_key
         if key is not None and key[0] is mandatory and key[1] is immediate \
                 and key[2] == exchange and key[3] == routing_key \
-                and argsig == 'Bssbb':
+                and argsig == _PUBLISH_ARGS:
             payload = self._publish_args
         else:
-            payload = dumps(argsig, (
-                0, _check_name(exchange, 'exchange'),
-                _check_name(routing_key, 'routing_key'),
-                _check_flag(mandatory, 'mandatory'),
-                _check_flag(immediate, 'immediate')))
-            if argsig == 'Bssbb' and type(exchange) is str and \
+            payload = dumps_method(_Basic.Publish, argsig, (
+                0, exchange, routing_key, mandatory, immediate))
+            if argsig == _PUBLISH_ARGS and type(exchange) is str and \
                     type(routing_key) is str:
                 self._publish_key = (mandatory, immediate, exchange,
                                      routing_key)
@@ -623,23 +548,26 @@ class Channel(AbstractChannel):
         connection = self.connection
         if connection.blocked is not None and connection.blocked_timeout:
             self._wait_unblocked(connection)
-        if on_confirm is not None and not self._confirm_selected:
+        confirms = self._confirms
+        if on_confirm is not None and not confirms.selected:
             self.confirm_select()
-        writer = connection._frame_writer
+        writer = connection.frame_writer
         if writer is None:
             raise RecoverableConnectionError('connection already closed')
         if timeout is not None:
             with connection.transport.having_timeout(timeout):
-                writer(1, self.channel_id, _Basic.Publish, payload, msg)
+                writer(spec.FRAME_METHOD, self.channel_id, _Basic.Publish,
+                       payload, msg)
         else:
-            writer(1, self.channel_id, _Basic.Publish, payload, msg)
-        if self._confirm_selected:
-            self._publish_seq += 1
-            self._unconfirmed[self._publish_seq] = on_confirm
-            if mandatory:
-                self._mandatory[self._publish_seq] = (exchange, routing_key)
-            return self._publish_seq
-        return None
+            writer(spec.FRAME_METHOD, self.channel_id, _Basic.Publish,
+                   payload, msg)
+        if not confirms.selected:
+            return None
+        tag = confirms.published(on_confirm, mandatory, exchange,
+                                 routing_key)
+        if confirm_timeout is not None:
+            self._await_confirm(tag, confirm_timeout)
+        return tag
 
     def _wait_unblocked(self, connection):
         deadline = monotonic() + connection.blocked_timeout
@@ -655,64 +583,52 @@ class Channel(AbstractChannel):
             except socket.timeout:
                 pass
 
-    def basic_publish(self, msg, exchange='', routing_key='',
-                      mandatory=False, immediate=False, timeout=None,
-                      confirm_timeout=None, argsig='Bssbb', *,
-                      on_confirm=None):
-        """Publish a message.
+    def basic_publish(self, *args, **kwargs):
+        """Publish a message: ``basic_publish(msg, exchange='',
+        routing_key='', mandatory=False, immediate=False, timeout=None,
+        confirm_timeout=None, argsig='Bssbb', *, on_confirm=None)``.
 
-        With ``Connection(confirm_publish=True)`` this waits for the broker's
-        ack (:meth:`basic_publish_confirm`).  ``timeout`` bounds the socket
-        write.  ``on_confirm(delivery_tag, outcome)`` (keyword only; puts
-        the channel in confirm mode) is called once the broker settles this
+        With ``Connection(confirm_publish=True)`` the arguments go, as
+        given, to :meth:`basic_publish_confirm`, which waits for the
+        broker's ack.  ``timeout`` bounds the socket write.
+        ``on_confirm(delivery_tag, outcome)`` (keyword only; puts the
+        channel in confirm mode) is called once the broker settles this
         publish, with ``outcome`` one of ``'ack'``, ``'nack'``,
-        ``'returned'``; the publish does not wait for it unless the
-        connection has ``confirm_publish``.  Returns the delivery tag in
-        confirm mode (None otherwise).  Invalid arguments raise
-        TypeError/ValueError before anything is sent.
+        ``'returned'``.  Returns the delivery tag in confirm mode (None
+        otherwise).  Invalid arguments raise TypeError/ValueError before
+        anything is sent.
         """
         if self._confirm_publish:
-            return self.basic_publish_confirm(
-                msg, exchange, routing_key, mandatory, immediate, timeout,
-                confirm_timeout, argsig, on_confirm=on_confirm)
-        return self._basic_publish(msg, exchange, routing_key, mandatory,
-                                   immediate, timeout, confirm_timeout,
-                                   argsig, on_confirm)
+            return self.basic_publish_confirm(*args, **kwargs)
+        return self._basic_publish(*args, **kwargs)
 
-    def basic_publish_confirm(self, msg, exchange='', routing_key='',
-                              mandatory=False, immediate=False, timeout=None,
-                              confirm_timeout=None, argsig='Bssbb', *,
-                              on_confirm=None):
-        """Publish and wait for the broker's confirm.
+    def basic_publish_confirm(self, *args, **kwargs):
+        """Publish and wait for the broker's confirm; arguments as
+        :meth:`basic_publish`.
 
         Raises MessageNacked on basic.nack, the return's error (NoRoute,
         NoConsumers) when a mandatory publish comes back and no
-        ``events['basic_return']`` handler is set, and ``socket.timeout``
-        when no confirm arrives within ``confirm_timeout`` (or ``timeout``).
+        ``events['basic_return']`` handler is set, and
+        :class:`~amqp._confirms.ConfirmTimeout` (a ``socket.timeout``)
+        when no confirm arrives within ``confirm_timeout`` (or
+        ``timeout``).
         """
-        if not self._confirm_selected:
+        confirm_timeout = kwargs.pop('confirm_timeout', None)
+        if not self._confirms.selected:
             self.confirm_select()
-        tag = self._basic_publish(msg, exchange, routing_key, mandatory,
-                                  immediate, timeout, confirm_timeout, argsig,
-                                  on_confirm)
-        wait_timeout = confirm_timeout or timeout
-        deadline = None if wait_timeout is None else \
-            monotonic() + wait_timeout
-        while tag in self._unconfirmed:
-            remaining = None if deadline is None else deadline - monotonic()
-            if remaining is not None and remaining <= 0:
-                raise socket.timeout(
-                    'no publisher confirm for delivery tag %d within %ss'
-                    % (tag, wait_timeout))
-            self.wait([_Basic.Ack, _Basic.Nack], timeout=remaining)
-        if tag in self._nacked:
-            self._nacked.remove(tag)
-            raise MessageNacked('message with delivery tag %d was nacked '
-                                'by the broker' % tag)
-        exc = self._returned_tags.pop(tag, None)
+        tag = self._basic_publish(*args, **kwargs)
+        timeout = confirm_timeout or kwargs.get('timeout')
+        self._await_confirm(tag, timeout)
+        return None
+
+    def _await_confirm(self, tag, timeout):
+        confirms = self._confirms
+        unsettled = confirms.unsettled
+        confirms.wait(self.wait, lambda: tag not in unsettled, timeout,
+                      'delivery tag %d' % tag)
+        exc = confirms.outcome(tag)
         if exc is not None and not self.events.get('basic_return'):
             raise exc
-        return None
 
     def confirm_select(self, nowait=False):
         """Put the channel in publisher-confirm mode (confirm.select).
@@ -720,60 +636,17 @@ class Channel(AbstractChannel):
         Delivery tags count publishes from 1 after the first call; calling
         it again is harmless.
         """
-        self._send(spec.Confirm.Select, 'b', (_check_flag(nowait, 'nowait'),),
-                   wait=None if nowait else spec.Confirm.SelectOk)
-        if not self._confirm_selected:
-            self._confirm_selected = True
-            self._publish_seq = 0
-
-    def _match_return(self, exc, exchange, routing_key):
-        """Find the delivery tag of a returned publish.
-
-        basic.return names no delivery tag.  Returns of one destination
-        come in publish order and before that publish's confirm, so the
-        oldest unconfirmed mandatory publish to the same exchange and
-        routing key is the one returned.  Failing that (names given as
-        bytes, say), the return is matched when the next confirm comes.
-        """
-        target = (exchange, routing_key)
-        for tag, dest in self._mandatory.items():  # in publish order
-            if dest == target and tag not in self._returned_tags:
-                del self._mandatory[tag]
-                self._returned_tags[tag] = exc
-                return
-        self._pending_returns.append(exc)
-
-    def _settle(self, delivery_tag, multiple, nacked):
-        unconfirmed = self._unconfirmed
-        if multiple:
-            tags = [t for t in unconfirmed if t <= delivery_tag]
-        else:
-            tags = [delivery_tag] if delivery_tag in unconfirmed else []
-        returned = self._returned_tags
-        returns = self._pending_returns
-        if returns and tags:
-            # RabbitMQ confirms an unroutable publish right after its
-            # return: unmatched returns belong to the newest tags settled.
-            n = min(len(returns), len(tags))
-            returned.update(zip(sorted(tags)[-n:], returns[:n]))
-            del returns[:n]
-        mandatory = self._mandatory
-        for tag in tags:
-            mandatory.pop(tag, None)
-            callback = unconfirmed.pop(tag)
-            if nacked:
-                self._nacked.append(tag)
-            if callback is not None:
-                callback(tag, 'nack' if nacked else
-                         'returned' if tag in returned else 'ack')
+        self._send(spec.Confirm.Select, _args(spec.Confirm.Select),
+                   (nowait,), wait=None if nowait else spec.Confirm.SelectOk)
+        self._confirms.select()
 
     def _on_basic_ack(self, delivery_tag, multiple):
-        self._settle(delivery_tag, multiple, False)
+        self._confirms.settle(delivery_tag, multiple, False)
         for callback in self.events['basic_ack']:
             callback(delivery_tag, multiple)
 
     def _on_basic_nack(self, delivery_tag, multiple, requeue=False):
-        self._settle(delivery_tag, multiple, True)
+        self._confirms.settle(delivery_tag, multiple, True)
         for callback in self.events['basic_nack']:
             callback(delivery_tag, multiple)
 
@@ -785,41 +658,35 @@ class Channel(AbstractChannel):
         that were nacked, returned (mandatory, unroutable) or still
         unconfirmed when ``timeout`` ran out, since the previous call.
         """
-        if not self._confirm_selected:
+        confirms = self._confirms
+        if not confirms.selected:
             raise ChannelError('wait_for_confirms needs confirm_select() '
                                'first')
-        deadline = None if timeout is None else monotonic() + timeout
-        while self._unconfirmed:
-            remaining = None if deadline is None else deadline - monotonic()
-            if remaining is not None and remaining <= 0:
-                unconfirmed = sorted(self._unconfirmed)
-                raise PublishConfirmError(
-                    '%d publishes unconfirmed after %ss' % (
-                        len(unconfirmed), timeout),
-                    nacked=self._take_nacked(), returned=self._take_returned(),
-                    unconfirmed=unconfirmed)
-            try:
-                self.wait([_Basic.Ack, _Basic.Nack], timeout=remaining)
-            except socket.timeout:
-                continue
-        nacked, returned = self._take_nacked(), self._take_returned()
+        unsettled = confirms.unsettled
+        try:
+            confirms.wait(self.wait, lambda: not unsettled, timeout,
+                          '%d publishes' % len(unsettled))
+        except PublishConfirmError as exc:
+            nacked, returned = confirms.take_failures()
+            exc.nacked, exc.returned = tuple(nacked), tuple(returned)
+            raise
+        nacked, returned = confirms.take_failures()
         if nacked or returned:
             raise PublishConfirmError(
                 'publishes not accepted: nacked=%s returned=%s' % (
                     nacked, returned), nacked=nacked, returned=returned)
         return True
 
-    def _take_nacked(self):
-        nacked, self._nacked = sorted(self._nacked), []
-        return nacked
-
-    def _take_returned(self):
-        returned, self._returned_tags = sorted(self._returned_tags), {}
-        return returned
-
     def create_publish_batch(self, max_size):
-        """kombu 5.7 ``Producer.batch()`` hook: see :mod:`amqp._confirms`."""
-        return PublishBatch(self, max_size)
+        """kombu 5.7 ``Producer.batch()`` hook: a
+        :class:`~amqp._confirms.PublishBatch` on this channel."""
+        return PublishBatch(
+            self, max_size, self._basic_publish, self._select_confirms_once,
+            lambda: self._confirm_publish or self._confirms.selected)
+
+    def _select_confirms_once(self):
+        if not self._confirms.selected:
+            self.confirm_select()
 
     #: kombu 5.7 probes this before using :meth:`create_publish_batch`.
     supports_batch_publish = True
@@ -828,11 +695,12 @@ class Channel(AbstractChannel):
                          message):
         exc = error_for_code(reply_code, reply_text, _Basic.Return,
                              ChannelError)
-        if self._confirm_selected:
-            self._match_return(exc, exchange, routing_key)
+        confirming = self._confirms.selected
+        if confirming:
+            self._confirms.returned(exc, exchange, routing_key)
         handlers = self.events.get('basic_return')
         if not handlers:
-            if self._confirm_selected:
+            if confirming:
                 return  # reported by wait_for_confirms / the confirm wait
             self._raise_or_defer(exc)
             return
@@ -853,3 +721,18 @@ class Channel(AbstractChannel):
         return self._send(spec.Tx.Rollback, None, None,
                           wait=spec.Tx.RollbackOk)
 
+
+# help() and inspect show the arguments basic_publish passes on.
+Channel.basic_publish.__signature__ = inspect.signature(
+    Channel._basic_publish)
+Channel.basic_publish_confirm.__signature__ = inspect.signature(
+    Channel._basic_publish)
+
+
+def _check_tag(delivery_tag):
+    """Refuse a missing delivery tag (the encoder would send None as 0,
+    which with ``multiple`` acknowledges every outstanding message); the
+    encoder checks the type and range of any other value."""
+    if delivery_tag is None:
+        raise TypeError('delivery_tag must be an int, not None')
+    return delivery_tag

@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from vine import ensure_promise
 
-from . import __version__, sasl, spec
+from . import sasl, spec
+from ._version import __version__
 from .abstract_channel import AbstractChannel
 from .channel import Channel
 from .exceptions import (AMQPDeprecationWarning, AMQPError,  # noqa: F401
@@ -24,7 +25,8 @@ from .exceptions import (AMQPDeprecationWarning, AMQPError,  # noqa: F401
                          FrameSyntaxError, InvalidCommand, MessageNacked,
                          RecoverableChannelError, RecoverableConnectionError,
                          ResourceError, UnexpectedFrame, error_for_code)
-from .method_framing import frame_handler, frame_writer, method_end
+from .method_framing import (HEARTBEAT_FRAME, READ_SIZE, FrameBuffer,
+                             frame_handler, frame_writer, method_end)
 from .serialization import dumps
 from .transport import Transport
 
@@ -41,7 +43,8 @@ logger = logging.getLogger('amqp')
 #: Bound on how long close() waits for close-ok when no timeout is set.
 CLOSE_OK_TIMEOUT = 10.0
 
-_HEARTBEAT_FRAME = b'\x08\x00\x00\x00\x00\x00\x00\xce'
+#: How every server's first frame starts: a method frame on channel 0.
+_START_OF_METHOD_ON_CHANNEL_0 = bytes((spec.FRAME_METHOD, 0, 0))
 
 #: Errors we detect in what the peer sent; the connection cannot go on
 #: after them (spec 4.2.3: close with the reply code, then drop the socket).
@@ -49,11 +52,48 @@ _PEER_PROTOCOL_ERRORS = (FrameError, FrameSyntaxError, UnexpectedFrame,
                          AMQPNotImplementedError, InvalidCommand)
 
 _MECHANISMS = {
-    'PLAIN': lambda user, pw, resp: sasl.PLAIN(user, pw),
-    'AMQPLAIN': lambda user, pw, resp: sasl.AMQPLAIN(user, pw),
-    'EXTERNAL': lambda user, pw, resp: sasl.EXTERNAL(),
-    'GSSAPI': lambda user, pw, resp: sasl.GSSAPI(user),
+    'PLAIN': lambda user, pw: sasl.PLAIN(user, pw),
+    'AMQPLAIN': lambda user, pw: sasl.AMQPLAIN(user, pw),
+    'EXTERNAL': lambda user, pw: sasl.EXTERNAL(),
+    'GSSAPI': lambda user, pw: sasl.GSSAPI(user),
 }
+
+
+class ChannelIds:
+    """The channel ids of one connection: which are taken, which free.
+
+    An id is taken from :meth:`allocate` (or :meth:`claim`) until
+    :meth:`release`; ids run from 1 to ``limit`` (the negotiated
+    channel_max).
+    """
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.used = set()
+
+    def allocate(self):
+        """Take the lowest free id; ResourceError when none is left."""
+        used = self.used
+        for channel_id in range(1, self.limit + 1):
+            if channel_id not in used:
+                used.add(channel_id)
+                return channel_id
+        raise ResourceError(
+            'No free channel ids, current={}, channel_max={}'.format(
+                len(used), self.limit), spec.Channel.Open)
+
+    def claim(self, channel_id):
+        """Take ``channel_id``; ConnectionError when it is taken."""
+        if channel_id in self.used:
+            raise ConnectionError('Channel %r already open' % (channel_id,))
+        if not 0 < channel_id <= self.limit:
+            raise ResourceError('channel id %r outside 1..%d' % (
+                channel_id, self.limit), spec.Channel.Open)
+        self.used.add(channel_id)
+        return channel_id
+
+    def release(self, channel_id):
+        self.used.discard(channel_id)
 
 
 class Connection(AbstractChannel):
@@ -145,6 +185,8 @@ class Connection(AbstractChannel):
         self.frame_handler_cls = frame_handler
         self.frame_writer_cls = frame_writer
         self._handshake_complete = False
+        #: what was read from the socket and not yet dispatched
+        self._frames = FrameBuffer()
         self.channels = {}
         super().__init__(self, 0)
         self.channel_max = channel_max or 65535
@@ -168,7 +210,12 @@ class Connection(AbstractChannel):
         self.server_properties = {}
         self.mechanisms = []
         self.locales = []
-        self._used_channel_ids = set()
+        #: the channel ids in use (see :class:`ChannelIds`)
+        self.channel_ids = ChannelIds(self.channel_max)
+        # the channel in a synchronous wait, and errors for other channels
+        # that arrived meanwhile: [(channel, exception)]
+        self._waiting_on = None
+        self._deferred = []
 
     # -- construction helpers -------------------------------------------
     @staticmethod
@@ -185,7 +232,7 @@ class Connection(AbstractChannel):
                         (userid is None or password is None):
                     raise ValueError('login_method %s needs userid and '
                                      'password' % login_method)
-                return (factory(userid, password, login_response),)
+                return (factory(userid, password),)
             if login_response is not None:
                 return (sasl.RAW(login_method, login_response),)
             raise ValueError('unknown login_method %r: use one of %s, or '
@@ -307,9 +354,11 @@ class Connection(AbstractChannel):
             return None
         self._handshake_complete = False
         self.channels = {0: self}
-        self._used_channel_ids = set()
+        self.channel_ids = ChannelIds(self.channel_max)
+        self._deferred = []
         self.bytes_sent = self.bytes_recv = 0
         self.prev_sent = self.prev_recv = None
+        self._frames = FrameBuffer()
         self.transport = self.Transport(
             self.host, self.connect_timeout, self.ssl, self.read_timeout,
             self.write_timeout, socket_settings=self.socket_settings)
@@ -322,8 +371,14 @@ class Connection(AbstractChannel):
                 self, self.on_inbound_method)
             self.frame_writer = self.frame_writer_cls(self, self.transport)
             self.transport.write(spec.PROTOCOL_HEADER)
-            while not self._handshake_complete:
-                self._drain_for(self, deadline, handshake=True)
+            try:
+                while not self._handshake_complete:
+                    self._drain_for(self, deadline, handshake=True)
+            except _PEER_PROTOCOL_ERRORS as exc:
+                if self.bytes_recv or self._frames.unread()[:3] == \
+                        _START_OF_METHOD_ON_CHANNEL_0:
+                    raise  # an AMQP peer, breaking the protocol
+                raise self._not_amqp() from exc
             self.transport.handshake_done()
         except socket.timeout:
             self.collect()
@@ -340,8 +395,24 @@ class Connection(AbstractChannel):
             callback()
         return None
 
+    def _not_amqp(self):
+        """The error for a peer whose first bytes are no AMQP frame: say
+        what it sent instead of what the frame parser thought of it."""
+        data = self._frames.unread()
+        if data[:4] == spec.PROTOCOL_HEADER[:4] and len(data) >= 8:
+            return FrameError(
+                '%s does not speak AMQP 0-9-1: it answered with protocol '
+                'header %r (0-9-1 is %r)' % (self.host, data[:8],
+                                             spec.PROTOCOL_HEADER))
+        preview = data[:60]
+        return FrameError(
+            '%s is not an AMQP 0-9-1 server: it sent %r%s' % (
+                self.host, preview,
+                '...' if len(data) > len(preview) else ''))
+
     def _on_start(self, version_major, version_minor, server_properties,
-                  mechanisms, locales, argsig='FsSs'):
+                  mechanisms, locales,
+                  argsig=spec.args_of(spec.Connection.StartOk)):
         self.version_major = version_major
         self.version_minor = version_minor
         self.server_properties = server_properties
@@ -384,11 +455,18 @@ class Connection(AbstractChannel):
         if isinstance(challenge, str):
             challenge = challenge.encode('utf-8', 'surrogateescape')
         response = self._auth.challenge(challenge)
-        self.send_method(spec.Connection.SecureOk, 'x', (response,))
+        self.send_method(spec.Connection.SecureOk,
+                         spec.args_of(spec.Connection.SecureOk), (response,))
 
     def _on_tune(self, channel_max, frame_max, server_heartbeat,
-                 argsig='BlB'):
+                 argsig=spec.args_of(spec.Connection.TuneOk)):
+        if frame_max and frame_max < spec.FRAME_MIN_SIZE:
+            raise InvalidCommand(
+                'server proposed frame_max=%d; AMQP 0-9-1 requires at '
+                'least %d' % (frame_max, spec.FRAME_MIN_SIZE),
+                spec.Connection.Tune)
         self.channel_max = _negotiate(self.channel_max, channel_max)
+        self.channel_ids.limit = self.channel_max
         self.frame_max = _negotiate(self.frame_max, frame_max)
         self.server_heartbeat = server_heartbeat or 0
         client_heartbeat = self.client_heartbeat or 0
@@ -399,12 +477,13 @@ class Connection(AbstractChannel):
             self.heartbeat = int(client_heartbeat)
         else:
             self.heartbeat = min(self.server_heartbeat, int(client_heartbeat))
-        self.transport.frame_max = self.frame_max
+        self._frames.max_payload = self.frame_max - spec.FRAME_OVERHEAD
         self.send_method(spec.Connection.TuneOk, argsig,
                          (self.channel_max, self.frame_max, self.heartbeat))
         self.on_tune_ok()
         self.last_heartbeat_sent = self.last_heartbeat_received = monotonic()
-        self.send_method(spec.Connection.Open, 'ssb',
+        self.send_method(spec.Connection.Open,
+                         spec.args_of(spec.Connection.Open),
                          (self.virtual_host, '', False))
 
     def _on_open_ok(self, known_hosts=''):
@@ -450,26 +529,22 @@ class Connection(AbstractChannel):
 
     # -- channels -------------------------------------------------------
     def _get_free_channel_id(self):
-        used = self._used_channel_ids
-        for channel_id in range(1, self.channel_max + 1):
-            if channel_id not in used:
-                used.add(channel_id)
-                return channel_id
-        raise ResourceError(
-            'No free channel ids, current={}, channel_max={}'.format(
-                len(self.channels), self.channel_max), spec.Channel.Open)
+        """py-amqp's name for ``channel_ids.allocate()``."""
+        return self.channel_ids.allocate()
 
     def _claim_channel_id(self, channel_id):
-        if channel_id in self._used_channel_ids:
-            raise ConnectionError('Channel %r already open' % (channel_id,))
-        if not 0 < channel_id <= self.channel_max:
-            raise ResourceError('channel id %r outside 1..%d' % (
-                channel_id, self.channel_max), spec.Channel.Open)
-        self._used_channel_ids.add(channel_id)
-        return channel_id
+        """py-amqp's name for ``channel_ids.claim(channel_id)``."""
+        return self.channel_ids.claim(channel_id)
 
-    def _release_channel_id(self, channel_id):
-        self._used_channel_ids.discard(channel_id)
+    def forget_channel(self, channel):
+        """Unregister a channel that is gone (closed or collected): free
+        its id and drop errors kept for it."""
+        channel_id = channel.channel_id
+        if self.channels.get(channel_id) is channel:
+            del self.channels[channel_id]
+            self.channel_ids.release(channel_id)
+        self._deferred = [(ch, exc) for ch, exc in self._deferred
+                          if ch is not channel]
 
     def channel(self, channel_id=None, callback=None):
         """Return the open Channel ``channel_id``, or open a new one."""
@@ -494,102 +569,167 @@ class Connection(AbstractChannel):
     def drain_events(self, timeout=None):
         """Wait for and dispatch incoming methods.
 
+        Frames already buffered are served before the socket is read.
         Dispatches at least one method, then every further complete method
         already buffered.  ``timeout`` bounds the whole call (heartbeats in
         between do not extend it) and raises ``socket.timeout``;
         ``timeout=0`` never blocks.
         """
         deadline = None if timeout is None else monotonic() + timeout
-        self._raise_deferred_errors()
+        self.raise_deferred()
         self._drain_for(None, deadline)
         self._dispatch_buffered()
-        self._raise_deferred_errors()
+        self.raise_deferred()
 
-    def _raise_deferred_errors(self):
-        """Raise an error a channel received while another channel was
-        mid-wait (consumer cancelled, message returned)."""
-        for channel in list(self.channels.values()):
-            if getattr(channel, '_deferred', None):
-                channel._raise_deferred()
+    def frames_pending(self):
+        """True when a complete frame has been read but not dispatched.
+
+        The socket does not show such frames as readable (over TLS a
+        reply wait may decrypt deliveries that follow its reply); an event
+        loop that polls the socket calls :meth:`drain_events` while this
+        is true.
+        """
+        return self._frames.has_frame()
+
+    # -- synchronous waits (the interface channels use) ------------------
+    @property
+    def waiting_channel(self):
+        """The channel (or this connection) in a synchronous wait, or
+        None while nothing waits (drain_events is dispatching)."""
+        return self._waiting_on
+
+    def wait_until(self, channel, done, deadline, methods=()):
+        """Handle frames for ``channel``'s synchronous call until
+        ``done()``; ``deadline`` (``time.monotonic()``) bounds it.
+
+        While it runs, :attr:`waiting_channel` is ``channel``: errors for
+        other channels are deferred instead of aborting this wait.
+        """
+        outer, self._waiting_on = self._waiting_on, channel
+        try:
+            while not done():
+                if channel.connection is None:
+                    raise RecoverableConnectionError(
+                        'channel %r closed while waiting for %s' % (
+                            channel.channel_id,
+                            ', '.join(spec.method_name(m) or str(m)
+                                      for m in methods)))
+                self._drain_for(channel, deadline)
+        finally:
+            self._waiting_on = outer
+
+    def defer_error(self, channel, exc):
+        """Keep ``exc`` (for ``channel``) until it can be raised without
+        aborting another channel's wait."""
+        self._deferred.append((channel, exc))
+
+    def raise_deferred(self, channel=None):
+        """Raise the oldest deferred error of ``channel`` (of any channel
+        still open when None); do nothing when there is none."""
+        for i, (owner, exc) in enumerate(self._deferred):
+            if channel is None or owner is channel:
+                del self._deferred[i]
+                raise exc
+
+    def _next_frame(self):
+        """The next buffered frame, or None; a malformed stream closes
+        the connection."""
+        try:
+            return self._frames.next_frame()
+        except _PEER_PROTOCOL_ERRORS as exc:
+            self._abort(exc)
+            raise
 
     def _dispatch_buffered(self):
-        """Dispatch every complete frame already read, without I/O.
-
-        Event loops (kombu's hub, celery's worker) only call
-        drain_events when the socket is readable, so nothing may stay in
-        the read-ahead buffer once a call returns.
-        """
-        transport = self._transport
-        while transport is not None:
-            try:
-                frame = transport._frames.next_frame()
-            except _PEER_PROTOCOL_ERRORS as exc:
-                self._abort(exc)
-                raise
+        """Dispatch every complete frame already read, without I/O."""
+        while self._transport is not None:
+            frame = self._next_frame()
             if frame is None:
                 break
             self._handle_frame(frame)
-            transport = self._transport
 
     def blocking_read(self, timeout=None):
         """Read and handle one frame (py-amqp's primitive)."""
         deadline = None if timeout is None else monotonic() + timeout
+        frame = self._next_frame()
+        while frame is None:
+            self._fill(deadline, False)
+            frame = self._next_frame()
+        return self._handle_frame(frame)
+
+    def _fill(self, deadline, exact):
+        """Read once from the socket into the frame buffer.
+
+        ``exact`` (TCP only) reads no byte past the end of the first
+        complete method: one peek finds where it ends, one read takes it,
+        and what follows stays in the socket, readable for event loops
+        (py-amqp reads frame by frame and kombu relies on the same).  A
+        broken socket or stream closes the connection; ``socket.timeout``
+        does not.
+        """
         transport = self._transport
         if transport is None:
-            raise RecoverableConnectionError('connection is closed')
-        return self._handle_frame(self._read_frame(transport, deadline))
-
-    def _read_frame(self, transport, deadline, exact=False):
-        """Read one frame; a broken socket or stream closes the
-        connection (socket.timeout does not)."""
+            raise RecoverableConnectionError(
+                'connection to %s is closed' % (self.host,))
+        frames = self._frames
         try:
-            return transport.read_frame(deadline=deadline, exact=exact)
+            if exact and transport.can_peek:
+                peeked = transport.recv(READ_SIZE, deadline, peek=True)
+                if len(frames):
+                    pending = frames.unread()
+                    end = method_end(pending + peeked)
+                    size = len(peeked) if end is None else \
+                        max(end - len(pending), 1)
+                else:
+                    end = method_end(peeked)
+                    size = len(peeked) if end is None else end
+                data = transport.recv(size, deadline)
+            else:
+                data = transport.recv(READ_SIZE, deadline)
         except socket.timeout:
-            raise
-        except _PEER_PROTOCOL_ERRORS as exc:
-            self._abort(exc)
             raise
         except OSError as exc:   # ConnectionLost included
             self._transport_lost(exc)
             raise
+        frames.feed(data)
 
     def _drain_for(self, channel, deadline, handshake=False):
-        """Read frames until one method has been dispatched.
+        """Handle frames until one method has been dispatched.
 
-        With heartbeats on and no earlier deadline, wakes at least every
-        heartbeat/2 seconds to send ours and check the broker's.  While a
-        channel waits for a reply, reads stop at frame ends: deliveries
-        behind the reply are dispatched by the next drain_events, not from
-        inside the call that waited (py-amqp's behaviour; kombu's
-        ``consume(); drain_events()`` relies on it).
+        Buffered frames come first.  With heartbeats on and no earlier
+        deadline, wakes at least every heartbeat/2 seconds to send ours
+        and check the broker's.  ``deadline`` is checked between frames,
+        so a peer streaming heartbeats or body frames cannot stretch it;
+        once it has passed, one non-blocking read is still made.  While a
+        channel waits for a reply (``channel`` set), dispatching stops at
+        the reply: deliveries behind it wait for the next drain_events
+        (py-amqp's behaviour; kombu's ``consume(); drain_events()`` relies
+        on it), and on TCP they are not even read.
         """
-        exact = method_end if channel is not None and not handshake \
-            else False
+        exact = channel is not None and not handshake
+        late = False
         while True:
-            transport = self._transport
-            if transport is None:
-                raise RecoverableConnectionError(
-                    'connection to %s is closed' % (self.host,))
+            frame = self._next_frame()
+            if frame is not None:
+                if self._handle_frame(frame):
+                    return
+                continue
             step = deadline
+            if deadline is not None and monotonic() >= deadline:
+                if late:
+                    raise socket.timeout('timed out')
+                late = True
             hb = self.heartbeat
             if hb and not handshake:
                 wake = monotonic() + hb / 2.0
                 if step is None or wake < step:
                     step = wake
             try:
-                frame = self._read_frame(transport, step, exact)
+                self._fill(step, exact)
             except socket.timeout:
                 if step is deadline:
                     raise
                 self.heartbeat_tick()
-                continue
-            if self._handle_frame(frame):
-                if exact and not transport.can_peek:
-                    # TLS: what was decrypted behind the reply sits in our
-                    # buffer, where an event loop polling the socket would
-                    # never see it: dispatch it now rather than stall.
-                    self._dispatch_buffered()
-                return
 
     def _handle_frame(self, frame):
         try:
@@ -607,11 +747,12 @@ class Connection(AbstractChannel):
         logger.debug('closing connection to %s after protocol error: %s',
                      self.host, exc)
         writer = self._frame_writer
-        if writer is not None and transport.connected:
+        if writer is not None and transport.connected and self.bytes_recv:
             try:
                 with transport.having_timeout(1.0):
                     writer(1, 0, spec.Connection.Close, dumps(
-                        'BsBB', (exc.reply_code, str(exc)[:255], 0, 0)),
+                        spec.args_of(spec.Connection.Close),
+                        (exc.reply_code, str(exc)[:255], 0, 0)),
                         None)
             except Exception:  # the socket may be past saving
                 pass
@@ -621,8 +762,6 @@ class Connection(AbstractChannel):
         """Dispatch a complete method to its channel."""
         channel = self.channels.get(channel_id)
         if channel is None:
-            if self.channels is None:
-                return
             logger.debug('method %s for unknown channel %s dropped',
                          method_sig, channel_id)
             return
@@ -634,18 +773,27 @@ class Connection(AbstractChannel):
         writer = self._frame_writer
         if writer is None:
             raise RecoverableConnectionError('connection is closed')
-        self._transport.write(_HEARTBEAT_FRAME)
+        self._transport.write(HEARTBEAT_FRAME)
         self.bytes_sent += 1
 
     def heartbeat_tick(self, rate=2):
         """Send a heartbeat when due; raise ConnectionForced when the
-        broker has been silent for two heartbeat intervals.
+        broker has been silent too long.
 
-        Call it at least every ``heartbeat / rate`` seconds (kombu does);
+        ``rate`` is how many times per heartbeat interval the caller
+        calls this (kombu's ``heartbeat_check(rate=...)``; values <= 0 mean
+        2): a heartbeat goes out once nothing was sent for
+        ``heartbeat / rate`` seconds, and the connection is declared dead
+        once nothing was received for two intervals plus one calling
+        period, ``2 * heartbeat + heartbeat / rate`` (2.5 intervals at the
+        default rate).  Any frame counts as a heartbeat, both ways.
         :meth:`drain_events` also calls it while waiting.
         """
         if not self.heartbeat:
             return
+        if not rate or rate <= 0:
+            rate = 2
+        period = self.heartbeat / rate
         now = monotonic()
         sent_now, recv_now = self.bytes_sent, self.bytes_recv
         if self.prev_sent is None or self.prev_sent != sent_now:
@@ -653,12 +801,13 @@ class Connection(AbstractChannel):
         if self.prev_recv is None or self.prev_recv != recv_now:
             self.last_heartbeat_received = now
         self.prev_sent, self.prev_recv = sent_now, recv_now
-        if now - self.last_heartbeat_sent >= self.heartbeat / 2.0:
+        if now - self.last_heartbeat_sent >= period:
             self.send_heartbeat()
             self.last_heartbeat_sent = monotonic()
             self.prev_sent = self.bytes_sent
         if self.last_heartbeat_received and \
-                now - self.last_heartbeat_received > 2 * self.heartbeat:
+                now - self.last_heartbeat_received > \
+                2 * self.heartbeat + period:
             exc = ConnectionForced('Too many heartbeats missed')
             self._transport_lost(exc)
             raise exc
@@ -674,7 +823,7 @@ class Connection(AbstractChannel):
                     return
                 if monotonic() - self.last_heartbeat_sent >= interval:
                     try:
-                        if transport.write_heartbeat(_HEARTBEAT_FRAME):
+                        if transport.write_heartbeat(HEARTBEAT_FRAME):
                             self.bytes_sent += 1
                             self.last_heartbeat_sent = monotonic()
                     except OSError:
@@ -698,7 +847,7 @@ class Connection(AbstractChannel):
 
     # -- closing --------------------------------------------------------
     def close(self, reply_code=0, reply_text='', method_sig=(0, 0),
-              argsig='BsBB'):
+              argsig=spec.args_of(spec.Connection.Close)):
         """Close the connection and wait (bounded) for close-ok.
 
         Harmless when already closed.
@@ -767,12 +916,12 @@ class Connection(AbstractChannel):
                 transport.close()
             except OSError:
                 pass
-        channels = self.channels or {}
-        for channel in list(channels.values()):
+        for channel in list(self.channels.values()):
             if channel is not self:
                 channel.collect()
         self.channels = {}
-        self._used_channel_ids = set()
+        self.channel_ids = ChannelIds(self.channel_max)
+        self._deferred = []
         self._frame_writer = None
         self._on_inbound_frame = None
         self._handshake_complete = False
@@ -783,7 +932,8 @@ class Connection(AbstractChannel):
         """Replace the credential of an open connection (RabbitMQ
         connection.update-secret, e.g. a refreshed OAuth 2 token)."""
         self._check_open()
-        return self.send_method(spec.Connection.UpdateSecret, 'Ss',
+        return self.send_method(spec.Connection.UpdateSecret,
+                                spec.args_of(spec.Connection.UpdateSecret),
                                 (new_secret, reason),
                                 wait=spec.Connection.UpdateSecretOk)
 

@@ -1,20 +1,25 @@
-"""Frames to method calls and back (AMQP 0-9-1 section 4.2.6).
+"""Frames in, method calls out, and back (AMQP 0-9-1 sections 2.3.5, 4.2).
+
+Pure: no sockets, no clocks.  Bytes go in and complete methods come out,
+as in h11; the connection decides when to read and what to do with them.
+
+``FrameBuffer`` is the read-ahead buffer: ``feed(data)`` appends what the
+transport received, ``next_frame()`` returns ``(frame_type, channel_id,
+payload)`` once a whole frame is buffered.  :func:`method_end` tells where
+the first complete method (with its content frames) ends in a byte string,
+so a reply wait can read no byte past its reply.
 
 ``frame_handler(connection, callback)`` returns ``on_frame(frame)``: fed
-``(frame_type, channel_id, payload)`` tuples, it assembles a content method
-with its header and body frames and calls
-``callback(channel_id, method_sig, payload, content)`` once per method.
-``payload`` is the whole method frame payload (arguments start at offset 4),
-``content`` a :class:`~amqp.basic_message.Message` or None.
+frames, it assembles a content method with its header and body frames and
+calls ``callback(channel_id, method_sig, payload, content)`` once per
+method.  ``payload`` is the whole method frame payload (arguments start at
+offset 4), ``content`` a :class:`~amqp.basic_message.Message` or None.
 
 ``frame_writer(connection, transport)`` returns
 ``write_frame(frame_type, channel_id, method_sig, args, content=None)``,
 which writes a method (``args`` already serialized) and its content as
 frames, the body split at ``connection.frame_max``; a message that fits
 goes out in a single ``transport.write`` call.
-
-No I/O of its own and no socket knowledge: both work on any object with
-the small set of attributes used here.
 """
 import struct
 
@@ -24,11 +29,23 @@ from .exceptions import FrameError, FrameSyntaxError, UnexpectedFrame
 from .serialization import (decode_header_frame_payload,
                             encode_properties_basic)
 
-__all__ = ('frame_handler', 'frame_writer', 'method_end')
+__all__ = ('FrameBuffer', 'frame_handler', 'frame_writer', 'method_end',
+           'HEARTBEAT_FRAME')
+
+_FRAME_METHOD = spec.FRAME_METHOD
+_FRAME_HEADER_TYPE = spec.FRAME_HEADER
+_FRAME_BODY = spec.FRAME_BODY
+_FRAME_HEARTBEAT = spec.FRAME_HEARTBEAT
+_FRAME_END_OCTET = spec.FRAME_END
+_FRAME_END = spec.FRAME_END_BYTE
+_OVERHEAD = spec.FRAME_OVERHEAD
+_BASIC = spec.Basic.CLASS_ID
 
 _METHOD_SIG = struct.Struct('>HH')
 _U64 = struct.Struct('>Q')
+# type, channel, payload size
 _FRAME_HEADER = struct.Struct('>BHI')
+_FRAME_HEADER_SIZE = _FRAME_HEADER.size
 # frame header + class id + method id
 _METHOD_FRAME_HEADER = struct.Struct('>BHIHH')
 # end of the previous frame + a content header frame's header: frame
@@ -36,13 +53,103 @@ _METHOD_FRAME_HEADER = struct.Struct('>BHIHH')
 _END_CONTENT_HEADER = struct.Struct('>BBHIHHQ')
 # end of the previous frame + a body frame's header
 _END_FRAME_HEADER = struct.Struct('>BBHI')
-_FRAME_END = spec.FRAME_END_BYTE
+# content header payload before the property flags: class, weight, size
+_CONTENT_HEADER_FIXED = 12
+
+#: A heartbeat frame, as sent on the wire (spec 4.2.7).
+HEARTBEAT_FRAME = _FRAME_HEADER.pack(_FRAME_HEARTBEAT, 0, 0) + _FRAME_END
+
+#: Bytes a single read asks for while no larger frame is pending.
+READ_SIZE = 65536
 
 _METHODS = spec.METHODS
 _CONTENT_METHODS = spec.CONTENT_METHODS
 
 
-def frame_handler(connection, callback, unpack_from=None,
+class FrameBuffer:
+    """Incremental frame parser: feed bytes, take complete frames.
+
+    ``feed(data)`` appends, ``next_frame()`` returns ``(frame_type,
+    channel, payload)`` or None when no complete frame is buffered.
+    ``max_payload`` bounds what a frame header may announce; a larger size,
+    or a bad frame-end octet, raises FrameError before any allocation for
+    it.  A partial frame stays buffered until the rest is fed.
+    """
+
+    __slots__ = ('buf', 'pos', 'max_payload')
+
+    def __init__(self, max_payload=spec.FRAME_MIN_SIZE - _OVERHEAD):
+        self.buf = b''
+        self.pos = 0
+        self.max_payload = max_payload
+
+    def __len__(self):
+        return len(self.buf) - self.pos
+
+    def feed(self, data):
+        # Usually every frame of the last read was consumed: the new read
+        # becomes the buffer as is, and payloads are sliced out of bytes in
+        # one copy.  A large partial frame collects in a bytearray instead,
+        # so assembling it is not quadratic.
+        buf = self.buf
+        pos = self.pos
+        rest = len(buf) - pos
+        if rest <= 0:
+            self.buf = bytes(data)
+        elif rest < READ_SIZE and type(buf) is bytes:
+            self.buf = buf[pos:] + data
+        else:
+            if type(buf) is bytes:
+                buf = bytearray(buf[pos:])
+            elif pos:
+                del buf[:pos]
+            buf += data
+            self.buf = buf
+        self.pos = 0
+
+    def next_frame(self):
+        """Take the next complete frame, or return None."""
+        buf = self.buf
+        pos = self.pos
+        if len(buf) - pos < _FRAME_HEADER_SIZE:
+            return None
+        frame_type, channel, size = _FRAME_HEADER.unpack_from(buf, pos)
+        if size > self.max_payload:
+            raise FrameError(
+                'frame of %d bytes announced; frame_max allows %d' % (
+                    size, self.max_payload))
+        end = pos + _FRAME_HEADER_SIZE + size
+        if len(buf) <= end:
+            return None
+        if buf[end] != _FRAME_END_OCTET:
+            raise FrameError('received frame_end %#04x while expecting %#04x'
+                             % (buf[end], _FRAME_END_OCTET))
+        payload = buf[pos + _FRAME_HEADER_SIZE:end]
+        if type(payload) is not bytes:
+            payload = bytes(payload)
+        self.pos = end + 1
+        return frame_type, channel, payload
+
+    def has_frame(self):
+        """True when a complete frame is buffered (nothing is consumed)."""
+        buf = self.buf
+        pos = self.pos
+        if len(buf) - pos < _FRAME_HEADER_SIZE:
+            return False
+        size = _FRAME_HEADER.unpack_from(buf, pos)[2]
+        return len(buf) - pos >= size + _OVERHEAD
+
+    def unread(self):
+        """The buffered bytes not yet returned as frames."""
+        return bytes(self.buf[self.pos:])
+
+    def clear(self):
+        """Forget everything buffered."""
+        self.buf = b''
+        self.pos = 0
+
+
+def frame_handler(connection, callback,
                   content_methods=_CONTENT_METHODS):
     """Return a function that turns frames into complete method calls.
 
@@ -57,12 +164,12 @@ def frame_handler(connection, callback, unpack_from=None,
     def on_frame(frame):
         frame_type, channel, buf = frame
         connection.bytes_recv += 1
-        if frame_type == 1:  # method
+        if frame_type == _FRAME_METHOD:
             if channel in partial:
                 raise UnexpectedFrame(
                     'method frame on channel %d while its content was still '
                     'arriving' % channel)
-            if len(buf) < 4:
+            if len(buf) < _METHOD_SIG.size:
                 raise FrameSyntaxError(
                     'method frame of %d bytes has no method id' % len(buf))
             method_sig = _METHOD_SIG.unpack_from(buf, 0)
@@ -75,7 +182,7 @@ def frame_handler(connection, callback, unpack_from=None,
                         method_sig[0], method_sig[1], channel))
             callback(channel, method_sig, buf, None)
             return True
-        if frame_type == 3:  # body
+        if frame_type == _FRAME_BODY:
             state = partial.get(channel)
             if state is None or state[2] is None:
                 raise UnexpectedFrame(
@@ -96,7 +203,7 @@ def frame_handler(connection, callback, unpack_from=None,
             del partial[channel]
             callback(channel, state[0], state[1], msg)
             return True
-        if frame_type == 2:  # content header
+        if frame_type == _FRAME_HEADER_TYPE:
             state = partial.get(channel)
             if state is None or state[2] is not None:
                 raise UnexpectedFrame(
@@ -116,7 +223,7 @@ def frame_handler(connection, callback, unpack_from=None,
             state[2] = msg
             state[4] = body_size
             return False
-        if frame_type == 8:  # heartbeat
+        if frame_type == _FRAME_HEARTBEAT:
             if channel:
                 raise FrameError('heartbeat frame on channel %d; heartbeats '
                                  'belong on channel 0' % channel)
@@ -136,33 +243,34 @@ def method_end(buf, pos=0):
     so that it gets read and parsed).
     """
     have = len(buf)
-    if have - pos < 7:
+    if have - pos < _FRAME_HEADER_SIZE:
         return None
     frame_type, _channel, size = _FRAME_HEADER.unpack_from(buf, pos)
-    end = pos + size + 8
+    end = pos + size + _OVERHEAD
     if have < end:
         return None
-    if frame_type != 1 or size < 4 or \
-            _METHOD_SIG.unpack_from(buf, pos + 7) not in _CONTENT_METHODS:
+    if frame_type != _FRAME_METHOD or size < _METHOD_SIG.size or \
+            _METHOD_SIG.unpack_from(buf, pos + _FRAME_HEADER_SIZE) \
+            not in _CONTENT_METHODS:
         return end
-    if have - end < 7:
+    if have - end < _FRAME_HEADER_SIZE:
         return None
     frame_type, _channel, size = _FRAME_HEADER.unpack_from(buf, end)
-    if frame_type != 2 or size < 12:
+    if frame_type != _FRAME_HEADER_TYPE or size < _CONTENT_HEADER_FIXED:
         return end
     # content header: class id, weight, body size after the frame header
-    if have - end < 19:
+    if have - end < _FRAME_HEADER_SIZE + _CONTENT_HEADER_FIXED:
         return None
-    body_size = _U64.unpack_from(buf, end + 11)[0]
-    end += size + 8
+    body_size = _U64.unpack_from(buf, end + _FRAME_HEADER_SIZE + 4)[0]
+    end += size + _OVERHEAD
     while body_size > 0:
-        if have - end < 7:
+        if have - end < _FRAME_HEADER_SIZE:
             return None
         frame_type, _channel, size = _FRAME_HEADER.unpack_from(buf, end)
-        if frame_type != 3 or not size:
+        if frame_type != _FRAME_BODY or not size:
             return end
         body_size -= size
-        end += size + 8
+        end += size + _OVERHEAD
     return end if have >= end else None
 
 
@@ -172,7 +280,7 @@ def _too_large(what, method_sig, size, frame_max):
         else method_sig, size, frame_max))
 
 
-def frame_writer(connection, transport, pack=None, pack_into=None):
+def frame_writer(connection, transport):
     """Return ``write_frame(type_, channel, method_sig, args, content)``.
 
     ``connection.frame_max`` bounds each frame (envelope included);
@@ -182,13 +290,18 @@ def frame_writer(connection, transport, pack=None, pack_into=None):
     would close the whole connection over it.
     """
     write = transport.write
+    # the envelope plus class id and method id
+    method_overhead = _OVERHEAD + _METHOD_SIG.size
+    # the envelope plus class id, weight and body size
+    header_overhead = _OVERHEAD + _CONTENT_HEADER_FIXED
 
     def write_frame(type_, channel, method_sig, args, content=None):
         args = args or b''
         frame_max = connection.frame_max
-        size = len(args) + 4
-        if frame_max and size + 8 > frame_max:
-            raise _too_large('method', method_sig, size + 8, frame_max)
+        size = len(args) + _METHOD_SIG.size
+        if frame_max and len(args) + method_overhead > frame_max:
+            raise _too_large('method', method_sig, len(args) +
+                             method_overhead, frame_max)
         if content is None:
             write(_METHOD_FRAME_HEADER.pack(
                 type_, channel, size, method_sig[0], method_sig[1]
@@ -212,12 +325,12 @@ def frame_writer(connection, transport, pack=None, pack_into=None):
         props_size = len(props)
         body_size = len(body)
         if frame_max:
-            if props_size + 20 > frame_max:
+            if props_size + header_overhead > frame_max:
                 raise _too_large('content header', method_sig,
-                                 props_size + 20, frame_max)
-            if body_size > frame_max - 8:
+                                 props_size + header_overhead, frame_max)
+            if body_size > frame_max - _OVERHEAD:
                 write_split(type_, channel, method_sig, args, size, props,
-                            body, body_size, frame_max - 8)
+                            body, body_size, frame_max - _OVERHEAD)
                 return
         # One join, each frame end packed with the next frame's header.
         if body_size:
@@ -226,9 +339,12 @@ def frame_writer(connection, transport, pack=None, pack_into=None):
                     type_, channel, size, method_sig[0], method_sig[1]),
                 args,
                 _END_CONTENT_HEADER.pack(
-                    0xCE, 2, channel, 12 + props_size, 60, 0, body_size),
+                    _FRAME_END_OCTET, _FRAME_HEADER_TYPE, channel,
+                    _CONTENT_HEADER_FIXED + props_size, _BASIC, 0,
+                    body_size),
                 props,
-                _END_FRAME_HEADER.pack(0xCE, 3, channel, body_size),
+                _END_FRAME_HEADER.pack(_FRAME_END_OCTET, _FRAME_BODY,
+                                       channel, body_size),
                 body,
                 _FRAME_END)))
             connection.bytes_sent += 3
@@ -237,8 +353,9 @@ def frame_writer(connection, transport, pack=None, pack_into=None):
                 _METHOD_FRAME_HEADER.pack(
                     type_, channel, size, method_sig[0], method_sig[1]),
                 args,
-                _END_CONTENT_HEADER.pack(0xCE, 2, channel, 12 + props_size,
-                                         60, 0, 0),
+                _END_CONTENT_HEADER.pack(
+                    _FRAME_END_OCTET, _FRAME_HEADER_TYPE, channel,
+                    _CONTENT_HEADER_FIXED + props_size, _BASIC, 0, 0),
                 props,
                 _FRAME_END)))
             connection.bytes_sent += 2
@@ -251,15 +368,16 @@ def frame_writer(connection, transport, pack=None, pack_into=None):
             _METHOD_FRAME_HEADER.pack(
                 type_, channel, size, method_sig[0], method_sig[1]),
             args,
-            _END_CONTENT_HEADER.pack(0xCE, 2, channel, 12 + len(props), 60,
-                                     0, body_size),
+            _END_CONTENT_HEADER.pack(
+                _FRAME_END_OCTET, _FRAME_HEADER_TYPE, channel,
+                _CONTENT_HEADER_FIXED + len(props), _BASIC, 0, body_size),
             props,
             _FRAME_END,
         ]
         append = parts.append
         for start in range(0, body_size, chunk):
             piece = view[start:start + chunk]
-            append(_FRAME_HEADER.pack(3, channel, len(piece)))
+            append(_FRAME_HEADER.pack(_FRAME_BODY, channel, len(piece)))
             append(piece)
             append(_FRAME_END)
         write(b''.join(parts))

@@ -26,6 +26,7 @@ Encoding errors from bad caller input are ``TypeError``/``ValueError``
 naming the field, raised before anything reaches the wire.
 """
 import calendar
+import linecache
 import struct
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -33,7 +34,7 @@ from decimal import Decimal, InvalidOperation
 from . import spec
 from .exceptions import FrameSyntaxError
 
-__all__ = ('loads', 'dumps', 'encode_table', 'decode_table',
+__all__ = ('loads', 'dumps', 'dumps_method', 'encode_table', 'decode_table',
            'encode_properties_basic', 'decode_properties_basic',
            'encode_header_frame_payload', 'BASIC_PROPERTY_NAMES')
 
@@ -536,8 +537,32 @@ def _enc_float(value, field):
                          % (field, value)) from None
 
 
+def _check_bit(value, field):
+    """A flag: bool, or an int (py-amqp accepted 0/1); None is False."""
+    if value is None or isinstance(value, int):
+        return bool(value)
+    raise TypeError('%s must be a bool, not %s'
+                    % (field, type(value).__name__))
+
+
 _GEN_GLOBALS['_check_int'] = _check_int
+_GEN_GLOBALS['_check_bit'] = _check_bit
 _GEN_GLOBALS['_enc_float'] = _enc_float
+
+
+def _generate(name, lines, what):
+    """Compile generated source and return its function ``name``.
+
+    The source gets a file name of its own, registered with linecache, so
+    a traceback through a generated codec shows the line that failed.
+    """
+    source = '\n'.join(lines) + '\n'
+    filename = '<amqp.serialization: %s>' % what
+    linecache.cache[filename] = (len(source), None,
+                                 source.splitlines(True), filename)
+    ns = {}
+    exec(compile(source, filename, 'exec'), _GEN_GLOBALS, ns)  # noqa: S102
+    return ns[name]
 
 
 def _field_name(names, i):
@@ -558,6 +583,10 @@ def _compile_encoder(fmt, names=None):
         parts = []
         for kind, idx in _split_format(fmt):
             if kind == 'bits':
+                for i in idx:
+                    lines.append('    if v{0}.__class__ is not bool: v{0} = '
+                                 '_check_bit(v{0}, {1!r})'
+                                 .format(i, _field_name(names, i)))
                 expr = ' | '.join('(%d if v%d else 0)' % (1 << k, i)
                                   for k, i in enumerate(idx))
                 parts.append('_OCTETS[%s]' % expr)
@@ -601,9 +630,8 @@ def _compile_encoder(fmt, names=None):
             elif kind == 'T':
                 parts.append('_enc_timestamp(v%d, %r)' % (idx, f))
         lines.append('    return b"".join((%s,))' % ', '.join(parts))
-    ns = {}
-    exec('\n'.join(lines), _GEN_GLOBALS, ns)  # noqa: S102 - generated codec
-    return ns['encode']
+    return _generate('encode', lines, 'encoder %s%s' % (
+        fmt, ' (%s)' % ', '.join(names) if names else ''))
 
 
 def _compile_decoder(fmt):
@@ -662,9 +690,7 @@ def _compile_decoder(fmt):
                  '(%%s)" %% (exc,)) from None' % fmt)
     lines.append('    return [%s], offset' % ', '.join('v%d' % i
                                                        for i in sorted(out)))
-    ns = {}
-    exec('\n'.join(lines), _GEN_GLOBALS, ns)  # noqa: S102 - generated codec
-    return ns['decode']
+    return _generate('decode', lines, 'decoder %s' % fmt)
 
 
 _ENCODERS = {}
@@ -699,6 +725,27 @@ def encoder_for(fmt, names=None):
         enc = _ENCODERS[fmt] = _compile_encoder(
             fmt, names or _ARG_NAMES.get(fmt))
         return enc
+
+
+#: (method signature, format) -> encoder naming that method's fields
+_METHOD_ENCODERS = {}
+
+
+def dumps_method(method_sig, format, values):
+    """Serialize the arguments of method ``method_sig`` by ``format``.
+
+    Errors name the method's own fields (``queue``, ``exchange``); the
+    codec for a format shared by several methods would name them all.
+    """
+    key = (method_sig, format)
+    enc = _METHOD_ENCODERS.get(key)
+    if enc is None:
+        method = spec.METHODS.get(method_sig)
+        if method is None or method.args != format:
+            return dumps(format, values)
+        enc = _METHOD_ENCODERS[key] = _compile_encoder(
+            format, tuple(method.arg_names))
+    return enc(values)
 
 
 def decoder_for(fmt):
@@ -808,11 +855,11 @@ def _compile_properties_encoder(shape):
             lines.append('        parts.append(_enc_timestamp(v, %r))' % name)
     lines.append('    parts[0] = _U16.pack(flags)')
     lines.append('    return b"".join(parts)')
-    ns = {}
-    exec('\n'.join(lines), _GEN_GLOBALS, ns)  # noqa: S102 - generated codec
+    encode = _generate('encode', lines, 'properties %s' % (
+        ', '.join(name for _, _, _, name in known)))
     if len(_PROP_SHAPES) >= _PROP_SHAPES_MAX:
         _PROP_SHAPES.clear()
-    encode = _PROP_SHAPES[shape] = ns['encode']
+    _PROP_SHAPES[shape] = encode
     return encode
 
 

@@ -33,6 +33,9 @@ FRAME_END = 0xCE
 FRAME_END_BYTE = b'\xce'
 #: Size of the frame envelope: type (1) + channel (2) + size (4) + end (1).
 FRAME_OVERHEAD = 8
+#: A method frame's payload starts with the class id and method id (2 + 2);
+#: the arguments follow.
+METHOD_ARGS_OFFSET = 4
 #: Every peer must accept frames of this size before Tune (spec 4.2.3).
 FRAME_MIN_SIZE = 4096
 #: What we ask for when the user does not set frame_max (RabbitMQ's default).
@@ -261,6 +264,12 @@ method_t = namedtuple('method_t', ('method_sig', 'args', 'content'))
 def method(method_sig, args=None, content=False):
     """Create a :class:`method_t` (py-amqp compatible helper)."""
     return method_t(method_sig, args, content)
+
+
+def args_of(method_sig: Tuple[int, int]) -> str:
+    """The argument format of method ``method_sig`` (``'Bssbb'`` for
+    basic.publish): what callers pass to the encoder, from this table."""
+    return METHODS[method_sig].args
 
 
 def method_name(method_sig) -> Optional[str]:

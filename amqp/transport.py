@@ -1,37 +1,49 @@
-"""Blocking TCP and TLS transports with a read-ahead frame buffer.
+"""Blocking TCP and TLS transports: bytes in, bytes out, per-call deadlines.
 
-The transport knows the 8-byte frame envelope (type, channel, size ...
-frame-end) and nothing of methods.  Frames are parsed out of one reusable
-buffer by offset; a read timeout in the middle of a frame keeps the partial
-frame, so the stream is never corrupted.
+The transport connects (TCP, then TLS when asked), sends and receives
+bytes, and closes.  It knows nothing of frames or methods: the frame buffer
+and parser live in :mod:`amqp.method_framing` and the connection owns them.
 
-Reference: AMQP 0-9-1 section 4.2.3 (general frame format).
+Every read and write takes a *deadline* (a ``time.monotonic()`` value, or
+None for "the configured timeout").  The socket's own timeout is never
+changed after connecting: a call without a deadline blocks in the kernel
+(one system call), a call with one makes a non-blocking attempt
+(``MSG_DONTWAIT``) and waits for readiness with ``poll`` up to its own
+deadline.  Threads therefore never share a mutable socket timeout: one
+thread in ``drain_events(timeout=0)`` and another writing a large body each
+get exactly their own bound.  A TLS socket is non-blocking throughout (a
+TLS read cannot be made non-blocking per call).
+
+A write that stops part-way through (timeout, signal, ``KeyboardInterrupt``)
+leaves the byte stream in the middle of a frame; the transport then refuses
+every later write, because the broker would read what follows as the rest
+of that frame.
 """
-import errno
+from __future__ import annotations
+
 import logging
 import re
+import select
 import socket
 import ssl
-import struct
 import threading
 from contextlib import contextmanager
 from time import monotonic
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Union
 
-from .exceptions import FrameError, RecoverableConnectionError
+from .exceptions import RecoverableConnectionError
 
 __all__ = ('Transport', 'TCPTransport', 'SSLTransport', 'to_host_port',
-           'ConnectionLost', 'FrameBuffer')
+           'ConnectionLost')
 
 logger = logging.getLogger('amqp')
 
 AMQP_PORT = 5672
 AMQPS_PORT = 5671
 EMPTY_BUFFER = bytes()
-FRAME_END = 0xCE
-FRAME_MIN_SIZE = 4096
 
-_FRAME_HEADER = struct.Struct('>BHI')
-_READ_SIZE = 65536
+#: What one receive asks the kernel for when the caller sets no size.
+READ_SIZE = 65536
 
 # Options we set on every TCP socket (overridable by socket_settings).
 _KEEPALIVE_OPTS = {
@@ -42,24 +54,37 @@ _KEEPALIVE_OPTS = {
 
 IPV6_LITERAL = re.compile(r'\[([\.0-9a-f:]+)\](?::(\d+))?', re.IGNORECASE)
 
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+#: Per-call non-blocking flag; 0 where the platform lacks it, and the
+#: socket is then non-blocking throughout, as on TLS.
+_DONTWAIT = getattr(socket, 'MSG_DONTWAIT', 0)
+_POLLIN = getattr(select, 'POLLIN', 1)
+_POLLOUT = getattr(select, 'POLLOUT', 4)
+_POLL_ERRORS = (_POLLIN | getattr(select, 'POLLERR', 8) |
+                getattr(select, 'POLLHUP', 16))
+
+Deadline = Optional[float]
+
 
 class ConnectionLost(RecoverableConnectionError, ConnectionResetError):
     """The peer closed the socket or it broke: both an AMQP recoverable
     connection error and an ``OSError`` (what py-amqp raised)."""
 
-    def __init__(self, reply_text='Server unexpectedly closed connection'):
+    def __init__(self,
+                 reply_text: str = 'Server unexpectedly closed connection'
+                 ) -> None:
         RecoverableConnectionError.__init__(self, reply_text)
 
-    def __str__(self):
-        return self.reply_text
+    def __str__(self) -> str:
+        return self.reply_text or ''
 
 
-def to_host_port(host, default=AMQP_PORT):
+def to_host_port(host: str, default: int = AMQP_PORT) -> Tuple[str, int]:
     """Split ``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 literal.
 
     Returns ``(host, port)``; raises ValueError naming a bad port.
     """
-    port = default
+    port: Union[str, int] = default
     m = IPV6_LITERAL.match(host)
     if m:
         host = m.group(1)
@@ -76,113 +101,65 @@ def to_host_port(host, default=AMQP_PORT):
     return host, port
 
 
-class FrameBuffer:
-    """Incremental frame parser: feed bytes, take complete frames.
-
-    Pure (no I/O): ``feed(data)`` appends, ``next_frame()`` returns
-    ``(frame_type, channel, payload)`` or None when no complete frame is
-    buffered.  ``max_payload`` bounds what a frame header may announce;
-    a larger size, or a bad frame-end octet, raises FrameError before any
-    allocation for it.
-    """
-
-    __slots__ = ('buf', 'pos', 'max_payload')
-
-    def __init__(self, max_payload=FRAME_MIN_SIZE - 8):
-        self.buf = EMPTY_BUFFER
-        self.pos = 0
-        self.max_payload = max_payload
-
-    def __len__(self):
-        return len(self.buf) - self.pos
-
-    def feed(self, data):
-        # Usually every frame of the last read was consumed: the new read
-        # becomes the buffer as is, and payloads are sliced out of bytes in
-        # one copy.  A large partial frame collects in a bytearray instead,
-        # so assembling it is not quadratic.
-        buf = self.buf
-        pos = self.pos
-        rest = len(buf) - pos
-        if rest <= 0:
-            self.buf = bytes(data)
-        elif rest < _READ_SIZE and type(buf) is bytes:
-            self.buf = buf[pos:] + data
-        else:
-            if type(buf) is bytes:
-                buf = bytearray(buf[pos:])
-            elif pos:
-                del buf[:pos]
-            buf += data
-            self.buf = buf
-        self.pos = 0
-
-    def next_frame(self):
-        buf = self.buf
-        pos = self.pos
-        if len(buf) - pos < 7:
-            return None
-        frame_type, channel, size = _FRAME_HEADER.unpack_from(buf, pos)
-        if size > self.max_payload:
-            raise FrameError(
-                'frame of %d bytes announced; frame_max allows %d' % (
-                    size, self.max_payload))
-        end = pos + 7 + size
-        if len(buf) <= end:
-            return None
-        if buf[end] != FRAME_END:
-            raise FrameError('received frame_end %#04x while expecting 0xce'
-                             % buf[end])
-        payload = buf[pos + 7:end]
-        if type(payload) is not bytes:
-            payload = bytes(payload)
-        self.pos = end + 1
-        return frame_type, channel, payload
-
-    def unread(self):
-        """The buffered bytes not yet returned as frames."""
-        return bytes(self.buf[self.pos:])
-
-    def missing(self):
-        """Bytes still to read to complete the next frame (at most
-        ``_READ_SIZE``); call it when ``next_frame()`` returned None."""
-        have = len(self.buf) - self.pos
-        if have < 7:
-            return 7 - have
-        size = _FRAME_HEADER.unpack_from(self.buf, self.pos)[2]
-        return min(size + 8 - have, _READ_SIZE)
+def _wait_ready(sock: socket.socket, write: bool, deadline: Deadline,
+                what: str) -> None:
+    """Block until ``sock`` is readable (or writable) or ``deadline``
+    passes (``socket.timeout``).  EOF and errors count as readable: the
+    following recv reports them."""
+    if deadline is None:
+        timeout = None
+    else:
+        timeout = deadline - monotonic()
+        if timeout <= 0:
+            raise socket.timeout('timed out %s' % what)
+    poll = getattr(select, 'poll', None)
+    if poll is not None:
+        poller = poll()
+        poller.register(sock, _POLLOUT if write else _POLL_ERRORS)
+        ready = poller.poll(None if timeout is None else timeout * 1000.0)
+    else:  # pragma: no cover - platforms (or green libraries) without poll
+        fds = ([], [sock], []) if write else ([sock], [], [])
+        ready = any(select.select(fds[0], fds[1], fds[2], timeout))
+    if not ready:
+        raise socket.timeout('timed out %s' % what)
 
 
 class _AbstractTransport:
     """Common code for TCP and TLS transports (py-amqp's public surface)."""
 
     connected = False
-    sock = None
+    sock: Optional[socket.socket] = None
     raise_on_initial_eintr = True
+    default_port = AMQP_PORT
+    #: MSG_PEEK works on the socket (not on TLS: see SSLTransport)
+    can_peek = True
+    #: the socket is in non-blocking mode (TLS, or no MSG_DONTWAIT)
+    _nonblocking = not _DONTWAIT
 
-    def __init__(self, host, connect_timeout=None, read_timeout=None,
-                 write_timeout=None, socket_settings=None,
-                 raise_on_initial_eintr=True, **kwargs):
+    def __init__(self, host: str, connect_timeout: Optional[float] = None,
+                 read_timeout: Optional[float] = None,
+                 write_timeout: Optional[float] = None,
+                 socket_settings: Optional[Mapping[int, int]] = None,
+                 raise_on_initial_eintr: bool = True, **kwargs: Any) -> None:
         self.connected = False
         self.sock = None
         self.raise_on_initial_eintr = raise_on_initial_eintr
-        self._frames = FrameBuffer()
-        self._read_buffer = EMPTY_BUFFER  # py-amqp attribute, unused
         self.host, self.port = to_host_port(host, self.default_port)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self.write_timeout = write_timeout
         self.socket_settings = socket_settings
-        self._timeout = None       # what the socket is set to now
-        self._deadline = None      # end of connect_timeout
-        self._override = None      # having_timeout() in force
-        self._handshaking = True   # connect_timeout applies
+        self._deadline: Deadline = None   # end of connect_timeout
+        self._handshaking = True          # connect_timeout applies
+        self._local = threading.local()   # having_timeout() per thread
+        self._overrides = 0               # having_timeout() blocks, any thread
         self._write_lock = threading.Lock()
-        self._read_lock = threading.Lock()
+        #: why writing is no longer possible (a frame was cut off), or None
+        self.broken: Optional[str] = None
+        # writes are one blocking send, with nothing to check first
+        self._plain_writes = False
+        self.write_timeout = write_timeout
 
-    default_port = AMQP_PORT
-
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self.sock:
             try:
                 return '<{} {}:{} -> {}:{} at {:#x}>'.format(
@@ -193,20 +170,14 @@ class _AbstractTransport:
         return '<{}: (disconnected) {}:{} at {:#x}>'.format(
             type(self).__name__, self.host, self.port, id(self))
 
-    @property
-    def frame_max(self):
-        return self._frames.max_payload + 8
-
-    @frame_max.setter
-    def frame_max(self, value):
-        self._frames.max_payload = max(value, FRAME_MIN_SIZE) - 8
-
-    def connect(self, deadline=None):
+    # -- connecting -----------------------------------------------------
+    def connect(self, deadline: Deadline = None) -> None:
         """Open the socket (every resolved address in turn) and set it up.
 
         ``connect_timeout`` bounds the TCP connect and the TLS handshake
         together (``deadline``, a ``time.monotonic()`` value, overrides
-        it); the socket keeps a timeout until :meth:`handshake_done`.
+        it); reads and writes keep that deadline until
+        :meth:`handshake_done`.
         """
         if deadline is None and self.connect_timeout is not None:
             deadline = monotonic() + self.connect_timeout
@@ -217,6 +188,9 @@ class _AbstractTransport:
             self._connect(self.host, self.port)
             self._init_socket(self.socket_settings)
             self._setup_transport()
+            assert self.sock is not None
+            # Deadlines are per call from now on (see the module doc).
+            self.sock.settimeout(0.0 if self._nonblocking else None)
             self.connected = True
         except (OSError, ssl.SSLError):
             if self.sock and not self.connected:
@@ -227,7 +201,7 @@ class _AbstractTransport:
                 self.sock = None
             raise
 
-    def _remaining(self):
+    def _remaining(self) -> Optional[float]:
         """Seconds left of the connect deadline (None: no limit)."""
         if self._deadline is None:
             return None
@@ -238,7 +212,7 @@ class _AbstractTransport:
                                                self.host, self.port))
         return remaining
 
-    def _connect(self, host, port):
+    def _connect(self, host: str, port: int) -> None:
         try:
             infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC,
                                        socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -246,15 +220,11 @@ class _AbstractTransport:
             raise socket.gaierror(
                 exc.errno, 'cannot resolve %r: %s' % (host, exc.strerror)
             ) from None
-        last_err = None
+        last_err: Optional[OSError] = None
         for family, socktype, proto, _, addr in infos:
             sock = None
             try:
                 sock = socket.socket(family, socktype, proto)
-                try:
-                    sock.setsockopt(socket.SOL_TCP, socket.TCP_NODELAY, 1)
-                except OSError:
-                    pass
                 sock.settimeout(self._remaining())
                 sock.connect(addr)
             except OSError as exc:
@@ -265,16 +235,17 @@ class _AbstractTransport:
                     sock.close()
                 continue
             self.sock = sock
-            self._timeout = sock.gettimeout()
             return
         if last_err is None:
             last_err = OSError('no address found for %r' % (host,))
         raise last_err
 
-    def _init_socket(self, socket_settings):
+    def _init_socket(self, socket_settings: Optional[Mapping[int, int]]
+                     ) -> None:
         sock = self.sock
+        assert sock is not None
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        opts = {}
+        opts: Dict[int, int] = {}
         for name, value in _KEEPALIVE_OPTS.items():
             opt = getattr(socket, name, None)
             if opt is not None:
@@ -288,137 +259,105 @@ class _AbstractTransport:
             except OSError as exc:
                 logger.debug('socket option %r=%r not applied: %s',
                              opt, value, exc)
-        self._set_timeout(self._remaining())
 
-    def _setup_transport(self):
-        """Hook for TLS wrapping."""
+    def _setup_transport(self) -> None:
+        """Hook for TLS wrapping (the socket is still blocking here)."""
 
-    def _set_timeout(self, timeout):
-        if timeout != self._timeout:
-            self.sock.settimeout(timeout)
-            self._timeout = timeout
-
-    def handshake_done(self):
+    def handshake_done(self) -> None:
         """Replace connect_timeout by the steady-state timeouts."""
         self._handshaking = False
-        self._set_timeout(self.read_timeout)
+        self._update_plain_writes()
 
+    @property
+    def write_timeout(self) -> Optional[float]:
+        return self._write_timeout
+
+    @write_timeout.setter
+    def write_timeout(self, value: Optional[float]) -> None:
+        self._write_timeout = value
+        self._update_plain_writes()
+
+    def _update_plain_writes(self) -> None:
+        cls = type(self)
+        self._plain_writes = (
+            not self._handshaking and self.broken is None and
+            self._write_timeout is None and not self._nonblocking and
+            self.sock is not None and
+            cls._write is _AbstractTransport._write and
+            cls._send_some is _AbstractTransport._send_some)
+
+    # -- deadlines ------------------------------------------------------
     @contextmanager
-    def having_timeout(self, timeout):
-        """Use ``timeout`` for the reads and writes inside the block
-        (None: leave the configured timeouts alone)."""
+    def having_timeout(self, timeout: Optional[float]
+                       ) -> Iterator[Optional[socket.socket]]:
+        """Use ``timeout`` for the reads and writes this thread makes
+        inside the block (None: leave the configured timeouts alone).
+
+        Per thread: another thread's reads and writes keep their own.
+        """
         if timeout is None or self.sock is None:
             yield self.sock
             return
-        prev, self._override = self._override, timeout
+        local = self._local
+        prev = getattr(local, 'override', None)
+        local.override = timeout
+        with self._write_lock:
+            self._overrides += 1
         try:
             yield self.sock
         finally:
-            self._override = prev
+            local.override = prev
+            with self._write_lock:
+                self._overrides -= 1
 
-    def _write_timeout(self):
-        if self._override is not None:
-            return self._override
-        if self._handshaking:
-            return self._remaining()
-        return self.write_timeout
+    def _default_deadline(self, timeout: Optional[float]) -> Deadline:
+        """The deadline of a call that was given none: the connect
+        deadline while handshaking, else ``having_timeout`` or
+        ``timeout`` (read_timeout or write_timeout) from now."""
+        override = getattr(self._local, 'override', None)
+        if override is not None:
+            return monotonic() + override
+        if self._handshaking and self._deadline is not None:
+            return self._deadline
+        if timeout is None:
+            return None
+        return monotonic() + timeout
 
-    def close(self):
-        sock = self.sock
-        if sock is not None:
-            self._shutdown_transport()
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                sock.close()
-            except OSError:
-                pass
-            self.sock = None
-        self.connected = False
+    # -- reading --------------------------------------------------------
+    def recv(self, size: int = READ_SIZE, deadline: Deadline = None,
+             peek: bool = False) -> bytes:
+        """Return between 1 and ``size`` bytes (more on TLS: whatever is
+        already decrypted comes along), waiting until ``deadline``.
 
-    def _shutdown_transport(self):
-        """Hook for TLS unwrapping."""
-
-    def read_frame(self, unpack=None, deadline=None, exact=False):
-        """Return the next ``(frame_type, channel, payload)``.
-
-        Frames already buffered are returned without touching the socket.
-        ``deadline`` (a ``time.monotonic()`` value) bounds the total wait and
-        raises ``socket.timeout``; without it ``read_timeout`` applies to
-        each read.  A deadline already passed makes one non-blocking read.
-        ``exact`` reads no byte past the frame, as py-amqp does: what
-        follows stays in the socket, which stays readable for event loops.
-        It may be a function ``boundary(bytes) -> end offset or None``
-        marking where a whole unit (a method with its content) ends; on a
-        plain socket one peek and one read then take the unit at once.
+        ``deadline`` None means ``read_timeout`` from now (no limit when
+        that is None).  Raises ``socket.timeout`` when it passes,
+        :class:`ConnectionLost` when the peer closed the connection.
+        ``peek`` leaves the bytes in the socket (TCP only).
         """
-        frames = self._frames
-        frame = frames.next_frame()
-        if frame is not None:
-            return frame
-        return self._read_frame_slow(frames, deadline, exact)
-
-    def _read_frame_slow(self, frames, deadline, exact=False):
-        while True:
-            if deadline is not None:
-                timeout = deadline - monotonic()
-                if timeout < 0:
-                    timeout = 0.0
-            elif self._override is not None:
-                timeout = self._override
-            else:
-                timeout = self.read_timeout
-            initial = not len(frames)
-            with self._read_lock:
-                if not exact:
-                    size = _READ_SIZE
-                elif callable(exact) and self.can_peek:
-                    size = self._size_to_boundary(frames, exact, timeout,
-                                                  initial)
-                else:
-                    size = frames.missing()
-                data = self._recv(timeout, initial, size)
-            frames.feed(data)
-            frame = frames.next_frame()
-            if frame is not None:
-                return frame
-
-    def _size_to_boundary(self, frames, boundary, timeout, initial):
-        """How many bytes to read so that the buffer ends where
-        ``boundary(bytes)`` says the next unit (a whole method) ends.
-
-        Peeks at what the socket holds: one read then takes the whole
-        method (all its frames) and nothing after it.
-        """
-        peeked = self._recv(timeout, initial, _READ_SIZE, socket.MSG_PEEK)
-        pending = frames.unread()
-        end = boundary(pending + peeked if pending else peeked)
-        if end is None:  # everything there belongs to the method
-            return len(peeked)
-        return max(end - len(pending), 1)
-
-    def _recv(self, timeout, initial, size=_READ_SIZE, flags=0):
         sock = self.sock
         if sock is None:
             raise ConnectionLost('connection is closed')
-        self._set_timeout(timeout)
+        if deadline is None:
+            deadline = self._default_deadline(self.read_timeout)
+        flags = socket.MSG_PEEK if peek else 0
+        if deadline is not None and not self._nonblocking:
+            flags |= _DONTWAIT
         while True:
             try:
                 data = self._read_some(size, flags)
-            except socket.timeout:
-                raise
-            except (BlockingIOError, ssl.SSLWantReadError,
-                    ssl.SSLWantWriteError):
-                raise socket.timeout('timed out') from None
+            except _WOULD_BLOCK as exc:
+                _wait_ready(sock, isinstance(exc, ssl.SSLWantWriteError),
+                            deadline, 'reading from %s:%s' % (self.host,
+                                                              self.port))
+                continue
             except InterruptedError:
-                if initial and self.raise_on_initial_eintr:
+                # py-amqp's choice (kombu's hub relies on it): a signal
+                # ends the read as a timeout.  Nothing is lost: a partial
+                # frame stays in the connection's buffer.
+                if self.raise_on_initial_eintr:
                     raise socket.timeout('interrupted') from None
                 continue
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    raise socket.timeout('timed out') from None
+            except OSError:
                 self.connected = False
                 raise
             if not data:
@@ -426,44 +365,144 @@ class _AbstractTransport:
                 raise ConnectionLost()
             return data
 
-    #: MSG_PEEK works on the socket (not on TLS: see SSLTransport)
-    can_peek = True
-
-    def _read_some(self, n, flags=0):
+    def _read_some(self, n: int, flags: int = 0) -> bytes:
+        """One receive; with ``MSG_DONTWAIT`` in ``flags`` it raises
+        BlockingIOError instead of waiting."""
+        assert self.sock is not None
         return self.sock.recv(n, flags)
 
-    def write(self, s):
-        """Send all of ``s``, bounded by ``write_timeout`` (blocking when
-        None) whatever timeout the last read left on the socket."""
+    def pending(self) -> int:
+        """Bytes received and decrypted but not yet returned (TLS)."""
+        return 0
+
+    # -- writing --------------------------------------------------------
+    def write(self, s: Union[bytes, bytearray, memoryview]) -> None:
+        """Send all of ``s``, bounded by ``write_timeout`` (or
+        :meth:`having_timeout`); no limit when both are None.
+
+        Raises ``socket.timeout`` when time runs out.  When that (or any
+        exception, ``KeyboardInterrupt`` included) cuts ``s`` off after
+        part of it was sent, the transport is marked :attr:`broken` and
+        every later write raises RecoverableConnectionError at once.
+        """
+        with self._write_lock:
+            if self._plain_writes and not self._overrides:
+                # The common case, kept short: one blocking send.
+                try:
+                    sent = self.sock.send(s)  # type: ignore[union-attr]
+                except OSError:
+                    self._lost()
+                    raise
+                except BaseException as exc:
+                    self._cut_off(0, len(s), type(exc).__name__)
+                    raise
+                if sent == len(s):
+                    return
+                self._write(s, sent)
+                return
+            self._write(s)
+
+    def _write(self, s: Union[bytes, bytearray, memoryview],
+               sent: int = 0) -> None:
+        """Send ``s`` from offset ``sent`` on (py-amqp's hook: a subclass
+        overriding it gets every write)."""
+        if self.broken is not None:
+            raise RecoverableConnectionError(self.broken)
         sock = self.sock
         if sock is None:
             raise ConnectionLost('connection is closed')
-        with self._write_lock:
-            try:
-                self._set_timeout(self._write_timeout())
-                sock.sendall(s)
-            except socket.timeout:
-                # part of a frame may be out: the stream is unusable now
-                self.connected = False
-                raise
-            except OSError:
-                self.connected = False
-                raise
+        total = len(s) if type(s) is bytes else memoryview(s).nbytes
+        deadline = self._default_deadline(self.write_timeout)
+        flags = _DONTWAIT if deadline is not None and \
+            not self._nonblocking else 0
+        view: Optional[memoryview] = memoryview(s).cast('B') if sent \
+            else None
+        try:
+            while True:
+                try:
+                    sent += self._send_some(
+                        s if view is None else view[sent:], flags)
+                except _WOULD_BLOCK as exc:
+                    _wait_ready(sock, not isinstance(exc,
+                                                     ssl.SSLWantReadError),
+                                deadline, 'writing to %s:%s' % (self.host,
+                                                                self.port))
+                    continue
+                except InterruptedError:
+                    continue
+                if sent >= total:
+                    return
+                if view is None:
+                    view = memoryview(s).cast('B')
+        except socket.timeout:
+            if sent:
+                self._cut_off(sent, total, 'timed out')
+            raise
+        except OSError:
+            self._lost()
+            raise
+        except BaseException as exc:
+            # KeyboardInterrupt and other asynchronous exceptions: Python
+            # may raise them just after a send returned, before its count
+            # was added, so any of ``s`` may be on the wire.
+            self._cut_off(sent, total, type(exc).__name__)
+            raise
 
-    def write_heartbeat(self, frame):
+    def _lost(self) -> None:
+        self.connected = False
+        self.broken = 'connection to %s:%s was lost' % (self.host, self.port)
+        self._plain_writes = False
+
+    def _cut_off(self, sent: int, total: int, why: str) -> None:
+        self._plain_writes = False
+        self.broken = (
+            'connection to %s:%s is unusable: a write of %d bytes was cut '
+            'off after %s%d bytes (%s)' % (
+                self.host, self.port, total,
+                'at least ' if why[0].isupper() else '', sent, why))
+        self.connected = False
+
+    def _send_some(self, data: Union[bytes, memoryview], flags: int) -> int:
+        """One send; blocks until some of ``data`` is sent unless
+        ``flags`` has MSG_DONTWAIT."""
+        assert self.sock is not None
+        return self.sock.send(data, flags)
+
+    def write_heartbeat(self, frame: bytes) -> bool:
         """Send a heartbeat frame from another thread.
 
-        Returns False without sending while a read is in progress: the
-        reader's own loop sends heartbeats then, and one TLS connection
-        must not read and write from two threads at once.
+        Returns False without sending while another thread is writing:
+        bytes are flowing then, and the frame must not cut into theirs.
         """
-        if not self._read_lock.acquire(blocking=False):
+        if not self._write_lock.acquire(blocking=False):
             return False
         try:
-            self.write(frame)
+            self._write(frame)
         finally:
-            self._read_lock.release()
+            self._write_lock.release()
         return True
+
+    # -- closing --------------------------------------------------------
+    def close(self) -> None:
+        sock = self.sock
+        if sock is not None:
+            self._shutdown_transport()
+            sock = self.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            self.sock = None
+        self.connected = False
+        self._plain_writes = False
+
+    def _shutdown_transport(self) -> None:
+        """Hook for TLS unwrapping."""
 
 
 class TCPTransport(_AbstractTransport):
@@ -477,24 +516,34 @@ class SSLTransport(_AbstractTransport):
     ``certfile``, ``keyfile``, ``password``, ``cert_reqs``,
     ``server_hostname``, ``check_hostname``, ``ciphers``, ``ssl_version``/
     ``minimum_version``) or an :class:`ssl.SSLContext` used as is.
+
+    One TLS session must not be read and written by two threads at the
+    same moment; each non-blocking ``SSL_read``/``SSL_write`` call holds a
+    lock, but no lock is held while waiting for the socket.
     """
 
     default_port = AMQPS_PORT
+    can_peek = False
+    _nonblocking = True
 
-    def __init__(self, host, connect_timeout=None, ssl=None, **kwargs):
+    def __init__(self, host: str, connect_timeout: Optional[float] = None,
+                 ssl: Union[bool, Dict[str, Any], 'ssl.SSLContext',
+                            None] = None,
+                 **kwargs: Any) -> None:
         self.sslopts = ssl if isinstance(ssl, dict) else {}
         self.sslcontext = ssl if _is_context(ssl) else None
+        self._tls_lock = threading.Lock()
         super().__init__(host, connect_timeout=connect_timeout, **kwargs)
 
-    def _setup_transport(self):
+    def _setup_transport(self) -> None:
         context, server_hostname = self._build_context()
+        assert self.sock is not None
         self.sock.settimeout(self._remaining())
         self.sock = context.wrap_socket(
             self.sock, server_side=False, do_handshake_on_connect=True,
             server_hostname=server_hostname)
-        self._timeout = self.sock.gettimeout()
 
-    def _build_context(self):
+    def _build_context(self) -> Tuple['ssl.SSLContext', str]:
         opts = dict(self.sslopts)
         server_hostname = opts.pop('server_hostname', None) or self.host
         if self.sslcontext is not None:
@@ -533,25 +582,36 @@ class SSLTransport(_AbstractTransport):
                              % ', '.join(sorted(opts)))
         return context, server_hostname
 
-    def _shutdown_transport(self):
+    def _shutdown_transport(self) -> None:
         sock = self.sock
         if sock is not None and hasattr(sock, 'unwrap'):
             try:
                 sock.settimeout(0.5)
-                self.sock = sock.unwrap()
+                with self._tls_lock:
+                    self.sock = sock.unwrap()
             except (OSError, ValueError):
                 pass
 
-    can_peek = False
-
-    def _read_some(self, n, flags=0):
+    def _read_some(self, n: int, flags: int = 0) -> bytes:
         sock = self.sock
-        data = sock.recv(n)
-        # TLS records may hold more plaintext than one recv returned.
-        pending = sock.pending()
-        if pending:
-            data += sock.recv(pending)
+        assert isinstance(sock, ssl.SSLSocket)
+        with self._tls_lock:
+            data = sock.recv(n)
+            # A record may hold more plaintext than was asked for: take it
+            # all, so nothing waits inside OpenSSL where no poll sees it.
+            pending = sock.pending()
+            if pending:
+                data += sock.recv(pending)
         return data
+
+    def pending(self) -> int:
+        sock = self.sock
+        return sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+
+    def _send_some(self, data: Union[bytes, memoryview], flags: int) -> int:
+        assert self.sock is not None
+        with self._tls_lock:
+            return self.sock.send(data)
 
 
 _PROTOCOL_VERSIONS = {
@@ -561,7 +621,8 @@ _PROTOCOL_VERSIONS = {
 }
 
 
-def _apply_versions(context, ssl_version, minimum, maximum):
+def _apply_versions(context: 'ssl.SSLContext', ssl_version: Any,
+                    minimum: Any, maximum: Any) -> None:
     """py-amqp's ``ssl_version`` (a fixed protocol such as
     ``PROTOCOL_TLSv1_2``) and ``tls_minimum/maximum_version`` as
     context version bounds; ``PROTOCOL_TLS(_CLIENT)`` means negotiate."""
@@ -577,11 +638,13 @@ def _apply_versions(context, ssl_version, minimum, maximum):
         context.maximum_version = maximum
 
 
-def _is_context(obj):
+def _is_context(obj: object) -> bool:
     return isinstance(obj, ssl.SSLContext)
 
 
-def Transport(host, connect_timeout=None, ssl=False, **kwargs):
+def Transport(host: str, connect_timeout: Optional[float] = None,
+              ssl: Union[bool, Dict[str, Any], 'ssl.SSLContext'] = False,
+              **kwargs: Any) -> _AbstractTransport:
     """Return a TLS transport when ``ssl`` is set, else a TCP transport."""
     if ssl:
         return SSLTransport(host, connect_timeout=connect_timeout, ssl=ssl,

@@ -4,7 +4,7 @@ import re
 import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-with open(os.path.join(_HERE, os.pardir, 'amqp', '__init__.py')) as _f:
+with open(os.path.join(_HERE, os.pardir, 'amqp', '_version.py')) as _f:
     release = re.search(r"^__version__ = '([^']+)'", _f.read(), re.M)[1]
 version = '.'.join(release.split('.')[:2])
 

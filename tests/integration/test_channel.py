@@ -224,6 +224,18 @@ LONG = 'x' * 256
     (lambda ch: ch.exchange_declare(['e'], 'direct'), TypeError, 'exchange'),
     (lambda ch: ch.queue_bind('q', 'amq.direct', LONG), ValueError,
      'routing_key'),
+    # 70 four-byte characters: 280 bytes, though under 255 characters
+    (lambda ch: ch.queue_declare('\U0001F600' * 70), ValueError, 'queue'),
+    (lambda ch: ch.exchange_declare('\u00e9' * 128, 'direct'), ValueError,
+     'exchange'),
+    (lambda ch: ch.basic_publish(Message(b''), '', 'k\u6f22' * 64),
+     ValueError, 'routing_key'),
+    # a lone surrogate cannot be encoded as UTF-8 at all
+    (lambda ch: ch.queue_declare('bad\ud800name'), ValueError, 'queue'),
+    (lambda ch: ch.queue_bind('q', 'amq.direct', '\udfffx'), ValueError,
+     'routing_key'),
+    (lambda ch: ch.basic_consume('q', consumer_tag='\ud83d'), ValueError,
+     'consumer_tag'),
     (lambda ch: ch.basic_publish(Message(b''), '', LONG), ValueError,
      'routing_key'),
     (lambda ch: ch.basic_publish(Message(b''), 5, 'q'), TypeError,

@@ -92,10 +92,15 @@ def test_channel_max_exhaustion(broker):
 
 
 def test_connect_timeout_replaced_by_read_timeout(broker):
-    with _connect(broker, connect_timeout=3, read_timeout=7.5,
+    with _connect(broker, connect_timeout=3, read_timeout=0.4,
                   write_timeout=4) as conn:
-        assert conn.sock.gettimeout() == 7.5
+        start = time.monotonic()
+        with pytest.raises(socket.timeout):
+            conn.blocking_read()     # nothing comes: read_timeout, not 3 s
+        assert 0.35 <= time.monotonic() - start < 1.5
+        assert conn.connected
         assert conn.sock.getsockopt(socket.SOL_TCP, socket.TCP_NODELAY)
+        assert conn.channel().queue_declare('', exclusive=True).queue
 
 
 def test_server_close_all_connections(broker, vhost):

@@ -10,8 +10,6 @@ import pytest
 from amqp import Connection, spec
 from amqp.exceptions import (AMQPError, ConnectionForced,
                              RecoverableConnectionError)
-from amqp.method_framing import method_end
-from amqp.transport import TCPTransport
 
 from .fakebroker import CLOSE_OK, HEARTBEAT, method_frame
 
@@ -106,13 +104,23 @@ def test_timeout_mid_frame_keeps_partial_frame(fake_broker):
 
 
 def test_read_timeout_applies_after_connect_timeout(fake_broker):
+    # connect_timeout bounds the handshake only; afterwards a read waits
+    # read_timeout (or forever), whatever connect_timeout was.
     broker = fake_broker(_then_close(lambda peer: None))
-    conn = connect(broker, connect_timeout=7, read_timeout=2.5)
-    assert conn.transport.sock.gettimeout() == 2.5
+    conn = connect(broker, connect_timeout=7, read_timeout=0.3)
+    start = time.monotonic()
+    with pytest.raises(socket.timeout):
+        conn.blocking_read()
+    assert 0.25 <= time.monotonic() - start < 1.0
+    assert conn.connected
     conn.close()
     broker = fake_broker(_then_close(lambda peer: None))
-    conn = connect(broker, connect_timeout=7)
-    assert conn.transport.sock.gettimeout() is None
+    conn = connect(broker, connect_timeout=0.5)
+    time.sleep(0.6)    # past the connect deadline: it no longer applies
+    start = time.monotonic()
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=0.3)
+    assert 0.25 <= time.monotonic() - start < 1.0
     conn.close()
 
 
@@ -165,12 +173,52 @@ def test_heartbeat_tick_sends_when_due_and_detects_silence(fake_broker):
         while time.monotonic() - start < 5:
             conn.heartbeat_tick()
             time.sleep(0.1)
-    # raised after two intervals of silence (from the handshake)
+    # raised after 2.5 intervals of silence (from the handshake)
     assert time.monotonic() - start < 2.5
     assert sent >= 1
     assert not conn.connected
     broker.finish()
     assert seen['heartbeats'] >= 2
+
+
+@pytest.mark.parametrize('rate, send_after, dead_after', [
+    (2, 1.0, 4.0 + 1.0),     # heartbeat 2 s: send after 1 s, dead at 5 s
+    (4, 0.5, 4.0 + 0.5),
+    (0, 1.0, 4.0 + 1.0),     # <= 0 means the default, 2
+])
+def test_heartbeat_tick_rate_sets_both_thresholds(fake_broker, rate,
+                                                  send_after, dead_after):
+    """heartbeat_tick(rate): send after heartbeat/rate of silence on our
+    side, give up after 2 intervals plus heartbeat/rate of silence from
+    the broker (py-amqp's documented meaning of rate)."""
+    import amqp.connection as connection_module
+    broker = fake_broker(lambda peer: (peer.handshake(heartbeat=2),
+                                       peer.wait_closed(timeout=10)))
+    conn = connect(broker, heartbeat=2)
+    clock = [time.monotonic()]
+    real = connection_module.monotonic
+    connection_module.monotonic = lambda: clock[0]   # OS boundary: time
+    try:
+        conn.last_heartbeat_sent = conn.last_heartbeat_received = clock[0]
+        conn.heartbeat_tick(rate)           # records the byte counters
+        sent = conn.bytes_sent
+        clock[0] += send_after - 0.01
+        conn.heartbeat_tick(rate)
+        assert conn.bytes_sent == sent      # not yet
+        clock[0] += 0.02
+        conn.heartbeat_tick(rate)
+        assert conn.bytes_sent == sent + 1  # a heartbeat went out
+        start = conn.last_heartbeat_received
+        clock[0] = start + dead_after - 0.01
+        conn.heartbeat_tick(rate)           # still alive
+        assert conn.connected
+        clock[0] = start + dead_after + 0.01
+        with pytest.raises(ConnectionForced):
+            conn.heartbeat_tick(rate)
+    finally:
+        connection_module.monotonic = real
+    assert not conn.connected
+    broker.finish()
 
 
 def test_drain_events_detects_missed_heartbeats(fake_broker):
@@ -383,30 +431,37 @@ def _frame(frame_type, channel, payload):
         payload + b'\xce'
 
 
-def test_reply_wait_takes_a_whole_method_and_nothing_after_it():
-    # A basic.get-ok with its header and two body frames, then a delivery:
-    # a wait for the reply reads the first three frames (one peek, one
-    # read) and leaves the delivery in the socket for drain_events and for
-    # event loops polling the socket.
+def test_reply_wait_takes_a_whole_method_and_nothing_after_it(fake_broker):
+    # A basic.get-ok with its header and two body frames, then a delivery,
+    # all in one send: the wait for get-ok reads exactly the first four
+    # frames and leaves the delivery in the socket, where drain_events
+    # and event loops polling the socket find it.
     get_ok = _frame(1, 1, struct.pack('>HHQBBBI', 60, 71, 1, 0, 0, 0, 0))
     header = _frame(2, 1, struct.pack('>HHQH', 60, 0, 7, 0))
     bodies = _frame(3, 1, b'abc') + _frame(3, 1, b'defg')
-    after = _frame(1, 1, struct.pack('>HH', 60, 11))
-    a, b = socket.socketpair()
-    try:
-        transport = TCPTransport('localhost:1')
-        transport.sock, transport.connected = a, True
-        b.sendall(get_ok + header + bodies + after)
-        time.sleep(0.05)
-        got = [transport.read_frame(deadline=time.monotonic() + 2,
-                                    exact=method_end) for _ in range(4)]
-        assert [f[0] for f in got] == [1, 2, 3, 3]
-        assert got[2][2] + got[3][2] == b'abcdefg'
-        a.setblocking(False)
-        assert a.recv(65536, socket.MSG_PEEK) == after
-    finally:
-        a.close()
-        b.close()
+    after = _frame(1, 1, struct.pack('>HH', 20, 20) + b'\x00')  # flow
+
+    def script(peer):
+        peer.handshake()
+        peer.expect_method(spec.Channel.Open)
+        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
+        peer.expect_method(spec.Basic.Get)
+        peer.send(get_ok + header + bodies + after)
+        peer.expect_method(spec.Channel.FlowOk)
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = connect(broker)
+    ch = conn.channel()
+    msg = ch.basic_get('q')
+    assert msg.body == b'abcdefg'
+    assert not conn.frames_pending()
+    time.sleep(0.05)
+    assert conn.sock.recv(65536, socket.MSG_PEEK) == after
+    assert ch.active
+    conn.drain_events(timeout=TIMEOUT)
+    assert not ch.active
+    conn.close()
 
 
 def _self_signed(directory):
@@ -434,12 +489,13 @@ def _self_signed(directory):
     return str(cert_path), str(key_path)
 
 
-def test_tls_reply_wait_leaves_no_complete_frame_buffered(fake_broker,
-                                                          tmp_path):
-    # Over TLS a reply and the deliveries behind it can come in one record;
-    # once decrypted they no longer make the socket readable, so an event
-    # loop would never call drain_events for them.  The wait dispatches
-    # them before returning instead of leaving them in our buffer.
+def test_tls_reply_wait_keeps_what_follows_its_reply(fake_broker,
+                                                     tmp_path):
+    # Over TLS a reply and the delivery behind it can come in one record;
+    # decrypting the reply decrypts the delivery too.  The wait returns
+    # without dispatching it (as on TCP and in py-amqp); it stays
+    # buffered, frames_pending() says so although the socket is not
+    # readable, and the next drain_events serves it before reading.
     import ssl
     cert, key = _self_signed(tmp_path)
     deliver = method_frame(spec.Basic.Deliver, 'sLbss',
@@ -473,6 +529,123 @@ def test_tls_reply_wait_leaves_no_complete_frame_buffered(fake_broker,
     ch.basic_consume('q', consumer_tag='ctag', callback=got.append,
                      no_ack=True)
     ch.queue_declare('q', passive=True)
-    assert conn.transport._frames.next_frame() is None
+    assert got == []
+    assert conn.frames_pending()
+    conn.drain_events(timeout=0)
     assert [m.body for m in got] == [b'hi']
+    assert not conn.frames_pending()
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=0.2)
     conn.close()
+
+
+def _publish_frames(data):
+    """Split the bytes a client sent after the protocol header into
+    frames; the last, cut-off one is returned as ``partial``."""
+    frames, pos = [], 8
+    while len(data) - pos >= 7:
+        frame_type, channel, size = struct.unpack_from('>BHI', data, pos)
+        if len(data) < pos + size + 8:
+            break
+        frames.append((frame_type, data[pos + 7:pos + 7 + size]))
+        pos += size + 8
+    return frames, data[pos:]
+
+
+def test_interrupted_publish_leaves_connection_unusable(fake_broker):
+    """A publish cut off mid-frame by KeyboardInterrupt: nothing more is
+    ever written, so the next publish cannot become the first one's body."""
+    import signal
+    go_on = threading.Event()
+
+    def script(peer):
+        peer.handshake(frame_max=131072)
+        peer.expect_method(spec.Channel.Open)
+        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
+        go_on.wait(TIMEOUT * 3)   # read nothing while the client writes
+        peer.wait_closed()
+
+    broker = fake_broker(script)
+    conn = connect(broker)
+    ch = conn.channel()
+    from amqp import Message
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            ch.basic_publish(Message(b'a' * (64 << 20)), routing_key='q')
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not conn.connected
+    assert 'cut off' in conn.transport.broken
+    start = time.monotonic()
+    with pytest.raises(RecoverableConnectionError):
+        ch.basic_publish(Message(b'second'), routing_key='q')
+    assert time.monotonic() - start < 0.5
+    conn.close()
+    go_on.set()
+    broker.finish()
+    frames, partial = _publish_frames(bytes(broker.received))
+    publishes = [f for f in frames
+                 if f[0] == 1 and f[1][:4] == b'\x00\x3c\x00\x28']
+    assert len(publishes) == 1      # the second publish never went out
+    assert partial                   # the stream ends inside a frame
+    assert b'second' not in bytes(broker.received)
+
+
+def test_threads_keep_their_own_deadlines(fake_broker):
+    """drain_events(timeout=0) in one thread never waits on, nor changes,
+    the deadline of a thread writing large bodies on another channel."""
+    body = bytes(range(256)) * 4096          # 1 MiB
+    count = 8
+    seen = []
+
+    def script(peer):
+        peer.handshake(frame_max=131072)
+        peer.expect_method(spec.Channel.Open)
+        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
+        for _ in range(count):
+            peer.expect_method(spec.Basic.Publish)
+            assert peer.recv_frame()[0] == 2
+            received = bytearray()
+            while len(received) < len(body):
+                time.sleep(0.002)            # a slow reader: writes block
+                received += peer.recv_frame()[2]
+            seen.append(bytes(received) == body)
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = connect(broker, write_timeout=20)
+    ch = conn.channel()
+    from amqp import Message
+    errors, slowest = [], []
+    done = threading.Event()
+
+    def publisher():
+        try:
+            for _ in range(count):
+                ch.basic_publish(Message(body), routing_key='q')
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    while not done.is_set():
+        start = time.monotonic()
+        with pytest.raises(socket.timeout):
+            conn.drain_events(timeout=0)
+        slowest.append(time.monotonic() - start)
+        time.sleep(0.001)
+    thread.join(TIMEOUT)
+    assert errors == []
+    assert len(slowest) > 20 and max(slowest) < 0.1, max(slowest)
+    conn.close()
+    broker.finish()
+    assert seen == [True] * count

@@ -16,7 +16,7 @@ from amqp.exceptions import (AMQPError, FrameError, FrameSyntaxError,
                              IrrecoverableConnectionError, UnexpectedFrame)
 from amqp.method_framing import frame_handler, frame_writer, method_end
 from amqp.serialization import dumps, loads
-from amqp.transport import FrameBuffer
+from amqp.method_framing import FrameBuffer
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True,
                     database=None,

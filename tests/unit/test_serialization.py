@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from amqp import serialization, spec
 from amqp.exceptions import AMQPError, FrameSyntaxError
 from amqp.serialization import (decode_properties_basic, decode_table, dumps,
+                                dumps_method,
                                 encode_properties_basic, encode_table, loads)
 
 SETTINGS = settings(max_examples=200, deadline=None, derandomize=True,
@@ -508,6 +509,69 @@ def test_shortstr_longer_than_255_bytes_names_the_field():
     with pytest.raises(ValueError, match='routing_key'):
         dumps(spec.METHODS_BY_NAME['basic.publish'].args,
               (0, 'ex', '\u00e9' * 128, False, False))
+
+
+@pytest.mark.parametrize('name, nbytes', [
+    ('\U0001F600' * 63, 252),     # 4-byte characters: fits
+    ('\U0001F600' * 64, 256),     # 64 characters, 256 bytes: too long
+    ('\U0001F600' * 70, 280),
+    ('\u00e9' * 128, 256),        # 2-byte characters
+    ('a' * 254 + '\u00e9', 256),
+])
+def test_name_length_is_counted_in_utf8_bytes(name, nbytes):
+    method = spec.METHODS_BY_NAME['queue.declare']
+    values = (0, name, False, False, False, False, False, {})
+    if nbytes <= 255:
+        assert dumps_method(method.sig, method.args, values)[2] == nbytes
+        return
+    with pytest.raises(ValueError, match=r'queue is %d bytes' % nbytes):
+        dumps_method(method.sig, method.args, values)
+
+
+@pytest.mark.parametrize('name', ['\ud800', 'abc\udbff', 'x\ud83d'])
+def test_unencodable_name_is_a_value_error_naming_the_field(name):
+    method = spec.METHODS_BY_NAME['queue.declare']
+    with pytest.raises(ValueError, match='queue'):
+        dumps_method(method.sig, method.args,
+                     (0, name, False, False, False, False, False, {}))
+
+
+def test_method_encoder_names_its_own_fields():
+    # queue.bind shares its format with exchange.bind; the method's own
+    # encoder names only its field
+    method = spec.METHODS_BY_NAME['queue.bind']
+    with pytest.raises(ValueError) as info:
+        dumps_method(method.sig, method.args,
+                     (0, 'q' * 300, 'ex', 'rk', False, {}))
+    assert str(info.value).startswith('queue is 300 bytes')
+
+
+@pytest.mark.parametrize('value', ['yes', 1.5, [], object()])
+def test_flags_must_be_bool_or_int(value):
+    method = spec.METHODS_BY_NAME['queue.declare']
+    with pytest.raises(TypeError, match='durable must be a bool'):
+        dumps_method(method.sig, method.args,
+                     (0, 'q', False, value, False, False, False, {}))
+    # py-amqp accepted ints and None for flags
+    for ok in (0, 1, None, True):
+        dumps_method(method.sig, method.args,
+                     (0, 'q', False, ok, False, False, False, {}))
+
+
+def test_generated_codecs_show_their_source_in_tracebacks():
+    import traceback
+    with pytest.raises(FrameSyntaxError) as info:
+        loads('BsbL', b'\x00\x01\x05abc')
+    frames = traceback.extract_tb(info.value.__traceback__)
+    generated = [f for f in frames if 'amqp.serialization' in f.filename]
+    assert generated, [f.filename for f in frames]
+    assert generated[-1].filename == '<amqp.serialization: decoder BsbL>'
+    assert generated[-1].line    # the source line, not None
+    with pytest.raises(TypeError) as info:
+        dumps('Bssbb', (0, 'ex', 'rk', 'yes', False))
+    lines = traceback.format_tb(info.value.__traceback__)
+    assert any('encoder Bssbb' in line and '_check_bit' in line
+               for line in lines), lines
 
 
 def test_shared_format_names_every_candidate_field():
