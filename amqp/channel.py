@@ -95,9 +95,9 @@ class Channel(AbstractChannel):
         parts = ['<AMQP Channel %s %s' % (self.channel_id, state)]
         if self.callbacks:
             parts.append(', consumers=%r' % (list(self.callbacks),))
-        if self._confirm_selected:
+        if self._confirms.selected:
             parts.append(', confirm mode (%d unconfirmed)' % (
-                len(self._unconfirmed),))
+                len(self._confirms.unsettled),))
         parts.append(' at %#x>' % id(self))
         return ''.join(parts)
 

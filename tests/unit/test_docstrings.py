@@ -36,8 +36,20 @@ def test_the_public_api_is_found():
 def test_has_a_short_summary(name, attr):
     doc = inspect.getdoc(attr)
     assert doc, '%s has no docstring' % name
-    summary = doc.split('\n\n')[0]
-    assert len(summary) <= 160, '%s: summary too long: %r' % (name, summary)
+    first_line = doc.splitlines()[0]
+    assert len(first_line) <= 79, '%s: %r' % (name, first_line)
+
+
+@pytest.mark.parametrize('name,attr', [
+    (name, attr) for name, attr in MEMBERS if inspect.isfunction(attr)
+], ids=[n for n, a in MEMBERS if inspect.isfunction(a)])
+def test_help_gives_the_signature(name, attr):
+    """help() shows the real parameters: from the function itself, or,
+    when it takes ``*args, **kwargs``, spelled out in its docstring."""
+    params = inspect.signature(attr).parameters.values()
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        method = name.split('.')[1]
+        assert '``%s(' % method in inspect.getdoc(attr), name
 
 
 def test_help_shows_the_signature_and_the_summary():
