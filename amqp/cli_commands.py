@@ -626,11 +626,11 @@ def cmd_consume(args, session):
             else:
                 ch.basic_ack(msg.delivery_tag)
 
-    tag = ch.basic_consume(args.queue, callback=on_message,
-                           no_ack=not args.ack)
     timed_out = False
     conn = session.conn
     with _StopSignals() as signals:
+        tag = ch.basic_consume(args.queue, callback=on_message,
+                               no_ack=not args.ack)
         while not signals.stop and (count is None or
                                     state['received'] < count):
             wait = 0.25
