@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import socket
+import ssl
 import sys
 from datetime import datetime
 from decimal import Decimal
@@ -147,7 +148,6 @@ class Session:
         if args.key:
             tls['keyfile'] = args.key
         if args.insecure:
-            import ssl
             tls['cert_reqs'] = ssl.CERT_NONE
         if tls:
             if parts.scheme != 'amqps':
@@ -194,6 +194,15 @@ class Session:
         except exceptions.AMQPError as exc:
             raise CLIError(EXIT_REFUSED, '{0} refused the connection: '
                            '{1}'.format(where, _one_line(exc))) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise CLIError(EXIT_UNREACHABLE, (
+                'TLS with {0}: the broker certificate was not accepted '
+                '({1}); give its CA with --cacert').format(
+                    where, _one_line(exc.verify_message or exc))) from None
+        except ssl.SSLError as exc:
+            raise CLIError(EXIT_UNREACHABLE, 'TLS handshake with {0} '
+                           'failed: {1}'.format(where, _one_line(
+                               exc.reason or exc))) from None
         except socket.timeout as exc:
             raise CLIError(EXIT_UNREACHABLE, 'cannot connect to {0}: '
                            '{1}'.format(where, _one_line(
