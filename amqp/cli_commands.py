@@ -185,7 +185,11 @@ class Session:
             raise CLIError(EXIT_NOT_AMQP, 'no AMQP 0-9-1 server at {0}: '
                            '{1}'.format(where, _one_line(exc))) from None
         except exceptions.RecoverableConnectionError as exc:
-            # includes the transport's ConnectionLost (also an OSError)
+            if exc.reply_code:   # e.g. 320 CONNECTION_FORCED: shutting down
+                raise CLIError(EXIT_REFUSED, '{0} closed the connection: '
+                               '{1}'.format(where, _reply_text(exc))) \
+                    from None
+            # the transport's ConnectionLost (also an OSError): no reply
             raise CLIError(EXIT_NOT_AMQP, (
                 '{0} closed the connection during the AMQP handshake ({1}); '
                 'is it an AMQP 0-9-1 server, and does the URL scheme (amqp '
