@@ -13,12 +13,14 @@ name and never through private attributes: ``channels``,
 and ``forget_channel`` (see ``docs/design.rst``).
 """
 import logging
+import socket
 from time import monotonic
 
 from vine import ensure_promise, promise
 
 from . import spec
-from .exceptions import AMQPNotImplementedError, RecoverableConnectionError
+from .exceptions import (AMQPNotImplementedError, RecoverableConnectionError,
+                         ReplyTimeout)
 from .serialization import decoder_for, dumps_method
 
 __all__ = ('AbstractChannel',)
@@ -66,8 +68,9 @@ class AbstractChannel:
 
         Arguments are encoded before anything is written, so bad input
         raises TypeError/ValueError with nothing sent.  With ``wait``
-        (a reply signature or a list of them) block for the reply and return
-        its arguments (see :meth:`wait`).
+        (a reply signature or a list of them) block for the reply, at most
+        the connection's ``reply_timeout``, and return its arguments (see
+        :meth:`wait` and :meth:`wait_reply`).
         """
         conn = self.connection
         if conn is None:
@@ -83,8 +86,41 @@ class AbstractChannel:
             p.then(callback)
         p()
         if wait:
-            return self.wait(wait, returns_tuple=returns_tuple)
+            return self.wait_reply(wait, returns_tuple=returns_tuple)
         return p
+
+    def wait_reply(self, method, returns_tuple=False, timeout=None):
+        """Wait for the reply to a method just sent, like :meth:`wait`,
+        but never forever: ``timeout`` defaults to the connection's
+        ``reply_timeout`` (None there: no limit).
+
+        When it runs out, raises :class:`~amqp.exceptions.ReplyTimeout`
+        after making sure the late reply cannot confuse a later call: a
+        channel is closed (its id reserved until close-ok), the connection
+        closes itself.
+        """
+        conn = self.connection
+        if timeout is None and conn is not None:
+            timeout = conn.reply_timeout
+        try:
+            return self.wait(method, returns_tuple=returns_tuple,
+                             timeout=timeout)
+        except ReplyTimeout:
+            raise
+        except socket.timeout:
+            methods = method if isinstance(method, list) else [method]
+            exc = ReplyTimeout(
+                'no %s within %ss on channel %s' % (
+                    ' or '.join(spec.method_name(m) or str(m)
+                                for m in methods),
+                    timeout, self.channel_id), methods[0])
+            self._abandon_wait(exc)
+            raise exc from None
+
+    def _abandon_wait(self, exc):
+        """A reply did not come in time: leave no state that a late reply
+        could corrupt (subclass responsibility)."""
+        raise NotImplementedError('subclass responsibility')
 
     def close(self):
         """Close this channel (subclass responsibility)."""

@@ -22,8 +22,9 @@ from . import spec
 from ._confirms import Confirms, PublishBatch
 from .abstract_channel import AbstractChannel
 from .exceptions import (ChannelError, ChannelNotOpen, ConsumerCancelled,
-                         PublishConfirmError, RecoverableConnectionError,
-                         error_for_code)
+                         ContentTooLarge, PublishConfirmError,
+                         RecoverableConnectionError, error_for_code)
+from .method_framing import OversizedContent
 from .protocol import queue_declare_ok_t
 from .serialization import dumps_method
 
@@ -158,11 +159,14 @@ class Channel(AbstractChannel):
 
     def collect(self):
         """Tear down this channel's state without network I/O."""
+        self._collect(awaiting_close_ok=False)
+
+    def _collect(self, awaiting_close_ok):
         logger.debug('Closed channel #%s', self.channel_id)
         self.is_open = False
         connection, self.connection = self.connection, None
         if connection is not None:
-            connection.forget_channel(self)
+            connection.forget_channel(self, awaiting_close_ok)
         self.callbacks.clear()
         self.cancel_callbacks.clear()
         self.events.clear()
@@ -183,20 +187,52 @@ class Channel(AbstractChannel):
 
     def close(self, reply_code=0, reply_text='', method_sig=(0, 0),
               argsig=_args(spec.Channel.Close)):
-        """Close the channel; harmless when already closed."""
+        """Close the channel; harmless when already closed.
+
+        Waits for close-ok as long as :meth:`Connection.close` does (10 s,
+        or ``connect_timeout`` when that is shorter).  Without close-ok in
+        time the channel is closed all the same, and its id stays taken
+        until the broker's close-ok arrives, so a new channel never
+        receives it.
+        """
+        confirmed = False
         try:
-            if self.connection is None or not self.is_open:
+            connection = self.connection
+            if connection is None or not self.is_open:
                 return None
-            if self.connection.transport is None:
+            if connection.transport is None:
                 return None
             self.is_closing = True
-            return self.send_method(
+            self.send_method(
                 spec.Channel.Close, argsig,
-                (reply_code, reply_text, method_sig[0], method_sig[1]),
-                wait=[spec.Channel.CloseOk, spec.Channel.Close])
+                (reply_code, reply_text, method_sig[0], method_sig[1]))
+            try:
+                self.wait([spec.Channel.CloseOk, spec.Channel.Close],
+                          timeout=connection.close_timeout)
+                confirmed = True
+            except socket.timeout:
+                logger.warning('channel %s: no close-ok within %ss',
+                               self.channel_id, connection.close_timeout)
+            return None
         finally:
             self.is_closing = False
-            self.collect()
+            self._collect(awaiting_close_ok=not confirmed and
+                          self.connection is not None)
+
+    def _abandon_wait(self, exc):
+        """A reply did not come in time: close the channel without
+        waiting; its id stays taken until close-ok (see :meth:`close`)."""
+        logger.warning('channel %s: %s; closing the channel',
+                       self.channel_id, exc)
+        try:
+            self.is_closing = True
+            self.send_method(spec.Channel.Close, _args(spec.Channel.Close),
+                             (0, 'client gave up waiting', 0, 0))
+        except (OSError, RecoverableConnectionError):
+            pass  # the connection is going anyway
+        finally:
+            self.is_closing = False
+            self._collect(awaiting_close_ok=True)
 
     def _on_close(self, reply_code, reply_text, class_id, method_id):
         """The broker closed the channel: close-ok, remember, raise.
@@ -315,7 +351,7 @@ class Channel(AbstractChannel):
             0, queue, passive, durable, exclusive, auto_delete, nowait,
             arguments))
         if not nowait:
-            return queue_declare_ok_t(*self.wait(
+            return queue_declare_ok_t(*self.wait_reply(
                 spec.Queue.DeclareOk, returns_tuple=True))
         return None
 
@@ -466,6 +502,11 @@ class Channel(AbstractChannel):
 
     def _on_basic_deliver(self, consumer_tag, delivery_tag, redelivered,
                           exchange, routing_key, msg):
+        if type(msg) is OversizedContent:
+            self._raise_or_defer(self._refuse_oversized(
+                msg, delivery_tag, consumer_tag not in self.no_ack_consumers,
+                'delivery to consumer %r' % (consumer_tag,)))
+            return
         msg.channel = self
         msg.delivery_info = {
             'consumer_tag': consumer_tag,
@@ -484,6 +525,20 @@ class Channel(AbstractChannel):
             return
         fun(msg)
 
+    def _refuse_oversized(self, content, delivery_tag, acked, what):
+        """A message over ``max_message_size`` was skipped unread: reject
+        it without requeueing when it awaits an ack (the broker then
+        dead-letters or drops it, instead of redelivering it forever) and
+        return the error to raise."""
+        if acked:
+            self.basic_reject(delivery_tag, requeue=False)
+        return ContentTooLarge(
+            '%s on channel %s: a message of %d bytes exceeds '
+            'max_message_size=%d; it was discarded%s' % (
+                what, self.channel_id, content.body_size, content.limit,
+                ' and rejected' if acked else ''),
+            _Basic.Deliver)
+
     def basic_get(self, queue='', no_ack=False, argsig=_args(_Basic.Get)):
         """Fetch one message; returns a Message or None if the queue is
         empty."""
@@ -494,6 +549,9 @@ class Channel(AbstractChannel):
             return None
         delivery_tag, redelivered, exchange, routing_key, message_count, \
             msg = ret
+        if type(msg) is OversizedContent:
+            raise self._refuse_oversized(msg, delivery_tag, not no_ack,
+                                         'basic.get from %r' % (queue,))
         msg.channel = self
         msg.delivery_info = {
             'delivery_tag': delivery_tag,

@@ -10,6 +10,7 @@ import logging
 import socket
 import threading
 import uuid
+import weakref
 from time import monotonic
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -40,8 +41,15 @@ __all__ = ('Connection',)
 
 logger = logging.getLogger('amqp')
 
-#: Bound on how long close() waits for close-ok when no timeout is set.
+#: Longest close() and Channel.close() wait for close-ok.
 CLOSE_OK_TIMEOUT = 10.0
+#: Default bound on connecting: TCP, TLS and the AMQP handshake together.
+CONNECT_TIMEOUT = 30.0
+#: Default bound on waiting for the reply to a synchronous method.
+REPLY_TIMEOUT = 60.0
+#: Largest message body accepted by default: RabbitMQ's own default
+#: ``max_message_size`` (128 MiB).
+MAX_MESSAGE_SIZE = 128 * 1024 * 1024
 
 #: How every server's first frame starts: a method frame on channel 0.
 _START_OF_METHOD_ON_CHANNEL_0 = bytes((spec.FRAME_METHOD, 0, 0))
@@ -149,17 +157,21 @@ class Connection(AbstractChannel):
     _frame_writer = None
     _on_inbound_frame = None
     _heartbeat_thread = None
+    _finalizer = None
 
     def __init__(self, host='localhost:5672', userid='guest',
                  password='guest', login_method=None, login_response=None,
                  authentication=(), virtual_host='/', locale='en_US',
-                 client_properties=None, ssl=False, connect_timeout=None,
+                 client_properties=None, ssl=False,
+                 connect_timeout=CONNECT_TIMEOUT,
                  channel_max=None, frame_max=None, heartbeat=0, on_open=None,
                  on_blocked=None, on_unblocked=None, confirm_publish=False,
                  on_tune_ok=None, read_timeout=None, write_timeout=None,
                  socket_settings=None, frame_handler=frame_handler,
                  frame_writer=frame_writer, on_close=None,
-                 blocked_timeout=None, heartbeat_thread=False, **kwargs):
+                 blocked_timeout=None, heartbeat_thread=False,
+                 reply_timeout=REPLY_TIMEOUT,
+                 max_message_size=MAX_MESSAGE_SIZE, **kwargs):
         self._connection_id = uuid.uuid4().hex
         if channel_max is not None and not 0 <= channel_max <= 65535:
             raise ValueError('channel_max must be 0..65535, got %r'
@@ -199,6 +211,8 @@ class Connection(AbstractChannel):
         self.socket_settings = socket_settings
         self.connect_timeout = connect_timeout
         self.blocked_timeout = blocked_timeout
+        self.reply_timeout = reply_timeout
+        self.max_message_size = max_message_size
         self.heartbeat_thread = heartbeat_thread
         self.on_blocked = on_blocked
         self.on_unblocked = on_unblocked
@@ -212,6 +226,8 @@ class Connection(AbstractChannel):
         self.locales = []
         #: the channel ids in use (see :class:`ChannelIds`)
         self.channel_ids = ChannelIds(self.channel_max)
+        # ids of channels closed without close-ok yet: taken until it comes
+        self._closing_ids = set()
         # the channel in a synchronous wait, and errors for other channels
         # that arrived meanwhile: [(channel, exception)]
         self._waiting_on = None
@@ -256,7 +272,17 @@ class Connection(AbstractChannel):
             raise ValueError('unsupported URL scheme %r (expected amqp:// or '
                              'amqps://)' % parts.scheme)
         secure = parts.scheme == 'amqps'
-        port = parts.port or (5671 if secure else 5672)
+        try:
+            if '@' in url[url.index('//') + 2:] and '@' not in parts.netloc:
+                raise ValueError('"@" after the host')
+            port = parts.port or (5671 if secure else 5672)
+        except ValueError:
+            # urlsplit's message would quote the "port", which is often a
+            # piece of the password: say what is wrong without it.
+            raise ValueError(
+                'cannot parse the host and port of this AMQP URL; a user '
+                'name or password containing "/", "?", "#" or "@" must be '
+                'percent-encoded (e.g. "/" as %2F)') from None
         host = parts.hostname or 'localhost'
         if ':' in host:
             host = '[%s]' % host
@@ -355,6 +381,7 @@ class Connection(AbstractChannel):
         self._handshake_complete = False
         self.channels = {0: self}
         self.channel_ids = ChannelIds(self.channel_max)
+        self._closing_ids = set()
         self._deferred = []
         self.bytes_sent = self.bytes_recv = 0
         self.prev_sent = self.prev_recv = None
@@ -365,8 +392,10 @@ class Connection(AbstractChannel):
         # one deadline for TCP connect, TLS handshake and AMQP handshake
         deadline = None if self.connect_timeout is None else \
             monotonic() + self.connect_timeout
+        phase = 'connecting to'
         try:
             self.transport.connect(deadline)
+            phase = 'AMQP handshake with'
             self.on_inbound_frame = self.frame_handler_cls(
                 self, self.on_inbound_method)
             self.frame_writer = self.frame_writer_cls(self, self.transport)
@@ -380,15 +409,16 @@ class Connection(AbstractChannel):
                     raise  # an AMQP peer, breaking the protocol
                 raise self._not_amqp() from exc
             self.transport.handshake_done()
-        except socket.timeout:
+        except socket.timeout as exc:
             self.collect()
             raise socket.timeout(
-                'AMQP handshake with %s did not finish within '
-                'connect_timeout=%ss' % (self.host, self.connect_timeout)
-            ) from None
+                '%s %s did not finish within connect_timeout=%ss (%s)' % (
+                    phase, self.host, self.connect_timeout, exc)) from None
         except BaseException:
             self.collect()
             raise
+        self._finalizer = weakref.finalize(self, _close_dropped,
+                                           self._transport)
         if self.heartbeat and self.heartbeat_thread:
             self._start_heartbeat_thread()
         if callback:
@@ -536,13 +566,19 @@ class Connection(AbstractChannel):
         """py-amqp's name for ``channel_ids.claim(channel_id)``."""
         return self.channel_ids.claim(channel_id)
 
-    def forget_channel(self, channel):
-        """Unregister a channel that is gone (closed or collected): free
-        its id and drop errors kept for it."""
+    def forget_channel(self, channel, awaiting_close_ok=False):
+        """Unregister a channel that is gone (closed or collected) and drop
+        errors kept for it.  Its id is free again, unless the channel was
+        closed without the broker's close-ok yet (``awaiting_close_ok``):
+        then the id stays taken until close-ok (or channel.close) arrives
+        for it, so that a late close-ok never reaches a newer channel."""
         channel_id = channel.channel_id
         if self.channels.get(channel_id) is channel:
             del self.channels[channel_id]
-            self.channel_ids.release(channel_id)
+            if awaiting_close_ok:
+                self._closing_ids.add(channel_id)
+            else:
+                self.channel_ids.release(channel_id)
         self._deferred = [(ch, exc) for ch, exc in self._deferred
                           if ch is not channel]
 
@@ -762,10 +798,36 @@ class Connection(AbstractChannel):
         """Dispatch a complete method to its channel."""
         channel = self.channels.get(channel_id)
         if channel is None:
+            if channel_id in self._closing_ids:
+                self._on_closing_channel_method(channel_id, method_sig)
+                return None
             logger.debug('method %s for unknown channel %s dropped',
                          method_sig, channel_id)
             return
         return channel.dispatch_method(method_sig, payload, content)
+
+    def _on_closing_channel_method(self, channel_id, method_sig):
+        """A method for a channel we closed without close-ok yet: close-ok
+        (or the broker's own channel.close) frees the id; anything else
+        is dropped, as spec 2.2.3 says a closing channel does."""
+        if method_sig == spec.Channel.Close:
+            self._frame_writer(spec.FRAME_METHOD, channel_id,
+                               spec.Channel.CloseOk, b'', None)
+        elif method_sig != spec.Channel.CloseOk:
+            return
+        self._closing_ids.discard(channel_id)
+        self.channel_ids.release(channel_id)
+
+    def _abandon_wait(self, exc):
+        """A connection-level reply did not come in time: close."""
+        self._transport_lost(exc)
+
+    @property
+    def close_timeout(self):
+        """How long close() and Channel.close() wait for close-ok."""
+        if self.connect_timeout:
+            return min(self.connect_timeout, CLOSE_OK_TIMEOUT)
+        return CLOSE_OK_TIMEOUT
 
     # -- heartbeats -----------------------------------------------------
     def send_heartbeat(self):
@@ -815,24 +877,31 @@ class Connection(AbstractChannel):
     def _start_heartbeat_thread(self):
         stop = threading.Event()
         interval = self.heartbeat / 2.0
-
-        def run():
-            while not stop.wait(interval):
-                transport = self._transport
-                if transport is None or not transport.connected:
-                    return
-                if monotonic() - self.last_heartbeat_sent >= interval:
-                    try:
-                        if transport.write_heartbeat(HEARTBEAT_FRAME):
-                            self.bytes_sent += 1
-                            self.last_heartbeat_sent = monotonic()
-                    except OSError:
-                        return
-
-        thread = threading.Thread(target=run, name='amqp-heartbeat',
-                                  daemon=True)
+        # A weak reference: a connection the application dropped is not
+        # kept alive (nor its socket open) by its heartbeat thread.
+        thread = threading.Thread(
+            target=_heartbeat_loop, args=(weakref.ref(self), stop, interval),
+            name='amqp-heartbeat', daemon=True)
         thread.start()
         self._heartbeat_thread = (thread, stop)
+
+    def _beat(self, interval):
+        """One tick of the heartbeat thread; False when it should end.
+
+        Sends only when nothing was sent for ``interval`` and no other
+        thread is writing; takes no lock a reader holds.
+        """
+        transport = self._transport
+        if transport is None or not transport.connected:
+            return False
+        if monotonic() - self.last_heartbeat_sent >= interval:
+            try:
+                if transport.write_heartbeat(HEARTBEAT_FRAME):
+                    self.bytes_sent += 1
+                    self.last_heartbeat_sent = monotonic()
+            except (OSError, RecoverableConnectionError):
+                return False
+        return True
 
     # -- blocked --------------------------------------------------------
     def _on_blocked(self, reason=''):
@@ -863,9 +932,9 @@ class Connection(AbstractChannel):
                              (reply_code, reply_text, method_sig[0],
                               method_sig[1]))
             self.is_closing = True
-            timeout = self.connect_timeout or CLOSE_OK_TIMEOUT
             try:
-                self.wait(spec.Connection.CloseOk, timeout=timeout)
+                self.wait(spec.Connection.CloseOk,
+                          timeout=self.close_timeout)
             except (OSError, AMQPError) as exc:
                 # closing anyway: a late or missing close-ok changes nothing
                 logger.debug('no close-ok from %s: %r', self.host, exc)
@@ -910,6 +979,9 @@ class Connection(AbstractChannel):
         if self._heartbeat_thread is not None:
             self._heartbeat_thread[1].set()
             self._heartbeat_thread = None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
         transport, self._transport = self._transport, None
         if transport is not None:
             try:
@@ -921,6 +993,7 @@ class Connection(AbstractChannel):
                 channel.collect()
         self.channels = {}
         self.channel_ids = ChannelIds(self.channel_max)
+        self._closing_ids = set()
         self._deferred = []
         self._frame_writer = None
         self._on_inbound_frame = None
@@ -936,6 +1009,24 @@ class Connection(AbstractChannel):
                                 spec.args_of(spec.Connection.UpdateSecret),
                                 (new_secret, reason),
                                 wait=spec.Connection.UpdateSecretOk)
+
+
+def _heartbeat_loop(ref, stop, interval):
+    """The heartbeat thread: holds its connection only during a tick."""
+    while not stop.wait(interval):
+        conn = ref()
+        if conn is None or not conn._beat(interval):
+            return
+        del conn
+
+
+def _close_dropped(transport):
+    """Close the socket of a connection that was garbage-collected
+    without close() (weakref.finalize callback)."""
+    try:
+        transport.close()
+    except OSError:
+        pass
 
 
 def _negotiate(ours, theirs):

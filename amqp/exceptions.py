@@ -3,6 +3,8 @@
 Errors sent by the broker (connection.close / channel.close) are built only
 through :func:`error_for_code`, which maps a reply code to its class.
 """
+import socket
+
 from . import spec
 
 __all__ = (
@@ -15,7 +17,7 @@ __all__ = (
     'ResourceLocked', 'PreconditionFailed', 'FrameError', 'FrameSyntaxError',
     'InvalidCommand', 'ChannelNotOpen', 'UnexpectedFrame', 'ResourceError',
     'NotAllowed', 'AMQPNotImplementedError', 'InternalError',
-    'MessageNacked', 'Blocked', 'PublishConfirmError',
+    'MessageNacked', 'Blocked', 'PublishConfirmError', 'ReplyTimeout',
     'AMQPDeprecationWarning', 'error_for_code', 'ERROR_MAP',
     'METHOD_NAME_MAP',
 )
@@ -101,6 +103,20 @@ class IrrecoverableConnectionError(ConnectionError):
 
 class Blocked(RecoverableConnectionError):
     """The broker has blocked the connection (connection.blocked)."""
+
+
+class ReplyTimeout(AMQPError, socket.timeout):
+    """A synchronous method got no reply in time (``reply_timeout`` or the
+    call's own timeout).
+
+    Also a ``socket.timeout``.  The channel that waited has been closed
+    (its id stays reserved until the broker's close-ok, so a late reply
+    can never reach a newer call); a wait on the connection itself closes
+    the connection.
+    """
+
+    def __str__(self):
+        return self.reply_text or 'no reply in time'
 
 
 class ConsumerCancelled(RecoverableConnectionError):

@@ -30,7 +30,7 @@ from .serialization import (decode_header_frame_payload,
                             encode_properties_basic)
 
 __all__ = ('FrameBuffer', 'frame_handler', 'frame_writer', 'method_end',
-           'HEARTBEAT_FRAME')
+           'HEARTBEAT_FRAME', 'OversizedContent')
 
 _FRAME_METHOD = spec.FRAME_METHOD
 _FRAME_HEADER_TYPE = spec.FRAME_HEADER
@@ -149,16 +149,38 @@ class FrameBuffer:
         self.pos = 0
 
 
+class OversizedContent:
+    """Stands in for the content of a message whose header announced more
+    than ``connection.max_message_size`` bytes: its body frames were
+    counted and dropped as they arrived, never stored."""
+
+    __slots__ = ('body_size', 'properties', 'limit')
+
+    def __init__(self, body_size, properties, limit):
+        self.body_size = body_size
+        self.properties = properties
+        self.limit = limit
+
+    def __repr__(self):
+        return '<OversizedContent %d bytes (limit %d)>' % (self.body_size,
+                                                           self.limit)
+
+
 def frame_handler(connection, callback,
                   content_methods=_CONTENT_METHODS):
     """Return a function that turns frames into complete method calls.
 
     ``connection.bytes_recv`` is incremented for every frame (heartbeat
-    liveness is judged on it).  Out-of-order frames raise
+    liveness is judged on it).  A content header announcing more than
+    ``connection.max_message_size`` bytes (when set) makes the body be
+    skipped as it streams in; the method is then dispatched with an
+    :class:`OversizedContent` instead of a Message.  Out-of-order frames
+    raise
     :class:`~amqp.exceptions.UnexpectedFrame`; malformed ones
     :class:`~amqp.exceptions.FrameSyntaxError`.
     """
     # channel id -> [method_sig, method payload, Message, chunks, remaining]
+    # (chunks is None while an oversized body is being skipped)
     partial = {}
 
     def on_frame(frame):
@@ -194,12 +216,15 @@ def frame_handler(connection, callback,
                     'content body on channel %d longer than the %d bytes its '
                     'header announced' % (channel, state[2].body_size))
             chunks = state[3]
-            chunks.append(buf)
+            if chunks is not None:
+                chunks.append(buf)
             if remaining:
                 state[4] = remaining
                 return False
             msg = state[2]
-            msg.body = chunks[0] if len(chunks) == 1 else b''.join(chunks)
+            if chunks is not None:
+                msg.body = chunks[0] if len(chunks) == 1 \
+                    else b''.join(chunks)
             del partial[channel]
             callback(channel, state[0], state[1], msg)
             return True
@@ -211,6 +236,12 @@ def frame_handler(connection, callback,
                     'method before it' % channel)
             _class_id, body_size, properties = \
                 decode_header_frame_payload(buf)
+            limit = getattr(connection, 'max_message_size', None)
+            if limit and body_size > limit:
+                state[2] = OversizedContent(body_size, properties, limit)
+                state[3] = None
+                state[4] = body_size
+                return False
             msg = Message(b'')
             msg.properties = properties  # ours already: no copy
             msg.frame_method = state[0]

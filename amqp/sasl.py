@@ -43,7 +43,8 @@ class PLAIN(SASL):
     def start(self, connection):
         if self.username is None or self.password is None:
             return NotImplemented
-        return b'\0' + _b(self.username) + b'\0' + _b(self.password)
+        return b'\0' + _b(self.username) + b'\0' + \
+            _secret(self.password, 'password')
 
     def __repr__(self):
         return '<PLAIN username=%r>' % (self.username,)
@@ -60,6 +61,7 @@ class AMQPLAIN(SASL):
     def start(self, connection):
         if self.username is None or self.password is None:
             return NotImplemented
+        _secret(self.password, 'password')  # refused without quoting it
         # The response is the table *without* its 4-byte length prefix.
         return encode_table({'LOGIN': self.username,
                              'PASSWORD': self.password})[4:]
@@ -150,6 +152,21 @@ class GSSAPI(SASL):
         if self.context is None:
             return super().challenge(data)
         return self.context.step(_b(data)) or b''
+
+
+def _secret(value, what):
+    """The UTF-8 bytes of a secret; an error about it never quotes it."""
+    if isinstance(value, str):
+        try:
+            return value.encode('utf-8')
+        except UnicodeEncodeError as exc:
+            raise ValueError('the %s cannot be encoded as UTF-8 (character '
+                             '%d of %d is a lone surrogate or invalid)'
+                             % (what, exc.start + 1, len(value))) from None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError('the %s must be str or bytes, not %s'
+                    % (what, type(value).__name__))
 
 
 def _b(value):

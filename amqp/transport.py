@@ -124,6 +124,54 @@ def _wait_ready(sock: socket.socket, write: bool, deadline: Deadline,
         raise socket.timeout('timed out %s' % what)
 
 
+def _resolve(host: str, port: int, timeout: Optional[float]) -> list[Any]:
+    """``getaddrinfo`` for a TCP connection, within ``timeout`` seconds.
+
+    The resolver has no timeout of its own, so with one it runs in a
+    helper thread; when time runs out the lookup is left to finish alone
+    and ``socket.timeout`` is raised.
+    """
+    def lookup() -> list[Any]:
+        try:
+            return socket.getaddrinfo(host, port, socket.AF_UNSPEC,
+                                      socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        except socket.gaierror as exc:
+            raise socket.gaierror(
+                exc.errno, 'cannot resolve %r: %s' % (host, exc.strerror)
+            ) from None
+
+    if timeout is None or _is_ip_literal(host):
+        return lookup()
+    result: list[Any] = []
+
+    def run() -> None:
+        try:
+            result.append((True, lookup()))
+        except BaseException as exc:  # handed to the caller
+            result.append((False, exc))
+
+    thread = threading.Thread(target=run, name='amqp-resolve', daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not result:
+        raise socket.timeout('resolving %r took longer than the %.3gs left '
+                             'of connect_timeout' % (host, timeout))
+    ok, value = result[0]
+    if not ok:
+        raise value
+    return value
+
+
+def _is_ip_literal(host: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
+
+
 class _AbstractTransport:
     """Common code for TCP and TLS transports (py-amqp's public surface)."""
 
@@ -213,13 +261,7 @@ class _AbstractTransport:
         return remaining
 
     def _connect(self, host: str, port: int) -> None:
-        try:
-            infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC,
-                                       socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        except socket.gaierror as exc:
-            raise socket.gaierror(
-                exc.errno, 'cannot resolve %r: %s' % (host, exc.strerror)
-            ) from None
+        infos = _resolve(host, port, self._remaining())
         last_err: Optional[OSError] = None
         for family, socktype, proto, _, addr in infos:
             sock = None

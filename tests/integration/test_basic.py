@@ -548,3 +548,47 @@ def test_publish_same_destination_mandatory_toggle(conn, ch):
     ch.basic_publish(Message('b'), 'amq.direct', rk, mandatory=True)
     _drain_until(conn, lambda: returned)
     assert [r[3].body for r in returned] == [b'b']
+
+
+def test_messages_over_max_message_size_are_refused_not_buffered(broker,
+                                                                 ch):
+    """A consumer with max_message_size=100 kB: a 300 kB delivery raises
+    ContentTooLarge from drain_events, is rejected without requeue (so it
+    is dead-lettered, here into a second queue), and the next message
+    arrives as usual; basic.get raises the same."""
+    from amqp.exceptions import ContentTooLarge
+    dead = _queue(ch)
+    # not exclusive: a second connection consumes from it
+    q = ch.queue_declare(_name('big'), auto_delete=False,
+                         arguments={'x-dead-letter-exchange': '',
+                                    'x-dead-letter-routing-key': dead,
+                                    'x-expires': 60000}).queue
+    big = bytes(range(256)) * 1200          # 307,200 bytes
+    ch.basic_publish(Message(big), '', q)
+    ch.basic_publish(Message(b'after'), '', q)
+    ch.basic_publish(Message(big), '', q)
+    small = broker.connect(max_message_size=100000)
+    try:
+        sch = small.channel()
+        got = []
+        sch.basic_consume(q, callback=got.append)
+        with pytest.raises(ContentTooLarge, match='307200 bytes'):
+            small.drain_events(timeout=5)
+        _drain_until(small, lambda: got)
+        assert [m.body for m in got] == [b'after']
+        got[0].ack()
+        with pytest.raises(ContentTooLarge):
+            small.drain_events(timeout=5)
+        assert small.connected
+    finally:
+        small.close()
+    # both big ones were rejected without requeue: dead-lettered, intact
+    for _ in range(2):
+        deadline = time.monotonic() + 5
+        msg = ch.basic_get(dead, no_ack=True)
+        while msg is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            msg = ch.basic_get(dead, no_ack=True)
+        assert msg is not None and msg.body == big
+    assert ch.queue_declare(q, passive=True).message_count == 0
+    ch.queue_delete(q)

@@ -188,3 +188,34 @@ def test_heartbeat_thread_keeps_a_busy_connection_alive(broker):
         without.drain_events(timeout=1)
     with_thread.close()
     without.close()
+
+
+def test_dropped_connections_do_not_live_on_in_heartbeat_threads(broker,
+                                                                   vhost):
+    """20 connections with heartbeat threads, dropped without close():
+    once collected, their threads end and the broker sees them go."""
+    import gc
+    import threading
+
+    def heartbeat_threads():
+        return sum(1 for t in threading.enumerate()
+                   if t.name == 'amqp-heartbeat')
+
+    before = heartbeat_threads()
+    conns = [_connect(broker, virtual_host=vhost, heartbeat=2,
+                      heartbeat_thread=True) for _ in range(20)]
+    assert heartbeat_threads() == before + 20
+
+    def open_on_broker():
+        out = broker.ctl('list_connections', '-q', 'vhost')
+        return sum(1 for line in out.splitlines() if line.strip() == vhost)
+
+    assert open_on_broker() == 20
+    del conns
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+            heartbeat_threads() > before or open_on_broker()):
+        time.sleep(0.2)
+    assert heartbeat_threads() == before
+    assert open_on_broker() == 0

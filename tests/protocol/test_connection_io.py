@@ -573,13 +573,28 @@ def test_interrupted_publish_leaves_connection_unusable(fake_broker):
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
+    def interrupt_mid_write():
+        # once the broker holds 64 kB unread, the client is blocked
+        # inside the 64 MB write: interrupt it there
+        import array
+        import fcntl
+        import termios
+        unread = array.array('i', [0])
+        deadline = time.monotonic() + TIMEOUT * 3
+        while time.monotonic() < deadline:
+            fcntl.ioctl(broker.peer.sock.fileno(), termios.FIONREAD, unread)
+            if unread[0] >= 1 << 16:
+                break
+            time.sleep(0.01)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
+
+    message = Message(b'a' * (64 << 20))
     previous = signal.signal(signal.SIGALRM, interrupt)
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        threading.Thread(target=interrupt_mid_write, daemon=True).start()
         with pytest.raises(KeyboardInterrupt):
-            ch.basic_publish(Message(b'a' * (64 << 20)), routing_key='q')
+            ch.basic_publish(message, routing_key='q')
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert not conn.connected
     assert 'cut off' in conn.transport.broken
