@@ -29,6 +29,7 @@ setup(
     zip_safe=False,
     python_requires='>=3.9',
     install_requires=['vine>=5.0,<6'],
+    entry_points={'console_scripts': ['amqp = amqp.cli:console_script']},
     extras_require={
         'test': [
             'pytest',
@@ -38,6 +39,7 @@ setup(
             'cryptography',  # TLS certificates made by the tests
             'kombu>=5.7,<5.8',
             'celery>=5.7,<5.8',
+            'sphinx',  # tests/test_docs.py builds the documentation
         ],
         'docs': ['sphinx'],
         'gssapi': ['gssapi'],

@@ -56,12 +56,32 @@ class Message:
     __hash__ = None
 
     def __repr__(self):
+        # Delivery info, the properties that are set and a body preview.
+        parts = ['<Message']
+        info = self.delivery_info
+        if info:
+            for key in ('delivery_tag', 'exchange', 'routing_key',
+                        'redelivered', 'consumer_tag', 'message_count'):
+                if key in info:
+                    parts.append('%s=%r' % (key, info[key]))
+        for name, value in (self.properties or {}).items():
+            if value is not None:
+                text = repr(value)
+                if len(text) > 60:
+                    text = text[:57] + '...'
+                parts.append('%s=%s' % (name, text))
         body = self.body
-        if len(body) > 40:
-            body = body[:40]
-            return '<Message body=%r... (%d bytes) %r>' % (
-                body, len(self.body), self.properties)
-        return '<Message body=%r %r>' % (body, self.properties)
+        if body is None:
+            parts.append('body=None')
+        else:
+            size = len(body)
+            if size > 40:
+                parts.append('body=%r... (%d %s)' % (
+                    body[:40], size,
+                    'characters' if isinstance(body, str) else 'bytes'))
+            else:
+                parts.append('body=%r' % (body,))
+        return ' '.join(parts) + '>'
 
     def __getstate__(self):
         return {'body': self.body, 'properties': self.properties,
@@ -78,6 +98,7 @@ class Message:
 
     @property
     def application_headers(self):
+        """The ``application_headers`` property (None when unset)."""
         return self.properties.get('application_headers')
 
     @property

@@ -83,10 +83,27 @@ class Channel(AbstractChannel):
         self._confirms = Confirms()
 
     def __repr__(self):
-        return '<AMQP Channel: %s %s at %#x>' % (
-            self.channel_id, 'open' if self.is_open else 'closed', id(self))
+        # State at a glance for the REPL.
+        if self.is_open:
+            state = 'open' if self.active else 'open, flow paused'
+        elif self._close_exc is not None and (
+                self.connection is not None or not self.auto_revive):
+            state = 'closed by the broker (%s)%s' % (
+                self._close_exc.reply_code,
+                ', reopens on next use' if self.connection else '')
+        else:
+            state = 'closed'
+        parts = ['<AMQP Channel %s %s' % (self.channel_id, state)]
+        if self.callbacks:
+            parts.append(', consumers=%r' % (list(self.callbacks),))
+        if self._confirms.selected:
+            parts.append(', confirm mode (%d unconfirmed)' % (
+                len(self._confirms.unsettled),))
+        parts.append(' at %#x>' % id(self))
+        return ''.join(parts)
 
     def then(self, on_success, on_error=None):
+        """Call ``on_success(channel)`` once the channel is open."""
         return self.on_open.then(on_success, on_error)
 
     def _setup_listeners(self):

@@ -305,11 +305,29 @@ class Connection(AbstractChannel):
         return cls(**opts)
 
     def __repr__(self):
-        if self._transport:
-            return '<AMQP Connection: %s/%s using %r at %#x>' % (
-                self.host, self.virtual_host, self._transport, id(self))
-        return '<AMQP Connection: %s/%s (disconnected) at %#x>' % (
-            self.host, self.virtual_host, id(self))
+        # State at a glance for the REPL; never the password.
+        transport = self._transport
+        if transport is None:
+            state = 'closed' if self.server_properties else 'not connected'
+        elif not self._handshake_complete:
+            state = 'connecting'
+        elif self.is_closing:
+            state = 'closing'
+        else:
+            state = 'open'
+        parts = ['<AMQP Connection %s%s vhost=%r %s' % (
+            '%s@' % self.userid if self.userid else '', self.host,
+            self.virtual_host, state)]
+        if transport is not None and self._handshake_complete:
+            n = len([c for c in (self.channels or {}) if c])
+            parts.append(', %d channel%s' % (n, '' if n == 1 else 's'))
+        if self.server_properties:  # negotiated, not just asked for
+            parts.append(', channel_max=%s frame_max=%s heartbeat=%s' % (
+                self.channel_max, self.frame_max, self.heartbeat))
+        if self.blocked is not None:
+            parts.append(', blocked: %s' % (self.blocked,))
+        parts.append(' at %#x>' % id(self))
+        return ''.join(parts)
 
     def __enter__(self):
         self.connect()
@@ -319,6 +337,7 @@ class Connection(AbstractChannel):
         self.close()
 
     def then(self, on_success, on_error=None):
+        """Call ``on_success(connection)`` once the connection is open."""
         return self.on_open.then(on_success, on_error)
 
     def _setup_listeners(self):
@@ -337,6 +356,8 @@ class Connection(AbstractChannel):
     def Transport(self, host, connect_timeout, ssl=False,
                   read_timeout=None, write_timeout=None,
                   socket_settings=None, **kwargs):
+        """Build the transport (TCP or TLS socket); override to replace
+        it."""
         return Transport(host, connect_timeout=connect_timeout, ssl=ssl,
                          read_timeout=read_timeout,
                          write_timeout=write_timeout,
@@ -515,6 +536,8 @@ class Connection(AbstractChannel):
 
     @property
     def transport(self):
+        """The transport in use (connects a never-connected connection,
+        as py-amqp does; None once closed)."""
         if self._transport is None:
             self._connect_on_first_use('transport')
         return self._transport
@@ -525,6 +548,7 @@ class Connection(AbstractChannel):
 
     @property
     def on_inbound_frame(self):
+        """The frame handler fed with every frame read (py-amqp API)."""
         if self._on_inbound_frame is None:
             self._connect_on_first_use('on_inbound_frame')
         return self._on_inbound_frame
@@ -535,6 +559,7 @@ class Connection(AbstractChannel):
 
     @property
     def frame_writer(self):
+        """The callable that writes a method and its content as frames."""
         if self._frame_writer is None:
             self._connect_on_first_use('frame_writer')
         return self._frame_writer
@@ -545,10 +570,12 @@ class Connection(AbstractChannel):
 
     @property
     def sock(self):
+        """The socket of the transport (None when not connected)."""
         return self._transport.sock if self._transport else None
 
     @property
     def server_capabilities(self):
+        """The capabilities table the server sent in connection.start."""
         return self.server_properties.get('capabilities') or {}
 
     # -- channels -------------------------------------------------------

@@ -264,3 +264,42 @@ def test_plain_port_still_plain(tls_broker):
     conn.connect()
     assert not isinstance(conn.sock, ssl.SSLSocket)
     conn.close()
+
+
+# -- the amqp command line over TLS ----------------------------------------
+def _cli(*args, input=''):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, '-m', 'amqp'] + list(args),
+                          input=input, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_cli_tls_options(tls_broker):
+    certs = tls_broker.certs
+    url = 'amqps://guest:guest@localhost:%d//' % tls_broker.tls_port
+    client = ['--cert', certs['client_cert'], '--key', certs['client_key']]
+    ok = _cli('ping', '--url', url, '--cacert', certs['ca'], *client)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith('amqps://guest:***@localhost:')
+    # the system store does not know the test CA
+    refused = _cli('ping', '--url', url, *client)
+    assert refused.returncode == 3
+    assert refused.stderr.startswith('amqp: TLS with localhost:%d: the '
+                                     'broker certificate was not accepted'
+                                     % tls_broker.tls_port)
+    assert len(refused.stderr.splitlines()) == 1
+    unverified = _cli('ping', '--url', url, '--insecure', *client)
+    assert unverified.returncode == 0, unverified.stderr
+
+
+def test_cli_external_login_with_a_client_certificate(tls_broker):
+    certs = tls_broker.certs
+    url = 'amqps://localhost:%d//?login_method=EXTERNAL' % (
+        tls_broker.tls_port)
+    proc = _cli('shell', '--no-trace', '--url', url, '--cacert', certs['ca'],
+                '--cert', certs['client_cert'], '--key', certs['client_key'],
+                input='print(channel.queue_declare("", exclusive=True)'
+                      '.queue[:8])\n')
+    assert proc.returncode == 0, proc.stderr
+    assert 'amq.gen-' in proc.stdout

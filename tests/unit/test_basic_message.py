@@ -131,3 +131,24 @@ def test_acking_a_message_that_was_not_received(action):
     msg = Message(b'', channel=object())
     with pytest.raises(ValueError, match=action):
         getattr(msg, action)()
+
+
+def test_repr_shows_delivery_info_properties_and_a_body_preview():
+    msg = Message(b'y' * 500, content_type='text/plain', priority=3,
+                  application_headers={'k': 'v' * 200})
+    msg.delivery_info = {'delivery_tag': 7, 'exchange': 'ex',
+                         'routing_key': 'rk', 'redelivered': True,
+                         'consumer_tag': 'ctag'}
+    text = repr(msg)
+    for part in ("delivery_tag=7", "exchange='ex'", "routing_key='rk'",
+                 'redelivered=True', "consumer_tag='ctag'",
+                 "content_type='text/plain'", 'priority=3',
+                 '500 bytes', "body=b'" + 'y' * 40 + "'..."):
+        assert part in text
+    assert 'v' * 100 not in text   # long properties are cut short
+    assert len(text) < 400
+
+
+def test_repr_of_a_str_body_counts_characters():
+    assert '50 characters' in repr(Message('é' * 50))
+    assert repr(Message(b'')).endswith("body=b''>")
