@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from vine import ensure_promise
 
-from . import sasl, spec
+from . import sasl, spec, wire
 from ._version import __version__
 from .abstract_channel import AbstractChannel
 from .channel import Channel
@@ -160,6 +160,7 @@ class Connection(AbstractChannel):
     _heartbeat_thread = None
     _finalizer = None
     _connect_started = False   # connect() was called (lazy connect is off)
+    _tracing = False           # the amqp.wire logger was on at connect
 
     def __init__(self, host='localhost:5672', userid='guest',
                  password='guest', login_method=None, login_response=None,
@@ -399,10 +400,23 @@ class Connection(AbstractChannel):
         try:
             self.transport.connect(deadline)
             phase = 'AMQP handshake with'
-            self.on_inbound_frame = self.frame_handler_cls(
-                self, self.on_inbound_method)
-            self.frame_writer = self.frame_writer_cls(self, self.transport)
+            self._tracing = wire.enabled()
+            if self._tracing:
+                self.on_inbound_frame = wire.traced_frames(
+                    self.host, self.frame_handler_cls(
+                        self, wire.traced_handler(self.host,
+                                                  self.on_inbound_method)))
+                self.frame_writer = wire.traced_writer(
+                    self.host, self.frame_writer_cls(self, self.transport))
+            else:
+                self.on_inbound_frame = self.frame_handler_cls(
+                    self, self.on_inbound_method)
+                self.frame_writer = self.frame_writer_cls(self,
+                                                          self.transport)
             self.transport.write(spec.PROTOCOL_HEADER)
+            if self._tracing:
+                wire.logger.debug('%s > protocol header %r', self.host,
+                                  spec.PROTOCOL_HEADER)
             try:
                 while not self._handshake_complete:
                     self._drain_for(self, deadline, handshake=True)
@@ -861,6 +875,8 @@ class Connection(AbstractChannel):
             raise RecoverableConnectionError('connection is closed')
         self._transport.write(HEARTBEAT_FRAME)
         self.bytes_sent += 1
+        if self._tracing:
+            wire.heartbeat(self.host, '>')
 
     def heartbeat_tick(self, rate=2):
         """Send a heartbeat when due; raise ConnectionForced when the
@@ -923,6 +939,8 @@ class Connection(AbstractChannel):
                 if transport.write_heartbeat(HEARTBEAT_FRAME):
                     self.bytes_sent += 1
                     self.last_heartbeat_sent = monotonic()
+                    if self._tracing:
+                        wire.heartbeat(self.host, '>')
             except (OSError, RecoverableConnectionError):
                 return False
         return True

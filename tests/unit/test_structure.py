@@ -21,7 +21,7 @@ LAYERS = {
     'exceptions': 1,
     'serialization': 2, 'transport': 2,
     'basic_message': 3, 'sasl': 3, 'protocol': 3,
-    'method_framing': 4,
+    'method_framing': 4, 'wire': 4,
     '_confirms': 5, 'abstract_channel': 5,
     'channel': 6,
     'connection': 7,
