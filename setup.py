@@ -16,6 +16,9 @@ def read(*parts):
 VERSION = re.search(r"^__version__ = '([^']+)'",
                     read('amqp', '_version.py'), re.M).group(1)
 
+# mypy 2 cannot check for Python 3.9 (pyproject.toml's python_version).
+MYPY = 'mypy>=1.20,<2'
+
 setup(
     name='amqp',
     version=VERSION,
@@ -40,7 +43,9 @@ setup(
             'kombu>=5.7,<5.8',
             'celery>=5.7,<5.8',
             'sphinx',  # tests/test_docs.py builds the documentation
+            MYPY,  # tests/unit/test_typing.py
         ],
+        'typecheck': [MYPY],
         'docs': ['sphinx'],
         'gssapi': ['gssapi'],
     },

@@ -1,18 +1,27 @@
 """Synchronous AMQP 0-9-1 client, a drop-in replacement for py-amqp."""
+from __future__ import annotations
+
 import re
-from collections import namedtuple
+from typing import NamedTuple
 
 from ._version import __version__
 
 __homepage__ = 'https://github.com/amqp-project/amqp'
 __docformat__ = 'restructuredtext'
 
-version_info_t = namedtuple('version_info_t', (
-    'major', 'minor', 'micro', 'releaselevel', 'serial',
-))
-_m = re.match(r'(\d+)\.(\d+)\.(\d+)(.+)?', __version__).groups()
+
+class version_info_t(NamedTuple):
+    major: int
+    minor: int
+    micro: int
+    releaselevel: str
+    serial: str
+
+
+_m = re.match(r'(\d+)\.(\d+)\.(\d+)(.+)?', __version__)
+assert _m is not None, __version__
 VERSION = version_info = version_info_t(
-    int(_m[0]), int(_m[1]), int(_m[2]), _m[3] or '', '')
+    int(_m[1]), int(_m[2]), int(_m[3]), _m[4] or '', '')
 del _m, re
 
 from .basic_message import Message  # noqa: E402

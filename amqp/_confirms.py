@@ -10,16 +10,55 @@ feeds it (:meth:`Confirms.published`, :meth:`Confirms.settle`,
 ``Channel.create_publish_batch(max_size)``.
 
 Neither imports the channel nor touches its private state: the channel
-hands over the callables they use (its ``wait``, its non-waiting publish).
+hands over the callables they use (its ``wait``, its non-waiting publish),
+described here by the protocols :class:`ReplyWait` and
+:class:`ConfirmingChannel`.
 """
+from __future__ import annotations
+
 import socket
 from time import monotonic
+from typing import (TYPE_CHECKING, Callable, Dict, Iterable, List, Optional,
+                    Protocol, Tuple, Union)
 
 from . import spec
-from .exceptions import MessageNacked, PublishConfirmError
+from .exceptions import AMQPError, MessageNacked, PublishConfirmError
 from .serialization import dumps_method
 
-__all__ = ('Confirms', 'ConfirmTimeout', 'PublishBatch')
+if TYPE_CHECKING:
+    from .basic_message import Message
+
+__all__ = ('Confirms', 'ConfirmTimeout', 'PublishBatch', 'ConfirmCallback',
+           'ReplyWait', 'ConfirmingChannel', 'BatchPublish')
+
+#: ``on_confirm(delivery_tag, outcome)``, outcome 'ack', 'nack' or
+#: 'returned'.
+ConfirmCallback = Callable[[int, str], object]
+#: A publish's exchange or routing key, as the caller gave it.
+_Name = Union[str, bytes]
+#: What a batch buffers and hands to the channel's non-waiting publish:
+#: (message, exchange, routing_key, mandatory, immediate, timeout).
+_Publish = Tuple['Message', str, str, bool, bool, Optional[float]]
+#: The channel's non-waiting publish, called with a :data:`_Publish`.
+BatchPublish = Callable[['Message', str, str, bool, bool, Optional[float]],
+                        object]
+
+
+class ReplyWait(Protocol):
+    """The channel's ``wait``, as :meth:`Confirms.wait` calls it."""
+
+    def __call__(self, method: List[spec.MethodSig], *,
+                 timeout: Optional[float]) -> object:
+        """Wait for one of ``method``; ``socket.timeout`` when
+        ``timeout`` runs out."""
+
+
+class ConfirmingChannel(Protocol):
+    """What :class:`PublishBatch` uses of its channel."""
+
+    def wait_for_confirms(self, timeout: Optional[float] = None) -> object:
+        """Wait until every publish is settled."""
+
 
 _ACK_OR_NACK = [spec.Basic.Ack, spec.Basic.Nack]
 _PUBLISH = spec.Basic.Publish
@@ -34,12 +73,13 @@ class ConfirmTimeout(PublishConfirmError, socket.timeout):
     from ``basic_publish_confirm``.
     """
 
-    def __init__(self, reply_text=None, nacked=(), returned=(),
-                 unconfirmed=()):
+    def __init__(self, reply_text: Optional[str] = None,
+                 nacked: Iterable[int] = (), returned: Iterable[int] = (),
+                 unconfirmed: Iterable[int] = ()) -> None:
         PublishConfirmError.__init__(self, reply_text, nacked, returned,
                                      unconfirmed)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.reply_text or 'publisher confirms timed out'
 
 
@@ -52,31 +92,33 @@ class Confirms:
     returned.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget everything: the channel left confirm mode (or the broker
         closed it)."""
         self.selected = False
         self.seq = 0
         #: delivery tag -> per-publish callback or None
-        self.unsettled = {}
-        self._nacked = []
+        self.unsettled: Dict[int, Optional[ConfirmCallback]] = {}
+        self._nacked: List[int] = []
         #: delivery tag -> the error of its basic.return
-        self._returned = {}
+        self._returned: Dict[int, AMQPError] = {}
         #: returns not yet matched to a delivery tag
-        self._pending_returns = []
+        self._pending_returns: List[AMQPError] = []
         #: unsettled mandatory publishes: tag -> (exchange, routing_key)
-        self._mandatory = {}
+        self._mandatory: Dict[int, Tuple[_Name, _Name]] = {}
 
-    def select(self):
+    def select(self) -> None:
         """The broker answered confirm.select: start counting."""
         if not self.selected:
             self.selected = True
             self.seq = 0
 
-    def published(self, on_confirm, mandatory, exchange, routing_key):
+    def published(self, on_confirm: Optional[ConfirmCallback],
+                  mandatory: bool, exchange: _Name,
+                  routing_key: _Name) -> int:
         """Record a publish just written; return its delivery tag."""
         self.seq += 1
         tag = self.seq
@@ -85,7 +127,8 @@ class Confirms:
             self._mandatory[tag] = (exchange, routing_key)
         return tag
 
-    def returned(self, exc, exchange, routing_key):
+    def returned(self, exc: AMQPError, exchange: _Name,
+                 routing_key: _Name) -> None:
         """Match a basic.return (which names no delivery tag) to a tag.
 
         Returns of one destination come in publish order and before that
@@ -102,7 +145,8 @@ class Confirms:
                 return
         self._pending_returns.append(exc)
 
-    def settle(self, delivery_tag, multiple, nacked):
+    def settle(self, delivery_tag: int, multiple: bool,
+               nacked: bool) -> None:
         """Apply a basic.ack / basic.nack; run per-publish callbacks."""
         unsettled = self.unsettled
         if multiple:
@@ -127,7 +171,8 @@ class Confirms:
                 callback(tag, 'nack' if nacked else
                          'returned' if tag in returned else 'ack')
 
-    def wait(self, channel_wait, done, timeout, what):
+    def wait(self, channel_wait: ReplyWait, done: Callable[[], bool],
+             timeout: Optional[float], what: str) -> None:
         """Call ``channel_wait`` for acks and nacks until ``done()``.
 
         ``timeout`` (seconds, None for no limit) bounds the whole wait;
@@ -148,7 +193,7 @@ class Confirms:
             except socket.timeout:
                 continue
 
-    def outcome(self, tag):
+    def outcome(self, tag: int) -> Optional[AMQPError]:
         """Raise for a settled publish that was not accepted: MessageNacked
         for a nack; return the error of its basic.return (or None)."""
         if tag in self._nacked:
@@ -157,7 +202,7 @@ class Confirms:
                                 'by the broker' % tag)
         return self._returned.pop(tag, None)
 
-    def take_failures(self):
+    def take_failures(self) -> Tuple[List[int], List[int]]:
         """``(nacked, returned)`` delivery tags since the last call."""
         nacked, self._nacked = sorted(self._nacked), []
         returned, self._returned = sorted(self._returned), {}
@@ -174,8 +219,9 @@ class PublishBatch:
     channel, waits once for all their confirms (pipelined).
     """
 
-    def __init__(self, channel, max_size, publish, confirm_select,
-                 confirming):
+    def __init__(self, channel: ConfirmingChannel, max_size: int,
+                 publish: BatchPublish, confirm_select: Callable[[], object],
+                 confirming: Callable[[], bool]) -> None:
         if isinstance(max_size, bool) or not isinstance(max_size, int) or \
                 max_size <= 0:
             raise ValueError('max_size must be a positive int, not %r'
@@ -186,16 +232,18 @@ class PublishBatch:
         self._publish = publish
         self._confirm_select = confirm_select
         self._confirming = confirming
-        self._buffer = []
+        self._buffer: List[_Publish] = []
         self._closed = False
-        self._confirm_timeout = None
+        self._confirm_timeout: Optional[float] = None
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._buffer)
 
-    def publish(self, message, exchange='', routing_key='', mandatory=False,
-                immediate=False, timeout=None, confirm_timeout=None,
-                **kwargs):
+    def publish(self, message: Message, exchange: str = '',
+                routing_key: str = '', mandatory: bool = False,
+                immediate: bool = False, timeout: Optional[float] = None,
+                confirm_timeout: Optional[float] = None,
+                **kwargs: object) -> None:
         """Buffer one publish; flush when ``max_size`` are buffered.
 
         The arguments are checked now (by the same encoder a publish
@@ -216,7 +264,7 @@ class PublishBatch:
         if len(self._buffer) >= self.max_size:
             self.flush()
 
-    def flush(self):
+    def flush(self) -> None:
         """Publish everything buffered; on a confirm channel wait for all
         confirms and raise PublishConfirmError naming the failed tags."""
         if self._closed:
@@ -231,11 +279,11 @@ class PublishBatch:
         if confirm and buffered:
             self.channel.wait_for_confirms(timeout)
 
-    def discard(self):
+    def discard(self) -> None:
         """Drop what has not been flushed yet."""
         self._buffer = []
 
-    def close(self):
+    def close(self) -> None:
         """Drop anything left; the batch can no longer be used."""
         self._buffer = []
         self._closed = True

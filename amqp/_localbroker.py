@@ -9,6 +9,8 @@ client does.
     with LocalBroker() as broker:
         print(broker.url)
 """
+from __future__ import annotations
+
 import logging
 import os
 import shutil
@@ -17,6 +19,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from typing import (IO, Dict, Iterable, List, Mapping, Optional, Sequence,
+                    TypeVar)
 
 from .spec import PROTOCOL_HEADER
 
@@ -43,7 +47,7 @@ class BrokerError(RuntimeError):
     """The local RabbitMQ node could not be installed, started or reached."""
 
 
-def loopback_env(env=None):
+def loopback_env(env: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """Return a copy of ``env`` (default ``os.environ``) confining Erlang
     and RabbitMQ to 127.0.0.1: AMQP listener, distribution port, epmd and
     the distribution port of CLI tools such as rabbitmqctl."""
@@ -62,19 +66,20 @@ def loopback_env(env=None):
     return env
 
 
-def _run_quiet(argv, **kwargs):
+def _run_quiet(argv: Sequence[str],
+               env: Optional[Mapping[str, str]] = None) -> Optional[int]:
     """Run a best-effort command; return its exit code, or None if the
     program does not exist."""
     try:
         return subprocess.run(argv, stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, check=False,
-                              timeout=120, **kwargs).returncode
+                              timeout=120, env=env).returncode
     except (OSError, subprocess.TimeoutExpired):
         return None
 
 
-def stop_system_service():
+def stop_system_service() -> None:
     """Stop and disable the ``rabbitmq-server`` service a package install
     may have started; every step is optional (containers have no init)."""
     if os.path.isdir('/run/systemd/system') and shutil.which('systemctl'):
@@ -86,7 +91,7 @@ def stop_system_service():
     stop_idle_epmd()
 
 
-def stop_idle_epmd(env=None):
+def stop_idle_epmd(env: Optional[Mapping[str, str]] = None) -> None:
     """Ask epmd to exit if no node is registered with it (``epmd -kill``
     refuses while nodes are alive, so this never disturbs a running one)."""
     epmd = shutil.which('epmd')
@@ -102,7 +107,7 @@ def stop_idle_epmd(env=None):
         _run_quiet([epmd, '-kill'], env=env)
 
 
-def ensure_installed(server=RABBITMQ_SERVER):
+def ensure_installed(server: str = RABBITMQ_SERVER) -> None:
     """Make sure ``rabbitmq-server`` exists, installing Debian's package
     with apt-get when running as root on Debian.
 
@@ -132,17 +137,17 @@ def ensure_installed(server=RABBITMQ_SERVER):
         raise BrokerError(_INSTALL_HINT.format(server))
 
 
-def free_port(host=LOOPBACK, exclude=()):
+def free_port(host: str = LOOPBACK, exclude: Iterable[int] = ()) -> int:
     """Return a TCP port on ``host`` that nothing listens on right now."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind((host, 0))
-            port = s.getsockname()[1]
+            port: int = s.getsockname()[1]
         if port not in exclude:
             return port
 
 
-def probe(host, port, timeout=3.0):
+def probe(host: str, port: int, timeout: float = 3.0) -> bool:
     """Send the protocol header to ``host:port``; return True if the peer
     answers with a method frame on channel 0 (Connection.Start).
 
@@ -164,6 +169,9 @@ def probe(host, port, timeout=3.0):
     return head[:3] == b'\x01\x00\x00'
 
 
+_Broker = TypeVar('_Broker', bound='LocalBroker')
+
+
 class LocalBroker:
     """A RabbitMQ node of its own, on 127.0.0.1, in temporary directories.
 
@@ -180,40 +188,42 @@ class LocalBroker:
     #: node names are PREFIX-PORT@localhost
     node_prefix = 'amqp-local'
 
-    def __init__(self, port=None, timeout=60.0, install=True,
-                 server=RABBITMQ_SERVER, ctl=RABBITMQ_CTL,
-                 userid='guest', password='guest', plugins=()):
+    def __init__(self, port: Optional[int] = None, timeout: float = 60.0,
+                 install: bool = True, server: str = RABBITMQ_SERVER,
+                 ctl: str = RABBITMQ_CTL, userid: str = 'guest',
+                 password: str = 'guest', plugins: Iterable[str] = ()
+                 ) -> None:
         self.host = LOOPBACK
         self.port = port
         self.plugins = tuple(plugins)
         #: further ports the configuration listens on (see config_lines)
-        self.reserved_ports = []
+        self.reserved_ports: List[int] = []
         self.timeout = timeout
         self.install = install
         self.server = server
         self.ctl_path = ctl
         self.userid = userid
         self.password = password
-        self.node = None
-        self.env = None
-        self.directory = None
-        self._proc = None
-        self._output = None
+        self.node: Optional[str] = None
+        self.env: Optional[Dict[str, str]] = None
+        self.directory: Optional[str] = None
+        self._proc: Optional[subprocess.Popen[bytes]] = None
+        self._output: Optional[IO[bytes]] = None
         self._epmd_was_running = False
 
     @property
-    def url(self):
+    def url(self) -> str:
         return 'amqp://{0}:{1}@{2}:{3}//'.format(
             self.userid, self.password, self.host, self.port)
 
-    def __enter__(self):
+    def __enter__(self: _Broker) -> _Broker:
         self.start()
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def start(self):
+    def start(self: _Broker) -> _Broker:
         """Start the node and wait until it answers the protocol header."""
         if self._proc is not None:
             return self
@@ -230,8 +240,9 @@ class LocalBroker:
             raise
         return self
 
-    def _spawn(self):
+    def _spawn(self) -> None:
         d = self.directory
+        assert d is not None  # start() made it
         if self.port is None:
             self.port = free_port(exclude=_CTL_DIST_PORTS)
         config = os.path.join(d, 'rabbitmq.conf')
@@ -270,7 +281,7 @@ class LocalBroker:
         except OSError as exc:
             raise BrokerError('cannot run {0}: {1}'.format(self.server, exc))
 
-    def config_lines(self):
+    def config_lines(self) -> List[str]:
         """Lines of the node's rabbitmq.conf (none by default).
 
         Subclasses add listeners here; a port they take must go into
@@ -278,23 +289,25 @@ class LocalBroker:
         """
         return []
 
-    def _epmd_running(self):
+    def _epmd_running(self) -> bool:
         try:
             socket.create_connection((LOOPBACK, 4369), timeout=1).close()
         except OSError:
             return False
         return True
 
-    def _wait_until_ready(self):
+    def _wait_until_ready(self) -> None:
+        proc, port = self._proc, self.port
+        assert proc is not None and port is not None  # _spawn() set them
         deadline = time.monotonic() + self.timeout
         while True:
-            if self._proc.poll() is not None:
+            if proc.poll() is not None:
                 raise BrokerError(
                     'rabbitmq-server exited with code {0} before it was '
-                    'ready:\n{1}'.format(self._proc.returncode,
+                    'ready:\n{1}'.format(proc.returncode,
                                          self.output_tail()))
             try:
-                if probe(self.host, self.port, timeout=2.0):
+                if probe(self.host, port, timeout=2.0):
                     return
             except OSError:
                 pass
@@ -306,24 +319,26 @@ class LocalBroker:
                                              self.output_tail()))
             time.sleep(0.25)
 
-    def output_tail(self, limit=3000):
+    def output_tail(self, limit: int = 3000) -> str:
         """The end of the node's console output, for error messages."""
+        if self.directory is None:
+            return ''
         try:
             with open(os.path.join(self.directory, 'server.out'), 'rb') as f:
                 return f.read()[-limit:].decode(errors='replace')
         except (OSError, TypeError):
             return ''
 
-    def ctl(self, *args, timeout=60):
+    def ctl(self, *args: str, timeout: float = 60) -> str:
         """Run rabbitmqctl against this node; return its standard output."""
-        if self.env is None:
+        if self.env is None or self.node is None:
             raise BrokerError('the node is not running')
         return subprocess.run(
             [self.ctl_path, '-n', self.node] + list(args), env=self.env,
             stdin=subprocess.DEVNULL, capture_output=True, text=True,
             check=True, timeout=timeout).stdout
 
-    def stop(self, timeout=30.0):
+    def stop(self, timeout: float = 30.0) -> None:
         """Stop the node (SIGTERM is a clean shutdown for RabbitMQ; SIGKILL
         after ``timeout``) and remove its directories."""
         proc, self._proc = self._proc, None

@@ -10,24 +10,119 @@ What a channel needs from its connection is a small interface, used by
 name and never through private attributes: ``channels``,
 ``channel_ids``, ``frame_writer``, ``transport``, ``connected``,
 ``waiting_channel``, ``wait_until``, ``defer_error``, ``raise_deferred``
-and ``forget_channel`` (see ``docs/design.rst``).
+and ``forget_channel`` (see ``docs/design.rst``).  :class:`ConnectionLike`
+spells that interface out for type checkers, so that this module never
+imports the connection.
 """
+from __future__ import annotations
+
 import logging
 import socket
 from time import monotonic
+from typing import (TYPE_CHECKING, Callable, ContextManager, Dict, List,
+                    Literal, Optional, Protocol, Sequence, Tuple, TypeVar,
+                    Union, overload)
 
 from vine import ensure_promise, promise
 
 from . import spec
 from .exceptions import (AMQPNotImplementedError, RecoverableConnectionError,
                          ReplyTimeout)
-from .serialization import decoder_for, dumps_method
+from .serialization import (EncodableValue, FieldValue, decoder_for,
+                            dumps_method)
 
-__all__ = ('AbstractChannel',)
+if TYPE_CHECKING:
+    from .basic_message import Message
+    from .method_framing import FrameWriter
+
+__all__ = ('AbstractChannel', 'ConnectionLike', 'ChannelIdsLike',
+           'TransportLike', 'MethodArg', 'MethodHandler')
 
 logger = logging.getLogger('amqp')
 
 _METHODS = spec.METHODS
+
+_Self = TypeVar('_Self', bound='AbstractChannel')
+
+#: What a method handler and a waiter receive: the decoded arguments, in
+#: spec order, then the content message for a content method.
+MethodArg = Union[FieldValue, 'Message']
+#: A handler registered for a method (arguments as :data:`MethodArg`).
+MethodHandler = Callable[..., object]
+
+
+class ChannelIdsLike(Protocol):
+    """The channel id allocator of a connection."""
+
+    def allocate(self) -> int:
+        """Take the lowest free id."""
+
+    def claim(self, channel_id: int) -> int:
+        """Take ``channel_id``."""
+
+    def release(self, channel_id: int) -> None:
+        """Give ``channel_id`` back."""
+
+
+class TransportLike(Protocol):
+    """What a channel uses of the connection's transport."""
+
+    def having_timeout(self, timeout: Optional[float]
+                       ) -> ContextManager[object]:
+        """Bound this thread's reads and writes inside the block."""
+
+
+class ConnectionLike(Protocol):
+    """What a channel needs from its connection.
+
+    All members are public and read-only from the channel's side.
+    """
+
+    @property
+    def channels(self) -> Dict[int, AbstractChannel]:
+        """Open channels by id (the connection itself is channel 0)."""
+
+    @property
+    def channel_ids(self) -> ChannelIdsLike:
+        """Allocator of channel ids."""
+
+    @property
+    def frame_writer(self) -> Optional[FrameWriter]:
+        """Writes a method (and its content) as frames; None once
+        closed."""
+
+    @property
+    def transport(self) -> Optional[TransportLike]:
+        """The transport; None once closed."""
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is open."""
+
+    @property
+    def waiting_channel(self) -> Optional[AbstractChannel]:
+        """The channel in a synchronous wait, or None."""
+
+    def wait_until(self, channel: AbstractChannel, done: Callable[[], bool],
+                   deadline: Optional[float],
+                   methods: Sequence[spec.MethodSig] = ()) -> None:
+        """Handle frames for ``channel`` until ``done()``."""
+
+    def defer_error(self, channel: AbstractChannel,
+                    exc: BaseException) -> None:
+        """Keep ``exc`` until it can be raised for ``channel``."""
+
+    def raise_deferred(self, channel: Optional[AbstractChannel] = None
+                       ) -> None:
+        """Raise the oldest deferred error of ``channel``, if any."""
+
+    def forget_channel(self, channel: AbstractChannel,
+                       awaiting_close_ok: bool = False) -> None:
+        """Unregister a channel that is gone."""
+
+    @property
+    def reply_timeout(self) -> Optional[float]:
+        """Default bound on a synchronous method's reply (None: none)."""
 
 
 class AbstractChannel:
@@ -40,30 +135,38 @@ class AbstractChannel:
 
     #: methods accepted on a channel that is closing (spec 2.2.3: everything
     #: else is discarded until close-ok)
-    _ALLOWED_METHODS_WHEN_CLOSING = ()
+    _ALLOWED_METHODS_WHEN_CLOSING: Tuple[spec.MethodSig, ...] = ()
 
-    def __init__(self, connection, channel_id):
+    def __init__(self, connection: ConnectionLike, channel_id: int) -> None:
         self.is_closing = False
-        self.connection = connection
+        #: None once the channel is closed
+        self.connection: Optional[ConnectionLike] = connection
         self.channel_id = channel_id
         connection.channels[channel_id] = self
-        self.method_queue = []  # py-amqp attribute, kept for compatibility
+        # py-amqp attribute, kept for compatibility
+        self.method_queue: List[object] = []
         self.auto_decode = False
-        self._pending = {}
-        self._callbacks = {}
+        self._pending: Dict[spec.MethodSig, promise] = {}
+        self._callbacks: Dict[spec.MethodSig, MethodHandler] = {}
         self._setup_listeners()
 
-    def _setup_listeners(self):
+    def _setup_listeners(self) -> None:
         raise NotImplementedError('subclass responsibility')
 
-    def __enter__(self):
+    def __enter__(self: _Self) -> _Self:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def send_method(self, sig, format=None, args=None, content=None,
-                    wait=None, callback=None, returns_tuple=False):
+    def send_method(
+            self, sig: spec.MethodSig, format: Optional[str] = None,
+            args: Optional[Sequence[EncodableValue]] = None,
+            content: Optional[Message] = None,
+            wait: Union[spec.MethodSig, List[spec.MethodSig], None] = None,
+            callback: Optional[Callable[..., object]] = None,
+            returns_tuple: bool = False
+    ) -> Union[promise, MethodArg, Tuple[MethodArg, ...]]:
         """Send method ``sig`` with ``args`` serialized by ``format``.
 
         Arguments are encoded before anything is written, so bad input
@@ -76,7 +179,7 @@ class AbstractChannel:
         if conn is None:
             raise RecoverableConnectionError(
                 'channel %r is closed' % (self.channel_id,))
-        payload = dumps_method(sig, format, args) if format else b''
+        payload = dumps_method(sig, format, args or ()) if format else b''
         writer = conn.frame_writer
         if writer is None:
             raise RecoverableConnectionError('connection already closed')
@@ -89,7 +192,27 @@ class AbstractChannel:
             return self.wait_reply(wait, returns_tuple=returns_tuple)
         return p
 
-    def wait_reply(self, method, returns_tuple=False, timeout=None):
+    @overload
+    def wait_reply(self, method: Union[spec.MethodSig, List[spec.MethodSig]],
+                   returns_tuple: Literal[False] = False,
+                   timeout: Optional[float] = None) -> MethodArg: ...
+
+    @overload
+    def wait_reply(self, method: Union[spec.MethodSig, List[spec.MethodSig]],
+                   returns_tuple: Literal[True],
+                   timeout: Optional[float] = None
+                   ) -> Tuple[MethodArg, ...]: ...
+
+    @overload
+    def wait_reply(self, method: Union[spec.MethodSig, List[spec.MethodSig]],
+                   returns_tuple: bool = False,
+                   timeout: Optional[float] = None
+                   ) -> Union[MethodArg, Tuple[MethodArg, ...]]: ...
+
+    def wait_reply(self, method: Union[spec.MethodSig, List[spec.MethodSig]],
+                   returns_tuple: bool = False,
+                   timeout: Optional[float] = None
+                   ) -> Union[MethodArg, Tuple[MethodArg, ...]]:
         """Wait for the reply to a method just sent, like :meth:`wait`,
         but never forever: ``timeout`` defaults to the connection's
         ``reply_timeout`` (None there: no limit).
@@ -117,16 +240,45 @@ class AbstractChannel:
             self._abandon_wait(exc)
             raise exc from None
 
-    def _abandon_wait(self, exc):
+    def _abandon_wait(self, exc: ReplyTimeout) -> None:
         """A reply did not come in time: leave no state that a late reply
         could corrupt (subclass responsibility)."""
         raise NotImplementedError('subclass responsibility')
 
-    def close(self):
+    def close(self) -> object:
         """Close this channel (subclass responsibility)."""
         raise NotImplementedError('must be overridden by subclass')
 
-    def wait(self, method, callback=None, timeout=None, returns_tuple=False):
+    @overload
+    def wait(self, method: Union[spec.MethodSig, List[spec.MethodSig]],
+             callback: Optional[Callable[..., object]] = None,
+             timeout: Optional[float] = None,
+             returns_tuple: Literal[False] = False) -> MethodArg: ...
+
+    @overload
+    def wait(self, method: Union[spec.MethodSig, List[spec.MethodSig]],
+             callback: Optional[Callable[..., object]],
+             timeout: Optional[float],
+             returns_tuple: Literal[True]) -> Tuple[MethodArg, ...]: ...
+
+    @overload
+    def wait(self, method: Union[spec.MethodSig, List[spec.MethodSig]],
+             callback: Optional[Callable[..., object]] = None,
+             timeout: Optional[float] = None, *,
+             returns_tuple: Literal[True]) -> Tuple[MethodArg, ...]: ...
+
+    @overload
+    def wait(self, method: Union[spec.MethodSig, List[spec.MethodSig]],
+             callback: Optional[Callable[..., object]] = None,
+             timeout: Optional[float] = None,
+             returns_tuple: bool = False
+             ) -> Union[MethodArg, Tuple[MethodArg, ...]]: ...
+
+    def wait(self, method: Union[spec.MethodSig, List[spec.MethodSig]],
+             callback: Optional[Callable[..., object]] = None,
+             timeout: Optional[float] = None,
+             returns_tuple: bool = False
+             ) -> Union[MethodArg, Tuple[MethodArg, ...]]:
         """Drain events until one of ``method`` (sig or list) arrives.
 
         Returns the reply's first argument (or all of them as a tuple with
@@ -156,12 +308,14 @@ class AbstractChannel:
                     pending[m] = prev
         # after the reply is in hand, so that raising does not lose it
         conn.raise_deferred(self)
-        args = value[0][1:] if value else ()
+        # the promise was called with (method_sig, *arguments)
+        args: Tuple[MethodArg, ...] = value[0][1:] if value else ()
         if returns_tuple:
             return args
         return args[0] if args else None
 
-    def dispatch_method(self, method_sig, payload, content):
+    def dispatch_method(self, method_sig: spec.MethodSig, payload: bytes,
+                        content: Optional[Message]) -> None:
         """Decode an incoming method and call its handler and waiter."""
         if self.is_closing and method_sig not in \
                 self._ALLOWED_METHODS_WHEN_CLOSING:
@@ -186,7 +340,9 @@ class AbstractChannel:
         else:
             args = []
         if amqp_method.content:
-            args.append(content)
+            # The content message rides as the last argument: the decoded
+            # list is extended in place, not copied, once per delivery.
+            args.append(content)  # type: ignore[arg-type]
         if listener is not None:
             listener(*args)
         if one_shot is not None:

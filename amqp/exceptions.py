@@ -3,7 +3,11 @@
 Errors sent by the broker (connection.close / channel.close) are built only
 through :func:`error_for_code`, which maps a reply code to its class.
 """
+from __future__ import annotations
+
 import socket
+
+from typing import Dict, Iterable, Optional, Sequence, Tuple, Type, Union
 
 from . import spec
 
@@ -23,7 +27,7 @@ __all__ = (
 )
 
 #: (class_id, method_id) -> 'Basic.publish'-style name, as py-amqp has it.
-METHOD_NAME_MAP = {
+METHOD_NAME_MAP: Dict[Tuple[int, ...], str] = {
     sig: '%s.%s' % (m.name.split('.')[0].capitalize(),
                     m.name.split('.')[1].replace('-', '_'))
     for sig, m in spec.METHODS.items()
@@ -47,13 +51,15 @@ class AMQPError(Exception):
 
     code = 0
 
-    def __init__(self, reply_text=None, method_sig=None,
-                 method_name=None, reply_code=None):
+    def __init__(self, reply_text: Optional[str] = None,
+                 method_sig: Optional[Sequence[int]] = None,
+                 method_name: Optional[str] = None,
+                 reply_code: Optional[int] = None) -> None:
         self.message = reply_text
-        self.reply_code = reply_code or self.code
+        self.reply_code: int = reply_code or self.code
         self.reply_text = reply_text
         self.method_sig = method_sig
-        self.method_name = method_name or ''
+        self.method_name: str = method_name or ''
         if method_sig and not self.method_name:
             try:
                 self.method_name = METHOD_NAME_MAP.get(tuple(method_sig), '')
@@ -62,17 +68,19 @@ class AMQPError(Exception):
         Exception.__init__(self, reply_code, reply_text, method_sig,
                            self.method_name)
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.method:
             return '{0.method}: ({0.reply_code}) {0.reply_text}'.format(self)
         return self.reply_text or '<{}: unknown error>'.format(
             type(self).__name__)
 
     @property
-    def method(self):
+    def method(self) -> Union[str, Sequence[int], None]:
         return self.method_name or self.method_sig
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[
+            Type[AMQPError],
+            Tuple[Optional[str], Optional[Sequence[int]], str, int]]:
         return type(self), (self.reply_text, self.method_sig,
                             self.method_name, self.reply_code)
 
@@ -115,7 +123,7 @@ class ReplyTimeout(AMQPError, socket.timeout):
     the connection.
     """
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.reply_text or 'no reply in time'
 
 
@@ -129,8 +137,9 @@ class PublishConfirmError(RecoverableChannelError):
     ``nacked`` and ``returned`` hold the delivery tags concerned.
     """
 
-    def __init__(self, reply_text=None, nacked=(), returned=(),
-                 unconfirmed=()):
+    def __init__(self, reply_text: Optional[str] = None,
+                 nacked: Iterable[int] = (), returned: Iterable[int] = (),
+                 unconfirmed: Iterable[int] = ()) -> None:
         super().__init__(reply_text)
         self.nacked = tuple(nacked)
         self.returned = tuple(returned)
@@ -245,7 +254,7 @@ class InternalError(IrrecoverableConnectionError):
     code = spec.INTERNAL_ERROR
 
 
-ERROR_MAP = {
+ERROR_MAP: Dict[int, Type[AMQPError]] = {
     cls.code: cls for cls in (
         ContentTooLarge, NoRoute, NoConsumers, ConnectionForced, InvalidPath,
         AccessRefused, NotFound, ResourceLocked, PreconditionFailed,
@@ -256,7 +265,9 @@ ERROR_MAP = {
 }
 
 
-def error_for_code(code, text, method, default):
+def error_for_code(code: int, text: Optional[str],
+                   method: Optional[Sequence[int]],
+                   default: Type[AMQPError]) -> AMQPError:
     """Build the exception for a broker reply code.
 
     ``default`` is the class used when the code is unknown (py-amqp passes

@@ -20,8 +20,16 @@ offset 4), ``content`` a :class:`~amqp.basic_message.Message` or None.
 which writes a method (``args`` already serialized) and its content as
 frames, the body split at ``connection.frame_max``; a message that fits
 goes out in a single ``transport.write`` call.
+
+What the two factories need of the connection and the transport is
+described by the protocols :class:`InboundConnection`,
+:class:`OutboundConnection` and :class:`ByteSink`; no class is imported.
 """
+from __future__ import annotations
+
 import struct
+from typing import (Any, Callable, Dict, FrozenSet, List, Optional,
+                    Protocol, Tuple, Union)
 
 from . import spec
 from .basic_message import Message
@@ -30,7 +38,52 @@ from .serialization import (decode_header_frame_payload,
                             encode_properties_basic)
 
 __all__ = ('FrameBuffer', 'frame_handler', 'frame_writer', 'method_end',
-           'HEARTBEAT_FRAME', 'OversizedContent')
+           'HEARTBEAT_FRAME', 'OversizedContent', 'Frame', 'FrameWriter',
+           'FrameHandler', 'MethodCallback', 'InboundConnection',
+           'OutboundConnection', 'ByteSink')
+
+#: ``(frame_type, channel_id, payload)``
+Frame = Tuple[int, int, bytes]
+#: ``callback(channel_id, method_sig, method payload, content)``, called
+#: once per complete method by :func:`frame_handler`'s ``on_frame``.
+MethodCallback = Callable[
+    [int, spec.MethodSig, bytes, Union[Message, 'OversizedContent', None]],
+    object]
+#: ``on_frame(frame)``: True once a frame completed a method.
+FrameHandler = Callable[[Frame], bool]
+
+
+class FrameWriter(Protocol):
+    """What :func:`frame_writer` returns (``content`` is optional)."""
+
+    def __call__(self, type_: int, channel: int, method_sig: spec.MethodSig,
+                 args: Optional[bytes], content: Optional[Message] = None
+                 ) -> None: ...
+
+
+class InboundConnection(Protocol):
+    """What :func:`frame_handler` needs of the connection."""
+
+    #: frames received (heartbeat liveness is judged on it)
+    bytes_recv: int
+
+
+class OutboundConnection(Protocol):
+    """What :func:`frame_writer` needs of the connection."""
+
+    #: frames written
+    bytes_sent: int
+
+    @property
+    def frame_max(self) -> Optional[int]:
+        """Largest frame, envelope included (None or 0: no limit)."""
+
+
+class ByteSink(Protocol):
+    """What :func:`frame_writer` needs of the transport."""
+
+    def write(self, s: bytes) -> None:
+        """Send all of ``s``."""
 
 _FRAME_METHOD = spec.FRAME_METHOD
 _FRAME_HEADER_TYPE = spec.FRAME_HEADER
@@ -78,15 +131,21 @@ class FrameBuffer:
 
     __slots__ = ('buf', 'pos', 'max_payload')
 
-    def __init__(self, max_payload=spec.FRAME_MIN_SIZE - _OVERHEAD):
+    #: bytes as read; a bytearray while a large frame collects
+    buf: Union[bytes, bytearray]
+    pos: int
+    max_payload: int
+
+    def __init__(self,
+                 max_payload: int = spec.FRAME_MIN_SIZE - _OVERHEAD) -> None:
         self.buf = b''
         self.pos = 0
         self.max_payload = max_payload
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.buf) - self.pos
 
-    def feed(self, data):
+    def feed(self, data: Union[bytes, bytearray, memoryview]) -> None:
         # Usually every frame of the last read was consumed: the new read
         # becomes the buffer as is, and payloads are sliced out of bytes in
         # one copy.  A large partial frame collects in a bytearray instead,
@@ -99,7 +158,7 @@ class FrameBuffer:
         elif rest < READ_SIZE and type(buf) is bytes:
             self.buf = buf[pos:] + data
         else:
-            if type(buf) is bytes:
+            if isinstance(buf, bytes):
                 buf = bytearray(buf[pos:])
             elif pos:
                 del buf[:pos]
@@ -107,7 +166,7 @@ class FrameBuffer:
             self.buf = buf
         self.pos = 0
 
-    def next_frame(self):
+    def next_frame(self) -> Optional[Frame]:
         """Take the next complete frame, or return None."""
         buf = self.buf
         pos = self.pos
@@ -130,20 +189,20 @@ class FrameBuffer:
         self.pos = end + 1
         return frame_type, channel, payload
 
-    def has_frame(self):
+    def has_frame(self) -> bool:
         """True when a complete frame is buffered (nothing is consumed)."""
         buf = self.buf
         pos = self.pos
         if len(buf) - pos < _FRAME_HEADER_SIZE:
             return False
-        size = _FRAME_HEADER.unpack_from(buf, pos)[2]
+        size: int = _FRAME_HEADER.unpack_from(buf, pos)[2]
         return len(buf) - pos >= size + _OVERHEAD
 
-    def unread(self):
+    def unread(self) -> bytes:
         """The buffered bytes not yet returned as frames."""
         return bytes(self.buf[self.pos:])
 
-    def clear(self):
+    def clear(self) -> None:
         """Forget everything buffered."""
         self.buf = b''
         self.pos = 0
@@ -156,18 +215,20 @@ class OversizedContent:
 
     __slots__ = ('body_size', 'properties', 'limit')
 
-    def __init__(self, body_size, properties, limit):
+    def __init__(self, body_size: int, properties: Dict[str, Any],
+                 limit: int) -> None:
         self.body_size = body_size
         self.properties = properties
         self.limit = limit
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return '<OversizedContent %d bytes (limit %d)>' % (self.body_size,
                                                            self.limit)
 
 
-def frame_handler(connection, callback,
-                  content_methods=_CONTENT_METHODS):
+def frame_handler(connection: InboundConnection, callback: MethodCallback,
+                  content_methods: FrozenSet[spec.MethodSig] = _CONTENT_METHODS
+                  ) -> FrameHandler:
     """Return a function that turns frames into complete method calls.
 
     ``connection.bytes_recv`` is incremented for every frame (heartbeat
@@ -180,10 +241,12 @@ def frame_handler(connection, callback,
     :class:`~amqp.exceptions.FrameSyntaxError`.
     """
     # channel id -> [method_sig, method payload, Message, chunks, remaining]
+    # A list, not an object, because one is built per delivery; a list
+    # cannot be typed by position, hence Any.
+    partial: Dict[int, List[Any]] = {}
     # (chunks is None while an oversized body is being skipped)
-    partial = {}
 
-    def on_frame(frame):
+    def on_frame(frame: Frame) -> bool:
         frame_type, channel, buf = frame
         connection.bytes_recv += 1
         if frame_type == _FRAME_METHOD:
@@ -264,7 +327,7 @@ def frame_handler(connection, callback,
     return on_frame
 
 
-def method_end(buf, pos=0):
+def method_end(buf: Union[bytes, bytearray], pos: int = 0) -> Optional[int]:
     """Offset in ``buf`` where the first complete method ends, or None.
 
     A method is one frame, or for a content method (basic.deliver,
@@ -273,6 +336,8 @@ def method_end(buf, pos=0):
     for :func:`frame_handler` to reject (the first frame's end is returned,
     so that it gets read and parsed).
     """
+    size: int
+    body_size: int
     have = len(buf)
     if have - pos < _FRAME_HEADER_SIZE:
         return None
@@ -305,13 +370,15 @@ def method_end(buf, pos=0):
     return end if have >= end else None
 
 
-def _too_large(what, method_sig, size, frame_max):
+def _too_large(what: str, method_sig: spec.MethodSig, size: int,
+               frame_max: int) -> ValueError:
     return ValueError('%s frame for %s is %d bytes; frame_max is %d' % (
         what, _METHODS[method_sig].name if method_sig in _METHODS
         else method_sig, size, frame_max))
 
 
-def frame_writer(connection, transport):
+def frame_writer(connection: OutboundConnection,
+                 transport: ByteSink) -> FrameWriter:
     """Return ``write_frame(type_, channel, method_sig, args, content)``.
 
     ``connection.frame_max`` bounds each frame (envelope included);
@@ -326,7 +393,9 @@ def frame_writer(connection, transport):
     # the envelope plus class id, weight and body size
     header_overhead = _OVERHEAD + _CONTENT_HEADER_FIXED
 
-    def write_frame(type_, channel, method_sig, args, content=None):
+    def write_frame(type_: int, channel: int, method_sig: spec.MethodSig,
+                    args: Optional[bytes],
+                    content: Optional[Message] = None) -> None:
         args = args or b''
         frame_max = connection.frame_max
         size = len(args) + _METHOD_SIG.size
@@ -391,11 +460,13 @@ def frame_writer(connection, transport):
                 _FRAME_END)))
             connection.bytes_sent += 2
 
-    def write_split(type_, channel, method_sig, args, size, props, body,
-                    body_size, chunk):
+    def write_split(type_: int, channel: int, method_sig: spec.MethodSig,
+                    args: bytes, size: int, props: bytes,
+                    body: Union[bytes, memoryview], body_size: int,
+                    chunk: int) -> None:
         """A body over several frames of ``chunk`` bytes, in one write."""
         view = memoryview(body)
-        parts = [
+        parts: List[Union[bytes, memoryview]] = [
             _METHOD_FRAME_HEADER.pack(
                 type_, channel, size, method_sig[0], method_sig[1]),
             args,

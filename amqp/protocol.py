@@ -1,9 +1,27 @@
 """Named tuples returned by channel methods (py-amqp's ``amqp.protocol``)."""
-from collections import namedtuple
+from __future__ import annotations
 
-queue_declare_ok_t = namedtuple(
-    'queue_declare_ok_t', ('queue', 'message_count', 'consumer_count'))
+from typing import TYPE_CHECKING, NamedTuple
 
-basic_return_t = namedtuple(
-    'basic_return_t',
-    ('reply_code', 'reply_text', 'exchange', 'routing_key', 'message'))
+if TYPE_CHECKING:
+    from .basic_message import Message
+
+__all__ = ('queue_declare_ok_t', 'basic_return_t')
+
+
+class queue_declare_ok_t(NamedTuple):
+    """What ``Channel.queue_declare`` returns."""
+
+    queue: str
+    message_count: int
+    consumer_count: int
+
+
+class basic_return_t(NamedTuple):
+    """A basic.return with its message (py-amqp compatibility)."""
+
+    reply_code: int
+    reply_text: str
+    exchange: str
+    routing_key: str
+    message: Message

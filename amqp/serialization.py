@@ -25,18 +25,51 @@ Decoding errors never escape as ``struct.error``/``IndexError``/
 Encoding errors from bad caller input are ``TypeError``/``ValueError``
 naming the field, raised before anything reaches the wire.
 """
+from __future__ import annotations
+
 import calendar
 import linecache
 import struct
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple, Union)
 
 from . import spec
 from .exceptions import FrameSyntaxError
 
 __all__ = ('loads', 'dumps', 'dumps_method', 'encode_table', 'decode_table',
            'encode_properties_basic', 'decode_properties_basic',
-           'encode_header_frame_payload', 'BASIC_PROPERTY_NAMES')
+           'encode_header_frame_payload', 'BASIC_PROPERTY_NAMES',
+           'FieldValue', 'FieldTable', 'EncodableValue', 'EncodableTable',
+           'Encoder', 'Decoder', 'Buffer')
+
+# -- Types (aliases are evaluated at run time: no ``X | Y`` here for 3.9) --
+
+#: What a decoder returns: a value of a field table, field array, method
+#: argument or content property.
+FieldValue = Union[None, bool, int, float, str, bytes, Decimal, datetime,
+                   'FieldTable', List['FieldValue']]
+#: A decoded field table.
+FieldTable = Dict[str, FieldValue]
+#: What the encoders accept (anything else raises TypeError naming the
+#: field).  Tables may be any mapping and arrays any list or tuple, so a
+#: ``Dict[str, str]`` of headers is an EncodableTable as it is.
+EncodableValue = Union[None, bool, int, float, str, bytes, bytearray,
+                       memoryview, Decimal, datetime, 'EncodableTable',
+                       Sequence['EncodableValue']]
+EncodableTable = Mapping[str, EncodableValue]
+#: Bytes-like input to the decoders (copied to ``bytes`` first).
+Buffer = Union[bytes, bytearray, memoryview]
+#: A generated method-argument encoder: values in format order -> bytes.
+Encoder = Callable[[Sequence[EncodableValue]], bytes]
+#: A generated decoder: ``decode(buf, offset) -> (values, end offset)``.
+Decoder = Callable[[bytes, int], Tuple[List[FieldValue], int]]
+#: A generated content-properties encoder.
+PropertiesEncoder = Callable[[Mapping[str, EncodableValue]], bytes]
+#: How an error message names a value: a field name, or (container, key)
+#: formatted only when the error is raised.
+_Field = Union[str, Tuple[str, object]]
 
 _I8 = struct.Struct('>b')
 _U8 = struct.Struct('>B')
@@ -67,7 +100,7 @@ MAX_NESTING = 64
 
 _EPOCH = datetime(1970, 1, 1)
 
-_INT_LIMITS = {
+_INT_LIMITS: Dict[str, Tuple[int, int, str]] = {
     'o': (0, 0xFF, 'octet'),
     'B': (0, 0xFFFF, 'short'),
     'l': (0, 0xFFFFFFFF, 'long'),
@@ -75,7 +108,7 @@ _INT_LIMITS = {
 }
 
 
-def _syntax(what):
+def _syntax(what: object) -> FrameSyntaxError:
     return FrameSyntaxError('malformed frame: %s' % (what,))
 
 
@@ -86,7 +119,7 @@ def _syntax(what):
 _OCTETS = tuple(bytes((i,)) for i in range(256))
 
 
-def _str_bytes(value, field):
+def _str_bytes(value: object, field: str) -> bytes:
     """The bytes of a str/bytes argument (None is empty); TypeError else."""
     if isinstance(value, str):
         try:
@@ -101,7 +134,7 @@ def _str_bytes(value, field):
                     % (field, type(value).__name__))
 
 
-def _enc_shortstr(value, field):
+def _enc_shortstr(value: object, field: str) -> bytes:
     if type(value) is str:
         try:
             raw = value.encode()
@@ -116,7 +149,7 @@ def _enc_shortstr(value, field):
     return _OCTETS[n] + raw
 
 
-def _enc_longstr(value, field):
+def _enc_longstr(value: object, field: str) -> bytes:
     if isinstance(value, str):
         try:
             value = value.encode('utf-8', 'surrogateescape')
@@ -134,13 +167,13 @@ def _enc_longstr(value, field):
     return _U32.pack(n) + bytes(value)
 
 
-def _dec_str(raw):
+def _dec_str(raw: bytes) -> str:
     """Decode UTF-8 text from the wire; undecodable bytes survive a
     round trip through ``surrogateescape`` instead of raising."""
     return raw.decode('utf-8', 'surrogateescape')
 
 
-def _dec_table_str(raw):
+def _dec_table_str(raw: bytes) -> Union[str, bytes]:
     """A longstr inside a table: text if it is UTF-8, else bytes (RabbitMQ
     uses the same tag for both)."""
     try:
@@ -152,7 +185,7 @@ def _dec_table_str(raw):
 # ---------------------------------------------------------------------------
 # Timestamps
 
-def _enc_timestamp(value, field):
+def _enc_timestamp(value: object, field: str) -> bytes:
     if isinstance(value, datetime):
         if value.tzinfo is None:  # naive datetimes are UTC, as py-amqp has it
             secs = calendar.timegm(value.timetuple())
@@ -172,7 +205,7 @@ def _enc_timestamp(value, field):
     return _U64.pack(secs)
 
 
-def _dec_timestamp(secs):
+def _dec_timestamp(secs: int) -> datetime:
     """Naive UTC datetime (py-amqp's choice), clamped to datetime's range."""
     try:
         return datetime.fromtimestamp(secs, timezone.utc).replace(tzinfo=None)
@@ -183,7 +216,7 @@ def _dec_timestamp(secs):
 # ---------------------------------------------------------------------------
 # Field tables and arrays
 
-def _enc_decimal(value, field):
+def _enc_decimal(value: Decimal, field: str) -> bytes:
     try:
         sign, digits, exponent = value.as_tuple()
     except (AttributeError, InvalidOperation):
@@ -198,30 +231,35 @@ def _enc_decimal(value, field):
     return b'D' + _DECIMAL.pack(scale, unscaled)
 
 
-def _enc_value(v, field, depth=0):
+def _enc_value(v: EncodableValue, field: _Field, depth: int = 0) -> bytes:
     """Encode one table/array value with its tag.
 
     ``field`` names the value in error messages: a string, or a
     (container-name, key) pair formatted only when an error is raised.
     """
+    # Exact types first, through one saved type(v): faster than
+    # ``v.__class__`` on mixed values, but mypy does not narrow ``v``
+    # through ``t``, hence the ignores.  Subclasses are handled below.
     t = type(v)
     if t is str:
         try:
-            v = v.encode()
+            v = v.encode()  # type: ignore[union-attr]
         except UnicodeEncodeError:
-            v = _enc_text(v, field)
+            v = _enc_text(v, field)  # type: ignore[arg-type]
         return _tag_u32_pack(b'S', len(v)) + v
     if t is int:
-        if -0x80000000 <= v <= 0x7FFFFFFF:
+        if -0x80000000 <= v <= 0x7FFFFFFF:  # type: ignore[operator]
             return _tag_i32_pack(b'I', v)
-        if -0x8000000000000000 <= v <= 0x7FFFFFFFFFFFFFFF:
+        if -2**63 <= v <= 2**63 - 1:  # type: ignore[operator]
             return b'l' + _I64.pack(v)
         raise ValueError('%s: integer %d does not fit a signed 64-bit '
-                         'table value' % (_name(field), v))
+                         'table value'
+                         % (_name(field), v))  # type: ignore[str-format]
     if t is bool:
         return b't\x01' if v else b't\x00'
     if t is dict:
-        return b'F' + _enc_table_body(v, _name(field), depth + 1)
+        return b'F' + _enc_table_body(
+            v, _name(field), depth + 1)  # type: ignore[arg-type]
     if v is None:
         return b'V'
     if t is float:
@@ -248,7 +286,7 @@ def _enc_value(v, field, depth=0):
                     % (_name(field), type(v).__name__, v))
 
 
-def _enc_text(value, field):
+def _enc_text(value: str, field: _Field) -> bytes:
     """UTF-8 of text that strict encoding refused: surrogateescape'd bytes
     go back out as they came in; other lone surrogates are a ValueError."""
     try:
@@ -257,24 +295,25 @@ def _enc_text(value, field):
         raise _unencodable(_name(field), value, exc) from None
 
 
-def _unencodable(field, value, exc):
+def _unencodable(field: str, value: object,
+                 exc: UnicodeEncodeError) -> ValueError:
     return ValueError('%s: cannot encode %r as UTF-8: %s'
                       % (field, value, exc))
 
 
-def _name(field):
-    if type(field) is tuple:
+def _name(field: _Field) -> str:
+    if isinstance(field, tuple):
         return '%s[%r]' % field
     return field
 
 
 #: str table key -> its length-prefixed UTF-8.  Header and argument keys
 #: come from a small vocabulary, so encoding each once pays; bounded.
-_KEY_CACHE = {}
+_KEY_CACHE: Dict[str, bytes] = {}
 _KEY_CACHE_MAX = 1024
 
 
-def _enc_key(k, field):
+def _enc_key(k: object, field: str) -> bytes:
     """Validate and encode a table key (the cache-miss path)."""
     if type(k) is not str:
         if isinstance(k, bytes):
@@ -302,13 +341,14 @@ def _enc_key(k, field):
     return prefixed
 
 
-def _enc_table_body(d, field='table', depth=0):
+def _enc_table_body(d: EncodableTable, field: str = 'table',
+                    depth: int = 0) -> bytes:
     if not d:  # most declare/bind/consume calls pass no arguments
         return b'\x00\x00\x00\x00'
     if depth > MAX_NESTING:
         raise ValueError('%s: tables nested deeper than %d' %
                          (field, MAX_NESTING))
-    parts = []
+    parts: List[bytes] = []
     append = parts.append
     key_get = _KEY_CACHE.get
     for k, v in d.items():
@@ -317,15 +357,18 @@ def _enc_table_body(d, field='table', depth=0):
         if kp is None:
             kp = _enc_key(k, field)
         append(kp)
+        # One saved type(v) per value; mypy does not narrow ``v`` through
+        # ``t``, hence the ignores.
         t = type(v)
         if t is str:
             try:  # strict UTF-8 first: the argument-free call is the fast one
-                v = v.encode()
+                v = v.encode()  # type: ignore[union-attr]
             except UnicodeEncodeError:
-                v = _enc_text(v, (field, k))
+                v = _enc_text(v, (field, k))  # type: ignore[arg-type]
             append(_tag_u32_pack(b'S', len(v)))
             append(v)
-        elif t is int and -0x80000000 <= v <= 0x7FFFFFFF:
+        elif t is int and \
+                -0x80000000 <= v <= 0x7FFFFFFF:  # type: ignore[operator]
             append(_tag_i32_pack(b'I', v))
         else:
             append(_enc_value(v, (field, k), depth))
@@ -335,7 +378,8 @@ def _enc_table_body(d, field='table', depth=0):
 
 
 
-def _enc_array_body(items, field='array', depth=0):
+def _enc_array_body(items: Sequence[EncodableValue], field: str = 'array',
+                    depth: int = 0) -> bytes:
     if depth > MAX_NESTING:
         raise ValueError('%s: arrays nested deeper than %d'
                          % (field, MAX_NESTING))
@@ -344,7 +388,7 @@ def _enc_array_body(items, field='array', depth=0):
     return _U32.pack(len(body)) + body
 
 
-def encode_table(d, field='table'):
+def encode_table(d: Optional[EncodableTable], field: str = 'table') -> bytes:
     """Encode a dict as an AMQP field table (length-prefixed)."""
     if d is None:
         return b'\x00\x00\x00\x00'
@@ -357,7 +401,8 @@ def encode_table(d, field='table'):
     return _enc_table_body(d, field)
 
 
-def _dec_value(buf, offset, end, depth):
+def _dec_value(buf: bytes, offset: int, end: int,
+               depth: int) -> Tuple[FieldValue, int]:
     """Decode one tagged value; returns (value, offset)."""
     tag = buf[offset]
     offset += 1
@@ -390,7 +435,8 @@ def _dec_value(buf, offset, end, depth):
 
 
 #: Fixed-size numeric tags: tag -> (unpack_from, size).
-_FIXED = {
+_FIXED: Dict[int, Tuple[Callable[[bytes, int], Tuple[Union[int, float]]],
+                       int]] = {
     ord('I'): (_I32.unpack_from, 4), ord('l'): (_I64.unpack_from, 8),
     ord('b'): (_I8.unpack_from, 1), ord('s'): (_I16.unpack_from, 2),
     ord('u'): (_U16.unpack_from, 2), ord('i'): (_U32.unpack_from, 4),
@@ -398,7 +444,8 @@ _FIXED = {
 }
 
 
-def _dec_table(buf, offset, end, depth=0):
+def _dec_table(buf: bytes, offset: int, end: int,
+               depth: int = 0) -> Tuple[FieldTable, int]:
     if depth > MAX_NESTING:
         raise _syntax('tables nested deeper than %d' % MAX_NESTING)
     tend = offset + 4 + _u32_from(buf, offset)[0]
@@ -406,7 +453,7 @@ def _dec_table(buf, offset, end, depth=0):
     if tend > end:
         raise _syntax('table of %d bytes runs past the end of its frame'
                       % (tend - offset))
-    result = {}
+    result: FieldTable = {}
     while offset < tend:
         start = offset + 1
         offset = start + buf[offset]
@@ -438,7 +485,8 @@ def _dec_table(buf, offset, end, depth=0):
     return result, offset
 
 
-def _dec_array(buf, offset, end, depth=0):
+def _dec_array(buf: bytes, offset: int, end: int,
+               depth: int = 0) -> Tuple[List[FieldValue], int]:
     if depth > MAX_NESTING:
         raise _syntax('arrays nested deeper than %d' % MAX_NESTING)
     n, = _U32.unpack_from(buf, offset)
@@ -446,7 +494,7 @@ def _dec_array(buf, offset, end, depth=0):
     aend = offset + n
     if aend > end:
         raise _syntax('array of %d bytes runs past the end of its frame' % n)
-    result = []
+    result: List[FieldValue] = []
     append = result.append
     while offset < aend:
         value, offset = _dec_value(buf, offset, aend, depth)
@@ -459,7 +507,7 @@ def _dec_array(buf, offset, end, depth=0):
 _DECODE_ERRORS = (struct.error, IndexError, ValueError, OverflowError)
 
 
-def decode_table(buf, offset=0):
+def decode_table(buf: Buffer, offset: int = 0) -> Tuple[FieldTable, int]:
     """Decode a length-prefixed field table; returns (dict, offset)."""
     if type(buf) is not bytes:
         buf = bytes(buf)
@@ -474,14 +522,14 @@ def decode_table(buf, offset=0):
 # ---------------------------------------------------------------------------
 # Method arguments: per-format generated codecs
 
-def _split_format(fmt):
+def _split_format(fmt: str) -> List[Tuple[str, Union[int, List[int]]]]:
     """Yield (letter, index) groups; runs of 'b' come as ('bits', [idx])."""
-    groups = []
+    groups: List[Tuple[str, Union[int, List[int]]]] = []
     i = 0
     while i < len(fmt):
         c = fmt[i]
         if c == 'b':
-            run = []
+            run: List[int] = []
             while i < len(fmt) and fmt[i] == 'b' and len(run) < 8:
                 run.append(i)
                 i += 1
@@ -495,10 +543,11 @@ def _split_format(fmt):
 
 
 #: _BITS[n][octet]: the first n bits of an octet as booleans, LSB first.
-_BITS = [None] + [tuple(tuple(bool(octet & (1 << k)) for k in range(n))
-                        for octet in range(256)) for n in range(1, 9)]
+_BITS: List[Optional[Tuple[Tuple[bool, ...], ...]]] = [None] + [
+    tuple(tuple(bool(octet & (1 << k)) for k in range(n))
+          for octet in range(256)) for n in range(1, 9)]
 
-_GEN_GLOBALS = {
+_GEN_GLOBALS: Dict[str, object] = {
     '_U8': _U8, '_U16': _U16, '_U32': _U32, '_U64': _U64, '_F32': _F32,
     '_enc_shortstr': _enc_shortstr, '_enc_longstr': _enc_longstr,
     'encode_table': encode_table, '_enc_array_body': _enc_array_body,
@@ -511,7 +560,7 @@ _GEN_GLOBALS = {
 }
 
 
-def _check_int(value, letter, field):
+def _check_int(value: object, letter: str, field: str) -> int:
     lo, hi, name = _INT_LIMITS[letter]
     if type(value) is not int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -526,7 +575,7 @@ def _check_int(value, letter, field):
     return value
 
 
-def _enc_float(value, field):
+def _enc_float(value: float, field: str) -> bytes:
     try:
         return _F32.pack(value)
     except struct.error:
@@ -537,7 +586,7 @@ def _enc_float(value, field):
                          % (field, value)) from None
 
 
-def _check_bit(value, field):
+def _check_bit(value: object, field: str) -> bool:
     """A flag: bool, or an int (py-amqp accepted 0/1); None is False."""
     if value is None or isinstance(value, int):
         return bool(value)
@@ -550,26 +599,29 @@ _GEN_GLOBALS['_check_bit'] = _check_bit
 _GEN_GLOBALS['_enc_float'] = _enc_float
 
 
-def _generate(name, lines, what):
+def _generate(name: str, lines: List[str], what: str) -> Any:
     """Compile generated source and return its function ``name``.
 
     The source gets a file name of its own, registered with linecache, so
     a traceback through a generated codec shows the line that failed.
+    Returns Any: the caller gives the function its ``Callable`` type
+    (:data:`Encoder`, :data:`Decoder`, :data:`PropertiesEncoder`).
     """
     source = '\n'.join(lines) + '\n'
     filename = '<amqp.serialization: %s>' % what
     linecache.cache[filename] = (len(source), None,
                                  source.splitlines(True), filename)
-    ns = {}
+    ns: Dict[str, Any] = {}
     exec(compile(source, filename, 'exec'), _GEN_GLOBALS, ns)  # noqa: S102
     return ns[name]
 
 
-def _field_name(names, i):
+def _field_name(names: Optional[Sequence[str]], i: int) -> str:
     return names[i] if names and i < len(names) else 'argument %d' % i
 
 
-def _compile_encoder(fmt, names=None):
+def _compile_encoder(fmt: str,
+                     names: Optional[Sequence[str]] = None) -> Encoder:
     lines = ['def encode(values):']
     n = len(fmt)
     if n == 0:
@@ -582,7 +634,7 @@ def _compile_encoder(fmt, names=None):
                                                    for i in range(n)))
         parts = []
         for kind, idx in _split_format(fmt):
-            if kind == 'bits':
+            if isinstance(idx, list):  # a run of bits
                 for i in idx:
                     lines.append('    if v{0}.__class__ is not bool: v{0} = '
                                  '_check_bit(v{0}, {1!r})'
@@ -630,17 +682,18 @@ def _compile_encoder(fmt, names=None):
             elif kind == 'T':
                 parts.append('_enc_timestamp(v%d, %r)' % (idx, f))
         lines.append('    return b"".join((%s,))' % ', '.join(parts))
-    return _generate('encode', lines, 'encoder %s%s' % (
+    encode: Encoder = _generate('encode', lines, 'encoder %s%s' % (
         fmt, ' (%s)' % ', '.join(names) if names else ''))
+    return encode
 
 
-def _compile_decoder(fmt):
+def _compile_decoder(fmt: str) -> Decoder:
     lines = ['def decode(buf, offset):',
              '    try:',
              '        end = len(buf)']
-    out = []
+    out: List[int] = []
     for kind, idx in _split_format(fmt):
-        if kind == 'bits':
+        if isinstance(idx, list):  # a run of bits
             # one look-up gives the run's booleans (bits above it ignored)
             lines.append('        %s, = _BITS[%d][buf[offset]]; offset += 1'
                          % (', '.join('v%d' % i for i in idx), len(idx)))
@@ -690,21 +743,23 @@ def _compile_decoder(fmt):
                  '(%%s)" %% (exc,)) from None' % fmt)
     lines.append('    return [%s], offset' % ', '.join('v%d' % i
                                                        for i in sorted(out)))
-    return _generate('decode', lines, 'decoder %s' % fmt)
+    decode: Decoder = _generate('decode', lines, 'decoder %s' % fmt)
+    return decode
 
 
-_ENCODERS = {}
-_DECODERS = {}
+#: format -> encoder; looked up with the format as given, bytes included
+_ENCODERS: Dict[Union[str, bytes], Encoder] = {}
+_DECODERS: Dict[Union[str, bytes], Decoder] = {}
 
 
-def _argument_names():
+def _argument_names() -> Dict[str, Tuple[str, ...]]:
     """Field names per format, for error messages.
 
     Methods sharing a format may call a position differently (exchange.bind
     'destination', queue.bind 'queue'); such a position is named by all its
     names ('destination/queue') so an error never names the wrong field.
     """
-    names = {}
+    names: Dict[str, List[List[str]]] = {}
     for m in spec.METHODS.values():
         seen = names.setdefault(m.args, [[] for _ in m.args])
         for position, name in zip(seen, m.arg_names):
@@ -717,7 +772,7 @@ def _argument_names():
 _ARG_NAMES = _argument_names()
 
 
-def encoder_for(fmt, names=None):
+def encoder_for(fmt: str, names: Optional[Sequence[str]] = None) -> Encoder:
     """Return the cached generated encoder for ``fmt``."""
     try:
         return _ENCODERS[fmt]
@@ -728,10 +783,11 @@ def encoder_for(fmt, names=None):
 
 
 #: (method signature, format) -> encoder naming that method's fields
-_METHOD_ENCODERS = {}
+_METHOD_ENCODERS: Dict[Tuple[spec.MethodSig, str], Encoder] = {}
 
 
-def dumps_method(method_sig, format, values):
+def dumps_method(method_sig: spec.MethodSig, format: str,
+                 values: Sequence[EncodableValue]) -> bytes:
     """Serialize the arguments of method ``method_sig`` by ``format``.
 
     Errors name the method's own fields (``queue``, ``exchange``); the
@@ -748,7 +804,7 @@ def dumps_method(method_sig, format, values):
     return enc(values)
 
 
-def decoder_for(fmt):
+def decoder_for(fmt: str) -> Decoder:
     """Return the cached generated decoder for ``fmt``."""
     try:
         return _DECODERS[fmt]
@@ -757,7 +813,8 @@ def decoder_for(fmt):
         return dec
 
 
-def dumps(format, values):
+def dumps(format: Union[str, bytes],
+          values: Sequence[EncodableValue]) -> bytes:
     """Serialize ``values`` according to ``format``; returns bytes.
 
     Raises TypeError/ValueError naming the field for values that cannot be
@@ -771,7 +828,8 @@ def dumps(format, values):
     return enc(values)
 
 
-def loads(format, buf, offset=0):
+def loads(format: Union[str, bytes], buf: Buffer,
+          offset: int = 0) -> Tuple[List[FieldValue], int]:
     """Deserialize ``buf`` from ``offset`` according to ``format``.
 
     Returns ``(values, offset)``.  Raises FrameSyntaxError on malformed or
@@ -794,11 +852,12 @@ BASIC_PROPERTY_NAMES = tuple(name for name, _ in spec.BASIC_PROPERTIES)
 _PROP_FLAGS = tuple((name, fmt, 1 << (15 - i))
                     for i, (name, fmt) in enumerate(spec.BASIC_PROPERTIES))
 #: name -> (position in flag order, flag bit, format letter)
-_PROP_BY_NAME = {name: (i, flag, fmt)
+_PROP_BY_NAME: Dict[str, Tuple[int, int, str]] = {name: (i, flag, fmt)
                  for i, (name, fmt, flag) in enumerate(_PROP_FLAGS)}
 
 
-def encode_properties_basic(properties):
+def encode_properties_basic(
+        properties: Optional[Mapping[str, EncodableValue]]) -> bytes:
     """Encode basic content properties: flags word(s) + property list.
 
     Unknown property names and None values are ignored (py-amqp does the
@@ -818,11 +877,11 @@ def encode_properties_basic(properties):
 
 
 #: tuple of property names, as given -> generated encoder; bounded.
-_PROP_SHAPES = {}
+_PROP_SHAPES: Dict[Tuple[str, ...], PropertiesEncoder] = {}
 _PROP_SHAPES_MAX = 256
 
 
-def _compile_properties_encoder(shape):
+def _compile_properties_encoder(shape: Tuple[str, ...]) -> PropertiesEncoder:
     known = sorted((_PROP_BY_NAME[name] + (name,) for name in set(shape)
                     if name in _PROP_BY_NAME))
     lines = ['def encode(p):', '    flags = 0', '    parts = [None]']
@@ -855,7 +914,7 @@ def _compile_properties_encoder(shape):
             lines.append('        parts.append(_enc_timestamp(v, %r))' % name)
     lines.append('    parts[0] = _U16.pack(flags)')
     lines.append('    return b"".join(parts)')
-    encode = _generate('encode', lines, 'properties %s' % (
+    encode: PropertiesEncoder = _generate('encode', lines, 'properties %s' % (
         ', '.join(name for _, _, _, name in known)))
     if len(_PROP_SHAPES) >= _PROP_SHAPES_MAX:
         _PROP_SHAPES.clear()
@@ -863,7 +922,7 @@ def _compile_properties_encoder(shape):
     return encode
 
 
-def _property_plan(flags):
+def _property_plan(flags: int) -> Tuple[Tuple[str, str], ...]:
     """(name, format letter) of the properties ``flags`` announces."""
     plan = _PLANS[flags] = tuple((name, fmt) for name, fmt, flag in _PROP_FLAGS
                                  if flags & flag)
@@ -871,10 +930,11 @@ def _property_plan(flags):
 
 
 #: flags word -> plan; at most 2**14 distinct words, so no bound needed.
-_PLANS = {}
+_PLANS: Dict[int, Tuple[Tuple[str, str], ...]] = {}
 
 
-def decode_properties_basic(buf, offset=0):
+def decode_properties_basic(buf: Buffer,
+                            offset: int = 0) -> Tuple[FieldTable, int]:
     """Decode basic content properties; returns (dict, offset)."""
     if type(buf) is not bytes:
         buf = bytes(buf)
@@ -894,7 +954,7 @@ def decode_properties_basic(buf, offset=0):
             if flags & 0x0002:
                 raise _syntax('unknown basic property flag 0x0002')
             flags &= 0xFFFC
-        props = {}
+        props: FieldTable = {}
         if flags:
             plan = _PLANS.get(flags) or _property_plan(flags)
             for name, fmt in plan:
@@ -925,14 +985,16 @@ def decode_properties_basic(buf, offset=0):
         raise _syntax('truncated content header (%s)' % exc) from None
 
 
-def encode_header_frame_payload(body_size, properties,
-                                class_id=spec.Basic.CLASS_ID):
+def encode_header_frame_payload(
+        body_size: int, properties: Optional[Mapping[str, EncodableValue]],
+        class_id: int = spec.Basic.CLASS_ID) -> bytes:
     """Payload of a content header frame for a body of ``body_size``."""
     return (_HEADER_PREFIX.pack(class_id, 0, body_size) +
             encode_properties_basic(properties))
 
 
-def decode_header_frame_payload(buf, offset=0):
+def decode_header_frame_payload(
+        buf: Buffer, offset: int = 0) -> Tuple[int, int, FieldTable]:
     """Return (class_id, body_size, properties) from a header payload."""
     if type(buf) is not bytes:
         buf = bytes(buf)

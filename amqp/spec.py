@@ -12,14 +12,19 @@ Reference: AMQP 0-9-1 specification, section 4.2 (wire format) and the
 ``amqp0-9-1.xml`` method definitions, plus RabbitMQ's protocol extensions
 (https://www.rabbitmq.com/docs/extensions).
 """
-from collections import namedtuple
-from typing import Dict, NamedTuple, Optional, Tuple
+from __future__ import annotations
+
+from typing import (Dict, FrozenSet, Iterable, NamedTuple, Optional, Tuple,
+                    Union)
 
 __all__ = (
     'MethodSpec', 'METHODS', 'METHODS_BY_NAME', 'method_t', 'method',
     'Connection', 'Channel', 'Access', 'Exchange', 'Queue', 'Basic',
-    'Confirm', 'Tx', 'BASIC_PROPERTIES',
+    'Confirm', 'Tx', 'BASIC_PROPERTIES', 'MethodSig',
 )
+
+#: A method's (class id, method id), as used everywhere a method is named.
+MethodSig = Tuple[int, int]
 
 PROTOCOL_HEADER = b'AMQP\x00\x00\x09\x01'
 
@@ -72,20 +77,24 @@ class MethodSpec(NamedTuple):
     args: str            # serialization format letters
     arg_names: Tuple[str, ...]
     content: bool        # followed by a content header and body frames
-    replies: Tuple[Tuple[int, int], ...]  # synchronous replies, () if none
+    replies: Tuple[MethodSig, ...]  # synchronous replies, () if none
 
     @property
-    def sig(self):
+    def sig(self) -> MethodSig:
         return (self.class_id, self.method_id)
 
     @property
-    def synchronous(self):
+    def synchronous(self) -> bool:
         return bool(self.replies)
 
 
+# (method id, name, format, arg names, content, reply method ids in the
+#  same class)
+_MethodRow = Tuple[int, str, str, str, bool, Tuple[int, ...]]
+
 # (class id, class name, [(method id, name, format, arg names, content,
 #   reply method ids in the same class)])
-_TABLE = (
+_TABLE: Tuple[Tuple[int, str, Tuple[_MethodRow, ...]], ...] = (
     (10, 'connection', (
         (10, 'start', 'ooFSS', 'version_major version_minor server_properties'
          ' mechanisms locales', False, (11,)),
@@ -195,52 +204,175 @@ _TABLE = (
 )
 
 #: (class_id, method_id) -> MethodSpec
-METHODS: Dict[Tuple[int, int], MethodSpec] = {}
+METHODS: Dict[MethodSig, MethodSpec] = {}
 #: 'basic.publish' -> MethodSpec
 METHODS_BY_NAME: Dict[str, MethodSpec] = {}
 #: class id -> class name
 CLASS_NAMES: Dict[int, str] = {}
 
 
-def _camel(name):
+# py-amqp style constants: spec.Basic.Publish == (60, 40).  The classes
+# only declare the names (so that type checkers know them); the values come
+# from _TABLE, and _build() refuses a name missing on either side.
+
+class Connection:
+    """AMQP connection class method signatures."""
+
+    __slots__ = ()
+    CLASS_ID: int
+    Start: MethodSig
+    StartOk: MethodSig
+    Secure: MethodSig
+    SecureOk: MethodSig
+    Tune: MethodSig
+    TuneOk: MethodSig
+    Open: MethodSig
+    OpenOk: MethodSig
+    Close: MethodSig
+    CloseOk: MethodSig
+    Blocked: MethodSig
+    Unblocked: MethodSig
+    UpdateSecret: MethodSig
+    UpdateSecretOk: MethodSig
+
+
+class Channel:
+    """AMQP channel class method signatures."""
+
+    __slots__ = ()
+    CLASS_ID: int
+    Open: MethodSig
+    OpenOk: MethodSig
+    Flow: MethodSig
+    FlowOk: MethodSig
+    Close: MethodSig
+    CloseOk: MethodSig
+
+
+class Access:
+    """AMQP access class method signatures."""
+
+    __slots__ = ()
+    CLASS_ID: int
+    Request: MethodSig
+    RequestOk: MethodSig
+
+
+class Exchange:
+    """AMQP exchange class method signatures."""
+
+    __slots__ = ()
+    CLASS_ID: int
+    Declare: MethodSig
+    DeclareOk: MethodSig
+    Delete: MethodSig
+    DeleteOk: MethodSig
+    Bind: MethodSig
+    BindOk: MethodSig
+    Unbind: MethodSig
+    UnbindOk: MethodSig
+
+
+class Queue:
+    """AMQP queue class method signatures."""
+
+    __slots__ = ()
+    CLASS_ID: int
+    Declare: MethodSig
+    DeclareOk: MethodSig
+    Bind: MethodSig
+    BindOk: MethodSig
+    Purge: MethodSig
+    PurgeOk: MethodSig
+    Delete: MethodSig
+    DeleteOk: MethodSig
+    Unbind: MethodSig
+    UnbindOk: MethodSig
+
+
+class Basic:
+    """AMQP basic class method signatures."""
+
+    __slots__ = ()
+    CLASS_ID: int
+    Qos: MethodSig
+    QosOk: MethodSig
+    Consume: MethodSig
+    ConsumeOk: MethodSig
+    Cancel: MethodSig
+    CancelOk: MethodSig
+    Publish: MethodSig
+    Return: MethodSig
+    Deliver: MethodSig
+    Get: MethodSig
+    GetOk: MethodSig
+    GetEmpty: MethodSig
+    Ack: MethodSig
+    Reject: MethodSig
+    RecoverAsync: MethodSig
+    Recover: MethodSig
+    RecoverOk: MethodSig
+    Nack: MethodSig
+
+
+class Confirm:
+    """AMQP confirm class method signatures."""
+
+    __slots__ = ()
+    CLASS_ID: int
+    Select: MethodSig
+    SelectOk: MethodSig
+
+
+class Tx:
+    """AMQP tx class method signatures."""
+
+    __slots__ = ()
+    CLASS_ID: int
+    Select: MethodSig
+    SelectOk: MethodSig
+    Commit: MethodSig
+    CommitOk: MethodSig
+    Rollback: MethodSig
+    RollbackOk: MethodSig
+
+
+def _camel(name: str) -> str:
     return ''.join(part.capitalize() for part in name.split('-'))
 
 
-def _build():
-    namespace = {}
+def _build() -> None:
+    classes = {cls.__name__: cls for cls in (
+        Connection, Channel, Access, Exchange, Queue, Basic, Confirm, Tx)}
     for class_id, class_name, methods in _TABLE:
         CLASS_NAMES[class_id] = class_name
-        attrs = {'CLASS_ID': class_id, '__doc__': 'AMQP %s class method '
-                 'signatures.' % class_name, '__slots__': ()}
+        cls = classes.pop(_camel(class_name))
+        values: Dict[str, Union[int, MethodSig]] = {'CLASS_ID': class_id}
         for method_id, name, fmt, arg_names, content, replies in methods:
             m = MethodSpec(class_id, method_id, '%s.%s' % (class_name, name),
                            fmt, tuple(arg_names.split()), content,
                            tuple((class_id, r) for r in replies))
             assert len(m.arg_names) == len(fmt), m
             METHODS[m.sig] = METHODS_BY_NAME[m.name] = m
-            attrs[_camel(name)] = m.sig
-        namespace[_camel(class_name)] = type(_camel(class_name), (), attrs)
-    return namespace
+            values[_camel(name)] = m.sig
+        if set(values) != set(cls.__annotations__):
+            raise AssertionError('spec.%s declares %s; the table has %s' % (
+                cls.__name__, sorted(cls.__annotations__), sorted(values)))
+        for attr, value in values.items():
+            setattr(cls, attr, value)
+    if classes:
+        raise AssertionError('no table entries for %s' % sorted(classes))
 
 
-_classes = _build()
-# py-amqp style constants: spec.Basic.Publish == (60, 40).
-Connection = _classes['Connection']
-Channel = _classes['Channel']
-Access = _classes['Access']
-Exchange = _classes['Exchange']
-Queue = _classes['Queue']
-Basic = _classes['Basic']
-Confirm = _classes['Confirm']
-Tx = _classes['Tx']
-del _classes
+_build()
 
 #: Methods whose arrival carries content (header + body frames follow).
-CONTENT_METHODS = frozenset(sig for sig, m in METHODS.items() if m.content)
+CONTENT_METHODS: FrozenSet[MethodSig] = frozenset(
+    sig for sig, m in METHODS.items() if m.content)
 
 #: Basic content properties, in flag order (spec 1.8, class basic fields):
 #: (name, format letter).
-BASIC_PROPERTIES = (
+BASIC_PROPERTIES: Tuple[Tuple[str, str], ...] = (
     ('content_type', 's'),
     ('content_encoding', 's'),
     ('application_headers', 'F'),
@@ -257,22 +389,30 @@ BASIC_PROPERTIES = (
     ('cluster_id', 's'),
 )
 
-# py-amqp compatibility: a method to send, as a tuple.
-method_t = namedtuple('method_t', ('method_sig', 'args', 'content'))
+class method_t(NamedTuple):
+    """py-amqp compatibility: a method to send, as a tuple."""
+
+    method_sig: MethodSig
+    args: Optional[str]
+    content: bool
 
 
-def method(method_sig, args=None, content=False):
+def method(method_sig: MethodSig, args: Optional[str] = None,
+           content: bool = False) -> method_t:
     """Create a :class:`method_t` (py-amqp compatible helper)."""
     return method_t(method_sig, args, content)
 
 
-def args_of(method_sig: Tuple[int, int]) -> str:
+def args_of(method_sig: MethodSig) -> str:
     """The argument format of method ``method_sig`` (``'Bssbb'`` for
     basic.publish): what callers pass to the encoder, from this table."""
     return METHODS[method_sig].args
 
 
-def method_name(method_sig) -> Optional[str]:
+def method_name(method_sig: Optional[Iterable[int]]) -> Optional[str]:
     """Return ``'basic.publish'`` style name for a signature, or None."""
-    m = METHODS.get(tuple(method_sig) if method_sig else None)
+    if not method_sig:
+        return None
+    sig = tuple(method_sig)
+    m = METHODS.get(sig) if len(sig) == 2 else None
     return m.name if m else None

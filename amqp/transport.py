@@ -29,9 +29,13 @@ import ssl
 import threading
 from contextlib import contextmanager
 from time import monotonic
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Union
+from typing import (TYPE_CHECKING, Any, Dict, Iterator, List, Mapping,
+                    Optional, Tuple, Union)
 
 from .exceptions import RecoverableConnectionError
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard  # typing has it from 3.10
 
 __all__ = ('Transport', 'TCPTransport', 'SSLTransport', 'to_host_port',
            'ConnectionLost')
@@ -118,7 +122,9 @@ def _wait_ready(sock: socket.socket, write: bool, deadline: Deadline,
         poller.register(sock, _POLLOUT if write else _POLL_ERRORS)
         ready = poller.poll(None if timeout is None else timeout * 1000.0)
     else:  # pragma: no cover - platforms (or green libraries) without poll
-        fds = ([], [sock], []) if write else ([sock], [], [])
+        fds: Tuple[List[socket.socket], List[socket.socket],
+                   List[socket.socket]] = \
+            ([], [sock], []) if write else ([sock], [], [])
         ready = any(select.select(fds[0], fds[1], fds[2], timeout))
     if not ready:
         raise socket.timeout('timed out %s' % what)
@@ -142,7 +148,7 @@ def _resolve(host: str, port: int, timeout: Optional[float]) -> list[Any]:
 
     if timeout is None or _is_ip_literal(host):
         return lookup()
-    result: list[Any] = []
+    result: list[tuple[bool, Any]] = []
 
     def run() -> None:
         try:
@@ -159,7 +165,8 @@ def _resolve(host: str, port: int, timeout: Optional[float]) -> list[Any]:
     ok, value = result[0]
     if not ok:
         raise value
-    return value
+    addresses: list[Any] = value
+    return addresses
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -356,7 +363,7 @@ class _AbstractTransport:
         """The deadline of a call that was given none: the connect
         deadline while handshaking, else ``having_timeout`` or
         ``timeout`` (read_timeout or write_timeout) from now."""
-        override = getattr(self._local, 'override', None)
+        override: Optional[float] = getattr(self._local, 'override', None)
         if override is not None:
             return monotonic() + override
         if self._handshaking and self._deadline is not None:
@@ -504,7 +511,8 @@ class _AbstractTransport:
                 'at least ' if why[0].isupper() else '', sent, why))
         self.connected = False
 
-    def _send_some(self, data: Union[bytes, memoryview], flags: int) -> int:
+    def _send_some(self, data: Union[bytes, bytearray, memoryview],
+                   flags: int) -> int:
         """One send; blocks until some of ``data`` is sent unless
         ``flags`` has MSG_DONTWAIT."""
         assert self.sock is not None
@@ -650,7 +658,8 @@ class SSLTransport(_AbstractTransport):
         sock = self.sock
         return sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
 
-    def _send_some(self, data: Union[bytes, memoryview], flags: int) -> int:
+    def _send_some(self, data: Union[bytes, bytearray, memoryview],
+                   flags: int) -> int:
         assert self.sock is not None
         with self._tls_lock:
             return self.sock.send(data)
@@ -663,15 +672,16 @@ _PROTOCOL_VERSIONS = {
 }
 
 
-def _apply_versions(context: 'ssl.SSLContext', ssl_version: Any,
-                    minimum: Any, maximum: Any) -> None:
+def _apply_versions(context: ssl.SSLContext, ssl_version: object,
+                    minimum: Optional[ssl.TLSVersion],
+                    maximum: Optional[ssl.TLSVersion]) -> None:
     """py-amqp's ``ssl_version`` (a fixed protocol such as
     ``PROTOCOL_TLSv1_2``) and ``tls_minimum/maximum_version`` as
     context version bounds; ``PROTOCOL_TLS(_CLIENT)`` means negotiate."""
     if ssl_version is not None:
         fixed = _PROTOCOL_VERSIONS.get(getattr(ssl_version, 'name', ''))
         if fixed is not None:
-            version = getattr(ssl.TLSVersion, fixed)
+            version: ssl.TLSVersion = getattr(ssl.TLSVersion, fixed)
             minimum = minimum or version
             maximum = maximum or version
     if minimum is not None:
@@ -680,7 +690,7 @@ def _apply_versions(context: 'ssl.SSLContext', ssl_version: Any,
         context.maximum_version = maximum
 
 
-def _is_context(obj: object) -> bool:
+def _is_context(obj: object) -> TypeGuard[ssl.SSLContext]:
     return isinstance(obj, ssl.SSLContext)
 
 

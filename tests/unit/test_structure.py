@@ -20,8 +20,10 @@ LAYERS = {
     'spec': 0, '_version': 0,
     'exceptions': 1,
     'serialization': 2, 'transport': 2,
-    'basic_message': 3, 'sasl': 3, 'protocol': 3,
-    'method_framing': 4, 'wire': 4,
+    'basic_message': 3, 'sasl': 3,
+    # protocol's basic_return_t carries a Message (a typing-only import)
+    'method_framing': 4, 'protocol': 4,
+    'wire': 5,
     '_confirms': 5, 'abstract_channel': 5,
     'channel': 6,
     'connection': 7,
