@@ -5,34 +5,25 @@ import struct
 import threading
 import time
 
+import pika.frame
 import pytest
+from pika.spec import Basic, Connection, Queue
 
-from amqp import Connection, spec
+from amqp import Connection as AMQPConnection
 from amqp.exceptions import (AMQPError, ConnectionForced,
                              RecoverableConnectionError)
 from amqp.method_framing import method_end
 from amqp.transport import TCPTransport
+from testkit import HEARTBEAT, frame, message_frames, method_frame
 
-from .fakebroker import CLOSE_OK, HEARTBEAT, method_frame
+from .fakebroker import CLOSE_OK, TIMEOUT, handshake_then_close
 
-TIMEOUT = 3
-BLOCKED = method_frame(spec.Connection.Blocked, 's', ('low memory',))
-UNBLOCKED = method_frame(spec.Connection.Unblocked)
-
-
-def connect(broker, **kwargs):
-    kwargs.setdefault('connect_timeout', TIMEOUT)
-    conn = Connection(broker.host, **kwargs)
-    conn.connect()
-    return conn
+BLOCKED = method_frame(Connection.Blocked('low memory'))
+UNBLOCKED = method_frame(Connection.Unblocked())
 
 
-def _then_close(body, heartbeat=0):
-    def script(peer):
-        peer.handshake(heartbeat=heartbeat)
-        body(peer)
-        peer.serve_close()
-    return script
+def _then_close(body=None, heartbeat=0):
+    return handshake_then_close(body, heartbeat=heartbeat)
 
 
 def test_drain_timeout_is_total_despite_heartbeats(fake_broker):
@@ -43,7 +34,7 @@ def test_drain_timeout_is_total_despite_heartbeats(fake_broker):
             peer.send(HEARTBEAT)
 
     broker = fake_broker(_then_close(body, heartbeat=60))
-    conn = connect(broker, heartbeat=60)
+    conn = broker.connect(heartbeat=60)
     start = time.monotonic()
     with pytest.raises(socket.timeout):
         conn.drain_events(timeout=0.5)
@@ -56,7 +47,7 @@ def test_drain_timeout_is_total_despite_heartbeats(fake_broker):
 
 def test_drain_timeout_zero_never_blocks(fake_broker):
     broker = fake_broker(_then_close(lambda peer: time.sleep(0.5)))
-    conn = connect(broker)
+    conn = broker.connect()
     start = time.monotonic()
     for _ in range(100):
         with pytest.raises(socket.timeout):
@@ -74,7 +65,7 @@ def test_drain_serves_buffered_frames_first(fake_broker):
         sent.set()
 
     broker = fake_broker(_then_close(body))
-    conn = connect(broker, on_blocked=lambda r: events.append(('b', r)),
+    conn = broker.connect(on_blocked=lambda r: events.append(('b', r)),
                    on_unblocked=lambda: events.append('u'))
     sent.wait(TIMEOUT)
     time.sleep(0.05)
@@ -95,7 +86,7 @@ def test_timeout_mid_frame_keeps_partial_frame(fake_broker):
 
     broker = fake_broker(_then_close(body))
     reasons = []
-    conn = connect(broker, on_blocked=reasons.append)
+    conn = broker.connect(on_blocked=reasons.append)
     with pytest.raises(socket.timeout):
         conn.drain_events(timeout=0.3)
     assert reasons == []
@@ -106,19 +97,19 @@ def test_timeout_mid_frame_keeps_partial_frame(fake_broker):
 
 
 def test_read_timeout_applies_after_connect_timeout(fake_broker):
-    broker = fake_broker(_then_close(lambda peer: None))
-    conn = connect(broker, connect_timeout=7, read_timeout=2.5)
+    broker = fake_broker(_then_close())
+    conn = broker.connect(connect_timeout=7, read_timeout=2.5)
     assert conn.transport.sock.gettimeout() == 2.5
     conn.close()
-    broker = fake_broker(_then_close(lambda peer: None))
-    conn = connect(broker, connect_timeout=7)
+    broker = fake_broker(_then_close())
+    conn = broker.connect(connect_timeout=7)
     assert conn.transport.sock.gettimeout() is None
     conn.close()
 
 
 def test_socket_options(fake_broker):
-    broker = fake_broker(_then_close(lambda peer: None))
-    conn = connect(broker, socket_settings={socket.TCP_KEEPINTVL: 7,
+    broker = fake_broker(_then_close())
+    conn = broker.connect(socket_settings={socket.TCP_KEEPINTVL: 7,
                                             socket.TCP_KEEPCNT: 3})
     sock = conn.transport.sock
     assert sock.getsockopt(socket.SOL_TCP, socket.TCP_NODELAY) == 1
@@ -129,8 +120,8 @@ def test_socket_options(fake_broker):
 
 
 def test_socket_settings_can_turn_nodelay_off(fake_broker):
-    broker = fake_broker(_then_close(lambda peer: None))
-    conn = connect(broker, socket_settings={socket.TCP_NODELAY: 0})
+    broker = fake_broker(_then_close())
+    conn = broker.connect(socket_settings={socket.TCP_NODELAY: 0})
     assert conn.transport.sock.getsockopt(
         socket.SOL_TCP, socket.TCP_NODELAY) == 0
     conn.close()
@@ -150,11 +141,12 @@ def test_heartbeat_tick_sends_when_due_and_detects_silence(fake_broker):
             pass
         except EOFError:
             pass
-        seen['heartbeats'] = sum(1 for f in peer.frames if f[0] == 8)
+        seen['heartbeats'] = sum(isinstance(f, pika.frame.Heartbeat)
+                                 for f in peer.frames)
         peer.wait_closed(timeout=3)
 
     broker = fake_broker(script)
-    conn = connect(broker, heartbeat=1)
+    conn = broker.connect(heartbeat=1)
     assert conn.heartbeat == 1
     conn.heartbeat_tick()          # nothing due yet
     time.sleep(0.6)
@@ -176,7 +168,7 @@ def test_heartbeat_tick_sends_when_due_and_detects_silence(fake_broker):
 def test_drain_events_detects_missed_heartbeats(fake_broker):
     broker = fake_broker(lambda peer: (peer.handshake(heartbeat=1),
                                        peer.wait_closed(timeout=5)))
-    conn = connect(broker, heartbeat=1)
+    conn = broker.connect(heartbeat=1)
     start = time.monotonic()
     with pytest.raises(ConnectionForced):
         conn.drain_events()     # no timeout: heartbeats bound the wait
@@ -192,14 +184,14 @@ def test_heartbeat_thread_keeps_sending_while_busy(fake_broker):
         start = time.monotonic()
         times = []
         while time.monotonic() - start < 2.5:
-            frame_type, _, _ = peer.recv_frame(skip_heartbeats=False)
-            if frame_type == 8:
+            received = peer.recv_frame(skip_heartbeats=False)
+            if isinstance(received, pika.frame.Heartbeat):
                 times.append(time.monotonic() - start)
         seen['times'] = times
         peer.serve_close()
 
     broker = fake_broker(script)
-    conn = connect(broker, heartbeat=1, heartbeat_thread=True)
+    conn = broker.connect(heartbeat=1, heartbeat_thread=True)
     time.sleep(2.6)   # the application is busy; it never calls drain
     conn.close()
     broker.finish()
@@ -211,19 +203,19 @@ def test_server_close_raises_and_answers_close_ok(fake_broker):
 
     def script(peer):
         peer.handshake()
-        peer.send(method_frame(spec.Connection.Close, 'BsBB',
-                               (320, 'CONNECTION_FORCED - shutdown', 0, 0)))
-        seen['reply'] = peer.recv_method()[0]
+        peer.send_method(Connection.Close(
+            320, 'CONNECTION_FORCED - shutdown', 0, 0))
+        seen['reply'] = peer.recv_method()
         peer.wait_closed()
 
     broker = fake_broker(script)
     closed = []
-    conn = connect(broker, on_close=closed.append)
+    conn = broker.connect(on_close=closed.append)
     with pytest.raises(ConnectionForced) as info:
         conn.drain_events(timeout=TIMEOUT)
     assert info.value.reply_code == 320
     broker.finish()
-    assert seen['reply'] == spec.Connection.CloseOk
+    assert isinstance(seen['reply'], Connection.CloseOk)
     assert not conn.connected
     assert len(closed) == 1 and isinstance(closed[0], ConnectionForced)
     with pytest.raises(RecoverableConnectionError, match='not open|closed'):
@@ -243,7 +235,7 @@ def test_client_close_waits_for_close_ok(fake_broker):
 
     def script(peer):
         peer.handshake()
-        seen['close'] = peer.expect_method(spec.Connection.Close)
+        seen['close'] = peer.expect_method(Connection.Close)
         time.sleep(0.3)
         seen['close_ok_at'] = time.monotonic()
         peer.send(CLOSE_OK)
@@ -251,11 +243,12 @@ def test_client_close_waits_for_close_ok(fake_broker):
 
     broker = fake_broker(script)
     closed = []
-    conn = connect(broker, on_close=closed.append)
+    conn = broker.connect(on_close=closed.append)
     conn.close(reply_code=200, reply_text='bye')
     done = time.monotonic()
     broker.finish()
-    assert seen['close'][:2] == [200, b'bye']
+    assert (seen['close'].reply_code, seen['close'].reply_text) == \
+        (200, 'bye')
     assert done >= seen['close_ok_at']   # it waited for close-ok
     assert not conn.connected
     assert closed == [None]
@@ -266,7 +259,7 @@ def test_client_close_waits_for_close_ok(fake_broker):
 def test_client_close_is_bounded_when_peer_never_answers(fake_broker):
     broker = fake_broker(lambda peer: (peer.handshake(),
                                        peer.wait_closed(timeout=5)))
-    conn = connect(broker, connect_timeout=0.5)
+    conn = broker.connect(connect_timeout=0.5)
     start = time.monotonic()
     conn.close()
     assert time.monotonic() - start < 1.0
@@ -274,18 +267,18 @@ def test_client_close_is_bounded_when_peer_never_answers(fake_broker):
 
 
 def test_context_manager_closes(fake_broker):
-    broker = fake_broker(_then_close(lambda peer: None))
-    with Connection(broker.host, connect_timeout=TIMEOUT) as conn:
+    broker = fake_broker(_then_close())
+    with AMQPConnection(broker.host, connect_timeout=TIMEOUT) as conn:
         assert conn.connected
     assert not conn.connected
     broker.finish()
 
 
 def test_password_not_in_repr_or_debug_logs(fake_broker, caplog):
-    broker = fake_broker(_then_close(lambda peer: None))
+    broker = fake_broker(_then_close())
     caplog.set_level(logging.DEBUG, logger='amqp')
-    conn = Connection(broker.host, userid='u', password='hunter2',
-                      connect_timeout=TIMEOUT)
+    conn = AMQPConnection(broker.host, userid='u', password='hunter2',
+                          connect_timeout=TIMEOUT)
     assert 'hunter2' not in repr(conn)
     conn.connect()
     assert 'hunter2' not in repr(conn)
@@ -300,15 +293,16 @@ def test_update_secret_on_the_wire(fake_broker):
     seen = {}
 
     def body(peer):
-        seen['update'] = peer.expect_method(spec.Connection.UpdateSecret)
-        peer.send(method_frame(spec.Connection.UpdateSecretOk))
+        seen['update'] = peer.expect_method(Connection.UpdateSecret)
+        peer.send_method(Connection.UpdateSecretOk())
 
     broker = fake_broker(_then_close(body))
-    conn = connect(broker)
+    conn = broker.connect()
     conn.update_secret('new-token', 'refresh')
     conn.close()
     broker.finish()
-    assert seen['update'] == [b'new-token', b'refresh']
+    assert seen['update'].new_secret == b'new-token'
+    assert seen['update'].reason == 'refresh'
 
 
 def test_raise_on_initial_eintr(fake_broker):
@@ -317,7 +311,7 @@ def test_raise_on_initial_eintr(fake_broker):
     broker = fake_broker(_then_close(
         lambda peer: (time.sleep(0.2), peer.send(BLOCKED))))
     reasons = []
-    conn = connect(broker, on_blocked=reasons.append)
+    conn = broker.connect(on_blocked=reasons.append)
     real = conn.transport.sock
 
     class Interrupting:
@@ -352,22 +346,22 @@ def test_large_publish_after_nonblocking_drain_is_not_cut(fake_broker):
 
     def script(peer):
         peer.handshake(frame_max=131072)
-        peer.expect_method(spec.Channel.Open)
-        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
+        peer.serve_channel_open(1)
         time.sleep(0.5)      # let the client's send buffer fill up
-        peer.expect_method(spec.Basic.Publish)
-        frame_type, _, header = peer.recv_frame()
-        assert frame_type == 2
+        peer.expect_method(Basic.Publish)
+        header = peer.recv_frame()
+        assert isinstance(header, pika.frame.Header)
+        assert header.body_size == len(body)
         received = bytearray()
         while len(received) < len(body):
-            frame_type, _, chunk = peer.recv_frame()
-            assert frame_type == 3
-            received += chunk
+            chunk = peer.recv_frame()
+            assert isinstance(chunk, pika.frame.Body)
+            received += chunk.fragment
         seen['body'] = bytes(received)
         peer.serve_close()
 
     broker = fake_broker(script)
-    conn = connect(broker)
+    conn = broker.connect()
     ch = conn.channel()
     with pytest.raises(socket.timeout):
         conn.drain_events(timeout=0)
@@ -378,20 +372,15 @@ def test_large_publish_after_nonblocking_drain_is_not_cut(fake_broker):
     assert seen['body'] == body
 
 
-def _frame(frame_type, channel, payload):
-    return struct.pack('>BHI', frame_type, channel, len(payload)) + \
-        payload + b'\xce'
-
-
 def test_reply_wait_takes_a_whole_method_and_nothing_after_it():
     # A basic.get-ok with its header and two body frames, then a delivery:
     # a wait for the reply reads the first three frames (one peek, one
     # read) and leaves the delivery in the socket for drain_events and for
     # event loops polling the socket.
-    get_ok = _frame(1, 1, struct.pack('>HHQBBBI', 60, 71, 1, 0, 0, 0, 0))
-    header = _frame(2, 1, struct.pack('>HHQH', 60, 0, 7, 0))
-    bodies = _frame(3, 1, b'abc') + _frame(3, 1, b'defg')
-    after = _frame(1, 1, struct.pack('>HH', 60, 11))
+    get_ok = frame(1, 1, struct.pack('>HHQBBBI', 60, 71, 1, 0, 0, 0, 0))
+    header = frame(2, 1, struct.pack('>HHQH', 60, 0, 7, 0))
+    bodies = frame(3, 1, b'abc') + frame(3, 1, b'defg')
+    after = frame(1, 1, struct.pack('>HH', 60, 11))
     a, b = socket.socketpair()
     try:
         transport = TCPTransport('localhost:1')
@@ -442,32 +431,28 @@ def test_tls_reply_wait_leaves_no_complete_frame_buffered(fake_broker,
     # them before returning instead of leaving them in our buffer.
     import ssl
     cert, key = _self_signed(tmp_path)
-    deliver = method_frame(spec.Basic.Deliver, 'sLbss',
-                           ('ctag', 1, False, '', 'q'), channel=1) + \
-        _frame(2, 1, struct.pack('>HHQH', 60, 0, 2, 0)) + _frame(3, 1, b'hi')
+    deliver = message_frames(Basic.Deliver('ctag', 1, False, '', 'q'),
+                             b'hi', channel=1)
 
     def script(peer):
         server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server.load_cert_chain(cert, key)
         peer.sock = server.wrap_socket(peer.sock, server_side=True)
         peer.handshake()
-        peer.expect_method(spec.Channel.Open)
-        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
-        peer.expect_method(spec.Basic.Consume)
-        peer.send(method_frame(spec.Basic.ConsumeOk, 's', ('ctag',),
-                               channel=1))
-        peer.expect_method(spec.Queue.Declare)
+        peer.serve_channel_open(1)
+        peer.expect_method(Basic.Consume)
+        peer.send_method(Basic.ConsumeOk('ctag'), channel=1)
+        peer.expect_method(Queue.Declare)
         # one sendall on an SSL socket: one record
-        peer.send(method_frame(spec.Queue.DeclareOk, 'sll', ('q', 1, 1),
-                               channel=1) + deliver)
+        peer.send(method_frame(Queue.DeclareOk('q', 1, 1), channel=1) +
+                  deliver)
         peer.serve_close()
 
     broker = fake_broker(script)
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client.check_hostname = False
     client.verify_mode = ssl.CERT_NONE
-    conn = Connection(broker.host, ssl=client, connect_timeout=TIMEOUT)
-    conn.connect()
+    conn = broker.connect(ssl=client)
     got = []
     ch = conn.channel()
     ch.basic_consume('q', consumer_tag='ctag', callback=got.append,

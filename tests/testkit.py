@@ -1,0 +1,205 @@
+"""Helpers shared by every test suite, each written once.
+
+``tests/conftest.py`` lives in this directory, so pytest puts it on
+``sys.path`` and any test module can ``from testkit import ...``.
+
+Wire helpers build and read AMQP 0-9-1 frames with pika's codec (a test
+dependency) and the frame envelope of spec section 4.2.3, never with
+``amqp.serialization`` or ``amqp.spec``: a bug our encoder and decoder
+share would otherwise cancel out in every test that uses them.
+"""
+import datetime
+import socket
+import struct
+import time
+import uuid
+
+import pika.frame
+import pika.spec
+
+# -- frames -----------------------------------------------------------------
+
+PROTOCOL_HEADER = b'AMQP\x00\x00\x09\x01'
+FRAME_END = 0xCE
+HEARTBEAT = b'\x08\x00\x00\x00\x00\x00\x00\xce'
+_ENVELOPE = struct.Struct('>BHI')      # type, channel, payload size
+
+
+def frame(frame_type, channel, payload):
+    """One frame around ``payload``, for frames pika will not build
+    (unknown types, truncated or malformed payloads)."""
+    return _ENVELOPE.pack(frame_type, channel, len(payload)) + \
+        payload + bytes((FRAME_END,))
+
+
+def method_payload(method):
+    """The payload of a method frame: ``method`` is a ``pika.spec``
+    method instance, e.g. ``pika.spec.Basic.Ack(7)``."""
+    return struct.pack('>I', method.INDEX) + b''.join(method.encode())
+
+
+def method_frame(method, channel=0):
+    return pika.frame.Method(channel, method).marshal()
+
+
+def basic_properties(properties):
+    """``pika.spec.BasicProperties`` from a dict keyed by our (py-amqp's)
+    property names."""
+    properties = dict(properties or {})
+    if 'application_headers' in properties:
+        properties['headers'] = properties.pop('application_headers')
+    return pika.spec.BasicProperties(**properties)
+
+
+def properties_dict(properties):
+    """The set properties of a ``pika.spec.BasicProperties`` keyed by our
+    property names."""
+    names = [name for name in vars(properties) if not name.startswith('_')]
+    return {('application_headers' if name == 'headers' else name):
+            getattr(properties, name)
+            for name in names if getattr(properties, name) is not None}
+
+
+def content_frames(channel, body, properties=None, frame_max=131072):
+    """A content header frame and the body frames for ``body``, cut at
+    ``frame_max`` (spec 4.2.6)."""
+    header = pika.frame.Header(channel, len(body),
+                               basic_properties(properties)).marshal()
+    step = frame_max - 8
+    return header + b''.join(pika.frame.Body(channel, body[i:i + step])
+                             .marshal() for i in range(0, len(body), step))
+
+
+def message_frames(method, body, channel=1, properties=None,
+                   frame_max=131072):
+    """A content-carrying method (deliver, get-ok, return, publish) with
+    its header and body frames."""
+    return method_frame(method, channel) + content_frames(
+        channel, body, properties, frame_max)
+
+
+def split_frames(data):
+    """Cut a complete byte stream into ``(type, channel, payload)``."""
+    frames = []
+    pos = 0
+    while pos < len(data):
+        frame_type, channel, size = _ENVELOPE.unpack_from(data, pos)
+        end = pos + _ENVELOPE.size + size
+        assert data[end] == FRAME_END, 'bad frame end at %d' % end
+        frames.append((frame_type, channel, bytes(data[pos + 7:end])))
+        pos = end + 1
+    assert pos == len(data)
+    return frames
+
+
+def decode_frame(data):
+    """Decode one whole frame with pika: a ``pika.frame`` Method, Header,
+    Body or Heartbeat.  (pika gives longstr method arguments as bytes,
+    shortstr ones as str.)"""
+    data = bytes(data)
+    if data[:1] == b'\x01':
+        # pika.frame.decode_frame calls the method class with no arguments,
+        # which Connection.UpdateSecret (pika 1.4) refuses; and its decode
+        # stores new_secret as "mechanisms".
+        frame_type, channel, size = _ENVELOPE.unpack_from(data)
+        assert len(data) == 8 + size and data[-1] == FRAME_END, data
+        cls = pika.spec.methods[struct.unpack_from('>I', data, 7)[0]]
+        method = cls.__new__(cls)
+        method.decode(data[7:-1], 4)
+        if cls is pika.spec.Connection.UpdateSecret:
+            method.new_secret = vars(method).pop('mechanisms')
+        return pika.frame.Method(channel, method)
+    used, decoded = pika.frame.decode_frame(data)
+    assert used == len(data), (used, len(data))
+    return decoded
+
+
+def decode_frames(data):
+    """Every frame in a complete byte stream, decoded by pika."""
+    return [decode_frame(frame(*f)) for f in split_frames(data)]
+
+
+def naive_utc(value):
+    """``value`` with pika's aware UTC datetimes made naive UTC, as ours
+    (and py-amqp's) are, at any depth of tables and arrays."""
+    if isinstance(value, dict):
+        return {k: naive_utc(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [naive_utc(v) for v in value]
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        return value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+# Every basic content property set (spec 4.2.6.1: 14 flags in order).
+ALL_PROPERTIES = {
+    'content_type': 'application/json',
+    'content_encoding': 'utf-8',
+    'application_headers': {'x-retries': 2, 'trace': 'abc'},
+    'delivery_mode': 2,
+    'priority': 9,
+    'correlation_id': 'c-1',
+    'reply_to': 'amq.rabbitmq.reply-to',
+    'expiration': '60000',
+    'message_id': 'm-1',
+    'timestamp': 1700000000,
+    'type': 'task',
+    'user_id': 'guest',
+    'app_id': 'celery',
+    'cluster_id': 'c',
+}
+
+
+# -- names and waiting ------------------------------------------------------
+
+def unique_name(prefix):
+    """A queue, exchange or vhost name no other test (or run) uses."""
+    return '%s-%s' % (prefix, uuid.uuid4().hex[:10])
+
+
+def wait_until(predicate, timeout=5.0, interval=0.02, what=None):
+    """Poll ``predicate`` until it returns something true; return that.
+    Fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        assert time.monotonic() < deadline, \
+            '%s not met within %ss' % (what or 'condition', timeout)
+        time.sleep(interval)
+
+
+def drain_until(conn, predicate, timeout=5.0, what=None):
+    """Serve ``conn``'s events (an ``amqp`` or kombu connection) until
+    ``predicate()`` is true.  Fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, \
+            '%s not met within %ss' % (what or 'condition', timeout)
+        try:
+            conn.drain_events(timeout=remaining)
+        except socket.timeout:
+            pass
+
+
+def drain_for(conn, seconds):
+    """Serve ``conn``'s events for ``seconds`` whatever arrives; errors
+    other than timeouts propagate."""
+    deadline = time.monotonic() + seconds
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            conn.drain_events(timeout=min(remaining, 0.2))
+        except socket.timeout:
+            pass
+
+
+def get_eventually(ch, queue, timeout=5.0, **kwargs):
+    """``basic_get`` until a message is there (publishes reach a queue
+    asynchronously); fails the test after ``timeout`` seconds."""
+    return wait_until(lambda: ch.basic_get(queue, **kwargs), timeout,
+                      what='a message on %s' % queue)
