@@ -9,6 +9,7 @@ dependency) and the frame envelope of spec section 4.2.3, never with
 share would otherwise cancel out in every test that uses them.
 """
 import datetime
+import decimal
 import socket
 import struct
 import time
@@ -36,6 +37,14 @@ def method_payload(method):
     """The payload of a method frame: ``method`` is a ``pika.spec``
     method instance, e.g. ``pika.spec.Basic.Ack(7)``."""
     return struct.pack('>I', method.INDEX) + b''.join(method.encode())
+
+
+def pika_method_class(name):
+    """pika's class for an AMQP method name: ``basic.get-ok`` is
+    ``pika.spec.Basic.GetOk`` (found by name, so ids can be compared)."""
+    class_name, method_name = name.split('.')
+    return getattr(getattr(pika.spec, class_name.capitalize()),
+                   ''.join(w.capitalize() for w in method_name.split('-')))
 
 
 def method_frame(method, channel=0):
@@ -147,6 +156,33 @@ ALL_PROPERTIES = {
     'user_id': 'guest',
     'app_id': 'celery',
     'cluster_id': 'c',
+}
+
+
+# A field table with a value of every type pika writes (S x t I l D T V F
+# A), nested; shaped like what RabbitMQ puts in x-death headers too.
+CROSS_TABLE = {
+    'int': 1,
+    'negative': -2 ** 31,
+    'big': 2 ** 40,
+    'huge_negative': -2 ** 63,
+    'text': 'caf\xe9',
+    'empty': '',
+    'raw': b'\x00\xff',
+    'yes': True,
+    'no': False,
+    'nothing': None,
+    'price': decimal.Decimal('12.34'),
+    'integral_decimal': decimal.Decimal('-7'),
+    'when': datetime.datetime(2023, 11, 14, 22, 13, 20),
+    'nested': {'a': {'b': [1, 'two', {'c': None}]}},
+    'list': [1, True, 'x', [], {}],
+    'empty_table': {},
+    'x-death': [{
+        'count': 2 ** 33, 'reason': 'rejected', 'queue': 'tasks',
+        'time': datetime.datetime(2023, 11, 14, 22, 13, 20),
+        'exchange': '', 'routing-keys': ['tasks', 'cc'],
+    }],
 }
 
 
