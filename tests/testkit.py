@@ -239,3 +239,10 @@ def get_eventually(ch, queue, timeout=5.0, **kwargs):
     asynchronously); fails the test after ``timeout`` seconds."""
     return wait_until(lambda: ch.basic_get(queue, **kwargs), timeout,
                       what='a message on %s' % queue)
+
+
+def exclusive_queue(ch, **kwargs):
+    """A server-named queue that goes with the connection.  Not
+    auto-delete: cancelling its last consumer must not delete it."""
+    return ch.queue_declare('', exclusive=True, auto_delete=False,
+                            **kwargs).queue

@@ -34,20 +34,22 @@ def _assert_fails_fast(broker, **kwargs):
     return info.value
 
 
-def _after_header(send):
+def _script(opening, send):
+    """``opening(peer)``, ``send(peer)``, then read until the client
+    hangs up."""
     def script(peer):
-        peer.expect_header()
+        opening(peer)
         send(peer)
         peer.wait_closed(timeout=3)
     return script
+
+
+def _after_header(send):
+    return _script(lambda peer: peer.expect_header(), send)
 
 
 def _after_handshake(send):
-    def script(peer):
-        peer.handshake()
-        send(peer)
-        peer.wait_closed(timeout=3)
-    return script
+    return _script(lambda peer: peer.handshake(), send)
 
 
 def test_garbage_instead_of_a_frame(fake_broker):
