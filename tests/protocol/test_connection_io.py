@@ -14,7 +14,8 @@ from amqp.exceptions import (AMQPError, ConnectionForced,
                              RecoverableConnectionError)
 from amqp.method_framing import method_end
 from amqp.transport import TCPTransport
-from testkit import HEARTBEAT, frame, message_frames, method_frame
+from testkit import (HEARTBEAT, frame, make_certificates, message_frames,
+                     method_frame)
 
 from .fakebroker import CLOSE_OK, TIMEOUT, handshake_then_close
 
@@ -398,31 +399,6 @@ def test_reply_wait_takes_a_whole_method_and_nothing_after_it():
         b.close()
 
 
-def _self_signed(directory):
-    """A throwaway certificate for 127.0.0.1 (the client does not verify
-    it: this test is about reading, not trust)."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'fake')])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / 'cert.pem', directory / 'key.pem'
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
-
-
 def test_tls_reply_wait_leaves_no_complete_frame_buffered(fake_broker,
                                                           tmp_path):
     # Over TLS a reply and the deliveries behind it can come in one record;
@@ -430,7 +406,8 @@ def test_tls_reply_wait_leaves_no_complete_frame_buffered(fake_broker,
     # loop would never call drain_events for them.  The wait dispatches
     # them before returning instead of leaving them in our buffer.
     import ssl
-    cert, key = _self_signed(tmp_path)
+    certs = make_certificates(str(tmp_path))
+    cert, key = certs['server_cert'], certs['server_key']
     deliver = message_frames(Basic.Deliver('ctag', 1, False, '', 'q'),
                              b'hi', channel=1)
 
