@@ -19,8 +19,8 @@ from amqp import serialization, spec
 from amqp.exceptions import AMQPError, FrameSyntaxError
 from amqp.serialization import (decode_properties_basic, decode_table, dumps,
                                 encode_properties_basic, encode_table, loads)
-from testkit import (ALL_PROPERTIES, CROSS_TABLE, method_payload, naive_utc,
-                     pika_method_class)
+from testkit import (ALL_PROPERTIES, CROSS_TABLE, basic_properties,
+                     method_payload, naive_utc, pika_method_class)
 
 SETTINGS = settings(max_examples=200)   # the rest: conftest's profile
 
@@ -1020,17 +1020,44 @@ def test_floats_cross_pika():
     assert decode_table(wire)[0] == {'f': 2.75}
 
 
-@SETTINGS
-@given(st.dictionaries(_keys, st.recursive(
-    st.one_of(st.none(), st.booleans(), st.text(max_size=10),
+# what pika can write: no floats; text pika can encode
+_pika_keys = st.text(st.characters(blacklist_categories=['Cs']), max_size=12)
+_pika_tables = st.dictionaries(_pika_keys, st.recursive(
+    st.one_of(st.none(), st.booleans(),
+              st.text(st.characters(blacklist_categories=['Cs']),
+                      max_size=10),
               st.binary(max_size=10),
               st.integers(min_value=-2 ** 63, max_value=2 ** 63 - 1)),
     lambda c: st.one_of(st.lists(c, max_size=3),
-                        st.dictionaries(_keys, c, max_size=3)),
-    max_leaves=10), max_size=5))
+                        st.dictionaries(_pika_keys, c, max_size=3)),
+    max_leaves=10), max_size=5)
+
+
+@SETTINGS
+@given(_pika_tables)
 def test_any_table_crosses_pika_both_ways(value):
     ours = encode_table(value)
     theirs = _pika_encode(value)
     assert ours == theirs
     assert pika_data.decode_table(ours, 0) == (value, len(ours))
     assert decode_table(theirs) == (value, len(theirs))
+
+
+_pika_shortstr = st.text(st.characters(blacklist_categories=['Cs']),
+                         max_size=40).filter(lambda t: len(t.encode()) < 256)
+
+
+@SETTINGS
+@given(st.fixed_dictionaries({}, optional={
+    'content_type': _pika_shortstr,
+    'application_headers': _pika_tables,
+    'delivery_mode': st.integers(0, 255),
+    'priority': st.integers(0, 255),
+    'reply_to': _pika_shortstr,
+    'timestamp': st.integers(0, 2 ** 64 - 1),
+    'cluster_id': _pika_shortstr,
+}))
+def test_any_properties_cross_pika_both_ways(props):
+    theirs = b''.join(basic_properties(props).encode())
+    assert encode_properties_basic(props) == theirs
+    assert decode_properties_basic(theirs) == (props, len(theirs))
