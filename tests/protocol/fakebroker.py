@@ -199,10 +199,15 @@ class FakeBroker:
             try:
                 self.script(self.peer)
             finally:
-                try:
-                    sock.close()
-                except OSError:
-                    pass
+                # a script may have replaced peer.sock (TLS wraps it, and
+                # the wrapper owns the descriptor): close what it uses, so
+                # a failed script hangs up instead of leaving the client
+                # waiting for ever
+                for s in (self.peer.sock, sock):
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
         except (EOFError, BrokenPipeError, ConnectionResetError):
             pass  # the client hung up: what many scripts provoke
         except BaseException as exc:  # reported by finish()

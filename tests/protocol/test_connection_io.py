@@ -417,9 +417,12 @@ def test_tls_reply_wait_leaves_no_complete_frame_buffered(fake_broker,
         peer.sock = server.wrap_socket(peer.sock, server_side=True)
         peer.handshake()
         peer.serve_channel_open(1)
-        peer.expect_method(Basic.Consume)
+        consume = peer.expect_method(Basic.Consume)
+        assert (consume.queue, consume.consumer_tag) == ('q', 'ctag')
+        assert consume.no_ack and not consume.exclusive
         peer.send_method(Basic.ConsumeOk('ctag'), channel=1)
-        peer.expect_method(Queue.Declare)
+        declare = peer.expect_method(Queue.Declare)
+        assert declare.passive and not declare.durable
         # one sendall on an SSL socket: one record
         peer.send(method_frame(Queue.DeclareOk('q', 1, 1), channel=1) +
                   deliver)
