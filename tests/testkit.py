@@ -116,7 +116,7 @@ def decode_frame(data):
         # pika.frame.decode_frame calls the method class with no arguments,
         # which Connection.UpdateSecret (pika 1.4) refuses; and its decode
         # stores new_secret as "mechanisms".
-        frame_type, channel, size = _ENVELOPE.unpack_from(data)
+        _, channel, size = _ENVELOPE.unpack_from(data)
         assert len(data) == 8 + size and data[-1] == FRAME_END, data
         cls = pika.spec.methods[struct.unpack_from('>I', data, 7)[0]]
         method = cls.__new__(cls)

@@ -5,6 +5,9 @@ closing mid-frame, missed heartbeats, SASL challenges.
 A script is a function ``script(peer)`` run in a thread against the one
 accepted connection; ``peer`` reads and writes frames and keeps every byte
 the client sent in ``peer.received`` so tests assert on the wire.
+
+Frames are encoded and decoded by pika (``testkit``), never by the codec
+under test, so a bug shared by our encoder and decoder cannot hide.
 """
 import socket
 import struct
