@@ -1,4 +1,6 @@
-"""Shared test set-up: markers, and one RabbitMQ node per session.
+"""Shared test set-up: markers, hypothesis settings, and one RabbitMQ
+node per session.  Helper functions shared by the suites are in
+``testkit.py`` next to this file (this directory is on ``sys.path``).
 
 The node is started by pytest-rabbitmq only when a test asks for the
 ``broker`` fixture, so unit and protocol tests never start one.  It
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from pytest_rabbitmq import factories
 
 MARKERS = {
@@ -21,6 +24,12 @@ MARKERS = {
     'tls': 'talks TLS to the broker',
     'slow': 'takes more than a few seconds',
 }
+
+# Reproducible property tests: the same examples on every run and machine.
+settings.register_profile(
+    'amqp', max_examples=100, deadline=None, derandomize=True,
+    database=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile('amqp')
 
 # One node for the whole session; the plugins file and node name are
 # filled in by _rabbitmq_environment before this starts.
@@ -60,6 +69,7 @@ class Broker:
     def connect(self, **kwargs):
         """A connected ``amqp.Connection`` to this node."""
         from amqp import Connection
+        kwargs.setdefault('connect_timeout', 10)
         conn = Connection('%s:%s' % (self.host, self.port), **kwargs)
         conn.connect()
         return conn

@@ -14,11 +14,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from ours import OURS
+from testkit import unique_name
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -43,7 +43,7 @@ def _our_amqp():
 @pytest.fixture
 def prefix():
     """A unique name prefix so tests never share queues or exchanges."""
-    return 'compat-' + uuid.uuid4().hex[:10]
+    return unique_name('compat')
 
 
 @pytest.fixture(scope='session')
@@ -120,7 +120,7 @@ def _run_scenario(name, url, *, python=None, ours=True, timeout=120):
     python = python or sys.executable
     proc = subprocess.run(
         [str(python), str(HERE / 'compat_scenarios.py'), name, url,
-         'compat-' + uuid.uuid4().hex[:10]],
+         unique_name('compat')],
         env=ours_env() if ours else reference_env(),
         cwd=tempfile.gettempdir(), capture_output=True, text=True,
         timeout=timeout)

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from celery import chord, group
 from compat_celeryapp import make_app
 from compat_scenarios import Worker
 from ours import is_ours
+from testkit import unique_name, wait_until
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 30
@@ -26,7 +26,7 @@ TIMEOUT = 30
 def worker(request, pyamqp_url, subprocess_env, tmp_path_factory):
     """One worker per pool; the solo one runs with mingle and gossip on."""
     pool = request.param
-    queue = f'compat-celery-{pool}-{uuid.uuid4().hex[:8]}'
+    queue = unique_name(f'compat-celery-{pool}')
     proc = Worker(pyamqp_url, tmp_path_factory.mktemp('worker'),
                   name=queue, pool=pool,
                   concurrency=2 if pool == 'prefork' else 1,
@@ -78,16 +78,13 @@ def test_acks_late(worker, broker):
     result = _task(worker, 'compat.late').delay(21)
     assert result.get(timeout=TIMEOUT) == 42
     # acked after running: nothing ready or unacked stays behind
-    deadline = time.monotonic() + 5
-    while True:
-        rows = [line.split() for line in broker.ctl(
-            'list_queues', 'name', 'messages_ready',
-            'messages_unacknowledged').splitlines()]
-        row = next((r for r in rows if r and r[0] == worker.queue), None)
-        if row == [worker.queue, '0', '0'] or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert row == [worker.queue, '0', '0']
+    def settled():
+        rows = broker.ctl('list_queues', 'name', 'messages_ready',
+                          'messages_unacknowledged').splitlines()
+        return [worker.queue, '0', '0'] in [line.split() for line in rows]
+
+    wait_until(settled, timeout=5, interval=0.1,
+               what='nothing ready or unacked on %s' % worker.queue)
 
 
 def test_retries(worker):
@@ -132,7 +129,7 @@ def test_chord(pyamqp_url, subprocess_env, tmp_path):
     # result backend; chord_unlock retries still travel through the broker.
     backend = 'file://' + str(tmp_path / 'results')
     (tmp_path / 'results').mkdir()
-    queue = f'compat-celery-chord-{uuid.uuid4().hex[:8]}'
+    queue = unique_name('compat-celery-chord')
     proc = Worker(pyamqp_url, tmp_path, name=queue, queue=queue,
                   result_backend=backend, env=subprocess_env)
     app = make_app(pyamqp_url, backend, queue)
@@ -150,7 +147,7 @@ def test_chord(pyamqp_url, subprocess_env, tmp_path):
 @pytest.mark.parametrize('pool', ['solo', 'prefork'])
 def test_warm_shutdown_finishes_running_task(pool, pyamqp_url,
                                              subprocess_env, tmp_path):
-    queue = f'compat-celery-term-{pool}-{uuid.uuid4().hex[:8]}'
+    queue = unique_name(f'compat-celery-term-{pool}')
     proc = Worker(pyamqp_url, tmp_path, name=queue, queue=queue, pool=pool,
                   concurrency=2 if pool == 'prefork' else 1,
                   env=subprocess_env)

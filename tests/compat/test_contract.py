@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from testkit import drain_until
 
 import amqp
 import amqp.connection
@@ -342,12 +343,7 @@ def test_no_ack_consumers_and_events(conn, prefix):
                          message.body)))
     channel.basic_publish(amqp.Message(b'lost'), exchange='',
                           routing_key=prefix + '-nowhere', mandatory=True)
-    deadline = time.monotonic() + 5
-    while not returned and time.monotonic() < deadline:
-        try:
-            conn.drain_events(timeout=0.2)
-        except socket.timeout:
-            pass
+    drain_until(conn, lambda: returned, what='basic.return')
     assert returned == [('NoRoute', '', prefix + '-nowhere', b'lost')] or \
         returned[0][1:] == ('', prefix + '-nowhere', b'lost'), returned
 

@@ -8,17 +8,7 @@ from kombu.pools import connections, producers
 
 import amqp
 from ours import is_ours
-
-
-def _drain_until(conn, predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError('timed out waiting for messages')
-        try:
-            conn.drain_events(timeout=0.2)
-        except socket.timeout:
-            pass
+from testkit import drain_until
 
 
 @pytest.fixture
@@ -46,7 +36,7 @@ def test_producer_consumer_round_trip(kconn, prefix):
         for n in range(50):
             producer.publish({'n': n}, exchange=exchange, routing_key='key',
                              headers={'i': n})
-        _drain_until(kconn, lambda: len(got) == 50)
+        drain_until(kconn, lambda: len(got) == 50, timeout=10)
     assert got == [({'n': n}, {'i': n}) for n in range(50)]
 
 
@@ -203,7 +193,7 @@ def test_requeue_and_reject(kconn, prefix):
             message.ack()
 
     with Consumer(kconn, [queue], callbacks=[handle]):
-        _drain_until(kconn, lambda: len(seen) == 3)
+        drain_until(kconn, lambda: len(seen) == 3, timeout=10)
     assert sorted(seen) == [('drop', False), ('keep', False), ('keep', True)]
     bound = queue(kconn.default_channel)
     assert _wait_count(bound, 0) == 0
@@ -234,10 +224,10 @@ def test_consumer_qos_and_recover(kconn, prefix):
                         callbacks=[lambda b, m: seen.append(m)])
     with consumer:
         consumer.qos(prefetch_count=1)
-        _drain_until(kconn, lambda: len(seen) == 1)
+        drain_until(kconn, lambda: len(seen) == 1, timeout=10)
         assert not seen[0].delivery_info['redelivered']
         consumer.recover(requeue=True)
-        _drain_until(kconn, lambda: len(seen) == 2)
+        drain_until(kconn, lambda: len(seen) == 2, timeout=10)
         assert seen[1].delivery_info['redelivered']
         seen[1].ack()
     queue(kconn.default_channel).delete()
@@ -326,7 +316,7 @@ def test_consumer_survives_connection_kill_with_ensure(broker, pyamqp_url,
             lambda b, m: (got.append(b), m.ack())])
         consumer.consume()
         Producer(conn).publish(1, routing_key=prefix, declare=[queue])
-        _drain_until(conn, lambda: got == [1])
+        drain_until(conn, lambda: got == [1], timeout=10)
         broker.ctl('close_all_connections', 'compat test')
         with pytest.raises(conn.connection_errors):
             for _ in range(50):
@@ -338,7 +328,7 @@ def test_consumer_survives_connection_kill_with_ensure(broker, pyamqp_url,
         consumer.revive(conn.channel())
         consumer.consume()
         Producer(conn).publish(2, routing_key=prefix)
-        _drain_until(conn, lambda: got == [1, 2])
+        drain_until(conn, lambda: got == [1, 2], timeout=10)
         queue(conn.default_channel).delete()
 
 

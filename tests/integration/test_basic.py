@@ -5,76 +5,25 @@ of every size (AMQP 0-9-1 classes basic and tx; RabbitMQ extensions)."""
 import select
 import socket
 import time
-import uuid
 
 import pytest
 
 from amqp import Message
 from amqp.exceptions import ConsumerCancelled, NoRoute
-
-
-def _name(prefix):
-    return '%s-%s' % (prefix, uuid.uuid4().hex[:10])
-
-
-def _queue(ch, **kw):
-    # not auto_delete: cancelling the last consumer would delete the queue
-    return ch.queue_declare('', exclusive=True, auto_delete=False,
-                            **kw).queue
-
-
-def _drain_until(conn, predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, 'condition not met within %ss' % timeout
-        try:
-            conn.drain_events(timeout=remaining)
-        except socket.timeout:
-            pass
-
-
-def _keep_draining(conn, seconds):
-    """Drain for ``seconds`` whatever the timeouts; errors propagate."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            conn.drain_events(timeout=0.2)
-        except socket.timeout:
-            pass
-
-
-def _drain_quietly(conn, seconds):
-    deadline = time.monotonic() + seconds
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        try:
-            conn.drain_events(timeout=remaining)
-        except socket.timeout:
-            return
-
-
-def _get_eventually(ch, queue, timeout=5.0, **kw):
-    deadline = time.monotonic() + timeout
-    while True:
-        m = ch.basic_get(queue, **kw)
-        if m is not None or time.monotonic() > deadline:
-            return m
-        time.sleep(0.02)
+from testkit import (drain_for, drain_until, exclusive_queue, get_eventually,
+                     unique_name, wait_until)
 
 
 # -- consume, deliver, cancel ---------------------------------------------
 
 def test_consume_delivery_info_and_cancel(conn, ch):
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     got = []
     tag = ch.basic_consume(q, callback=got.append)
     assert isinstance(tag, str) and tag.startswith('amq.ctag')
     assert ch.callbacks[tag] == got.append
     ch.basic_publish(Message('hello', content_type='text/plain'), '', q)
-    _drain_until(conn, lambda: got)
+    drain_until(conn, lambda: got)
     m = got[0]
     assert m.body == 'hello' and m.channel is ch
     assert m.delivery_info == {'consumer_tag': tag, 'delivery_tag': 1,
@@ -93,31 +42,29 @@ def test_deliveries_behind_consume_ok_wait_for_drain_events(conn, ch):
     # kombu's "consume(); drain_events(timeout=1)" needs the queued
     # messages to arrive from drain_events, and an event loop needs the
     # socket still readable: the wait for consume-ok reads no further.
-    queue = _queue(ch)
+    queue = exclusive_queue(ch)
     for n in range(3):
         ch.basic_publish(Message(b'%d' % n), routing_key=queue)
-    deadline = time.monotonic() + 5
-    while ch.queue_declare(queue, passive=True).message_count < 3:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(lambda: ch.queue_declare(queue, passive=True)
+               .message_count >= 3)
     got = []
     ch.basic_consume(queue, callback=got.append, no_ack=True)
     assert got == []
     assert select.select([conn.sock], [], [], 5)[0] == [conn.sock]
     conn.drain_events(timeout=5)
     assert got
-    _drain_until(conn, lambda: len(got) == 3)
+    drain_until(conn, lambda: len(got) == 3)
     assert [m.body for m in got] == [b'0', b'1', b'2']
 
 
 def test_consume_explicit_tag_nowait_no_ack(conn, ch):
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     got = []
     ch.basic_consume(q, 'my-tag', no_ack=True, nowait=True,
                      callback=got.append)
     assert 'my-tag' in ch.no_ack_consumers
     ch.basic_publish(Message(b'x'), '', q)
-    _drain_until(conn, lambda: got)
+    drain_until(conn, lambda: got)
     assert got[0].delivery_info['consumer_tag'] == 'my-tag'
     ch.basic_cancel('my-tag', nowait=True)
     assert 'my-tag' not in ch.no_ack_consumers
@@ -125,11 +72,11 @@ def test_consume_explicit_tag_nowait_no_ack(conn, ch):
 
 
 def test_get_empty_and_message_count(ch):
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     assert ch.basic_get(q) is None
     for i in range(3):
         ch.basic_publish(Message(str(i)), '', q)
-    m = _get_eventually(ch, q)
+    m = get_eventually(ch, q)
     assert m.delivery_info['message_count'] == 2
     assert set(m.delivery_info) == {'delivery_tag', 'redelivered',
                                     'exchange', 'routing_key',
@@ -139,109 +86,109 @@ def test_get_empty_and_message_count(ch):
 
 
 def test_qos_prefetch_limits_unacked(conn, ch):
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     assert ch.basic_qos(0, 2, False) is None
     for i in range(5):
         ch.basic_publish(Message(str(i)), '', q)
     got = []
     ch.basic_consume(q, callback=got.append)
-    _drain_until(conn, lambda: len(got) >= 2)
-    _drain_quietly(conn, 0.3)
+    drain_until(conn, lambda: len(got) >= 2)
+    drain_for(conn, 0.3)
     assert len(got) == 2                      # the limit holds
     got[1].ack(multiple=True)
-    _drain_until(conn, lambda: len(got) >= 4)
-    _drain_quietly(conn, 0.3)
+    drain_until(conn, lambda: len(got) >= 4)
+    drain_for(conn, 0.3)
     assert len(got) == 4
     ch.basic_ack(got[-1].delivery_tag)
-    _drain_until(conn, lambda: len(got) == 5)
+    drain_until(conn, lambda: len(got) == 5)
     assert [m.body for m in got] == ['0', '1', '2', '3', '4']
 
 
 def test_reject_and_nack_requeue_sets_redelivered(ch):
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     ch.basic_publish(Message('a'), '', q)
-    m = _get_eventually(ch, q)
+    m = get_eventually(ch, q)
     assert m.delivery_info['redelivered'] is False
     m.reject(requeue=True)
-    m = _get_eventually(ch, q)
+    m = get_eventually(ch, q)
     assert m.delivery_info['redelivered'] is True
     ch.basic_nack(m.delivery_tag, requeue=True)
-    m = _get_eventually(ch, q)
+    m = get_eventually(ch, q)
     assert m.delivery_info['redelivered'] is True and m.body == 'a'
     ch.basic_nack(m.delivery_tag, requeue=False)
     assert ch.basic_get(q) is None
 
 
 def test_reject_without_requeue_drops(ch):
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     ch.basic_publish(Message('a'), '', q)
-    m = _get_eventually(ch, q)
+    m = get_eventually(ch, q)
     ch.basic_reject(m.delivery_tag, False)
     assert ch.basic_get(q) is None
 
 
 def test_nack_multiple(ch):
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     for i in range(3):
         ch.basic_publish(Message(str(i)), '', q)
     last = None
     for _ in range(3):
-        last = _get_eventually(ch, q)
+        last = get_eventually(ch, q)
     ch.basic_nack(last.delivery_tag, multiple=True, requeue=True)
-    bodies = [_get_eventually(ch, q, no_ack=True).body for _ in range(3)]
+    bodies = [get_eventually(ch, q, no_ack=True).body for _ in range(3)]
     assert bodies == ['0', '1', '2']
 
 
 def test_recover_requeue(conn, ch):
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     ch.basic_publish(Message('r'), '', q)
-    m = _get_eventually(ch, q)
+    m = get_eventually(ch, q)
     assert ch.basic_recover(requeue=True) is None
-    m = _get_eventually(ch, q, no_ack=True)
+    m = get_eventually(ch, q, no_ack=True)
     assert m.body == 'r' and m.delivery_info['redelivered'] is True
 
 
 @pytest.mark.parametrize('recover', ['basic_recover',
                                      'basic_recover_async'])
 def test_recover_redelivers_to_consumer(conn, ch, recover):
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     got = []
     ch.basic_consume(q, callback=got.append)
     ch.basic_publish(Message('r'), '', q)
-    _drain_until(conn, lambda: got)
+    drain_until(conn, lambda: got)
     # recover waits for recover-ok; recover_async has no reply
     getattr(ch, recover)(requeue=True)
-    _drain_until(conn, lambda: len(got) == 2)
+    drain_until(conn, lambda: len(got) == 2)
     assert got[1].delivery_info['redelivered'] is True
     got[1].ack()
 
 
 def test_auto_decode(conn, ch):
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     ch.basic_publish(Message('ünïcode'), '', q)
     ch.basic_publish(Message('ünïcode'.encode('latin-1'),
                              content_encoding='latin-1'), '', q)
     ch.basic_publish(Message(b'\xff\xfe', content_encoding='utf-8'), '', q)
     ch.basic_publish(Message(b'raw', content_encoding='no-such-codec'), '', q)
     ch.basic_publish(Message(b'plain'), '', q)
-    bodies = [_get_eventually(ch, q, no_ack=True).body for _ in range(5)]
+    bodies = [get_eventually(ch, q, no_ack=True).body for _ in range(5)]
     assert bodies == ['ünïcode', 'ünïcode', b'\xff\xfe', b'raw', b'plain']
     raw = conn.channel(auto_decode=False) if False else None
     from amqp.channel import Channel
     raw = Channel(conn, auto_decode=False)
     raw.open()
     raw.basic_publish(Message('text'), '', q)
-    m = _get_eventually(raw, q, no_ack=True)
+    m = get_eventually(raw, q, no_ack=True)
     assert m.body == b'text' and m.content_encoding == 'utf-8'
 
 
 def test_message_ack_and_reject_helpers(conn, ch):
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     got = []
     ch.basic_consume(q, callback=got.append)
     ch.basic_publish(Message('1'), '', q)
     ch.basic_publish(Message('2'), '', q)
-    _drain_until(conn, lambda: len(got) == 2)
+    drain_until(conn, lambda: len(got) == 2)
     got[0].ack()
     got[1].reject(requeue=False)
     assert ch.queue_declare(q, passive=True).message_count == 0
@@ -252,23 +199,23 @@ def test_message_ack_and_reject_helpers(conn, ch):
 # -- server-sent basic.cancel ---------------------------------------------
 
 def test_server_cancel_calls_on_cancel(conn, ch):
-    q = ch.queue_declare(_name('cancelme'), auto_delete=False).queue
-    other = _queue(ch)
+    q = ch.queue_declare(unique_name('cancelme'), auto_delete=False).queue
+    other = exclusive_queue(ch)
     cancelled, got = [], []
     tag = ch.basic_consume(q, callback=got.append, on_cancel=cancelled.append)
     tag2 = ch.basic_consume(other, callback=got.append)
     conn.channel().queue_delete(q)
-    _drain_until(conn, lambda: cancelled)
+    drain_until(conn, lambda: cancelled)
     assert cancelled == [tag]
     assert tag not in ch.callbacks and tag2 in ch.callbacks
     ch.basic_publish(Message('other'), '', other)
-    _drain_until(conn, lambda: got)
+    drain_until(conn, lambda: got)
     assert got[0].body == 'other'
 
 
 def test_server_cancel_without_on_cancel_raises(broker, conn, ch):
-    q = ch.queue_declare(_name('cancelme'), auto_delete=False).queue
-    other = _queue(ch)
+    q = ch.queue_declare(unique_name('cancelme'), auto_delete=False).queue
+    other = exclusive_queue(ch)
     got = []
     tag = ch.basic_consume(q, callback=got.append)
     ch.basic_consume(other, callback=got.append)
@@ -276,15 +223,15 @@ def test_server_cancel_without_on_cancel_raises(broker, conn, ch):
     deleter.channel().queue_delete(q)
     deleter.close()
     with pytest.raises(ConsumerCancelled) as info:
-        _drain_until(conn, lambda: False)
+        drain_until(conn, lambda: False)
     assert tag in str(info.value)
     assert ch.is_open and tag not in ch.callbacks
     ch.basic_publish(Message('other'), '', other)
-    _drain_until(conn, lambda: got)
+    drain_until(conn, lambda: got)
 
 
 def test_server_cancel_during_other_channels_wait_is_deferred(conn, ch):
-    q = ch.queue_declare(_name('cancelme'), auto_delete=False).queue
+    q = ch.queue_declare(unique_name('cancelme'), auto_delete=False).queue
     tag = ch.basic_consume(q, callback=lambda m: None)
     # The cancel for ch arrives while ch2 waits for delete-ok: ch2's call
     # must still return its own reply; ch raises from its next call.
@@ -297,28 +244,28 @@ def test_server_cancel_during_other_channels_wait_is_deferred(conn, ch):
 
 
 def test_deferred_cancel_surfaces_from_drain_events(conn, ch):
-    q = ch.queue_declare(_name('cancelme'), auto_delete=False).queue
+    q = ch.queue_declare(unique_name('cancelme'), auto_delete=False).queue
     tag = ch.basic_consume(q, callback=lambda m: None)
     ch2 = conn.channel()
     assert ch2.queue_delete(q) == 0  # the cancel for ch arrives meanwhile
     # ch receives nothing more; a plain event loop must still see it,
     # whether the cancel came in during ch2's wait (deferred) or after.
     with pytest.raises(ConsumerCancelled) as info:
-        _keep_draining(conn, 5)
+        drain_for(conn, 5)
     assert tag in str(info.value)
     with pytest.raises(socket.timeout):
         conn.drain_events(timeout=0)   # raised once only
 
 
 def test_server_cancel_during_own_wait_raises_after_reply(conn, ch):
-    q = ch.queue_declare(_name('cancelme'), auto_delete=False).queue
+    q = ch.queue_declare(unique_name('cancelme'), auto_delete=False).queue
     tag = ch.basic_consume(q, callback=lambda m: None)
     # RabbitMQ usually sends the cancel before delete-ok, but may send it
     # after: then the next drain raises it.  Either way it is raised once,
     # after delete-ok has been consumed.
     with pytest.raises(ConsumerCancelled) as info:
         ch.queue_delete(q)
-        _keep_draining(conn, 5)
+        drain_for(conn, 5)
     assert tag in str(info.value)
     assert ch.is_open and ch.basic_qos(0, 1, False) is None
     assert not ch._pending   # delete-ok was consumed, nothing left over
@@ -330,10 +277,10 @@ def test_return_calls_events_handlers(conn, ch):
     returned = []
     ch.events['basic_return'].add(
         lambda *args: returned.append(args))
-    rk = _name('nowhere')
+    rk = unique_name('nowhere')
     ch.basic_publish(Message('lost', message_id='m1'), 'amq.direct', rk,
                      mandatory=True)
-    _drain_until(conn, lambda: returned)
+    drain_until(conn, lambda: returned)
     exc, exchange, routing_key, message = returned[0]
     assert isinstance(exc, NoRoute) and exc.reply_code == 312
     assert (exchange, routing_key) == ('amq.direct', rk)
@@ -342,23 +289,24 @@ def test_return_calls_events_handlers(conn, ch):
 
 
 def test_return_without_handler_raises_from_next_wait(conn, ch):
-    ch.basic_publish(Message('lost'), '', _name('nowhere'), mandatory=True)
+    ch.basic_publish(Message('lost'), '', unique_name('nowhere'),
+                     mandatory=True)
     with pytest.raises(NoRoute) as info:
-        _drain_until(conn, lambda: False)
+        drain_until(conn, lambda: False)
     assert info.value.reply_code == 312
     assert ch.is_open
     assert ch.queue_declare('', exclusive=True)
 
 
 def test_non_mandatory_unroutable_is_dropped(conn, ch):
-    ch.basic_publish(Message('lost'), '', _name('nowhere'))
+    ch.basic_publish(Message('lost'), '', unique_name('nowhere'))
     assert ch.queue_declare('', exclusive=True)
 
 
 # -- transactions ---------------------------------------------------------
 
 def test_tx_commit_and_rollback_visible_to_other_connection(broker, ch):
-    q = ch.queue_declare(_name('tx'), auto_delete=False).queue
+    q = ch.queue_declare(unique_name('tx'), auto_delete=False).queue
     other = broker.connect()
     try:
         och = other.channel()
@@ -376,13 +324,13 @@ def test_tx_commit_and_rollback_visible_to_other_connection(broker, ch):
         assert och.basic_get(q) is None
         # acks are transactional too
         och.basic_publish(Message('to ack'), '', q)
-        m = _get_eventually(ch, q)
+        m = get_eventually(ch, q)
         ch.basic_ack(m.delivery_tag)
         ch.tx_rollback()
         assert och.queue_declare(q, passive=True).message_count == 0
         ch.basic_recover(requeue=True)
         ch.tx_commit()
-        assert _get_eventually(och, q, no_ack=True).body == 'to ack'
+        assert get_eventually(och, q, no_ack=True).body == 'to ack'
     finally:
         och.queue_delete(q)
         other.close()
@@ -391,13 +339,13 @@ def test_tx_commit_and_rollback_visible_to_other_connection(broker, ch):
 # -- queue arguments: dead-lettering, TTL, priority -----------------------
 
 def test_dead_letter_x_death_header(ch):
-    dlq = _queue(ch)
-    q = _queue(ch, arguments={'x-dead-letter-exchange': '',
+    dlq = exclusive_queue(ch)
+    q = exclusive_queue(ch, arguments={'x-dead-letter-exchange': '',
                               'x-dead-letter-routing-key': dlq})
     ch.basic_publish(Message('dead'), '', q)
-    m = _get_eventually(ch, q)
+    m = get_eventually(ch, q)
     m.reject(requeue=False)
-    dead = _get_eventually(ch, dlq, no_ack=True)
+    dead = get_eventually(ch, dlq, no_ack=True)
     assert dead.body == 'dead'
     death = dead.headers['x-death']
     assert isinstance(death, list) and isinstance(death[0], dict)
@@ -409,25 +357,25 @@ def test_dead_letter_x_death_header(ch):
 
 
 def test_per_message_and_queue_ttl_dead_letter(ch):
-    dlq = _queue(ch)
-    q = _queue(ch, arguments={'x-dead-letter-exchange': '',
+    dlq = exclusive_queue(ch)
+    q = exclusive_queue(ch, arguments={'x-dead-letter-exchange': '',
                               'x-dead-letter-routing-key': dlq})
     ch.basic_publish(Message('short', expiration='50'), '', q)
-    dead = _get_eventually(ch, dlq, no_ack=True)
+    dead = get_eventually(ch, dlq, no_ack=True)
     assert dead.body == 'short'
     assert dead.headers['x-death'][0]['reason'] == 'expired'
     assert ch.basic_get(q) is None
 
-    ttl_q = _queue(ch, arguments={'x-message-ttl': 50})
+    ttl_q = exclusive_queue(ch, arguments={'x-message-ttl': 50})
     ch.basic_publish(Message('gone'), '', ttl_q)
     time.sleep(0.3)
     assert ch.basic_get(ttl_q) is None
     ch.basic_publish(Message('kept', expiration='60000'), '', dlq)
-    assert _get_eventually(ch, dlq, no_ack=True).expiration == '60000'
+    assert get_eventually(ch, dlq, no_ack=True).expiration == '60000'
 
 
 def test_queue_expires(conn, ch):
-    q = ch.queue_declare(_name('expires'), auto_delete=False,
+    q = ch.queue_declare(unique_name('expires'), auto_delete=False,
                          arguments={'x-expires': 200}).queue
     time.sleep(0.8)
     from amqp.exceptions import NotFound
@@ -436,12 +384,12 @@ def test_queue_expires(conn, ch):
 
 
 def test_priority_queue(ch):
-    q = _queue(ch, arguments={'x-max-priority': 10})
+    q = exclusive_queue(ch, arguments={'x-max-priority': 10})
     ch.basic_qos(0, 1, False)
     for p in (1, 9, 5, 0):
         ch.basic_publish(Message(str(p), priority=p), '', q)
     time.sleep(0.1)
-    got = [_get_eventually(ch, q, no_ack=True) for _ in range(4)]
+    got = [get_eventually(ch, q, no_ack=True) for _ in range(4)]
     assert [m.body for m in got] == ['9', '5', '1', '0']
     assert got[0].priority == 9
 
@@ -456,12 +404,12 @@ def test_direct_reply_to(broker, conn, ch):
                          callback=replies.append)
         ch.basic_publish(Message('ping', reply_to='amq.rabbitmq.reply-to',
                                  correlation_id='c1'), '', rpc_q)
-        req = _get_eventually(server, rpc_q, no_ack=True)
+        req = get_eventually(server, rpc_q, no_ack=True)
         assert req.reply_to.startswith('amq.rabbitmq.reply-to.')
         server.basic_publish(Message('pong',
                                      correlation_id=req.correlation_id),
                              '', req.reply_to)
-        _drain_until(conn, lambda: replies)
+        drain_until(conn, lambda: replies)
         assert replies[0].body == 'pong'
         assert replies[0].correlation_id == 'c1'
     finally:
@@ -479,29 +427,35 @@ def test_body_sizes_round_trip(conn, ch, which):
     size = _sizes(conn.frame_max)[which]
     body = bytes((i * 7 + 3) % 256 for i in range(size)) if size < 2 ** 20 \
         else (b'0123456789abcdef' * (size // 16 + 1))[:size]
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     ch.basic_publish(Message(body), '', q)
     got = []
     ch.basic_consume(q, callback=got.append, no_ack=True)
-    _drain_until(conn, lambda: got, timeout=20)
+    drain_until(conn, lambda: got, timeout=20)
     assert len(got[0].body) == size and got[0].body == body
     ch.basic_publish(Message(body), '', q)  # and through basic.get
     ch.basic_cancel(got[0].delivery_info['consumer_tag'])
-    m = _get_eventually(ch, q, no_ack=True)
-    if m is None:  # the consumer may have taken it before the cancel
-        _drain_until(conn, lambda: len(got) == 2)
-        m = got[1]
-    assert m.body == body
+
+    def second_copy():
+        if len(got) < 2:
+            m = ch.basic_get(q, no_ack=True)
+            if m is not None:
+                return m
+            # the consumer may have taken it before the cancel
+            drain_for(conn, 0.05)
+        return got[1] if len(got) == 2 else None
+
+    assert wait_until(second_copy, timeout=20).body == body
 
 
 def test_str_and_bytes_bodies(ch):
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     ch.basic_publish(Message('strbody'), '', q)
     ch.basic_publish(Message(b'bytesbody'), '', q)
     ch.basic_publish(Message(bytearray(b'ba')), '', q)
-    a = _get_eventually(ch, q, no_ack=True)
-    b = _get_eventually(ch, q, no_ack=True)
-    c = _get_eventually(ch, q, no_ack=True)
+    a = get_eventually(ch, q, no_ack=True)
+    b = get_eventually(ch, q, no_ack=True)
+    c = get_eventually(ch, q, no_ack=True)
     assert a.body == 'strbody' and a.content_encoding == 'utf-8'
     assert b.body == b'bytesbody' and c.body == b'ba'
 
@@ -543,10 +497,10 @@ def test_publish_bad_arguments_after_good_ones_still_refused(conn, ch):
 def test_publish_same_destination_mandatory_toggle(conn, ch):
     returned = []
     ch.events['basic_return'].add(lambda *a: returned.append(a))
-    rk = _name('nowhere')
+    rk = unique_name('nowhere')
     ch.basic_publish(Message('a'), 'amq.direct', rk)               # dropped
     ch.basic_publish(Message('b'), 'amq.direct', rk, mandatory=True)
-    _drain_until(conn, lambda: returned)
+    drain_until(conn, lambda: returned)
     assert [r[3].body for r in returned] == [b'b']
 
 
@@ -557,9 +511,9 @@ def test_messages_over_max_message_size_are_refused_not_buffered(broker,
     is dead-lettered, here into a second queue), and the next message
     arrives as usual; basic.get raises the same."""
     from amqp.exceptions import ContentTooLarge
-    dead = _queue(ch)
+    dead = exclusive_queue(ch)
     # not exclusive: a second connection consumes from it
-    q = ch.queue_declare(_name('big'), auto_delete=False,
+    q = ch.queue_declare(unique_name('big'), auto_delete=False,
                          arguments={'x-dead-letter-exchange': '',
                                     'x-dead-letter-routing-key': dead,
                                     'x-expires': 60000}).queue
@@ -574,7 +528,7 @@ def test_messages_over_max_message_size_are_refused_not_buffered(broker,
         sch.basic_consume(q, callback=got.append)
         with pytest.raises(ContentTooLarge, match='307200 bytes'):
             small.drain_events(timeout=5)
-        _drain_until(small, lambda: got)
+        drain_until(small, lambda: got)
         assert [m.body for m in got] == [b'after']
         got[0].ack()
         with pytest.raises(ContentTooLarge):

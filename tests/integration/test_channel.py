@@ -1,7 +1,6 @@
 """Channel lifecycle, attributes, broker channel errors and bad input,
 end to end against the session's RabbitMQ (AMQP 0-9-1 class channel and
 section 1.5; RabbitMQ error codes)."""
-import uuid
 
 import pytest
 
@@ -11,10 +10,7 @@ from amqp.exceptions import (AccessRefused, ChannelNotOpen, NotFound,
                              PreconditionFailed, RecoverableConnectionError,
                              ResourceLocked)
 from amqp.protocol import queue_declare_ok_t
-
-
-def _name(prefix):
-    return '%s-%s' % (prefix, uuid.uuid4().hex[:10])
+from testkit import unique_name
 
 
 # -- lifecycle and attributes --------------------------------------------
@@ -55,7 +51,7 @@ def test_close_clears_connection_and_id_is_reused(conn):
 
 def test_context_manager_closes(conn):
     with conn.channel() as ch:
-        ch.queue_declare(_name('cm'), exclusive=True)
+        ch.queue_declare(unique_name('cm'), exclusive=True)
     assert ch.connection is None
 
 
@@ -119,7 +115,7 @@ def _assert_closed_by_broker(ch, code):
 def test_strict_channel_stays_closed_after_broker_error(conn, ch):
     ch.auto_revive = False
     with pytest.raises(NotFound):
-        ch.queue_declare(_name('missing'), passive=True)
+        ch.queue_declare(unique_name('missing'), passive=True)
     assert ch.connection is None and not ch.is_open
     with pytest.raises(ChannelNotOpen) as info:
         ch.queue_declare('anything')
@@ -132,7 +128,7 @@ def test_revived_channel_has_no_consumers_or_confirms(conn, ch):
     ch.confirm_select()
     tag = ch.basic_consume(q, callback=lambda m: None)
     with pytest.raises(NotFound):
-        ch.queue_declare(_name('missing'), passive=True)
+        ch.queue_declare(unique_name('missing'), passive=True)
     assert ch.callbacks == {} and tag not in ch.callbacks
     # the next publish reopens the channel; tags restart after confirm.select
     ch.confirm_select()
@@ -143,7 +139,7 @@ def test_revived_channel_has_no_consumers_or_confirms(conn, ch):
 
 def test_404_passive_queue(conn, ch):
     with pytest.raises(NotFound) as info:
-        ch.queue_declare(_name('missing'), passive=True)
+        ch.queue_declare(unique_name('missing'), passive=True)
     assert info.value.reply_code == 404
     assert info.value.method_sig == (50, 10)
     _assert_closed_by_broker(ch, 404)
@@ -151,7 +147,7 @@ def test_404_passive_queue(conn, ch):
 
 
 def test_404_publish_to_missing_exchange_raised_by_next_call(conn, ch):
-    ch.basic_publish(Message(b'x'), _name('noexchange'), 'rk')
+    ch.basic_publish(Message(b'x'), unique_name('noexchange'), 'rk')
     with pytest.raises(NotFound):
         ch.queue_declare('', exclusive=True)
     _assert_usable(conn)
@@ -159,14 +155,14 @@ def test_404_publish_to_missing_exchange_raised_by_next_call(conn, ch):
 
 def test_403_reserved_exchange_name(conn, ch):
     with pytest.raises(AccessRefused) as info:
-        ch.exchange_declare('amq.' + _name('x'), 'direct')
+        ch.exchange_declare('amq.' + unique_name('x'), 'direct')
     assert info.value.reply_code == 403
     _assert_closed_by_broker(ch, 403)
     _assert_usable(conn)
 
 
 def test_405_exclusive_queue_from_other_connection(broker, conn, ch):
-    q = ch.queue_declare(_name('excl'), exclusive=True).queue
+    q = ch.queue_declare(unique_name('excl'), exclusive=True).queue
     other = broker.connect()
     try:
         och = other.channel()
@@ -180,7 +176,7 @@ def test_405_exclusive_queue_from_other_connection(broker, conn, ch):
 
 
 def test_406_redeclare_with_different_args(conn, ch):
-    q = _name('redeclare')
+    q = unique_name('redeclare')
     ch.queue_declare(q, exclusive=True, arguments={'x-max-length': 1})
     with pytest.raises(PreconditionFailed) as info:
         ch.queue_declare(q, exclusive=True, arguments={'x-max-length': 2})
@@ -189,7 +185,7 @@ def test_406_redeclare_with_different_args(conn, ch):
 
 
 def test_exclusive_consumer_conflict(conn, ch):
-    q = ch.queue_declare(_name('xc'), exclusive=True).queue
+    q = ch.queue_declare(unique_name('xc'), exclusive=True).queue
     ch.basic_consume(q, exclusive=True, callback=lambda m: None)
     ch2 = conn.channel()
     with pytest.raises(AccessRefused) as info:
@@ -204,7 +200,7 @@ def test_error_on_one_channel_leaves_others_open(conn):
     a, b = conn.channel(), conn.channel()
     q = b.queue_declare('', exclusive=True).queue
     with pytest.raises(NotFound):
-        a.queue_declare(_name('gone'), passive=True)
+        a.queue_declare(unique_name('gone'), passive=True)
     assert b.is_open
     b.basic_publish(Message(b'still'), '', q)
     assert b.basic_get(q).body == b'still'

@@ -4,17 +4,13 @@ callbacks, real nacks from an ``x-overflow=reject-publish`` queue, returns,
 and kombu 5.7's ``Producer.batch()`` on top of ``create_publish_batch``
 (RabbitMQ publisher confirms extension)."""
 import socket
-import uuid
 
 import kombu
 import pytest
 
 from amqp import Message
 from amqp.exceptions import MessageNacked, NoRoute, PublishConfirmError
-
-
-def _name(prefix):
-    return '%s-%s' % (prefix, uuid.uuid4().hex[:10])
+from testkit import unique_name
 
 
 @pytest.fixture
@@ -44,10 +40,11 @@ def test_confirm_publish_waits_and_raises_on_nack(cconn):
 def test_confirm_publish_returned_mandatory_raises(cconn):
     ch = cconn.channel()
     with pytest.raises(NoRoute):
-        ch.basic_publish(Message('x'), '', _name('nowhere'), mandatory=True)
+        ch.basic_publish(Message('x'), '', unique_name('nowhere'),
+                         mandatory=True)
     returned = []
     ch.events['basic_return'].add(lambda *a: returned.append(a))
-    ch.basic_publish(Message('y'), '', _name('nowhere'), mandatory=True)
+    ch.basic_publish(Message('y'), '', unique_name('nowhere'), mandatory=True)
     assert len(returned) == 1 and returned[0][3].body == b'y'
 
 
@@ -103,7 +100,7 @@ def test_pipelined_returns_name_exact_tags(conn):
     q = ch.queue_declare('', exclusive=True).queue
     ch.confirm_select()
     for i in range(6):
-        rk = q if i % 2 == 0 else _name('nowhere')
+        rk = q if i % 2 == 0 else unique_name('nowhere')
         ch.basic_publish(Message(str(i)), '', rk, mandatory=True)
     with pytest.raises(PublishConfirmError) as info:
         ch.wait_for_confirms(10)
@@ -144,7 +141,7 @@ def test_per_publish_callbacks(conn):
     # on_confirm turns confirm mode on by itself
     assert ch.basic_publish(Message('a'), '', q, on_confirm=record) == 1
     assert ch.basic_publish(Message('b'), '', q, on_confirm=record) == 2
-    assert ch.basic_publish(Message('c'), '', _name('nowhere'),
+    assert ch.basic_publish(Message('c'), '', unique_name('nowhere'),
                             mandatory=True, on_confirm=record) == 3
     ch.basic_publish(Message('d'), '', q)        # no callback
     with pytest.raises(PublishConfirmError) as info:
@@ -184,7 +181,7 @@ def test_kombu_producer_batch(broker):
         assert isinstance(kconn.connection, amqp.Connection)
         assert hasattr(amqp.Channel, 'wait_for_confirms')  # ours, not py-amqp
         channel = kconn.channel()
-        q = kombu.Queue(_name('kbatch'), exclusive=True, channel=channel)
+        q = kombu.Queue(unique_name('kbatch'), exclusive=True, channel=channel)
         q.declare()
         producer = kombu.Producer(channel)
         assert channel.supports_batch_publish
@@ -209,7 +206,7 @@ def test_kombu_batch_reports_nacks(broker):
     with kombu.Connection(url, transport_options={'confirm_publish': True}
                           ) as kconn:
         channel = kconn.channel()
-        name = _name('kbatchnack')
+        name = unique_name('kbatchnack')
         q = kombu.Queue(name, exclusive=True, channel=channel,
                         queue_arguments={'x-max-length': 2,
                                          'x-overflow': 'reject-publish'})

@@ -3,26 +3,21 @@ errors, tuning, channel_max, blocked/unblocked, server close,
 update-secret and the heartbeat thread."""
 import socket
 import time
-import uuid
 
 import pytest
 
 from amqp import Connection, Message
 from amqp.exceptions import (AccessRefused, ConnectionForced, NotAllowed,
                              RecoverableConnectionError, ResourceError)
+from testkit import drain_until, unique_name
 
 TIMEOUT = 10
-
-
-def _connect(broker, **kwargs):
-    kwargs.setdefault('connect_timeout', TIMEOUT)
-    return broker.connect(**kwargs)
 
 
 @pytest.fixture
 def vhost(broker):
     """A fresh vhost (so closing 'all' connections closes only ours)."""
-    name = 'vh-%s' % uuid.uuid4().hex[:8]
+    name = unique_name('vh')
     broker.ctl('add_vhost', name)
     broker.ctl('set_permissions', '-p', name, 'guest', '.*', '.*', '.*')
     yield name
@@ -30,7 +25,7 @@ def vhost(broker):
 
 
 def test_plain_connect(broker):
-    with _connect(broker) as conn:
+    with broker.connect() as conn:
         assert conn.connected and conn.is_alive()
         assert conn.server_properties['product'] == 'RabbitMQ'
         caps = conn.server_capabilities
@@ -52,7 +47,7 @@ def test_url_connect(broker):
 
 def test_wrong_password_is_access_refused(broker):
     with pytest.raises(AccessRefused) as info:
-        _connect(broker, password='not-the-password')
+        broker.connect(password='not-the-password')
     assert 'not-the-password' not in str(info.value)
     assert info.value.reply_code == 403
 
@@ -60,7 +55,7 @@ def test_wrong_password_is_access_refused(broker):
 def test_wrong_password_with_each_mechanism(broker):
     for method in ('PLAIN', 'AMQPLAIN'):
         with pytest.raises(AccessRefused):
-            _connect(broker, password='wrong', login_method=method)
+            broker.connect(password='wrong', login_method=method)
 
 
 def test_unknown_vhost_is_not_allowed(broker):
@@ -74,13 +69,13 @@ def test_unknown_vhost_is_not_allowed(broker):
 
 @pytest.mark.parametrize('client, expected', [(0, 0), (5, 5), (600, 60)])
 def test_heartbeat_negotiation(broker, client, expected):
-    with _connect(broker, heartbeat=client) as conn:
+    with broker.connect(heartbeat=client) as conn:
         assert conn.server_heartbeat == 60   # RabbitMQ's default
         assert conn.heartbeat == expected
 
 
 def test_channel_max_exhaustion(broker):
-    with _connect(broker, channel_max=2) as conn:
+    with broker.connect(channel_max=2) as conn:
         assert conn.channel_max == 2
         one, two = conn.channel(), conn.channel()
         assert {one.channel_id, two.channel_id} == {1, 2}
@@ -92,7 +87,7 @@ def test_channel_max_exhaustion(broker):
 
 
 def test_connect_timeout_replaced_by_read_timeout(broker):
-    with _connect(broker, connect_timeout=3, read_timeout=0.4,
+    with broker.connect(connect_timeout=3, read_timeout=0.4,
                   write_timeout=4) as conn:
         start = time.monotonic()
         with pytest.raises(socket.timeout):
@@ -105,7 +100,7 @@ def test_connect_timeout_replaced_by_read_timeout(broker):
 
 def test_server_close_all_connections(broker, vhost):
     closed = []
-    conn = _connect(broker, virtual_host=vhost, on_close=closed.append)
+    conn = broker.connect(virtual_host=vhost, on_close=closed.append)
     ch = conn.channel()
     broker.ctl('close_all_connections', '--vhost', vhost, 'test shutdown')
     with pytest.raises(ConnectionForced) as info:
@@ -125,38 +120,27 @@ def test_server_close_all_connections(broker, vhost):
 
 
 def test_update_secret(broker):
-    with _connect(broker, login_method='PLAIN') as conn:
+    with broker.connect(login_method='PLAIN') as conn:
         conn.update_secret('guest', 'same password, new secret')
         ch = conn.channel()
         ch.queue_declare('', exclusive=True)
 
 
-def _wait_for(predicate, conn, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        try:
-            conn.drain_events(timeout=0.2)
-        except socket.timeout:
-            pass
-    return True
-
-
 @pytest.mark.slow
 def test_blocked_and_unblocked(broker):
     events = []
-    conn = _connect(broker, on_blocked=lambda r: events.append(('b', r)),
+    conn = broker.connect(on_blocked=lambda r: events.append(('b', r)),
                     on_unblocked=lambda: events.append('u'),
                     blocked_timeout=0.5)
-    other = _connect(broker)
+    other = broker.connect()
     try:
         ch = conn.channel()
         q = ch.queue_declare('', exclusive=True).queue
         broker.ctl('set_vm_memory_high_watermark', '0.0000001')
         try:
             ch.basic_publish(Message(b'x'), routing_key=q)
-            assert _wait_for(lambda: events, conn), 'no connection.blocked'
+            drain_until(conn, lambda: events, TIMEOUT,
+                        what='connection.blocked')
             assert events[0][0] == 'b' and 'memory' in events[0][1].lower()
             assert conn.blocked
             start = time.monotonic()
@@ -166,7 +150,8 @@ def test_blocked_and_unblocked(broker):
             assert time.monotonic() - start < 2
         finally:
             broker.ctl('set_vm_memory_high_watermark', '0.4')
-        assert _wait_for(lambda: 'u' in events, conn), 'no unblocked'
+        drain_until(conn, lambda: 'u' in events, TIMEOUT,
+                    what='connection.unblocked')
         assert conn.blocked is None
         ch.basic_publish(Message(b'z'), routing_key=q)
     finally:
@@ -176,8 +161,8 @@ def test_blocked_and_unblocked(broker):
 
 @pytest.mark.slow
 def test_heartbeat_thread_keeps_a_busy_connection_alive(broker):
-    with_thread = _connect(broker, heartbeat=1, heartbeat_thread=True)
-    without = _connect(broker, heartbeat=1)
+    with_thread = broker.connect(heartbeat=1, heartbeat_thread=True)
+    without = broker.connect(heartbeat=1)
     time.sleep(5)   # busy: nobody drains either connection
     ch = with_thread.channel()
     ch.queue_declare('', exclusive=True)
@@ -202,8 +187,8 @@ def test_dropped_connections_do_not_live_on_in_heartbeat_threads(broker,
                    if t.name == 'amqp-heartbeat')
 
     before = heartbeat_threads()
-    conns = [_connect(broker, virtual_host=vhost, heartbeat=2,
-                      heartbeat_thread=True) for _ in range(20)]
+    conns = [broker.connect(virtual_host=vhost, heartbeat=2,
+                            heartbeat_thread=True) for _ in range(20)]
     assert heartbeat_threads() == before + 20
 
     def open_on_broker():

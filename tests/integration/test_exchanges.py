@@ -1,22 +1,13 @@
 """Exchanges of every type, exchange-to-exchange bindings and the queue
 methods (declare/bind/unbind/purge/delete), against RabbitMQ (AMQP 0-9-1
 classes exchange and queue, RabbitMQ exchange.bind)."""
-import time
-import uuid
 
 import pytest
 
 from amqp import Message
 from amqp.exceptions import NotFound, PreconditionFailed
 from amqp.protocol import queue_declare_ok_t
-
-
-def _name(prefix):
-    return '%s-%s' % (prefix, uuid.uuid4().hex[:10])
-
-
-def _queue(ch, **kw):
-    return ch.queue_declare('', exclusive=True, **kw).queue
+from testkit import exclusive_queue, unique_name, wait_until
 
 
 def _bodies(ch, queue):
@@ -29,9 +20,9 @@ def _bodies(ch, queue):
 
 
 def test_fanout(ch):
-    ex = _name('fan')
+    ex = unique_name('fan')
     ch.exchange_declare(ex, 'fanout')
-    qs = [_queue(ch) for _ in range(3)]
+    qs = [exclusive_queue(ch) for _ in range(3)]
     for q in qs:
         assert ch.queue_bind(q, ex) is None
     ch.basic_publish(Message('f'), ex, 'ignored')
@@ -41,9 +32,9 @@ def test_fanout(ch):
 
 
 def test_direct(ch):
-    ex = _name('direct')
+    ex = unique_name('direct')
     ch.exchange_declare(ex, 'direct')
-    a, b = _queue(ch), _queue(ch)
+    a, b = exclusive_queue(ch), exclusive_queue(ch)
     ch.queue_bind(a, ex, 'a')
     ch.queue_bind(b, ex, 'b')
     ch.basic_publish(Message('1'), ex, 'a')
@@ -53,9 +44,9 @@ def test_direct(ch):
 
 
 def test_topic(ch):
-    ex = _name('topic')
+    ex = unique_name('topic')
     ch.exchange_declare(ex, 'topic', auto_delete=True)
-    star, hash_ = _queue(ch), _queue(ch)
+    star, hash_ = exclusive_queue(ch), exclusive_queue(ch)
     ch.queue_bind(star, ex, 'stock.*.nyse')
     ch.queue_bind(hash_, ex, 'stock.#')
     for rk in ('stock.ibm.nyse', 'stock.ibm.nasdaq', 'stock', 'other.x'):
@@ -66,9 +57,9 @@ def test_topic(ch):
 
 
 def test_headers_all_and_any(ch):
-    ex = _name('hdr')
+    ex = unique_name('hdr')
     ch.exchange_declare(ex, 'headers')
-    q_all, q_any = _queue(ch), _queue(ch)
+    q_all, q_any = exclusive_queue(ch), exclusive_queue(ch)
     ch.queue_bind(q_all, ex, arguments={'x-match': 'all', 'a': 1, 'b': 'x'})
     ch.queue_bind(q_any, ex, arguments={'x-match': 'any', 'a': 1, 'b': 'x'})
     ch.basic_publish(Message('both', application_headers={'a': 1, 'b': 'x'}),
@@ -80,11 +71,11 @@ def test_headers_all_and_any(ch):
 
 
 def test_exchange_to_exchange_bind_unbind(ch):
-    src, dst = _name('src'), _name('dst')
+    src, dst = unique_name('src'), unique_name('dst')
     # not auto_delete: unbinding would delete the source exchange
     ch.exchange_declare(src, 'topic', auto_delete=False)
     ch.exchange_declare(dst, 'fanout', auto_delete=False)
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     ch.queue_bind(q, dst)
     assert ch.exchange_bind(dst, src, 'a.*') is None
     ch.basic_publish(Message('routed'), src, 'a.b')
@@ -98,7 +89,7 @@ def test_exchange_to_exchange_bind_unbind(ch):
 
 
 def test_exchange_nowait_and_passive(conn, ch):
-    ex = _name('nowait')
+    ex = unique_name('nowait')
     assert ch.exchange_declare(ex, 'direct', nowait=True) is None
     ch.exchange_declare(ex, 'direct', passive=True)
     ch.exchange_bind(ex, 'amq.direct', 'k', nowait=True)
@@ -108,9 +99,9 @@ def test_exchange_nowait_and_passive(conn, ch):
 
 
 def test_exchange_delete_if_unused(conn, ch):
-    ex = _name('inuse')
+    ex = unique_name('inuse')
     ch.exchange_declare(ex, 'direct')
-    ch.queue_bind(_queue(ch), ex, 'k')
+    ch.queue_bind(exclusive_queue(ch), ex, 'k')
     with pytest.raises(PreconditionFailed):
         ch.exchange_delete(ex, if_unused=True)
     ch2 = conn.channel()
@@ -118,7 +109,7 @@ def test_exchange_delete_if_unused(conn, ch):
 
 
 def test_exchange_redeclare_other_type_is_406(conn, ch):
-    ex = _name('retype')
+    ex = unique_name('retype')
     ch.exchange_declare(ex, 'direct')
     with pytest.raises(PreconditionFailed):
         ch.exchange_declare(ex, 'fanout')
@@ -126,17 +117,14 @@ def test_exchange_redeclare_other_type_is_406(conn, ch):
 
 
 def test_queue_declare_counts_and_passive(conn, ch):
-    q = _name('counts')
+    q = unique_name('counts')
     ok = ch.queue_declare(q, exclusive=True)
     assert ok == queue_declare_ok_t(q, 0, 0)
     assert ok.queue == q and ok.message_count == 0
     for i in range(3):
         ch.basic_publish(Message(str(i)), '', q)
     # publishes reach the queue asynchronously: poll for the count
-    deadline = time.monotonic() + 5
-    while ch.queue_declare(q, passive=True).message_count < 3:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(lambda: ch.queue_declare(q, passive=True).message_count >= 3)
     ok = ch.queue_declare(q, passive=True)
     assert (ok.message_count, ok.consumer_count) == (3, 0)
     other = conn.channel()
@@ -159,7 +147,7 @@ def test_empty_name_means_last_declared_queue(ch):
 
 
 def test_queue_bind_unbind(ch):
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     ch.queue_bind(q, 'amq.direct', 'k1')
     ch.basic_publish(Message('a'), 'amq.direct', 'k1')
     assert ch.queue_unbind(q, 'amq.direct', 'k1') is None
@@ -168,7 +156,7 @@ def test_queue_bind_unbind(ch):
 
 
 def test_purge_and_delete_counts(conn, ch):
-    q = _name('purge')
+    q = unique_name('purge')
     ch.queue_declare(q, auto_delete=False)
     for i in range(5):
         ch.basic_publish(Message(b'x'), '', q)
@@ -183,19 +171,20 @@ def test_purge_and_delete_counts(conn, ch):
         ch.queue_delete(q, if_empty=True)
     ch = conn.channel()
     assert ch.queue_delete(q) == 4
-    ch.queue_purge(_queue(ch), nowait=True)  # returns nothing to wait on
+    # nowait: returns nothing to wait on
+    ch.queue_purge(exclusive_queue(ch), nowait=True)
     assert ch.queue_declare('', exclusive=True).message_count == 0
 
 
 def test_queue_delete_if_unused(conn, ch):
-    q = _queue(ch)
+    q = exclusive_queue(ch)
     ch.basic_consume(q, callback=lambda m: None)
     with pytest.raises(PreconditionFailed):
         ch.queue_delete(q, if_unused=True)
 
 
 def test_durable_queue_and_exchange(conn, ch):
-    ex, q = _name('dex'), _name('dq')
+    ex, q = unique_name('dex'), unique_name('dq')
     ch.exchange_declare(ex, 'direct', durable=True, auto_delete=False)
     ch.queue_declare(q, durable=True, auto_delete=False)
     ch.queue_bind(q, ex, 'k')

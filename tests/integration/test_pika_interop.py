@@ -3,13 +3,12 @@ with all 14 basic properties intact, including nested header tables and
 arrays (AMQP 0-9-1 class basic content properties)."""
 import datetime
 import decimal
-import time
-import uuid
 
 import pika
 import pytest
 
-from amqp import Connection, Message
+from amqp import Message
+from testkit import drain_until, get_eventually, unique_name, wait_until
 
 TIMESTAMP = 1700000000
 
@@ -65,28 +64,9 @@ def pika_channel(broker):
     connection.close()
 
 
-@pytest.fixture
-def ch(broker):
-    c = Connection('%s:%s' % (broker.host, broker.port))
-    c.connect()
-    yield c.channel()
-    c.close()
-
-
 def _queue(ch):
-    name = 'interop-' + uuid.uuid4().hex[:10]
-    ch.queue_declare(name, auto_delete=False)
-    return name
-
-
-def _get(ch, q, timeout=5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = ch.basic_get(q, no_ack=True)
-        if m is not None:
-            return m
-        time.sleep(0.02)
-    raise AssertionError('no message')
+    # not exclusive: the pika connection uses it too
+    return ch.queue_declare(unique_name('interop'), auto_delete=False).queue
 
 
 def _check_our_props(props):
@@ -111,7 +91,7 @@ def test_pika_to_amqp(pika_channel, ch, body):
     q = _queue(ch)
     try:
         pika_channel.basic_publish('', q, body, _pika_props())
-        m = _get(ch, q)
+        m = get_eventually(ch, q, no_ack=True)
         _check_our_props(m.properties)
         expected = body.decode('utf-8') if body != bytes(range(256)) \
             else body
@@ -127,13 +107,13 @@ def test_amqp_to_pika(pika_channel, ch, body):
     q = _queue(ch)
     try:
         ch.basic_publish(Message(body, **_props()), '', q)
-        deadline = time.monotonic() + 5
-        while True:
+
+        def pika_get():
             method, props, got = pika_channel.basic_get(q, auto_ack=True)
-            if method is not None or time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-        assert method is not None and got == body
+            return method is not None and (props, got)
+
+        props, got = wait_until(pika_get, what='a message for pika')
+        assert got == body
         theirs = {k: getattr(props, k) for k in (
             'content_type', 'content_encoding', 'delivery_mode', 'priority',
             'correlation_id', 'reply_to', 'expiration', 'message_id',
@@ -144,28 +124,17 @@ def test_amqp_to_pika(pika_channel, ch, body):
         ch.queue_delete(q)
 
 
-def test_amqp_consumes_pika_stream(pika_channel, broker):
-    c = Connection('%s:%s' % (broker.host, broker.port))
-    c.connect()
-    try:
-        ch = c.channel()
-        q = _queue(ch)
-        got = []
-        ch.basic_consume(q, callback=got.append, no_ack=True)
-        for i in range(50):
-            pika_channel.basic_publish('', q, str(i).encode(),
-                                       pika.BasicProperties(
-                                           content_encoding='utf-8',
-                                           headers={'i': i}))
-        deadline = time.monotonic() + 10
-        while len(got) < 50 and time.monotonic() < deadline:
-            try:
-                c.drain_events(timeout=1)
-            except OSError:
-                pass
-        assert [m.body for m in got] == [str(i) for i in range(50)]
-        assert [m.headers['i'] for m in got] == list(range(50))
-        ch.basic_cancel(got[0].delivery_info['consumer_tag'])
-        ch.queue_delete(q)
-    finally:
-        c.close()
+def test_amqp_consumes_pika_stream(pika_channel, conn, ch):
+    q = _queue(ch)
+    got = []
+    ch.basic_consume(q, callback=got.append, no_ack=True)
+    for i in range(50):
+        pika_channel.basic_publish('', q, str(i).encode(),
+                                   pika.BasicProperties(
+                                       content_encoding='utf-8',
+                                       headers={'i': i}))
+    drain_until(conn, lambda: len(got) >= 50, timeout=10)
+    assert [m.body for m in got] == [str(i) for i in range(50)]
+    assert [m.headers['i'] for m in got] == list(range(50))
+    ch.basic_cancel(got[0].delivery_info['consumer_tag'])
+    ch.queue_delete(q)

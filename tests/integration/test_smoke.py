@@ -1,11 +1,14 @@
 """The session's RabbitMQ answers the protocol header with a Connection.Start
-that our wire layer decodes (AMQP 0-9-1 section 4.2.2 and class connection).
+that our wire layer decodes as pika does (AMQP 0-9-1 section 4.2.2 and class
+connection): real bytes, read by the code under test and by an independent
+codec.
 """
 import socket
 import struct
 
 from amqp import spec
 from amqp.serialization import loads
+from testkit import PROTOCOL_HEADER, decode_frame, frame, naive_utc
 
 _FRAME_HEADER = struct.Struct('>BHI')
 _METHOD_IDS = struct.Struct('>HH')
@@ -23,7 +26,7 @@ def _recv_exactly(sock, n):
 def test_connection_start(broker):
     with socket.create_connection((broker.host, broker.port), 10) as sock:
         sock.settimeout(10)
-        sock.sendall(b'AMQP\x00\x00\x09\x01')
+        sock.sendall(PROTOCOL_HEADER)
         frame_type, channel, size = _FRAME_HEADER.unpack(
             _recv_exactly(sock, _FRAME_HEADER.size))
         payload = _recv_exactly(sock, size)
@@ -46,3 +49,6 @@ def test_connection_start(broker):
     if isinstance(mechanisms, bytes):
         mechanisms = mechanisms.decode()
     assert 'PLAIN' in mechanisms.split()
+    theirs = decode_frame(frame(frame_type, channel, payload)).method
+    assert naive_utc(theirs.server_properties) == props
+    assert theirs.mechanisms.decode() == mechanisms

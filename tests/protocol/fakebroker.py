@@ -5,18 +5,23 @@ closing mid-frame, missed heartbeats, SASL challenges.
 A script is a function ``script(peer)`` run in a thread against the one
 accepted connection; ``peer`` reads and writes frames and keeps every byte
 the client sent in ``peer.received`` so tests assert on the wire.
+
+Frames are encoded and decoded by pika (``testkit``), never by the codec
+under test, so a bug shared by our encoder and decoder cannot hide.
 """
 import socket
 import struct
 import threading
 import time
+import types
 
-from amqp.serialization import dumps, loads
-from amqp import spec
+import pika.frame
+from pika.spec import Channel, Connection
 
-FRAME_HEADER = struct.Struct('>BHI')
-METHOD_SIG = struct.Struct('>HH')
-HEARTBEAT = b'\x08\x00\x00\x00\x00\x00\x00\xce'
+from testkit import PROTOCOL_HEADER, decode_frame, method_frame
+
+TIMEOUT = 3     # seconds: connect_timeout of FakeBroker.connect
+_ENVELOPE = struct.Struct('>BHI')
 
 DEFAULT_PROPERTIES = {
     'product': 'FakeBroker',
@@ -31,42 +36,49 @@ DEFAULT_PROPERTIES = {
 }
 
 
-def frame(frame_type, channel, payload):
-    return FRAME_HEADER.pack(frame_type, channel, len(payload)) + \
-        payload + b'\xce'
-
-
-def method_frame(sig, fmt='', args=(), channel=0):
-    payload = METHOD_SIG.pack(*sig) + (dumps(fmt, args) if fmt else b'')
-    return frame(1, channel, payload)
-
-
 def start_frame(mechanisms=b'PLAIN AMQPLAIN', properties=None):
-    return method_frame(spec.Connection.Start, 'ooFSS',
-                        (0, 9, properties or DEFAULT_PROPERTIES,
-                         mechanisms, b'en_US'))
+    return method_frame(Connection.Start(
+        0, 9, properties or DEFAULT_PROPERTIES, mechanisms, b'en_US'))
 
 
 def tune_frame(channel_max=2047, frame_max=131072, heartbeat=60):
-    return method_frame(spec.Connection.Tune, 'BlB',
-                        (channel_max, frame_max, heartbeat))
+    return method_frame(Connection.Tune(channel_max, frame_max, heartbeat))
 
 
-OPEN_OK = method_frame(spec.Connection.OpenOk, 's', ('',))
-CLOSE_OK = method_frame(spec.Connection.CloseOk)
+OPEN_OK = method_frame(Connection.OpenOk())
+CLOSE_OK = method_frame(Connection.CloseOk())
+
+
+def handshake_then_close(body=None, **handshake):
+    """A script: the handshake, ``body(peer)``, then close-ok for the
+    client's close."""
+    def script(peer):
+        peer.handshake(**handshake)
+        if body is not None:
+            body(peer)
+        peer.serve_close()
+    return script
 
 
 class Peer:
-    """The server side of one connection."""
+    """The server side of one connection.
+
+    Frames are read and written with pika's codec (``testkit``), not the
+    one under test; methods are ``pika.spec`` instances, whose arguments
+    are attributes (``tune_ok.heartbeat``).
+    """
 
     def __init__(self, sock):
         self.sock = sock
         self.received = bytearray()
         self._buf = bytearray()
-        self.frames = []      # every frame read: (type, channel, payload)
+        self.frames = []      # every frame read, as pika.frame objects
 
     def send(self, data):
         self.sock.sendall(data)
+
+    def send_method(self, method, channel=0):
+        self.send(method_frame(method, channel))
 
     def send_slowly(self, data, step=1):
         for i in range(0, len(data), step):
@@ -89,52 +101,67 @@ class Peer:
 
     def expect_header(self):
         header = self.recv_exactly(8)
-        assert header == spec.PROTOCOL_HEADER, header
+        assert header == PROTOCOL_HEADER, header
         return header
 
     def recv_frame(self, skip_heartbeats=True):
+        """The next frame, decoded by pika (heartbeats skipped)."""
         while True:
-            frame_type, channel, size = FRAME_HEADER.unpack(
-                self.recv_exactly(7))
-            payload = self.recv_exactly(size)
-            assert self.recv_exactly(1) == b'\xce'
-            self.frames.append((frame_type, channel, payload))
-            if frame_type == 8 and skip_heartbeats:
+            envelope = self.recv_exactly(_ENVELOPE.size)
+            _, _, size = _ENVELOPE.unpack(envelope)
+            decoded = decode_frame(envelope + self.recv_exactly(size + 1))
+            self.frames.append(decoded)
+            if isinstance(decoded, pika.frame.Heartbeat) and skip_heartbeats:
                 continue
-            return frame_type, channel, payload
+            return decoded
 
     def recv_method(self):
-        """Return ``(method_sig, args)`` of the next method frame."""
-        frame_type, channel, payload = self.recv_frame()
-        assert frame_type == 1, (frame_type, payload)
-        sig = METHOD_SIG.unpack_from(payload)
-        method = spec.METHODS[sig]
-        args = loads(method.args, payload, 4)[0] if method.args else []
-        # strings as the raw bytes on the wire, for byte-exact assertions
-        args = [a.encode('utf-8', 'surrogateescape') if isinstance(a, str)
-                else a for a in args]
-        return sig, args
+        """The next method, a ``pika.spec`` method instance."""
+        decoded = self.recv_frame()
+        assert isinstance(decoded, pika.frame.Method), decoded
+        return decoded.method
 
-    def expect_method(self, sig):
-        got, args = self.recv_method()
-        assert got == sig, (got, sig)
-        return args
+    def expect_method(self, cls):
+        """The next method, which must be a ``cls`` (a ``pika.spec``
+        method class such as ``Connection.StartOk``)."""
+        method = self.recv_method()
+        assert isinstance(method, cls), (method, cls)
+        return method
+
+    def start(self, mechanisms=b'PLAIN AMQPLAIN', properties=None):
+        """Read the protocol header, send start; return the start-ok."""
+        self.expect_header()
+        self.send(start_frame(mechanisms, properties))
+        return self.expect_method(Connection.StartOk)
+
+    def tune_and_open(self, channel_max=2047, frame_max=131072,
+                      heartbeat=60):
+        """Send tune, read tune-ok and open, send open-ok; return the
+        tune-ok and open."""
+        self.send(tune_frame(channel_max, frame_max, heartbeat))
+        tune_ok = self.expect_method(Connection.TuneOk)
+        open_ = self.expect_method(Connection.Open)
+        self.send(OPEN_OK)
+        return tune_ok, open_
 
     def handshake(self, mechanisms=b'PLAIN AMQPLAIN', channel_max=2047,
                   frame_max=131072, heartbeat=60):
-        """Run a normal handshake; return the start-ok and tune-ok args."""
-        self.expect_header()
-        self.send(start_frame(mechanisms))
-        start_ok = self.expect_method(spec.Connection.StartOk)
-        self.send(tune_frame(channel_max, frame_max, heartbeat))
-        tune_ok = self.expect_method(spec.Connection.TuneOk)
-        self.expect_method(spec.Connection.Open)
-        self.send(OPEN_OK)
-        return start_ok, tune_ok
+        """Run a normal handshake; return what the client sent in it
+        (``start_ok``, ``tune_ok``, ``open``)."""
+        start_ok = self.start(mechanisms)
+        tune_ok, open_ = self.tune_and_open(channel_max, frame_max,
+                                            heartbeat)
+        return types.SimpleNamespace(start_ok=start_ok, tune_ok=tune_ok,
+                                     open=open_)
+
+    def serve_channel_open(self, channel=1):
+        """Answer the client's channel.open with open-ok."""
+        self.expect_method(Channel.Open)
+        self.send_method(Channel.OpenOk(), channel)
 
     def serve_close(self):
         """Answer the client's connection.close with close-ok."""
-        self.expect_method(spec.Connection.Close)
+        self.expect_method(Connection.Close)
         self.send(CLOSE_OK)
 
     def wait_closed(self, timeout=5):
@@ -175,16 +202,30 @@ class FakeBroker:
             try:
                 self.script(self.peer)
             finally:
-                try:
-                    sock.close()
-                except OSError:
-                    pass
+                # a script may have replaced peer.sock (TLS wraps it, and
+                # the wrapper owns the descriptor): close what it uses, so
+                # a failed script hangs up instead of leaving the client
+                # waiting for ever
+                for s in (self.peer.sock, sock):
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
         except (EOFError, BrokenPipeError, ConnectionResetError):
             pass  # the client hung up: what many scripts provoke
         except BaseException as exc:  # reported by finish()
             self.error = exc
         finally:
             self.done.set()
+
+    def connect(self, **kwargs):
+        """A ``amqp.Connection`` connected to this broker (the script
+        must serve the handshake)."""
+        from amqp import Connection as AMQPConnection
+        kwargs.setdefault('connect_timeout', TIMEOUT)
+        conn = AMQPConnection(self.host, **kwargs)
+        conn.connect()
+        return conn
 
     def finish(self, timeout=5):
         """Wait for the script; re-raise anything it raised."""

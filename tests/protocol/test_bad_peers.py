@@ -6,14 +6,17 @@ import time
 
 import pytest
 
-from amqp import Connection, spec
-from amqp.exceptions import AMQPError, FrameError
+from pika.spec import Connection as Conn
 
-from .fakebroker import (DEFAULT_PROPERTIES, OPEN_OK, frame, method_frame,
-                         start_frame, tune_frame)
+from amqp import Connection
+from amqp.exceptions import AMQPError, FrameError
+from testkit import HEARTBEAT, frame, method_frame
+
+from .fakebroker import DEFAULT_PROPERTIES, OPEN_OK, start_frame, tune_frame
 
 TIMEOUT = 1.0
 ALLOWED = (AMQPError, OSError)
+BAD_FRAME_END = HEARTBEAT[:-1] + b'\xff'
 
 
 def _assert_fails_fast(broker, **kwargs):
@@ -31,20 +34,22 @@ def _assert_fails_fast(broker, **kwargs):
     return info.value
 
 
-def _after_header(send):
+def _script(opening, send):
+    """``opening(peer)``, ``send(peer)``, then read until the client
+    hangs up."""
     def script(peer):
-        peer.expect_header()
+        opening(peer)
         send(peer)
         peer.wait_closed(timeout=3)
     return script
+
+
+def _after_header(send):
+    return _script(lambda peer: peer.expect_header(), send)
 
 
 def _after_handshake(send):
-    def script(peer):
-        peer.handshake()
-        send(peer)
-        peer.wait_closed(timeout=3)
-    return script
+    return _script(lambda peer: peer.handshake(), send)
 
 
 def test_garbage_instead_of_a_frame(fake_broker):
@@ -73,7 +78,7 @@ def test_close_mid_handshake(fake_broker):
     def script(peer):
         peer.expect_header()
         peer.send(start_frame())
-        peer.expect_method(spec.Connection.StartOk)
+        peer.expect_method(Conn.StartOk)
         peer.sock.close()
     broker = fake_broker(script)
     _assert_fails_fast(broker)
@@ -105,7 +110,7 @@ def test_unknown_frame_type(fake_broker):
 
 def test_bad_frame_end(fake_broker):
     broker = fake_broker(_after_handshake(
-        lambda p: p.send(b'\x08\x00\x00\x00\x00\x00\x00\xff')))
+        lambda p: p.send(BAD_FRAME_END)))
     exc = _assert_fails_fast(broker)
     assert isinstance(exc, FrameError)
 
@@ -146,14 +151,19 @@ def test_truncated_start_arguments(fake_broker):
     _assert_fails_fast(broker)
 
 
-def test_silence_during_handshake_hits_connect_timeout(fake_broker):
-    broker = fake_broker(_after_header(lambda p: time.sleep(TIMEOUT + 0.5)))
-    conn = Connection(broker.host, connect_timeout=0.5)
+def _assert_connect_times_out(broker, **kwargs):
+    """connect_timeout=0.5 ends connect() with socket.timeout in time."""
+    conn = Connection(broker.host, connect_timeout=0.5, **kwargs)
     start = time.monotonic()
     with pytest.raises(socket.timeout):
         conn.connect()
     assert time.monotonic() - start < 1.0
     assert not conn.connected
+
+
+def test_silence_during_handshake_hits_connect_timeout(fake_broker):
+    broker = fake_broker(_after_header(lambda p: time.sleep(TIMEOUT + 0.5)))
+    _assert_connect_times_out(broker)
 
 
 def test_silence_after_start_hits_connect_timeout(fake_broker):
@@ -165,12 +175,7 @@ def test_silence_after_start_hits_connect_timeout(fake_broker):
         for i in range(len(data) - 1):
             peer.send(data[i:i + 1])
             time.sleep(0.05)
-    broker = fake_broker(script)
-    conn = Connection(broker.host, connect_timeout=0.5)
-    start = time.monotonic()
-    with pytest.raises(socket.timeout):
-        conn.connect()
-    assert time.monotonic() - start < 1.0
+    _assert_connect_times_out(fake_broker(script))
 
 
 def test_one_byte_reads(fake_broker):
@@ -180,14 +185,14 @@ def test_one_byte_reads(fake_broker):
     def script(peer):
         peer.expect_header()
         peer.send_slowly(start_frame())
-        seen['start_ok'] = peer.expect_method(spec.Connection.StartOk)
+        seen['start_ok'] = peer.expect_method(Conn.StartOk)
         peer.send_slowly(tune_frame(heartbeat=0))
-        peer.expect_method(spec.Connection.TuneOk)
-        peer.expect_method(spec.Connection.Open)
+        peer.expect_method(Conn.TuneOk)
+        peer.expect_method(Conn.Open)
         peer.send_slowly(OPEN_OK)
-        peer.send_slowly(method_frame(spec.Connection.Blocked, 's', ('mem',)))
-        peer.expect_method(spec.Connection.Close)
-        peer.send_slowly(method_frame(spec.Connection.CloseOk))
+        peer.send_slowly(method_frame(Conn.Blocked('mem')))
+        peer.expect_method(Conn.Close)
+        peer.send_slowly(method_frame(Conn.CloseOk()))
 
     broker = fake_broker(script)
     reasons = []
@@ -205,8 +210,8 @@ def test_frame_error_sends_close_501_on_the_wire(fake_broker):
 
     def script(peer):
         peer.handshake()
-        peer.send(b'\x08\x00\x00\x00\x00\x00\x00\xff')
-        seen['close'] = peer.expect_method(spec.Connection.Close)
+        peer.send(BAD_FRAME_END)
+        seen['close'] = peer.expect_method(Conn.Close)
         peer.wait_closed(timeout=3)
 
     broker = fake_broker(script)
@@ -215,7 +220,7 @@ def test_frame_error_sends_close_501_on_the_wire(fake_broker):
     with pytest.raises(FrameError):
         conn.drain_events(timeout=TIMEOUT)
     broker.finish()
-    assert seen['close'][0] == 501
+    assert seen['close'].reply_code == 501
     assert not conn.connected
     with pytest.raises(AMQPError):
         conn.channel()
@@ -224,13 +229,8 @@ def test_frame_error_sends_close_501_on_the_wire(fake_broker):
 def test_silent_tls_handshake_hits_connect_timeout(fake_broker):
     """connect_timeout bounds the TLS handshake too (a plain-TCP server
     that never answers the ClientHello)."""
-    broker = fake_broker(lambda peer: time.sleep(1.5))
-    conn = Connection(broker.host, ssl=True, connect_timeout=0.5)
-    start = time.monotonic()
-    with pytest.raises(socket.timeout):
-        conn.connect()
-    assert time.monotonic() - start < 1.0
-    assert not conn.connected
+    _assert_connect_times_out(fake_broker(lambda peer: time.sleep(1.5)),
+                              ssl=True)
 
 
 def test_tls_to_a_plain_amqp_server_fails_typed(fake_broker):
@@ -246,7 +246,7 @@ def test_tls_to_a_plain_amqp_server_fails_typed(fake_broker):
 
 def test_blocking_read_closes_on_garbage(fake_broker):
     broker = fake_broker(_after_handshake(
-        lambda p: p.send(b'\x08\x00\x00\x00\x00\x00\x00\xff')))
+        lambda p: p.send(BAD_FRAME_END)))
     conn = Connection(broker.host, connect_timeout=TIMEOUT)
     conn.connect()
     with pytest.raises(FrameError):

@@ -6,18 +6,11 @@ import ssl
 import pytest
 
 import amqp
-from amqp import Connection, spec
+from amqp import Connection
 from amqp.exceptions import ConnectionError, ResourceError
 from amqp.transport import SSLTransport, TCPTransport, to_host_port
 
-from .fakebroker import FakeBroker, method_frame
-
-TIMEOUT = 3
-
-
-def _simple(peer):
-    peer.handshake()
-    peer.serve_close()
+from .fakebroker import TIMEOUT, FakeBroker, handshake_then_close
 
 
 def test_py_amqp_constructor_keywords_and_unknown_kwargs():
@@ -69,11 +62,7 @@ def test_bad_arguments_raise_before_connecting():
 
 
 def test_channel_subclass_and_callbacks(fake_broker):
-    def script(peer):
-        peer.handshake()
-        peer.expect_method(spec.Channel.Open)
-        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
-        peer.serve_close()
+    script = handshake_then_close(lambda peer: peer.serve_channel_open(1))
 
     class MyChannel(amqp.Channel):
         pass
@@ -136,7 +125,7 @@ def test_ipv6_literal_connects():
 
 
 def test_every_resolved_address_tried_in_turn(monkeypatch):
-    broker = FakeBroker(_simple)
+    broker = FakeBroker(handshake_then_close())
     dead = socket.socket()
     dead.bind(('127.0.0.1', 0))
     dead_port = dead.getsockname()[1]
@@ -228,15 +217,9 @@ def test_tls_verifies_by_default():
 
 
 def test_channel_max_exhaustion_without_broker_round_trip(fake_broker):
-    def script(peer):
-        peer.handshake(channel_max=1)
-        peer.expect_method(spec.Channel.Open)
-        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
-        peer.serve_close()
-
-    broker = fake_broker(script)
-    conn = Connection(broker.host, connect_timeout=TIMEOUT)
-    conn.connect()
+    broker = fake_broker(handshake_then_close(
+        lambda peer: peer.serve_channel_open(1), channel_max=1))
+    conn = broker.connect()
     conn.channel()
     with pytest.raises(ResourceError):
         conn.channel()
@@ -247,7 +230,7 @@ def test_channel_max_exhaustion_without_broker_round_trip(fake_broker):
 
 def test_ipv6_refused_then_ipv4(monkeypatch):
     """'localhost' answering ::1 (nothing listening) before 127.0.0.1."""
-    broker = FakeBroker(_simple)
+    broker = FakeBroker(handshake_then_close())
 
     def fake_getaddrinfo(host, port, *args, **kwargs):
         return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP,

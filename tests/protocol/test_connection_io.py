@@ -5,32 +5,24 @@ import struct
 import threading
 import time
 
+import pika.frame
 import pytest
+from pika.spec import Basic, Channel, Connection, Queue
 
-from amqp import Connection, spec
+from amqp import Connection as AMQPConnection
 from amqp.exceptions import (AMQPError, ConnectionForced,
                              RecoverableConnectionError)
+from testkit import (HEARTBEAT, frame, make_certificates, message_frames,
+                     method_frame)
 
-from .fakebroker import CLOSE_OK, HEARTBEAT, method_frame
+from .fakebroker import CLOSE_OK, TIMEOUT, handshake_then_close
 
-TIMEOUT = 3
-BLOCKED = method_frame(spec.Connection.Blocked, 's', ('low memory',))
-UNBLOCKED = method_frame(spec.Connection.Unblocked)
-
-
-def connect(broker, **kwargs):
-    kwargs.setdefault('connect_timeout', TIMEOUT)
-    conn = Connection(broker.host, **kwargs)
-    conn.connect()
-    return conn
+BLOCKED = method_frame(Connection.Blocked('low memory'))
+UNBLOCKED = method_frame(Connection.Unblocked())
 
 
-def _then_close(body, heartbeat=0):
-    def script(peer):
-        peer.handshake(heartbeat=heartbeat)
-        body(peer)
-        peer.serve_close()
-    return script
+def _then_close(body=None, heartbeat=0):
+    return handshake_then_close(body, heartbeat=heartbeat)
 
 
 def test_drain_timeout_is_total_despite_heartbeats(fake_broker):
@@ -41,7 +33,7 @@ def test_drain_timeout_is_total_despite_heartbeats(fake_broker):
             peer.send(HEARTBEAT)
 
     broker = fake_broker(_then_close(body, heartbeat=60))
-    conn = connect(broker, heartbeat=60)
+    conn = broker.connect(heartbeat=60)
     start = time.monotonic()
     with pytest.raises(socket.timeout):
         conn.drain_events(timeout=0.5)
@@ -54,7 +46,7 @@ def test_drain_timeout_is_total_despite_heartbeats(fake_broker):
 
 def test_drain_timeout_zero_never_blocks(fake_broker):
     broker = fake_broker(_then_close(lambda peer: time.sleep(0.5)))
-    conn = connect(broker)
+    conn = broker.connect()
     start = time.monotonic()
     for _ in range(100):
         with pytest.raises(socket.timeout):
@@ -72,7 +64,7 @@ def test_drain_serves_buffered_frames_first(fake_broker):
         sent.set()
 
     broker = fake_broker(_then_close(body))
-    conn = connect(broker, on_blocked=lambda r: events.append(('b', r)),
+    conn = broker.connect(on_blocked=lambda r: events.append(('b', r)),
                    on_unblocked=lambda: events.append('u'))
     sent.wait(TIMEOUT)
     time.sleep(0.05)
@@ -93,7 +85,7 @@ def test_timeout_mid_frame_keeps_partial_frame(fake_broker):
 
     broker = fake_broker(_then_close(body))
     reasons = []
-    conn = connect(broker, on_blocked=reasons.append)
+    conn = broker.connect(on_blocked=reasons.append)
     with pytest.raises(socket.timeout):
         conn.drain_events(timeout=0.3)
     assert reasons == []
@@ -106,16 +98,16 @@ def test_timeout_mid_frame_keeps_partial_frame(fake_broker):
 def test_read_timeout_applies_after_connect_timeout(fake_broker):
     # connect_timeout bounds the handshake only; afterwards a read waits
     # read_timeout (or forever), whatever connect_timeout was.
-    broker = fake_broker(_then_close(lambda peer: None))
-    conn = connect(broker, connect_timeout=7, read_timeout=0.3)
+    broker = fake_broker(_then_close())
+    conn = broker.connect(connect_timeout=7, read_timeout=0.3)
     start = time.monotonic()
     with pytest.raises(socket.timeout):
         conn.blocking_read()
     assert 0.25 <= time.monotonic() - start < 1.0
     assert conn.connected
     conn.close()
-    broker = fake_broker(_then_close(lambda peer: None))
-    conn = connect(broker, connect_timeout=0.5)
+    broker = fake_broker(_then_close())
+    conn = broker.connect(connect_timeout=0.5)
     time.sleep(0.6)    # past the connect deadline: it no longer applies
     start = time.monotonic()
     with pytest.raises(socket.timeout):
@@ -125,8 +117,8 @@ def test_read_timeout_applies_after_connect_timeout(fake_broker):
 
 
 def test_socket_options(fake_broker):
-    broker = fake_broker(_then_close(lambda peer: None))
-    conn = connect(broker, socket_settings={socket.TCP_KEEPINTVL: 7,
+    broker = fake_broker(_then_close())
+    conn = broker.connect(socket_settings={socket.TCP_KEEPINTVL: 7,
                                             socket.TCP_KEEPCNT: 3})
     sock = conn.transport.sock
     assert sock.getsockopt(socket.SOL_TCP, socket.TCP_NODELAY) == 1
@@ -137,8 +129,8 @@ def test_socket_options(fake_broker):
 
 
 def test_socket_settings_can_turn_nodelay_off(fake_broker):
-    broker = fake_broker(_then_close(lambda peer: None))
-    conn = connect(broker, socket_settings={socket.TCP_NODELAY: 0})
+    broker = fake_broker(_then_close())
+    conn = broker.connect(socket_settings={socket.TCP_NODELAY: 0})
     assert conn.transport.sock.getsockopt(
         socket.SOL_TCP, socket.TCP_NODELAY) == 0
     conn.close()
@@ -158,11 +150,12 @@ def test_heartbeat_tick_sends_when_due_and_detects_silence(fake_broker):
             pass
         except EOFError:
             pass
-        seen['heartbeats'] = sum(1 for f in peer.frames if f[0] == 8)
+        seen['heartbeats'] = sum(isinstance(f, pika.frame.Heartbeat)
+                                 for f in peer.frames)
         peer.wait_closed(timeout=3)
 
     broker = fake_broker(script)
-    conn = connect(broker, heartbeat=1)
+    conn = broker.connect(heartbeat=1)
     assert conn.heartbeat == 1
     conn.heartbeat_tick()          # nothing due yet
     time.sleep(0.6)
@@ -194,7 +187,7 @@ def test_heartbeat_tick_rate_sets_both_thresholds(fake_broker, rate,
     import amqp.connection as connection_module
     broker = fake_broker(lambda peer: (peer.handshake(heartbeat=2),
                                        peer.wait_closed(timeout=10)))
-    conn = connect(broker, heartbeat=2)
+    conn = broker.connect(heartbeat=2)
     clock = [time.monotonic()]
     real = connection_module.monotonic
     connection_module.monotonic = lambda: clock[0]   # OS boundary: time
@@ -224,7 +217,7 @@ def test_heartbeat_tick_rate_sets_both_thresholds(fake_broker, rate,
 def test_drain_events_detects_missed_heartbeats(fake_broker):
     broker = fake_broker(lambda peer: (peer.handshake(heartbeat=1),
                                        peer.wait_closed(timeout=5)))
-    conn = connect(broker, heartbeat=1)
+    conn = broker.connect(heartbeat=1)
     start = time.monotonic()
     with pytest.raises(ConnectionForced):
         conn.drain_events()     # no timeout: heartbeats bound the wait
@@ -240,14 +233,14 @@ def test_heartbeat_thread_keeps_sending_while_busy(fake_broker):
         start = time.monotonic()
         times = []
         while time.monotonic() - start < 2.5:
-            frame_type, _, _ = peer.recv_frame(skip_heartbeats=False)
-            if frame_type == 8:
+            received = peer.recv_frame(skip_heartbeats=False)
+            if isinstance(received, pika.frame.Heartbeat):
                 times.append(time.monotonic() - start)
         seen['times'] = times
         peer.serve_close()
 
     broker = fake_broker(script)
-    conn = connect(broker, heartbeat=1, heartbeat_thread=True)
+    conn = broker.connect(heartbeat=1, heartbeat_thread=True)
     time.sleep(2.6)   # the application is busy; it never calls drain
     conn.close()
     broker.finish()
@@ -259,19 +252,19 @@ def test_server_close_raises_and_answers_close_ok(fake_broker):
 
     def script(peer):
         peer.handshake()
-        peer.send(method_frame(spec.Connection.Close, 'BsBB',
-                               (320, 'CONNECTION_FORCED - shutdown', 0, 0)))
-        seen['reply'] = peer.recv_method()[0]
+        peer.send_method(Connection.Close(
+            320, 'CONNECTION_FORCED - shutdown', 0, 0))
+        seen['reply'] = peer.recv_method()
         peer.wait_closed()
 
     broker = fake_broker(script)
     closed = []
-    conn = connect(broker, on_close=closed.append)
+    conn = broker.connect(on_close=closed.append)
     with pytest.raises(ConnectionForced) as info:
         conn.drain_events(timeout=TIMEOUT)
     assert info.value.reply_code == 320
     broker.finish()
-    assert seen['reply'] == spec.Connection.CloseOk
+    assert isinstance(seen['reply'], Connection.CloseOk)
     assert not conn.connected
     assert len(closed) == 1 and isinstance(closed[0], ConnectionForced)
     with pytest.raises(RecoverableConnectionError, match='not open|closed'):
@@ -291,7 +284,7 @@ def test_client_close_waits_for_close_ok(fake_broker):
 
     def script(peer):
         peer.handshake()
-        seen['close'] = peer.expect_method(spec.Connection.Close)
+        seen['close'] = peer.expect_method(Connection.Close)
         time.sleep(0.3)
         seen['close_ok_at'] = time.monotonic()
         peer.send(CLOSE_OK)
@@ -299,11 +292,12 @@ def test_client_close_waits_for_close_ok(fake_broker):
 
     broker = fake_broker(script)
     closed = []
-    conn = connect(broker, on_close=closed.append)
+    conn = broker.connect(on_close=closed.append)
     conn.close(reply_code=200, reply_text='bye')
     done = time.monotonic()
     broker.finish()
-    assert seen['close'][:2] == [200, b'bye']
+    assert (seen['close'].reply_code, seen['close'].reply_text) == \
+        (200, 'bye')
     assert done >= seen['close_ok_at']   # it waited for close-ok
     assert not conn.connected
     assert closed == [None]
@@ -314,7 +308,7 @@ def test_client_close_waits_for_close_ok(fake_broker):
 def test_client_close_is_bounded_when_peer_never_answers(fake_broker):
     broker = fake_broker(lambda peer: (peer.handshake(),
                                        peer.wait_closed(timeout=5)))
-    conn = connect(broker, connect_timeout=0.5)
+    conn = broker.connect(connect_timeout=0.5)
     start = time.monotonic()
     conn.close()
     assert time.monotonic() - start < 1.0
@@ -322,18 +316,18 @@ def test_client_close_is_bounded_when_peer_never_answers(fake_broker):
 
 
 def test_context_manager_closes(fake_broker):
-    broker = fake_broker(_then_close(lambda peer: None))
-    with Connection(broker.host, connect_timeout=TIMEOUT) as conn:
+    broker = fake_broker(_then_close())
+    with AMQPConnection(broker.host, connect_timeout=TIMEOUT) as conn:
         assert conn.connected
     assert not conn.connected
     broker.finish()
 
 
 def test_password_not_in_repr_or_debug_logs(fake_broker, caplog):
-    broker = fake_broker(_then_close(lambda peer: None))
+    broker = fake_broker(_then_close())
     caplog.set_level(logging.DEBUG, logger='amqp')
-    conn = Connection(broker.host, userid='u', password='hunter2',
-                      connect_timeout=TIMEOUT)
+    conn = AMQPConnection(broker.host, userid='u', password='hunter2',
+                          connect_timeout=TIMEOUT)
     assert 'hunter2' not in repr(conn)
     conn.connect()
     assert 'hunter2' not in repr(conn)
@@ -348,15 +342,16 @@ def test_update_secret_on_the_wire(fake_broker):
     seen = {}
 
     def body(peer):
-        seen['update'] = peer.expect_method(spec.Connection.UpdateSecret)
-        peer.send(method_frame(spec.Connection.UpdateSecretOk))
+        seen['update'] = peer.expect_method(Connection.UpdateSecret)
+        peer.send_method(Connection.UpdateSecretOk())
 
     broker = fake_broker(_then_close(body))
-    conn = connect(broker)
+    conn = broker.connect()
     conn.update_secret('new-token', 'refresh')
     conn.close()
     broker.finish()
-    assert seen['update'] == [b'new-token', b'refresh']
+    assert seen['update'].new_secret == b'new-token'
+    assert seen['update'].reason == 'refresh'
 
 
 def test_raise_on_initial_eintr(fake_broker):
@@ -365,7 +360,7 @@ def test_raise_on_initial_eintr(fake_broker):
     broker = fake_broker(_then_close(
         lambda peer: (time.sleep(0.2), peer.send(BLOCKED))))
     reasons = []
-    conn = connect(broker, on_blocked=reasons.append)
+    conn = broker.connect(on_blocked=reasons.append)
     real = conn.transport.sock
 
     class Interrupting:
@@ -400,22 +395,22 @@ def test_large_publish_after_nonblocking_drain_is_not_cut(fake_broker):
 
     def script(peer):
         peer.handshake(frame_max=131072)
-        peer.expect_method(spec.Channel.Open)
-        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
+        peer.serve_channel_open(1)
         time.sleep(0.5)      # let the client's send buffer fill up
-        peer.expect_method(spec.Basic.Publish)
-        frame_type, _, header = peer.recv_frame()
-        assert frame_type == 2
+        peer.expect_method(Basic.Publish)
+        header = peer.recv_frame()
+        assert isinstance(header, pika.frame.Header)
+        assert header.body_size == len(body)
         received = bytearray()
         while len(received) < len(body):
-            frame_type, _, chunk = peer.recv_frame()
-            assert frame_type == 3
-            received += chunk
+            chunk = peer.recv_frame()
+            assert isinstance(chunk, pika.frame.Body)
+            received += chunk.fragment
         seen['body'] = bytes(received)
         peer.serve_close()
 
     broker = fake_broker(script)
-    conn = connect(broker)
+    conn = broker.connect()
     ch = conn.channel()
     with pytest.raises(socket.timeout):
         conn.drain_events(timeout=0)
@@ -426,32 +421,26 @@ def test_large_publish_after_nonblocking_drain_is_not_cut(fake_broker):
     assert seen['body'] == body
 
 
-def _frame(frame_type, channel, payload):
-    return struct.pack('>BHI', frame_type, channel, len(payload)) + \
-        payload + b'\xce'
-
-
 def test_reply_wait_takes_a_whole_method_and_nothing_after_it(fake_broker):
-    # A basic.get-ok with its header and two body frames, then a delivery,
+    # A basic.get-ok with its header and two body frames, then a method,
     # all in one send: the wait for get-ok reads exactly the first four
-    # frames and leaves the delivery in the socket, where drain_events
-    # and event loops polling the socket find it.
-    get_ok = _frame(1, 1, struct.pack('>HHQBBBI', 60, 71, 1, 0, 0, 0, 0))
-    header = _frame(2, 1, struct.pack('>HHQH', 60, 0, 7, 0))
-    bodies = _frame(3, 1, b'abc') + _frame(3, 1, b'defg')
-    after = _frame(1, 1, struct.pack('>HH', 20, 20) + b'\x00')  # flow
+    # frames and leaves the rest in the socket, where drain_events and
+    # event loops polling the socket find it.
+    get_ok = frame(1, 1, struct.pack('>HHQBBBI', 60, 71, 1, 0, 0, 0, 0))
+    header = frame(2, 1, struct.pack('>HHQH', 60, 0, 7, 0))
+    bodies = frame(3, 1, b'abc') + frame(3, 1, b'defg')
+    after = method_frame(Channel.Flow(False), 1)
 
     def script(peer):
         peer.handshake()
-        peer.expect_method(spec.Channel.Open)
-        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
-        peer.expect_method(spec.Basic.Get)
+        peer.serve_channel_open(1)
+        peer.expect_method(Basic.Get)
         peer.send(get_ok + header + bodies + after)
-        peer.expect_method(spec.Channel.FlowOk)
+        peer.expect_method(Channel.FlowOk)
         peer.serve_close()
 
     broker = fake_broker(script)
-    conn = connect(broker)
+    conn = broker.connect()
     ch = conn.channel()
     msg = ch.basic_get('q')
     assert msg.body == b'abcdefg'
@@ -462,31 +451,7 @@ def test_reply_wait_takes_a_whole_method_and_nothing_after_it(fake_broker):
     conn.drain_events(timeout=TIMEOUT)
     assert not ch.active
     conn.close()
-
-
-def _self_signed(directory):
-    """A throwaway certificate for 127.0.0.1 (the client does not verify
-    it: this test is about reading, not trust)."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'fake')])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / 'cert.pem', directory / 'key.pem'
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
+    broker.finish()
 
 
 def test_tls_reply_wait_keeps_what_follows_its_reply(fake_broker,
@@ -497,33 +462,33 @@ def test_tls_reply_wait_keeps_what_follows_its_reply(fake_broker,
     # buffered, frames_pending() says so although the socket is not
     # readable, and the next drain_events serves it before reading.
     import ssl
-    cert, key = _self_signed(tmp_path)
-    deliver = method_frame(spec.Basic.Deliver, 'sLbss',
-                           ('ctag', 1, False, '', 'q'), channel=1) + \
-        _frame(2, 1, struct.pack('>HHQH', 60, 0, 2, 0)) + _frame(3, 1, b'hi')
+    certs = make_certificates(str(tmp_path))
+    cert, key = certs['server_cert'], certs['server_key']
+    deliver = message_frames(Basic.Deliver('ctag', 1, False, '', 'q'),
+                             b'hi', channel=1)
 
     def script(peer):
         server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server.load_cert_chain(cert, key)
         peer.sock = server.wrap_socket(peer.sock, server_side=True)
         peer.handshake()
-        peer.expect_method(spec.Channel.Open)
-        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
-        peer.expect_method(spec.Basic.Consume)
-        peer.send(method_frame(spec.Basic.ConsumeOk, 's', ('ctag',),
-                               channel=1))
-        peer.expect_method(spec.Queue.Declare)
+        peer.serve_channel_open(1)
+        consume = peer.expect_method(Basic.Consume)
+        assert (consume.queue, consume.consumer_tag) == ('q', 'ctag')
+        assert consume.no_ack and not consume.exclusive
+        peer.send_method(Basic.ConsumeOk('ctag'), channel=1)
+        declare = peer.expect_method(Queue.Declare)
+        assert declare.passive and not declare.durable
         # one sendall on an SSL socket: one record
-        peer.send(method_frame(spec.Queue.DeclareOk, 'sll', ('q', 1, 1),
-                               channel=1) + deliver)
+        peer.send(method_frame(Queue.DeclareOk('q', 1, 1), channel=1) +
+                  deliver)
         peer.serve_close()
 
     broker = fake_broker(script)
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client.check_hostname = False
     client.verify_mode = ssl.CERT_NONE
-    conn = Connection(broker.host, ssl=client, connect_timeout=TIMEOUT)
-    conn.connect()
+    conn = broker.connect(ssl=client)
     got = []
     ch = conn.channel()
     ch.basic_consume('q', consumer_tag='ctag', callback=got.append,
@@ -560,13 +525,12 @@ def test_interrupted_publish_leaves_connection_unusable(fake_broker):
 
     def script(peer):
         peer.handshake(frame_max=131072)
-        peer.expect_method(spec.Channel.Open)
-        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
+        peer.serve_channel_open(1)
         go_on.wait(TIMEOUT * 3)   # read nothing while the client writes
         peer.wait_closed()
 
     broker = fake_broker(script)
-    conn = connect(broker)
+    conn = broker.connect()
     ch = conn.channel()
     from amqp import Message
 
@@ -622,20 +586,19 @@ def test_threads_keep_their_own_deadlines(fake_broker):
 
     def script(peer):
         peer.handshake(frame_max=131072)
-        peer.expect_method(spec.Channel.Open)
-        peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',), channel=1))
+        peer.serve_channel_open(1)
         for _ in range(count):
-            peer.expect_method(spec.Basic.Publish)
-            assert peer.recv_frame()[0] == 2
+            peer.expect_method(Basic.Publish)
+            assert isinstance(peer.recv_frame(), pika.frame.Header)
             received = bytearray()
             while len(received) < len(body):
                 time.sleep(0.002)            # a slow reader: writes block
-                received += peer.recv_frame()[2]
+                received += peer.recv_frame().fragment
             seen.append(bytes(received) == body)
         peer.serve_close()
 
     broker = fake_broker(script)
-    conn = connect(broker, write_timeout=20)
+    conn = broker.connect(write_timeout=20)
     ch = conn.channel()
     from amqp import Message
     errors, slowest = [], []

@@ -3,48 +3,36 @@ on the bytes the client puts on the wire (AMQP 0-9-1 section 4.2.2)."""
 import sys
 import types
 
+import pika.data
 import pytest
+from pika.spec import Connection
 
 import amqp
-from amqp import Connection, spec
 from amqp.exceptions import AccessRefused, ConnectionError, ResourceError
-from amqp.serialization import decode_table
 
-from .fakebroker import (OPEN_OK, method_frame, start_frame,
-                         tune_frame)
-
-TIMEOUT = 3
-
-
-def _b(value):
-    return value.encode() if isinstance(value, str) else bytes(value)
-
-
-def connect(broker, **kwargs):
-    kwargs.setdefault('connect_timeout', TIMEOUT)
-    conn = Connection(broker.host, **kwargs)
-    conn.connect()
-    return conn
+from .fakebroker import start_frame
 
 
 def test_handshake_bytes_and_capabilities(fake_broker):
     seen = {}
 
     def script(peer):
-        seen['start_ok'], seen['tune_ok'] = peer.handshake(heartbeat=60)
-        seen['open'] = bytes(peer.frames[-1][2])
+        seen['hs'] = peer.handshake(heartbeat=60)
         peer.serve_close()
 
     broker = fake_broker(script)
-    conn = connect(broker, userid='alice', password='s3cret', heartbeat=10,
-                   virtual_host='/v', client_properties={'x-app': 'test'})
+    conn = broker.connect(userid='alice', password='s3cret', heartbeat=10,
+                          virtual_host='/v',
+                          client_properties={'x-app': 'test'})
     assert conn.connected
     assert conn.server_properties['product'] == 'FakeBroker'
     assert conn.server_capabilities['publisher_confirms'] is True
     conn.close()
     broker.finish()
     assert broker.received.startswith(b'AMQP\x00\x00\x09\x01')
-    props, mechanism, response, locale = seen['start_ok']
+    start_ok, tune_ok, open_ = seen['hs'].start_ok, seen['hs'].tune_ok, \
+        seen['hs'].open
+    props = start_ok.client_properties
     caps = props['capabilities']
     for name in ('publisher_confirms', 'consumer_cancel_notify',
                  'connection.blocked', 'authentication_failure_close',
@@ -53,12 +41,15 @@ def test_handshake_bytes_and_capabilities(fake_broker):
     assert props['x-app'] == 'test'
     assert props['product'] == 'amqp'
     # the default preference picks AMQPLAIN when offered (as py-amqp does)
-    assert _b(mechanism) == b'AMQPLAIN'
-    table, _ = decode_table(len(response).to_bytes(4, 'big') + response)
+    assert start_ok.mechanism == 'AMQPLAIN'
+    response = start_ok.response
+    table, _ = pika.data.decode_table(
+        len(response).to_bytes(4, 'big') + response, 0)
     assert table == {'LOGIN': 'alice', 'PASSWORD': 's3cret'}
-    assert _b(locale) == b'en_US'
-    assert seen['tune_ok'] == [2047, 131072, 10]
-    assert b'\x02/v' in seen['open']
+    assert start_ok.locale == 'en_US'
+    assert (tune_ok.channel_max, tune_ok.frame_max, tune_ok.heartbeat) == \
+        (2047, 131072, 10)
+    assert open_.virtual_host == '/v'
 
 
 @pytest.mark.parametrize('client, server, expected', [
@@ -68,16 +59,16 @@ def test_heartbeat_negotiation(fake_broker, client, server, expected):
     seen = {}
 
     def script(peer):
-        seen['start_ok'], seen['tune_ok'] = peer.handshake(heartbeat=server)
+        seen['hs'] = peer.handshake(heartbeat=server)
         peer.serve_close()
 
     broker = fake_broker(script)
-    conn = connect(broker, heartbeat=client)
+    conn = broker.connect(heartbeat=client)
     assert conn.heartbeat == expected
     assert conn.server_heartbeat == server
     conn.close()
     broker.finish()
-    assert seen['tune_ok'][2] == expected
+    assert seen['hs'].tune_ok.heartbeat == expected
 
 
 @pytest.mark.parametrize('client, server, expected', [
@@ -92,25 +83,24 @@ def test_channel_max_negotiation(fake_broker, client, server, expected):
         peer.serve_close()
 
     broker = fake_broker(script)
-    conn = connect(broker, channel_max=client, frame_max=65536)
+    conn = broker.connect(channel_max=client, frame_max=65536)
     assert conn.channel_max == expected
     assert conn.frame_max == 8192
     conn.close()
     broker.finish()
-    assert seen['hs'][1][:2] == [expected, 8192]
+    tune_ok = seen['hs'].tune_ok
+    assert (tune_ok.channel_max, tune_ok.frame_max) == (expected, 8192)
 
 
 def test_channel_ids_exhausted_raise_resource_error(fake_broker):
     def script(peer):
         peer.handshake(channel_max=2)
         for n in (1, 2):
-            peer.expect_method(spec.Channel.Open)
-            peer.send(method_frame(spec.Channel.OpenOk, 'S', ('',),
-                                   channel=n))
+            peer.serve_channel_open(n)
         peer.serve_close()
 
     broker = fake_broker(script)
-    conn = connect(broker)
+    conn = broker.connect()
     conn.channel()
     conn.channel()
     with pytest.raises(ResourceError):
@@ -133,27 +123,26 @@ def test_sasl_mechanisms_on_the_wire(fake_broker, kwargs, mechanism,
     seen = {}
 
     def script(peer):
-        seen['start_ok'], _ = peer.handshake(
+        seen['hs'] = peer.handshake(
             mechanisms=b'PLAIN AMQPLAIN EXTERNAL X-TOKEN')
         peer.serve_close()
 
     broker = fake_broker(script)
-    conn = connect(broker, userid='u', password='p', **kwargs)
+    conn = broker.connect(userid='u', password='p', **kwargs)
     conn.close()
     broker.finish()
-    assert _b(seen['start_ok'][1]) == mechanism
-    assert seen['start_ok'][2] == response
+    assert seen['hs'].start_ok.mechanism == mechanism.decode()
+    assert seen['hs'].start_ok.response == response
 
 
 def test_no_matching_mechanism_is_a_clear_error(fake_broker):
     def script(peer):
-        peer.expect_header()
-        peer.send(start_frame(mechanisms=b'SCRAM-SHA-256 X-OTHER'))
+        peer.start(mechanisms=b'SCRAM-SHA-256 X-OTHER')
         peer.wait_closed()
 
     broker = fake_broker(script)
     with pytest.raises(ConnectionError) as info:
-        connect(broker, userid='u', password='hunter2')
+        broker.connect(userid='u', password='hunter2')
     text = str(info.value)
     assert 'SCRAM-SHA-256' in text and 'PLAIN' in text
     assert 'hunter2' not in text
@@ -172,39 +161,31 @@ def test_secure_challenge_answered_by_mechanism(fake_broker):
     seen = {}
 
     def script(peer):
-        peer.expect_header()
-        peer.send(start_frame(mechanisms=b'X-CHALLENGE'))
-        seen['start_ok'] = peer.expect_method(spec.Connection.StartOk)
+        seen['start_ok'] = peer.start(mechanisms=b'X-CHALLENGE')
         for n in (1, 2):
-            peer.send(method_frame(spec.Connection.Secure, 'S',
-                                   (b'c%d' % n,)))
-            seen[n] = peer.expect_method(spec.Connection.SecureOk)
-        peer.send(tune_frame())
-        peer.expect_method(spec.Connection.TuneOk)
-        peer.expect_method(spec.Connection.Open)
-        peer.send(OPEN_OK)
+            peer.send_method(Connection.Secure(b'c%d' % n))
+            seen[n] = peer.expect_method(Connection.SecureOk)
+        peer.tune_and_open()
         peer.serve_close()
 
     broker = fake_broker(script)
-    conn = connect(broker, authentication=[Challenged()])
+    conn = broker.connect(authentication=[Challenged()])
     conn.close()
     broker.finish()
-    assert seen['start_ok'][2] == b'hello'
-    assert seen[1] == [b'answer:c1']
-    assert seen[2] == [b'answer:c2']
+    assert seen['start_ok'].response == b'hello'
+    assert seen[1].response == b'answer:c1'
+    assert seen[2].response == b'answer:c2'
 
 
 def test_unexpected_secure_challenge_refused(fake_broker):
     def script(peer):
-        peer.expect_header()
-        peer.send(start_frame(mechanisms=b'PLAIN'))
-        peer.expect_method(spec.Connection.StartOk)
-        peer.send(method_frame(spec.Connection.Secure, 'S', (b'??',)))
+        peer.start(mechanisms=b'PLAIN')
+        peer.send_method(Connection.Secure(b'??'))
         peer.wait_closed()
 
     broker = fake_broker(script)
     with pytest.raises(AccessRefused):
-        connect(broker)
+        broker.connect()
 
 
 def _fake_gssapi(log):
@@ -252,24 +233,19 @@ def test_gssapi_exchange(fake_broker, monkeypatch):
     seen = {}
 
     def script(peer):
-        peer.expect_header()
-        peer.send(start_frame(mechanisms=b'GSSAPI PLAIN'))
-        seen['start_ok'] = peer.expect_method(spec.Connection.StartOk)
-        peer.send(method_frame(spec.Connection.Secure, 'S', (b'srv1',)))
-        seen['secure_ok'] = peer.expect_method(spec.Connection.SecureOk)
-        peer.send(tune_frame())
-        peer.expect_method(spec.Connection.TuneOk)
-        peer.expect_method(spec.Connection.Open)
-        peer.send(OPEN_OK)
+        seen['start_ok'] = peer.start(mechanisms=b'GSSAPI PLAIN')
+        peer.send_method(Connection.Secure(b'srv1'))
+        seen['secure_ok'] = peer.expect_method(Connection.SecureOk)
+        peer.tune_and_open()
         peer.serve_close()
 
     broker = fake_broker(script)
-    conn = connect(broker, login_method='GSSAPI', userid='alice')
+    conn = broker.connect(login_method='GSSAPI', userid='alice')
     conn.close()
     broker.finish()
-    assert _b(seen['start_ok'][1]) == b'GSSAPI'
-    assert seen['start_ok'][2] == b'token1'
-    assert seen['secure_ok'] == [b'token2']
+    assert seen['start_ok'].mechanism == 'GSSAPI'
+    assert seen['start_ok'].response == b'token1'
+    assert seen['secure_ok'].response == b'token2'
     assert ('name', 'amqp@127.0.0.1', 'hostbased_service') in log
     assert ('step', None) in log and ('step', b'srv1') in log
 
@@ -284,26 +260,23 @@ def test_gssapi_missing_falls_back_to_next_mechanism(fake_broker,
         peer.serve_close()
 
     broker = fake_broker(script)
-    conn = connect(broker, userid='u', password='p')
+    conn = broker.connect(userid='u', password='p')
     conn.close()
     broker.finish()
-    assert _b(seen['hs'][0][1]) == b'PLAIN'
+    assert seen['hs'].start_ok.mechanism == 'PLAIN'
 
 
 def test_auth_failure_text_has_no_password(fake_broker):
     def script(peer):
-        peer.expect_header()
-        peer.send(start_frame(mechanisms=b'PLAIN'))
-        peer.expect_method(spec.Connection.StartOk)
-        peer.send(method_frame(
-            spec.Connection.Close, 'BsBB',
-            (403, 'ACCESS_REFUSED - Login was refused using authentication '
-                  'mechanism PLAIN', 0, 0)))
+        peer.start(mechanisms=b'PLAIN')
+        peer.send_method(Connection.Close(
+            403, 'ACCESS_REFUSED - Login was refused using authentication '
+                 'mechanism PLAIN', 0, 0))
         peer.wait_closed(timeout=2)
 
     broker = fake_broker(script)
     with pytest.raises(AccessRefused) as info:
-        connect(broker, userid='u', password='hunter2', login_method='PLAIN')
+        broker.connect(userid='u', password='hunter2', login_method='PLAIN')
     assert info.value.reply_code == 403
     assert 'hunter2' not in str(info.value)
     assert 'hunter2' not in repr(info.value)
@@ -319,4 +292,4 @@ def test_gssapi_requested_without_the_package(fake_broker, monkeypatch):
 
     broker = fake_broker(script)
     with pytest.raises(ConnectionError, match=r'amqp\[gssapi\]'):
-        connect(broker, login_method='GSSAPI')
+        broker.connect(login_method='GSSAPI')

@@ -7,23 +7,22 @@ import time
 
 import pytest
 
-from amqp import Connection, spec
+from pika.spec import Basic, Channel, Queue
+from pika.spec import Connection as PikaConnection
+
+from amqp import Connection
 from amqp.exceptions import RecoverableConnectionError, ReplyTimeout
+from testkit import HEARTBEAT, frame, method_frame
 
-from .fakebroker import method_frame
-
-TIMEOUT = 3
+from .fakebroker import TIMEOUT, start_frame
 
 
 def _open_ok(channel):
-    return method_frame(spec.Channel.OpenOk, 'S', ('',), channel=channel)
+    return method_frame(Channel.OpenOk(), channel)
 
 
 def _connect(broker, **kwargs):
-    kwargs.setdefault('connect_timeout', TIMEOUT)
-    conn = Connection(broker.host, **kwargs)
-    conn.connect()
-    return conn
+    return broker.connect(**kwargs)
 
 
 def test_reply_wait_is_bounded_and_a_late_reply_reaches_no_one(fake_broker):
@@ -35,23 +34,20 @@ def test_reply_wait_is_bounded_and_a_late_reply_reaches_no_one(fake_broker):
 
     def script(peer):
         peer.handshake()
-        peer.expect_method(spec.Channel.Open)
-        peer.send(_open_ok(1))
-        peer.expect_method(spec.Queue.Declare)     # no answer...
-        peer.expect_method(spec.Channel.Close)     # the client gives up
-        peer.expect_method(spec.Channel.Open)      # a new channel: id 2
-        seen['second_open'] = peer.frames[-1][1]
+        peer.serve_channel_open(1)
+        peer.expect_method(Queue.Declare)     # no answer...
+        peer.expect_method(Channel.Close)     # the client gives up
+        peer.expect_method(Channel.Open)      # a new channel: id 2
+        seen['second_open'] = peer.frames[-1].channel_number
         peer.send(_open_ok(2))
         late.wait(TIMEOUT)
         # ...the late reply and the close-ok, on channel 1
-        peer.send(method_frame(spec.Queue.DeclareOk, 'sll', ('old', 0, 0),
-                               channel=1) +
-                  method_frame(spec.Channel.CloseOk, channel=1))
-        peer.expect_method(spec.Queue.Declare)
-        peer.send(method_frame(spec.Queue.DeclareOk, 'sll', ('new', 5, 0),
-                               channel=2))
-        peer.expect_method(spec.Channel.Open)      # id 1 is free again
-        seen['third_open'] = peer.frames[-1][1]
+        peer.send(method_frame(Queue.DeclareOk('old', 0, 0), 1) +
+                  method_frame(Channel.CloseOk(), 1))
+        peer.expect_method(Queue.Declare)
+        peer.send(method_frame(Queue.DeclareOk('new', 5, 0), 2))
+        peer.expect_method(Channel.Open)      # id 1 is free again
+        seen['third_open'] = peer.frames[-1].channel_number
         peer.send(_open_ok(1))
         peer.serve_close()
 
@@ -84,15 +80,12 @@ def test_channel_close_is_bounded_and_keeps_its_id_until_close_ok(
 
     def script(peer):
         peer.handshake()
-        peer.expect_method(spec.Channel.Open)
-        peer.send(_open_ok(1))
-        peer.expect_method(spec.Channel.Close)     # no close-ok yet
-        peer.expect_method(spec.Channel.Open)
-        peer.send(_open_ok(2))
+        peer.serve_channel_open(1)
+        peer.expect_method(Channel.Close)     # no close-ok yet
+        peer.serve_channel_open(2)
         late.wait(TIMEOUT)
-        peer.send(method_frame(spec.Channel.CloseOk, channel=1))
-        peer.expect_method(spec.Channel.Open)
-        peer.send(_open_ok(1))
+        peer.send(method_frame(Channel.CloseOk(), 1))
+        peer.serve_channel_open(1)
         peer.serve_close()
 
     broker = fake_broker(script)
@@ -119,7 +112,7 @@ def test_connection_level_reply_timeout_closes_the_connection(fake_broker):
 
     def script(peer):
         peer.handshake()
-        peer.expect_method(spec.Connection.UpdateSecret)
+        peer.expect_method(PikaConnection.UpdateSecret)
         peer.wait_closed()
 
     broker = fake_broker(script)
@@ -180,7 +173,6 @@ def test_url_errors_never_quote_the_password(url):
 def test_unencodable_password_is_not_quoted(login_method, fake_broker):
     def script(peer):
         peer.expect_header()
-        from .fakebroker import start_frame
         peer.send(start_frame())
         peer.wait_closed()
 
@@ -197,27 +189,22 @@ def test_unencodable_password_is_not_quoted(login_method, fake_broker):
 
 
 def _deliver(channel, tag, body, ctag='ctag', body_size=None, chunk=None):
-    """basic.deliver with its header and body frames, as bytes."""
+    """basic.deliver with its header and body frames, as bytes (the
+    header may announce another size than the body sent)."""
     import struct
-    frames = method_frame(spec.Basic.Deliver, 'sLbss',
-                          (ctag, tag, False, '', 'q'), channel=channel)
+    frames = method_frame(Basic.Deliver(ctag, tag, False, '', 'q'), channel)
     size = len(body) if body_size is None else body_size
-    header = struct.pack('>HHQH', 60, 0, size, 0)
-    frames += struct.pack('>BHI', 2, channel, len(header)) + header + b'\xce'
+    frames += frame(2, channel, struct.pack('>HHQH', 60, 0, size, 0))
     chunk = chunk or max(len(body), 1)
     for i in range(0, len(body), chunk):
-        piece = body[i:i + chunk]
-        frames += struct.pack('>BHI', 3, channel, len(piece)) + piece + \
-            b'\xce'
+        frames += frame(3, channel, body[i:i + chunk])
     return frames
 
 
 def _consume(peer, channel, ctag='ctag'):
-    peer.expect_method(spec.Channel.Open)
-    peer.send(_open_ok(channel))
-    peer.expect_method(spec.Basic.Consume)
-    peer.send(method_frame(spec.Basic.ConsumeOk, 's', (ctag,),
-                           channel=channel))
+    peer.serve_channel_open(channel)
+    peer.expect_method(Basic.Consume)
+    peer.send(method_frame(Basic.ConsumeOk(ctag), channel))
 
 
 def test_oversized_message_is_skipped_rejected_and_reported(fake_broker):
@@ -228,7 +215,7 @@ def test_oversized_message_is_skipped_rejected_and_reported(fake_broker):
         _consume(peer, 1)
         peer.send(_deliver(1, 1, b'x' * 5000, chunk=4000) +
                   _deliver(1, 2, b'small'))
-        seen['reject'] = peer.expect_method(spec.Basic.Reject)
+        seen['reject'] = peer.expect_method(Basic.Reject)
         peer.serve_close()
 
     broker = fake_broker(script)
@@ -246,7 +233,8 @@ def test_oversized_message_is_skipped_rejected_and_reported(fake_broker):
     assert conn.connected
     conn.close()
     broker.finish()
-    assert seen['reject'] == [1, False]         # tag 1, requeue=False
+    reject = seen['reject']
+    assert (reject.delivery_tag, reject.requeue) == (1, False)
 
 
 def test_a_body_of_2_to_the_62_is_never_accumulated(fake_broker):
@@ -259,7 +247,7 @@ def test_a_body_of_2_to_the_62_is_never_accumulated(fake_broker):
         peer.send(_deliver(1, 1, b'y' * 60000, body_size=2 ** 62,
                            ctag='big', chunk=30000))
         peer.send(_deliver(2, 1, b'fine', ctag='other'))
-        peer.expect_method(spec.Basic.Reject)
+        peer.expect_method(Basic.Reject)
         peer.serve_close()
 
     broker = fake_broker(script)
@@ -283,19 +271,16 @@ def test_a_body_of_2_to_the_62_is_never_accumulated(fake_broker):
 def test_drain_deadline_holds_against_a_flood(fake_broker, flood):
     """A peer streaming heartbeats (or the body frames of a huge message)
     as fast as it can: drain_events(timeout=1) still returns after ~1 s."""
-    import struct
     stop = threading.Event()
 
     def script(peer):
         peer.handshake(heartbeat=0)
         if flood == 'heartbeats':
-            chunk = b'\x08\x00\x00\x00\x00\x00\x00\xce' * 512
+            chunk = HEARTBEAT * 512
         else:
             _consume(peer, 1)
             peer.send(_deliver(1, 1, b'', body_size=2 ** 40))
-            piece = b'z' * 4000
-            chunk = (struct.pack('>BHI', 3, 1, len(piece)) + piece +
-                     b'\xce') * 8
+            chunk = frame(3, 1, b'z' * 4000) * 8
         peer.sock.settimeout(5)
         try:
             while not stop.is_set():

@@ -8,23 +8,10 @@ from amqp import spec
 from amqp.basic_message import Message
 from amqp.serialization import (decode_properties_basic,
                                 encode_properties_basic)
+from testkit import (ALL_PROPERTIES, basic_properties, naive_utc,
+                     properties_dict)
 
-ALL = {
-    'content_type': 'application/json',
-    'content_encoding': 'utf-8',
-    'application_headers': {'x-retries': 2},
-    'delivery_mode': 2,
-    'priority': 9,
-    'correlation_id': 'c-1',
-    'reply_to': 'amq.rabbitmq.reply-to',
-    'expiration': '60000',
-    'message_id': 'm-1',
-    'timestamp': 1700000000,
-    'type': 'task',
-    'user_id': 'guest',
-    'app_id': 'celery',
-    'cluster_id': 'c',
-}
+ALL = ALL_PROPERTIES
 
 
 def test_defaults():
@@ -43,7 +30,7 @@ def test_properties_are_attributes():
     msg = Message(b'body', **ALL)
     for name, value in ALL.items():
         assert getattr(msg, name) == value
-    assert msg.headers == {'x-retries': 2}
+    assert msg.headers == ALL['application_headers']
     assert msg.properties == ALL
 
 
@@ -81,10 +68,17 @@ def test_properties_table_lists_the_fourteen_with_their_types():
     assert Message.CLASS_ID == 60
 
 
-def test_properties_round_trip_through_a_content_header():
+def test_properties_cross_a_content_header_both_ways():
+    # each direction read by an independent codec (pika's)
     msg = Message(b'', **ALL)
-    props, _ = decode_properties_basic(encode_properties_basic(msg.properties))
+    theirs = b''.join(basic_properties(msg.properties).encode())
+    props, _ = decode_properties_basic(theirs)
     assert Message(b'', **props) == msg
+    ours = encode_properties_basic(msg.properties)
+    assert ours == theirs
+    back = basic_properties(None)
+    back.decode(ours)
+    assert naive_utc(properties_dict(back)) == msg.properties
 
 
 def test_equality_is_by_body_and_properties():
