@@ -38,6 +38,12 @@ setup(
             'cryptography',  # TLS certificates made by the tests
             'kombu>=5.7,<5.8',
             'celery>=5.7,<5.8',
+            # kombu's own unit tests (tests/compat/test_kombu_unit_suite.py)
+            # parse URLs of these transports; without them they would skip
+            'redis',
+            'pymongo',
+            'boto3',
+            'sqlalchemy',
         ],
         'docs': ['sphinx'],
         'gssapi': ['gssapi'],

@@ -9,12 +9,15 @@ Spec: AMQP 0-9-1 sections 1.5 (channel) to 1.9 (tx); RabbitMQ extensions
 import logging
 import socket
 from collections import defaultdict
+from inspect import signature as _signature_of
+from queue import Queue
 from time import monotonic
 
 from vine import ensure_promise
 
 from . import spec
 from .abstract_channel import AbstractChannel
+from .basic_message import Message, outgoing
 from .exceptions import (ChannelError, ChannelNotOpen, ConsumerCancelled,
                          MessageNacked, PublishConfirmError,
                          RecoverableConnectionError,
@@ -74,6 +77,13 @@ def _check_tag(delivery_tag, field='delivery_tag'):
     return delivery_tag
 
 
+def _publish_signature(self, msg, exchange='', routing_key='',
+                       mandatory=False, immediate=False, timeout=None,
+                       confirm_timeout=None, argsig='Bssbb', *,
+                       on_confirm=None):
+    """What :meth:`Channel.basic_publish` accepts (for ``inspect``)."""
+
+
 class Channel(AbstractChannel):
     """An AMQP channel on a :class:`~amqp.connection.Connection`.
 
@@ -97,7 +107,9 @@ class Channel(AbstractChannel):
         logger.debug('using channel_id: %s', channel_id)
         self.is_open = False
         self.active = True  # flow control
-        self.returned_messages = []  # py-amqp attribute
+        # py-amqp has it and never fills it (returns go to
+        # events['basic_return']); nameko calls get_nowait() on it
+        self.returned_messages = Queue()
         self.callbacks = {}
         self.cancel_callbacks = {}
         self.auto_decode = auto_decode
@@ -166,9 +178,9 @@ class Channel(AbstractChannel):
         if self.connection is None:
             raise RecoverableConnectionError(
                 'channel %r is closed' % (self.channel_id,))
-        if not self.is_open and self.connection.channels is not None:
-            raise ChannelNotOpen('channel %r is not open'
-                                 % (self.channel_id,))
+        # Constructed but never opened: send anyway, as py-amqp does; the
+        # broker answers with a channel or connection error (kombu's own
+        # tests drive channels that were never opened).
 
     def _send(self, sig, fmt, args, content=None, wait=None,
               returns_tuple=False):
@@ -452,13 +464,19 @@ class Channel(AbstractChannel):
             return self._send(_Basic.Consume, argsig, args)
         # Deliveries can follow consume-ok in the same read: register the
         # consumer when consume-ok is dispatched, not after the wait.
-        self._consumers_pending.append(consumer)
+        pending = self._consumers_pending
+        pending.append(consumer)
         try:
-            return self._send(_Basic.Consume, argsig, args,
-                              wait=_Basic.ConsumeOk)
+            reply = self._send(_Basic.Consume, argsig, args,
+                               wait=_Basic.ConsumeOk, returns_tuple=True)
         finally:
-            if consumer in self._consumers_pending:
-                self._consumers_pending.remove(consumer)
+            unregistered = consumer in pending
+            if unregistered:
+                pending.remove(consumer)
+        consumer_tag = reply[0]
+        if unregistered:  # consume-ok was not dispatched (a wait() override)
+            self._register_consumer(consumer_tag, consumer)
+        return consumer_tag
 
     def _register_consumer(self, consumer_tag, consumer):
         callback, on_cancel, no_ack = consumer
@@ -475,7 +493,7 @@ class Channel(AbstractChannel):
 
     def basic_cancel(self, consumer_tag, nowait=False, argsig='sb'):
         """Cancel a consumer; harmless on a closed channel."""
-        if self.connection is not None and self.is_open:
+        if self.connection is not None and self._close_exc is None:
             self.no_ack_consumers.discard(consumer_tag)
             return self._send(_Basic.Cancel, argsig, (
                 _check_name(consumer_tag, 'consumer_tag'),
@@ -585,6 +603,8 @@ class Channel(AbstractChannel):
         if not isinstance(msg.body, (bytes, bytearray, memoryview, str)):
             raise TypeError('msg.body must be bytes or str, not %s'
                             % type(msg.body).__name__)
+        if type(msg) is not Message:  # a subclass may encode its own
+            msg = outgoing(msg)
         # Publishing to the same destination again is the common case: the
         # validated, encoded arguments of the last publish are reused.
         key = self._publish_key
@@ -638,11 +658,12 @@ class Channel(AbstractChannel):
             except socket.timeout:
                 pass
 
-    def basic_publish(self, msg, exchange='', routing_key='',
-                      mandatory=False, immediate=False, timeout=None,
-                      confirm_timeout=None, argsig='Bssbb', *,
-                      on_confirm=None):
+    def basic_publish(self, *args, **kwargs):
         """Publish a message.
+
+        ``basic_publish(msg, exchange='', routing_key='', mandatory=False,
+        immediate=False, timeout=None, confirm_timeout=None, *,
+        on_confirm=None)``.
 
         With ``Connection(confirm_publish=True)`` this waits for the broker's
         ack (:meth:`basic_publish_confirm`).  ``timeout`` bounds the socket
@@ -654,13 +675,14 @@ class Channel(AbstractChannel):
         confirm mode (None otherwise).  Invalid arguments raise
         TypeError/ValueError before anything is sent.
         """
+        # The caller's arguments go on exactly as given (positional stay
+        # positional): code that wraps basic_publish_confirm reads them,
+        # as it can on py-amqp, where basic_publish *is* that method.
         if self._confirm_publish:
-            return self.basic_publish_confirm(
-                msg, exchange, routing_key, mandatory, immediate, timeout,
-                confirm_timeout, argsig, on_confirm=on_confirm)
-        return self._basic_publish(msg, exchange, routing_key, mandatory,
-                                   immediate, timeout, confirm_timeout,
-                                   argsig, on_confirm)
+            return self.basic_publish_confirm(*args, **kwargs)
+        return self._basic_publish(*args, **kwargs)
+
+    basic_publish.__signature__ = _signature_of(_publish_signature)
 
     def basic_publish_confirm(self, msg, exchange='', routing_key='',
                               mandatory=False, immediate=False, timeout=None,

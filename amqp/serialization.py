@@ -35,7 +35,8 @@ from .exceptions import FrameSyntaxError
 
 __all__ = ('loads', 'dumps', 'encode_table', 'decode_table',
            'encode_properties_basic', 'decode_properties_basic',
-           'encode_header_frame_payload', 'BASIC_PROPERTY_NAMES')
+           'encode_header_frame_payload', 'BASIC_PROPERTY_NAMES',
+           'PREENCODED_PROPERTIES')
 
 _I8 = struct.Struct('>b')
 _U8 = struct.Struct('>B')
@@ -751,12 +752,28 @@ _PROP_BY_NAME = {name: (i, flag, fmt)
                  for i, (name, fmt, flag) in enumerate(_PROP_FLAGS)}
 
 
+class _Preencoded:
+    """Key of a properties dict that holds already-encoded properties."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return 'PREENCODED_PROPERTIES'
+
+
+#: ``{PREENCODED_PROPERTIES: raw}`` as the properties passes ``raw`` (flags
+#: and property list) through unchanged: how a Message subclass's own
+#: ``_serialize_properties`` reaches the wire (py-amqp compatibility).
+PREENCODED_PROPERTIES = _Preencoded()
+
+
 def encode_properties_basic(properties):
     """Encode basic content properties: flags word(s) + property list.
 
     Unknown property names and None values are ignored (py-amqp does the
     same: kombu passes extra keys).  Raises TypeError/ValueError naming the
-    property when a value cannot be encoded.
+    property when a value cannot be encoded.  ``{PREENCODED_PROPERTIES:
+    raw}`` returns ``raw``.
     """
     if not properties:
         return b'\x00\x00'
@@ -776,6 +793,9 @@ _PROP_SHAPES_MAX = 256
 
 
 def _compile_properties_encoder(shape):
+    if shape == (PREENCODED_PROPERTIES,):
+        encode = _PROP_SHAPES[shape] = _take_preencoded
+        return encode
     known = sorted((_PROP_BY_NAME[name] + (name,) for name in set(shape)
                     if name in _PROP_BY_NAME))
     lines = ['def encode(p):', '    flags = 0', '    parts = [None]']
@@ -814,6 +834,10 @@ def _compile_properties_encoder(shape):
         _PROP_SHAPES.clear()
     encode = _PROP_SHAPES[shape] = ns['encode']
     return encode
+
+
+def _take_preencoded(properties):
+    return properties[PREENCODED_PROPERTIES]
 
 
 def _property_plan(flags):
