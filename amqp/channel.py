@@ -28,7 +28,7 @@ from .serialization import dumps
 
 __all__ = ('Channel',)
 
-logger = logging.getLogger('amqp')
+logger = AMQP_LOGGER = logging.getLogger('amqp')
 
 _Basic = spec.Basic
 

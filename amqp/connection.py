@@ -36,7 +36,32 @@ except ImportError:  # pragma: no cover
 
 __all__ = ('Connection',)
 
-logger = logging.getLogger('amqp')
+logger = AMQP_LOGGER = logging.getLogger('amqp')
+#: py-amqp's logger for heartbeat_tick's DEBUG records; logging configs
+#: name it to silence or raise heartbeat chatter on its own.
+AMQP_HEARTBEAT_LOGGER = logging.getLogger(
+    'amqp.connection.Connection.heartbeat_tick')
+
+#: Default :attr:`Connection.library_properties` (py-amqp's module-level
+#: name): sent in connection.start-ok as the client properties.
+LIBRARY_PROPERTIES = {
+    'product': 'amqp',
+    'product_version': __version__,
+    'platform': 'Python',
+    'information': 'synchronous AMQP 0-9-1 client (py-amqp compatible)',
+}
+
+#: Default :attr:`Connection.negotiate_capabilities` (py-amqp's
+#: module-level name): capabilities asked for when the server offers them.
+NEGOTIATE_CAPABILITIES = {
+    'consumer_cancel_notify': True,
+    'connection.blocked': True,
+    'authentication_failure_close': True,
+    'publisher_confirms': True,
+    'basic.nack': True,
+    'exchange_exchange_bindings': True,
+    'per_consumer_qos': True,
+}
 
 #: Bound on how long close() waits for close-ok when no timeout is set.
 CLOSE_OK_TIMEOUT = 10.0
@@ -68,23 +93,10 @@ class Connection(AbstractChannel):
 
     #: Sent in connection.start-ok; ``capabilities`` are filled in from
     #: :attr:`negotiate_capabilities` and what the server offers.
-    library_properties = {
-        'product': 'amqp',
-        'product_version': __version__,
-        'platform': 'Python',
-        'information': 'synchronous AMQP 0-9-1 client (py-amqp compatible)',
-    }
+    library_properties = LIBRARY_PROPERTIES
 
     #: Capabilities we ask for when the server offers them.
-    negotiate_capabilities = {
-        'consumer_cancel_notify': True,
-        'connection.blocked': True,
-        'authentication_failure_close': True,
-        'publisher_confirms': True,
-        'basic.nack': True,
-        'exchange_exchange_bindings': True,
-        'per_consumer_qos': True,
-    }
+    negotiate_capabilities = NEGOTIATE_CAPABILITIES
 
     #: Exceptions that mean the connection is broken (kombu reads these).
     connection_errors = (
