@@ -12,7 +12,8 @@ from time import monotonic
 from vine import ensure_promise, promise
 
 from . import spec
-from .exceptions import (AMQPNotImplementedError, RecoverableConnectionError)
+from .exceptions import (AMQPNotImplementedError, FrameSyntaxError,
+                         RecoverableConnectionError)
 from .serialization import decoder_for, dumps
 
 __all__ = ('AbstractChannel',)
@@ -20,6 +21,28 @@ __all__ = ('AbstractChannel',)
 logger = logging.getLogger('amqp')
 
 _METHODS = spec.METHODS
+
+
+#: what a left-out reserved field reads as, by format letter
+_RESERVED_DEFAULTS = {'s': '', 'S': '', 'b': False, 'B': 0}
+
+
+def _decode_without_reserved(amqp_method, payload):
+    """Arguments of a method whose trailing *reserved* fields were left out
+    (spec.TRAILING_RESERVED), the missing ones filled with their empty
+    value; None for anything else (the payload must end exactly where the
+    reserved fields would start)."""
+    fmt = amqp_method.args
+    for missing in range(1, spec.TRAILING_RESERVED.get(amqp_method.sig,
+                                                       0) + 1):
+        try:
+            args, end = decoder_for(fmt[:-missing])(payload, 4)
+        except FrameSyntaxError:
+            continue
+        if end == len(payload):
+            return args + [_RESERVED_DEFAULTS[letter]
+                           for letter in fmt[-missing:]]
+    return None
 
 
 class AbstractChannel:
@@ -156,7 +179,12 @@ class AbstractChannel:
                          amqp_method.name)
             return
         if amqp_method.args:
-            args, _ = decoder_for(amqp_method.args)(payload, 4)
+            try:
+                args, _ = decoder_for(amqp_method.args)(payload, 4)
+            except FrameSyntaxError:
+                args = _decode_without_reserved(amqp_method, payload)
+                if args is None:
+                    raise
         else:
             args = []
         if amqp_method.content:
