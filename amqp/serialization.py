@@ -20,6 +20,17 @@ Field-table value tags follow what RabbitMQ really sends and accepts (its
 "AMQP 0-9-1 errata" page), not the 0-9-1 PDF: signed ``b s I l``, unsigned
 ``B u i``, plus ``t f d D S x A T F V``.
 
+Encoding picks the tags py-amqp 5.x picks, so a consumer on either library
+decodes the same values whichever published: ``str`` and ``bytes`` as
+``S``, ``bool`` ``t``, ``int`` ``I`` (32-bit) else 64-bit, ``float`` ``d``,
+``Decimal`` ``D``, ``datetime`` ``T``, ``dict`` ``F``, ``list``/``tuple``
+``A``, None ``V``, subclasses as their base.  Deliberate differences
+(docs/migration.rst): 64-bit ints go as ``l`` (RabbitMQ's signed
+long-long; py-amqp writes ``L``, which decodes to the same value), -2**31
+fits ``I``, ``bytearray``/``memoryview`` go as ``x`` (py-amqp refuses
+them), and a lone surrogate that did not come from undecodable input is a
+ValueError rather than invalid UTF-8 on the wire.
+
 Decoding errors never escape as ``struct.error``/``IndexError``/
 ``UnicodeDecodeError``: they become :class:`~amqp.exceptions.FrameSyntaxError`.
 Encoding errors from bad caller input are ``TypeError``/``ValueError``
@@ -226,8 +237,14 @@ def _enc_value(v, field, depth=0):
         return b'V'
     if t is float:
         return b'd' + _F64.pack(v)
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return b'x' + _U32.pack(len(v)) + bytes(v)
+    if isinstance(v, bytes):
+        # py-amqp's choice: a longstr, so a py-amqp consumer gets the same
+        # value (text when it is UTF-8) whichever of us published it.
+        return _tag_u32_pack(b'S', len(v)) + v
+    if isinstance(v, (bytearray, memoryview)):
+        # py-amqp cannot send these at all; they are our way to send 'x'.
+        v = bytes(v)
+        return _tag_u32_pack(b'x', len(v)) + v
     if isinstance(v, (list, tuple)):
         return b'A' + _enc_array_body(v, _name(field), depth + 1)
     if isinstance(v, datetime):
@@ -238,8 +255,8 @@ def _enc_value(v, field, depth=0):
         return b't\x01' if v else b't\x00'
     if isinstance(v, int):
         return _enc_value(int(v), field, depth)
-    if isinstance(v, str):
-        return _enc_value(str(v), field, depth)
+    if isinstance(v, str):  # its text, not its str() (a str Enum)
+        return _enc_value(str.__str__(v), field, depth)
     if isinstance(v, dict):
         return b'F' + _enc_table_body(v, _name(field), depth + 1)
     if isinstance(v, float):
@@ -280,7 +297,7 @@ def _enc_key(k, field):
         if isinstance(k, bytes):
             k = k.decode('utf-8', 'surrogateescape')
         elif isinstance(k, str):
-            k = str(k)
+            k = str.__str__(k)
         else:
             raise TypeError('%s: table key %r must be str, not %s'
                             % (field, k, type(k).__name__))
