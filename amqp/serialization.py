@@ -18,7 +18,8 @@ back to the general code, which raises the error naming the field.
 
 Field-table value tags follow what RabbitMQ really sends and accepts (its
 "AMQP 0-9-1 errata" page), not the 0-9-1 PDF: signed ``b s I l``, unsigned
-``B u i``, plus ``t f d D S x A T F V``.
+``B u i``, plus ``t f d D S x A T F V``; decoding also reads ``L`` and
+``U`` as signed 64/16-bit ints, as py-amqp (which writes ``L``) does.
 
 Encoding picks the tags py-amqp 5.x picks, so a consumer on either library
 decodes the same values whichever published: ``str`` and ``bytes`` as
@@ -412,6 +413,10 @@ _FIXED = {
     ord('b'): (_I8.unpack_from, 1), ord('s'): (_I16.unpack_from, 2),
     ord('u'): (_U16.unpack_from, 2), ord('i'): (_U32.unpack_from, 4),
     ord('d'): (_F64.unpack_from, 8), ord('f'): (_F32.unpack_from, 4),
+    # The 0-9-1 PDF's letters for signed 64- and 16-bit ints: py-amqp
+    # writes 'L' for every int beyond 32 bits, so a consumer of a
+    # py-amqp publisher must read it (signed, as py-amqp and pika do).
+    ord('L'): (_I64.unpack_from, 8), ord('U'): (_I16.unpack_from, 2),
 }
 
 

@@ -450,3 +450,65 @@ def test_doc_ids_are_unique():
     ids = re.findall(r'^\.\. _migration-([a-z0-9-]+):$', text, re.M)
     assert len(ids) == len(set(ids))
 
+
+
+# -- a fleet running both during a migration ---------------------------------
+
+_CROSS_SCRIPT = r'''
+import json, sys, time, amqp
+from decimal import Decimal
+from datetime import datetime
+host, mode, queue = sys.argv[1:4]
+conn = amqp.Connection(host, connect_timeout=5)
+conn.connect()
+ch = conn.channel()
+if mode == 'publish':
+    ch.basic_publish(amqp.Message(b'x', application_headers={
+        'text': 'caf\xe9', 'bytes': b'raw', 'binary': b'\xff\x00',
+        'small': 7, 'negative': -2 ** 31, 'big': 2 ** 40, 'flag': True,
+        'price': Decimal('12.34'), 'when': datetime(2024, 1, 2, 3, 4, 5),
+        'nested': {'list': [1, 'a', None, b'b']}, 'none': None,
+        'float': 1.5}), routing_key=queue)
+else:
+    deadline = time.monotonic() + 10
+    msg = None
+    while msg is None and time.monotonic() < deadline:
+        msg = ch.basic_get(queue, no_ack=True)
+        time.sleep(0.02)
+    print('RESULT:' + repr(sorted(msg.headers.items())))
+conn.close()
+'''
+
+
+def _cross(python, env, host, mode, queue):
+    proc = subprocess.run([str(python), '-c', _CROSS_SCRIPT, host, mode,
+                           queue], env=env, cwd='/', capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [line for line in proc.stdout.splitlines()
+            if line.startswith('RESULT:')]
+
+
+def test_headers_read_the_same_whichever_library_published(
+        broker, reference_python):
+    # a fleet mid-migration: every publisher/consumer pairing of the two
+    # libraries sees the same header values (bytes as str, 64-bit ints,
+    # decimals, datetimes, nested tables)
+    import amqp
+    host = f'{broker.host}:{broker.port}'
+    libraries = {'ours': (sys.executable, ours_env()),
+                 'py-amqp': (reference_python, reference_env())}
+    seen = {}
+    with amqp.Connection(host) as conn:
+        ch = conn.channel()
+        for publisher in libraries:
+            for consumer in libraries:
+                queue = ch.queue_declare('', auto_delete=False).queue
+                try:
+                    _cross(*libraries[publisher], host, 'publish', queue)
+                    seen[publisher, consumer] = _cross(
+                        *libraries[consumer], host, 'get', queue)
+                finally:
+                    ch.queue_delete(queue)
+    assert len(set(map(tuple, seen.values()))) == 1, seen
+    assert "('bytes', 'raw')" in seen['ours', 'py-amqp'][0]
