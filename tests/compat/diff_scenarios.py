@@ -461,6 +461,10 @@ def channel_methods():
         ('exchange_delete', ('ex',), {}),
         ('tx_select', (), {}), ('tx_commit', (), {}), ('tx_rollback', (), {}),
         ('flow', (True,), {}),
+        ('basic_recover_async', (False,), {}),
+        ('confirm_select', (), {}),
+        ('basic_publish', (amqp.Message(b'confirmed'),), {'routing_key': 'q'}),
+        ('open', (), {}),
     ]
     for i, (name, args, kwargs) in enumerate(calls):
         out['%02d.%s' % (i, name)] = outcome(getattr(ch, name), *args,

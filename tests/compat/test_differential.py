@@ -98,7 +98,8 @@ EXPECTED_DIFFERENCES = {
                     '13.basic_publish', '14.basic_publish',
                     '15.basic_publish', '22.exchange_delete',
                     '23.tx_select', '24.tx_commit', '25.tx_rollback',
-                    'close', 'conn_close')},
+                    '28.confirm_select', '29.basic_publish', 'close',
+                    'conn_close')},
     **{('confirm_publish', name): 'return-values'
        for name in ('kw', 'positional', 'timeouts')},
     ('real_broker', 'publish'): 'return-values',
