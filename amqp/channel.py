@@ -9,7 +9,6 @@ Spec: AMQP 0-9-1 sections 1.5 (channel) to 1.9 (tx); RabbitMQ extensions
 import logging
 import socket
 from collections import defaultdict
-from inspect import signature as _signature_of
 from queue import Queue
 from time import monotonic
 
@@ -77,13 +76,6 @@ def _check_tag(delivery_tag, field='delivery_tag'):
     return delivery_tag
 
 
-def _publish_signature(self, msg, exchange='', routing_key='',
-                       mandatory=False, immediate=False, timeout=None,
-                       confirm_timeout=None, argsig='Bssbb', *,
-                       on_confirm=None):
-    """What :meth:`Channel.basic_publish` accepts (for ``inspect``)."""
-
-
 class Channel(AbstractChannel):
     """An AMQP channel on a :class:`~amqp.connection.Connection`.
 
@@ -127,6 +119,11 @@ class Channel(AbstractChannel):
         # publisher confirms
         self._confirm_selected = False
         self._confirm_publish = bool(connection.confirm_publish)
+        if self._confirm_publish:
+            # As on py-amqp, basic_publish *is* basic_publish_confirm here:
+            # the caller's arguments reach it (and any override or wrapper
+            # of it) exactly as given, and plain channels pay nothing.
+            self.basic_publish = self.basic_publish_confirm
         self._publish_seq = 0
         self._unconfirmed = {}   # delivery tag -> per-publish callback|None
         self._nacked = []
@@ -658,12 +655,11 @@ class Channel(AbstractChannel):
             except socket.timeout:
                 pass
 
-    def basic_publish(self, *args, **kwargs):
+    def basic_publish(self, msg, exchange='', routing_key='',
+                      mandatory=False, immediate=False, timeout=None,
+                      confirm_timeout=None, argsig='Bssbb', *,
+                      on_confirm=None):
         """Publish a message.
-
-        ``basic_publish(msg, exchange='', routing_key='', mandatory=False,
-        immediate=False, timeout=None, confirm_timeout=None, *,
-        on_confirm=None)``.
 
         With ``Connection(confirm_publish=True)`` this waits for the broker's
         ack (:meth:`basic_publish_confirm`).  ``timeout`` bounds the socket
@@ -675,14 +671,9 @@ class Channel(AbstractChannel):
         confirm mode (None otherwise).  Invalid arguments raise
         TypeError/ValueError before anything is sent.
         """
-        # The caller's arguments go on exactly as given (positional stay
-        # positional): code that wraps basic_publish_confirm reads them,
-        # as it can on py-amqp, where basic_publish *is* that method.
-        if self._confirm_publish:
-            return self.basic_publish_confirm(*args, **kwargs)
-        return self._basic_publish(*args, **kwargs)
-
-    basic_publish.__signature__ = _signature_of(_publish_signature)
+        return self._basic_publish(msg, exchange, routing_key, mandatory,
+                                   immediate, timeout, confirm_timeout,
+                                   argsig, on_confirm)
 
     def basic_publish_confirm(self, msg, exchange='', routing_key='',
                               mandatory=False, immediate=False, timeout=None,
