@@ -44,6 +44,12 @@ setup(
             'celery>=5.7,<5.8',
             'sphinx',  # tests/test_docs.py builds the documentation
             MYPY,  # tests/unit/test_typing.py
+            # kombu's own unit tests (tests/compat/test_kombu_unit_suite.py)
+            # parse URLs of these transports; without them they would skip
+            'redis',
+            'pymongo',
+            'boto3',
+            'sqlalchemy',
         ],
         'typecheck': [MYPY],
         'docs': ['sphinx'],

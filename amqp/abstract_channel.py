@@ -26,8 +26,8 @@ from typing import (TYPE_CHECKING, Callable, ContextManager, Dict, List,
 from vine import ensure_promise, promise
 
 from . import spec
-from .exceptions import (AMQPNotImplementedError, RecoverableConnectionError,
-                         ReplyTimeout)
+from .exceptions import (AMQPNotImplementedError, FrameSyntaxError,
+                         RecoverableConnectionError, ReplyTimeout)
 from .serialization import (EncodableValue, FieldValue, decoder_for,
                             dumps_method)
 
@@ -123,6 +123,31 @@ class ConnectionLike(Protocol):
     @property
     def reply_timeout(self) -> Optional[float]:
         """Default bound on a synchronous method's reply (None: none)."""
+
+
+#: what a left-out reserved field reads as, by format letter
+_RESERVED_DEFAULTS: Dict[str, FieldValue] = {'s': '', 'S': '', 'b': False,
+                                             'B': 0}
+
+
+def _decode_without_reserved(amqp_method: spec.MethodSpec, payload: bytes
+                             ) -> Optional[List[FieldValue]]:
+    """Arguments of a method whose trailing *reserved* fields were left out
+    (spec.TRAILING_RESERVED), the missing ones filled with their empty
+    value; None for anything else (the payload must end exactly where the
+    reserved fields would start)."""
+    fmt = amqp_method.args
+    for missing in range(1, spec.TRAILING_RESERVED.get(amqp_method.sig,
+                                                       0) + 1):
+        try:
+            args, end = decoder_for(fmt[:-missing])(
+                payload, spec.METHOD_ARGS_OFFSET)
+        except FrameSyntaxError:
+            continue
+        if end == len(payload):
+            return args + [_RESERVED_DEFAULTS[letter]
+                           for letter in fmt[-missing:]]
+    return None
 
 
 class AbstractChannel:
@@ -335,8 +360,14 @@ class AbstractChannel:
                          amqp_method.name)
             return
         if amqp_method.args:
-            args, _ = decoder_for(amqp_method.args)(
-                payload, spec.METHOD_ARGS_OFFSET)
+            try:
+                args, _ = decoder_for(amqp_method.args)(
+                    payload, spec.METHOD_ARGS_OFFSET)
+            except FrameSyntaxError:
+                lenient = _decode_without_reserved(amqp_method, payload)
+                if lenient is None:
+                    raise
+                args = lenient
         else:
             args = []
         if amqp_method.content:

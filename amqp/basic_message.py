@@ -1,7 +1,14 @@
 """The AMQP message, as py-amqp's ``amqp.basic_message.Message``."""
+import struct
+
 from . import spec
+from .exceptions import FrameSyntaxError
+from .serialization import decode_properties_basic, encode_properties_basic
 
 __all__ = ('Message',)
+
+# content header frame payload: class id, weight (skipped), body size
+_HEADER_PREFIX = struct.Struct('>HxxQ')
 
 
 class Message:
@@ -19,11 +26,21 @@ class Message:
 
     Received messages carry ``delivery_info`` (consumer_tag, delivery_tag,
     redelivered, exchange, routing_key; message_count for basic.get) and
-    ``channel``.  Spec: AMQP 0-9-1 section 1.8 (class basic).
+    ``channel``.  Like py-amqp's, a message is hashable and compares by
+    identity, and takes attributes of the caller's own (kombu and celery
+    set some).  Spec: AMQP 0-9-1 section 1.8 (class basic).
     """
 
+    # '__dict__' for the caller's own attributes (py-amqp allows them); it
+    # is only created when one is set, so messages that never get one pay
+    # nothing.  py-amqp's content state (ready, body_received,
+    # _pending_chunks) lives in slots left unset until inbound_header /
+    # inbound_body set them: __getattr__ derives them meanwhile, so the
+    # deliver path does not initialise three more slots per message.
     __slots__ = ('body', 'properties', 'delivery_info', 'channel',
-                 'frame_method', 'frame_args', 'body_size', '__weakref__')
+                 'frame_method', 'frame_args', 'body_size', 'ready',
+                 'body_received', '_pending_chunks', '__dict__',
+                 '__weakref__')
 
     CLASS_ID = 60
     #: (name, format letter) of each basic property, in flag order.
@@ -39,21 +56,16 @@ class Message:
         self.body_size = 0
 
     def __getattr__(self, name):
-        # Properties read as attributes (msg.content_type), as in py-amqp.
-        if name.startswith('__') or name in Message.__slots__:
+        # Only called when normal lookup failed.  Properties read as
+        # attributes (msg.content_type), as in py-amqp.
+        if name in _CONTENT_STATE:
+            return _CONTENT_STATE[name](self)
+        if name.startswith('__') or name in _SLOTS:
             raise AttributeError(name)
         try:
             return self.properties[name]
         except (KeyError, AttributeError):
             raise AttributeError(name) from None
-
-    def __eq__(self, other):
-        if not isinstance(other, Message):
-            return NotImplemented
-        return (self.body == other.body and
-                self.properties == other.properties)
-
-    __hash__ = None
 
     def __repr__(self):
         # Delivery info, the properties that are set and a body preview.
@@ -84,12 +96,73 @@ class Message:
         return ' '.join(parts) + '>'
 
     def __getstate__(self):
-        return {'body': self.body, 'properties': self.properties,
-                'delivery_info': self.delivery_info}
+        state = {'body': self.body, 'properties': self.properties,
+                 'delivery_info': self.delivery_info}
+        extra = self.__dict__
+        if extra:
+            state['attributes'] = dict(extra)
+        return state
 
     def __setstate__(self, state):
         self.__init__(state['body'], **state['properties'])
         self.delivery_info = state['delivery_info']
+        self.__dict__.update(state.get('attributes') or ())
+
+    # -- py-amqp's content surface (GenericContent) ------------------------
+    def _load_properties(self, class_id, buf, offset):
+        """Decode a content header's property flags and list from ``buf``
+        at ``offset`` into :attr:`properties`; return the offset after
+        them.  Only class basic (60) has content properties."""
+        if class_id != spec.Basic.CLASS_ID:
+            raise FrameSyntaxError(
+                'content properties for class %r; only basic (60) has '
+                'them' % (class_id,))
+        self.properties, offset = decode_properties_basic(buf, offset)
+        return offset
+
+    def _serialize_properties(self):
+        """Property flags and property list of :attr:`properties`, as they
+        go in a content header frame.
+
+        A subclass may override it: its bytes are then published as they
+        are (py-amqp's own tests send raw table types this way).
+        """
+        return encode_properties_basic(self.properties)
+
+    def inbound_header(self, buf, offset=0):
+        """Take a content header frame payload: body size and properties.
+
+        Returns the offset of the property flags (past class id, weight and
+        body size), as py-amqp does.  A message without a body is
+        :attr:`ready` at once.
+        """
+        try:
+            class_id, self.body_size = _HEADER_PREFIX.unpack_from(buf, offset)
+        except struct.error:
+            raise FrameSyntaxError('content header shorter than 12 '
+                                   'bytes') from None
+        offset += 12
+        self._load_properties(class_id, buf, offset)
+        self.body_received = 0
+        self.ready = not self.body_size
+        return offset
+
+    def inbound_body(self, buf):
+        """Take one content body frame; the message is :attr:`ready` once
+        ``body_size`` bytes have come."""
+        received = self.body_received + len(buf)
+        self.body_received = received
+        chunks = self._pending_chunks
+        if received >= self.body_size:
+            if chunks:
+                chunks.append(buf)
+                self.body = b''.join(chunks)
+                chunks.clear()
+            else:
+                self.body = buf
+            self.ready = True
+        else:
+            chunks.append(buf)
 
     @property
     def headers(self):
@@ -125,3 +198,33 @@ class Message:
         """Negatively acknowledge this message (basic.nack)."""
         self._channel_for('nack').basic_nack(self.delivery_tag, multiple,
                                              requeue)
+
+
+def _pending_chunks(msg):
+    chunks = msg._pending_chunks = []
+    return chunks
+
+
+#: Content state a message has before inbound_header/inbound_body set it:
+#: one delivered by the frame handler is complete; one built by the caller
+#: has received nothing.
+_CONTENT_STATE = {
+    'ready': lambda msg: msg.frame_method is not None,
+    'body_received': lambda msg: (msg.body_size if msg.frame_method
+                                  is not None else 0),
+    '_pending_chunks': _pending_chunks,
+}
+
+_SLOTS = frozenset(Message.__slots__)
+
+
+def serialized_properties(msg):
+    """The property flags and list of ``msg``'s content header, from its
+    class's ``_serialize_properties`` (py-amqp's hook: a subclass may
+    override it to publish bytes the encoder would not produce).  The frame
+    writer calls this for Message subclasses only."""
+    raw = msg._serialize_properties()
+    if not isinstance(raw, (bytes, bytearray)):
+        raise TypeError('%s._serialize_properties() returned %s, not bytes'
+                        % (type(msg).__name__, type(raw).__name__))
+    return bytes(raw)

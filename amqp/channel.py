@@ -14,6 +14,7 @@ import inspect
 import logging
 import socket
 from collections import defaultdict
+from queue import Queue
 from time import monotonic
 
 from vine import ensure_promise
@@ -30,7 +31,7 @@ from .serialization import dumps_method
 
 __all__ = ('Channel',)
 
-logger = logging.getLogger('amqp')
+logger = AMQP_LOGGER = logging.getLogger('amqp')
 
 _Basic = spec.Basic
 
@@ -66,7 +67,9 @@ class Channel(AbstractChannel):
         logger.debug('using channel_id: %s', channel_id)
         self.is_open = False
         self.active = True  # flow control
-        self.returned_messages = []  # py-amqp attribute
+        # py-amqp has it and never fills it (returns go to
+        # events['basic_return']); nameko calls get_nowait() on it
+        self.returned_messages = Queue()
         self.callbacks = {}
         self.cancel_callbacks = {}
         self.auto_decode = auto_decode
@@ -146,9 +149,9 @@ class Channel(AbstractChannel):
         if self.connection is None:
             raise RecoverableConnectionError(
                 'channel %r is closed' % (self.channel_id,))
-        if not self.is_open:
-            raise ChannelNotOpen('channel %r is not open'
-                                 % (self.channel_id,))
+        # Constructed but never opened: send anyway, as py-amqp does; the
+        # broker answers with a channel or connection error (kombu's own
+        # tests drive channels that were never opened).
 
     def _send(self, sig, fmt, args, content=None, wait=None,
               returns_tuple=False):
@@ -430,13 +433,19 @@ class Channel(AbstractChannel):
             return self._send(_Basic.Consume, argsig, args)
         # Deliveries can follow consume-ok in the same read: register the
         # consumer when consume-ok is dispatched, not after the wait.
-        self._consumers_pending.append(consumer)
+        pending = self._consumers_pending
+        pending.append(consumer)
         try:
-            return self._send(_Basic.Consume, argsig, args,
-                              wait=_Basic.ConsumeOk)
+            reply = self._send(_Basic.Consume, argsig, args,
+                               wait=_Basic.ConsumeOk, returns_tuple=True)
         finally:
-            if consumer in self._consumers_pending:
-                self._consumers_pending.remove(consumer)
+            unregistered = consumer in pending
+            if unregistered:
+                pending.remove(consumer)
+        consumer_tag = reply[0]
+        if unregistered:  # consume-ok was not dispatched (a wait() override)
+            self._register_consumer(consumer_tag, consumer)
+        return consumer_tag
 
     def _register_consumer(self, consumer_tag, consumer):
         callback, on_cancel, no_ack = consumer
@@ -454,7 +463,7 @@ class Channel(AbstractChannel):
     def basic_cancel(self, consumer_tag, nowait=False,
                      argsig=_args(_Basic.Cancel)):
         """Cancel a consumer; harmless on a closed channel."""
-        if self.connection is not None and self.is_open:
+        if self.connection is not None and self._close_exc is None:
             self.no_ack_consumers.discard(consumer_tag)
             return self._send(_Basic.Cancel, argsig, (consumer_tag, nowait),
                               wait=None if nowait else _Basic.CancelOk)

@@ -40,7 +40,32 @@ except ImportError:  # pragma: no cover
 
 __all__ = ('Connection',)
 
-logger = logging.getLogger('amqp')
+logger = AMQP_LOGGER = logging.getLogger('amqp')
+#: py-amqp's logger for heartbeat_tick's DEBUG records; logging configs
+#: name it to silence or raise heartbeat chatter on its own.
+AMQP_HEARTBEAT_LOGGER = logging.getLogger(
+    'amqp.connection.Connection.heartbeat_tick')
+
+#: Default :attr:`Connection.library_properties` (py-amqp's module-level
+#: name): sent in connection.start-ok as the client properties.
+LIBRARY_PROPERTIES = {
+    'product': 'amqp',
+    'product_version': __version__,
+    'platform': 'Python',
+    'information': 'synchronous AMQP 0-9-1 client (py-amqp compatible)',
+}
+
+#: Default :attr:`Connection.negotiate_capabilities` (py-amqp's
+#: module-level name): capabilities asked for when the server offers them.
+NEGOTIATE_CAPABILITIES = {
+    'consumer_cancel_notify': True,
+    'connection.blocked': True,
+    'authentication_failure_close': True,
+    'publisher_confirms': True,
+    'basic.nack': True,
+    'exchange_exchange_bindings': True,
+    'per_consumer_qos': True,
+}
 
 #: Longest close() and Channel.close() wait for close-ok.
 CLOSE_OK_TIMEOUT = 10.0
@@ -117,23 +142,10 @@ class Connection(AbstractChannel):
 
     #: Sent in connection.start-ok; ``capabilities`` are filled in from
     #: :attr:`negotiate_capabilities` and what the server offers.
-    library_properties = {
-        'product': 'amqp',
-        'product_version': __version__,
-        'platform': 'Python',
-        'information': 'synchronous AMQP 0-9-1 client (py-amqp compatible)',
-    }
+    library_properties = LIBRARY_PROPERTIES
 
     #: Capabilities we ask for when the server offers them.
-    negotiate_capabilities = {
-        'consumer_cancel_notify': True,
-        'connection.blocked': True,
-        'authentication_failure_close': True,
-        'publisher_confirms': True,
-        'basic.nack': True,
-        'exchange_exchange_bindings': True,
-        'per_consumer_qos': True,
-    }
+    negotiate_capabilities = NEGOTIATE_CAPABILITIES
 
     #: Exceptions that mean the connection is broken (kombu reads these).
     connection_errors = (
@@ -159,7 +171,7 @@ class Connection(AbstractChannel):
     _on_inbound_frame = None
     _heartbeat_thread = None
     _finalizer = None
-    _connect_started = False   # connect() was called (lazy connect is off)
+    _has_connected = False     # a handshake completed (no lazy connect)
     _tracing = False           # the amqp.wire logger was on at connect
 
     def __init__(self, host='localhost:5672', userid='guest',
@@ -381,7 +393,6 @@ class Connection(AbstractChannel):
             if callback:
                 callback()
             return None
-        self._connect_started = True
         self._handshake_complete = False
         self.channels = {0: self}
         self.channel_ids = ChannelIds(self.channel_max)
@@ -426,6 +437,7 @@ class Connection(AbstractChannel):
                     raise  # an AMQP peer, breaking the protocol
                 raise self._not_amqp() from exc
             self.transport.handshake_done()
+            self._has_connected = True
         except socket.timeout as exc:
             self.collect()
             raise socket.timeout(
@@ -539,9 +551,9 @@ class Connection(AbstractChannel):
 
     def _connect_on_first_use(self, what):
         """py-amqp connects a connection used before connect() (with a
-        deprecation warning); so do we, but only one that was never
-        connected: a closed connection stays closed."""
-        if self._transport is None and not self._connect_started:
+        deprecation warning); so do we, but only one that never completed
+        a handshake: a closed connection stays closed."""
+        if self._transport is None and not self._has_connected:
             warnings.warn(AMQPDeprecationWarning(
                 'Connection.%s was used before connect(): connecting now. '
                 'Call connect() (or use the connection as a context '
@@ -584,8 +596,10 @@ class Connection(AbstractChannel):
 
     @property
     def sock(self):
-        """The socket of the transport (None when not connected)."""
-        return self._transport.sock if self._transport else None
+        """The socket of the transport (connects a never-connected
+        connection, as py-amqp does; None once closed)."""
+        transport = self.transport
+        return transport.sock if transport is not None else None
 
     @property
     def server_capabilities(self):
@@ -723,6 +737,7 @@ class Connection(AbstractChannel):
 
     def blocking_read(self, timeout=None):
         """Read and handle one frame (py-amqp's primitive)."""
+        self._connect_on_first_use('blocking_read()')
         deadline = None if timeout is None else monotonic() + timeout
         frame = self._next_frame()
         while frame is None:
@@ -891,6 +906,8 @@ class Connection(AbstractChannel):
         default rate).  Any frame counts as a heartbeat, both ways.
         :meth:`drain_events` also calls it while waiting.
         """
+        hb_debug = AMQP_HEARTBEAT_LOGGER.debug
+        hb_debug('heartbeat_tick : for connection %s', self._connection_id)
         if not self.heartbeat:
             return
         if not rate or rate <= 0:
@@ -902,8 +919,15 @@ class Connection(AbstractChannel):
             self.last_heartbeat_sent = now
         if self.prev_recv is None or self.prev_recv != recv_now:
             self.last_heartbeat_received = now
+        hb_debug('heartbeat_tick : Prev sent/recv: %s/%s, now - %s/%s, '
+                 'monotonic - %s, last_heartbeat_sent - %s, heartbeat int. '
+                 '- %s for connection %s', self.prev_sent, self.prev_recv,
+                 sent_now, recv_now, now, self.last_heartbeat_sent,
+                 self.heartbeat, self._connection_id)
         self.prev_sent, self.prev_recv = sent_now, recv_now
         if now - self.last_heartbeat_sent >= period:
+            hb_debug('heartbeat_tick: sending heartbeat for connection %s',
+                     self._connection_id)
             self.send_heartbeat()
             self.last_heartbeat_sent = monotonic()
             self.prev_sent = self.bytes_sent

@@ -152,8 +152,14 @@ class ContentTooLarge(RecoverableChannelError):
     code = spec.CONTENT_TOO_LARGE
 
 
-class NoRoute(RecoverableChannelError):
-    """A mandatory message could not be routed (basic.return 312)."""
+class NoRoute(ChannelError):
+    """A mandatory message could not be routed (basic.return 312).
+
+    A plain :class:`ChannelError`, as py-amqp raises for 312: publishing
+    the same message again cannot route it, so kombu's ``ensure()`` must
+    give up at once instead of retrying (it retries only the
+    ``recoverable_channel_errors``).
+    """
 
     code = spec.NO_ROUTE
 

@@ -32,7 +32,7 @@ from typing import (Any, Callable, Dict, FrozenSet, List, Optional,
                     Protocol, Tuple, Union)
 
 from . import spec
-from .basic_message import Message
+from .basic_message import Message, serialized_properties
 from .exceptions import FrameError, FrameSyntaxError, UnexpectedFrame
 from .serialization import (decode_header_frame_payload,
                             encode_properties_basic)
@@ -421,7 +421,10 @@ def frame_writer(connection: OutboundConnection,
             else:
                 # len() of a memoryview over wide items counts items
                 body = memoryview(body).cast('B')
-        props = encode_properties_basic(properties)
+        if type(content) is Message:
+            props = encode_properties_basic(properties)
+        else:  # a subclass may serialize its own (py-amqp's hook)
+            props = serialized_properties(content)
         props_size = len(props)
         body_size = len(body)
         if frame_max:

@@ -18,7 +18,19 @@ back to the general code, which raises the error naming the field.
 
 Field-table value tags follow what RabbitMQ really sends and accepts (its
 "AMQP 0-9-1 errata" page), not the 0-9-1 PDF: signed ``b s I l``, unsigned
-``B u i``, plus ``t f d D S x A T F V``.
+``B u i``, plus ``t f d D S x A T F V``; decoding also reads ``L`` and
+``U`` as signed 64/16-bit ints, as py-amqp (which writes ``L``) does.
+
+Encoding picks the tags py-amqp 5.x picks, so a consumer on either library
+decodes the same values whichever published: ``str`` and ``bytes`` as
+``S``, ``bool`` ``t``, ``int`` ``I`` (32-bit) else 64-bit, ``float`` ``d``,
+``Decimal`` ``D``, ``datetime`` ``T``, ``dict`` ``F``, ``list``/``tuple``
+``A``, None ``V``, subclasses as their base.  Deliberate differences
+(docs/migration.rst): 64-bit ints go as ``l`` (RabbitMQ's signed
+long-long; py-amqp writes ``L``, which decodes to the same value), -2**31
+fits ``I``, ``bytearray``/``memoryview`` go as ``x`` (py-amqp refuses
+them), and a lone surrogate that did not come from undecodable input is a
+ValueError rather than invalid UTF-8 on the wire.
 
 Decoding errors never escape as ``struct.error``/``IndexError``/
 ``UnicodeDecodeError``: they become :class:`~amqp.exceptions.FrameSyntaxError`.
@@ -264,8 +276,14 @@ def _enc_value(v: EncodableValue, field: _Field, depth: int = 0) -> bytes:
         return b'V'
     if t is float:
         return b'd' + _F64.pack(v)
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return b'x' + _U32.pack(len(v)) + bytes(v)
+    if isinstance(v, bytes):
+        # py-amqp's choice: a longstr, so a py-amqp consumer gets the same
+        # value (text when it is UTF-8) whichever of us published it.
+        return _tag_u32_pack(b'S', len(v)) + v
+    if isinstance(v, (bytearray, memoryview)):
+        # py-amqp cannot send these at all; they are our way to send 'x'.
+        v = bytes(v)
+        return _tag_u32_pack(b'x', len(v)) + v
     if isinstance(v, (list, tuple)):
         return b'A' + _enc_array_body(v, _name(field), depth + 1)
     if isinstance(v, datetime):
@@ -276,8 +294,8 @@ def _enc_value(v: EncodableValue, field: _Field, depth: int = 0) -> bytes:
         return b't\x01' if v else b't\x00'
     if isinstance(v, int):
         return _enc_value(int(v), field, depth)
-    if isinstance(v, str):
-        return _enc_value(str(v), field, depth)
+    if isinstance(v, str):  # its text, not its str() (a str Enum)
+        return _enc_value(str.__str__(v), field, depth)
     if isinstance(v, dict):
         return b'F' + _enc_table_body(v, _name(field), depth + 1)
     if isinstance(v, float):
@@ -319,7 +337,7 @@ def _enc_key(k: object, field: str) -> bytes:
         if isinstance(k, bytes):
             k = k.decode('utf-8', 'surrogateescape')
         elif isinstance(k, str):
-            k = str(k)
+            k = str.__str__(k)
         else:
             raise TypeError('%s: table key %r must be str, not %s'
                             % (field, k, type(k).__name__))
@@ -441,6 +459,10 @@ _FIXED: Dict[int, Tuple[Callable[[bytes, int], Tuple[Union[int, float]]],
     ord('b'): (_I8.unpack_from, 1), ord('s'): (_I16.unpack_from, 2),
     ord('u'): (_U16.unpack_from, 2), ord('i'): (_U32.unpack_from, 4),
     ord('d'): (_F64.unpack_from, 8), ord('f'): (_F32.unpack_from, 4),
+    # The 0-9-1 PDF's letters for signed 64- and 16-bit ints: py-amqp
+    # writes 'L' for every int beyond 32 bits, so a consumer of a
+    # py-amqp publisher must read it (signed, as py-amqp and pika do).
+    ord('L'): (_I64.unpack_from, 8), ord('U'): (_I16.unpack_from, 2),
 }
 
 

@@ -366,6 +366,46 @@ def _build() -> None:
 
 _build()
 
+#: Fields the AMQP 0-9-1 XML names ``reserved-N`` (deprecated, carried
+#: only for the wire layout), by method name.
+RESERVED_FIELDS = {
+    'connection.open': ('capabilities', 'insist'),
+    'connection.open-ok': ('known_hosts',),
+    'channel.open': ('out_of_band',),
+    'channel.open-ok': ('channel_id',),
+    'exchange.declare': ('ticket', 'auto_delete', 'internal'),
+    'exchange.delete': ('ticket',),
+    'exchange.bind': ('ticket',),
+    'exchange.unbind': ('ticket',),
+    'queue.declare': ('ticket',),
+    'queue.bind': ('ticket',),
+    'queue.purge': ('ticket',),
+    'queue.delete': ('ticket',),
+    'queue.unbind': ('ticket',),
+    'basic.consume': ('ticket',),
+    'basic.publish': ('ticket',),
+    'basic.get': ('ticket',),
+    'basic.get-empty': ('cluster_id',),
+}
+
+
+def _trailing_reserved() -> Dict[MethodSig, int]:
+    out: Dict[MethodSig, int] = {}
+    for name, fields in RESERVED_FIELDS.items():
+        m = METHODS_BY_NAME[name]
+        n = 0
+        while n < len(m.arg_names) and m.arg_names[-1 - n] in fields:
+            n += 1
+        if n:
+            out[m.sig] = n
+    return out
+
+
+#: method signature -> how many of its last fields are reserved.  A peer
+#: may leave those out (some brokers send connection.open-ok, channel.open-ok
+#: or basic.get-empty bare); py-amqp accepts that, and so do we.
+TRAILING_RESERVED = _trailing_reserved()
+
 #: Methods whose arrival carries content (header + body frames follow).
 CONTENT_METHODS: FrozenSet[MethodSig] = frozenset(
     sig for sig, m in METHODS.items() if m.content)

@@ -32,13 +32,23 @@ from time import monotonic
 from typing import (TYPE_CHECKING, Any, Dict, Iterator, List, Mapping,
                     Optional, Tuple, Union)
 
-from .exceptions import RecoverableConnectionError
+from .exceptions import RecoverableConnectionError, UnexpectedFrame
+# py-amqp's amqp.transport exports these; code written for it imports them
+# from here (defined in amqp.platform, as py-amqp defines some of them).
+from .platform import (AMQP_PROTOCOL_HEADER, DEFAULT_SOCKET_SETTINGS,
+                       KNOWN_TCP_OPTS, SIGNED_INT_MAX, SOL_TCP, set_cloexec)
 
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard  # typing has it from 3.10
 
 __all__ = ('Transport', 'TCPTransport', 'SSLTransport', 'to_host_port',
-           'ConnectionLost')
+           'ConnectionLost',
+           # py-amqp compatibility
+           'AMQP_PROTOCOL_HEADER', 'DEFAULT_SOCKET_SETTINGS',
+           'KNOWN_TCP_OPTS', 'SIGNED_INT_MAX', 'SOL_TCP', 'set_cloexec',
+           'SSLError', 'UnexpectedFrame', 'EMPTY_BUFFER', 'AMQP_PORT')
+
+SSLError = ssl.SSLError
 
 logger = logging.getLogger('amqp')
 

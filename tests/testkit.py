@@ -332,3 +332,68 @@ def make_certificates(directory):
         'client_cert': _write(directory, 'client.pem', client),
         'client_key': _write(directory, 'client.key', key=client_key),
     }
+
+
+# -- scripts written against method signatures ------------------------------
+# The py-amqp comparison tests script the broker by method signature and
+# positional arguments (what both libraries' spec tables share); these
+# helpers encode and decode such methods with pika all the same.
+
+def sig_method(sig, args=()):
+    """The ``pika.spec`` method for our signature ``sig`` (class id,
+    method id), built from positional arguments in spec order."""
+    cls = pika.spec.methods[(sig[0] << 16) | sig[1]]
+    return cls(*args)
+
+
+def sig_method_frame(sig, args=(), channel=0):
+    """A method frame for ``sig`` with positional arguments, by pika."""
+    return method_frame(sig_method(sig, args), channel)
+
+
+def method_args(method):
+    """A pika method's arguments in spec order, text as UTF-8 bytes (the
+    bytes the client put on the wire)."""
+    return [v.encode('utf-8', 'surrogateescape') if isinstance(v, str)
+            else v for v in vars(method).values()]
+
+
+def method_sig(method):
+    """Our ``(class id, method id)`` for a pika method."""
+    return method.INDEX >> 16, method.INDEX & 0xFFFF
+
+
+class SigPeer:
+    """A fake-broker peer scripted by method signature: wraps the pika
+    based ``Peer`` so ``expect_method(sig)`` returns the arguments as a
+    list and frames read are ``(type, channel, payload)`` tuples."""
+
+    def __init__(self, peer):
+        self.peer = peer
+        self.frames = []
+
+    def __getattr__(self, name):
+        return getattr(self.peer, name)
+
+    def recv_frame(self, skip_heartbeats=True):
+        while True:
+            envelope = self.peer.recv_exactly(_ENVELOPE.size)
+            frame_type, channel, size = _ENVELOPE.unpack(envelope)
+            payload = self.peer.recv_exactly(size)
+            assert self.peer.recv_exactly(1) == bytes((FRAME_END,))
+            self.frames.append((frame_type, channel, payload))
+            if frame_type == 8 and skip_heartbeats:
+                continue
+            return frame_type, channel, payload
+
+    def recv_method(self):
+        """``(sig, args)`` of the next method frame (pika decodes it)."""
+        frame_type, channel, payload = self.recv_frame()
+        assert frame_type == 1, (frame_type, payload)
+        method = decode_frame(frame(1, channel, payload)).method
+        return method_sig(method), method_args(method)
+
+    def expect_method(self, sig):
+        got, args = self.recv_method()
+        assert got == tuple(sig), (got, sig)
+        return args

@@ -335,7 +335,8 @@ def test_consumer_survives_connection_kill_with_ensure(broker, pyamqp_url,
 # -- same results on py-amqp ----------------------------------------------
 
 @pytest.mark.parametrize('scenario', ['kombu_core', 'kombu_simple',
-                                      'kombu_confirm_ensure'])
+                                      'kombu_confirm_ensure',
+                                      'kombu_ensure_unroutable'])
 def test_same_results_as_pyamqp(broker, reference_python, run_scenario,
                                 scenario):
     ours = run_scenario(scenario, broker.url, ours=True)
@@ -345,3 +346,23 @@ def test_same_results_as_pyamqp(broker, reference_python, run_scenario,
     assert not is_ours(theirs['amqp_file'])
     assert theirs['amqp_version'] == '5.4.2'
     assert ours['result'] == theirs['result']
+
+
+def test_ensure_gives_up_at_once_on_unroutable_mandatory(pyamqp_url,
+                                                         prefix):
+    # NO_ROUTE is not recoverable: republishing cannot route the message,
+    # so ensure() must neither retry nor call errback (py-amqp behaviour).
+    retried = []
+    with Connection(pyamqp_url,
+                    transport_options={'confirm_publish': True}) as conn:
+        producer = Producer(conn)
+        publish = conn.ensure(
+            producer, producer.publish, max_retries=3, interval_start=0,
+            interval_step=0,
+            errback=lambda exc, interval: retried.append(exc))
+        with pytest.raises(amqp.exceptions.NoRoute) as info:
+            publish('lost', routing_key=prefix + '-nowhere', mandatory=True)
+        assert not isinstance(info.value, conn.recoverable_channel_errors)
+        assert isinstance(info.value, conn.channel_errors)
+    assert info.value.reply_code == 312
+    assert retried == []

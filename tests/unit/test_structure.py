@@ -17,7 +17,8 @@ MODULES = {p.stem: p for p in sorted(PACKAGE.glob('*.py'))}
 
 #: The module map: a module may import only modules of a lower layer.
 LAYERS = {
-    'spec': 0, '_version': 0,
+    'spec': 0, '_version': 0, 'utils': 0,
+    'platform': 1,
     'exceptions': 1,
     'serialization': 2, 'transport': 2,
     'basic_message': 3, 'sasl': 3,
@@ -28,9 +29,10 @@ LAYERS = {
     'channel': 6,
     'connection': 7,
 }
-#: transport sits beside the codec: it may import only exceptions, and
-#: only connection may import it (the rest of the package is I/O-free).
-ONLY_IMPORTS = {'transport': {'exceptions'}}
+#: transport sits beside the codec: it may import only exceptions (and
+#: the platform constants py-amqp's transport re-exports), and only
+#: connection may import it (the rest of the package is I/O-free).
+ONLY_IMPORTS = {'transport': {'exceptions', 'platform'}}
 IMPORTED_ONLY_BY = {'transport': {'connection', '__init__'}}
 #: Pure modules never touch the operating system (STYLE.md).
 PURE = ('spec', 'serialization', 'basic_message', 'method_framing')
