@@ -401,6 +401,9 @@ class Connection(AbstractChannel):
         self.bytes_sent = self.bytes_recv = 0
         self.prev_sent = self.prev_recv = None
         self._frames = FrameBuffer()
+        if self.max_message_size:
+            # bodies collected whole are never larger than that
+            self._frames.max_body = self.max_message_size
         self.transport = self.Transport(
             self.host, self.connect_timeout, self.ssl, self.read_timeout,
             self.write_timeout, socket_settings=self.socket_settings)
@@ -761,6 +764,13 @@ class Connection(AbstractChannel):
                 'connection to %s is closed' % (self.host,))
         frames = self._frames
         try:
+            target = frames.direct_target()
+            if target is not None:
+                # the rest of a large body's frame, straight into the body
+                frames.direct_filled(transport.recv_into(target, deadline))
+                if transport.pending():   # TLS: what came along with it
+                    frames.feed(transport.recv(READ_SIZE, deadline))
+                return
             if exact and transport.can_peek:
                 peeked = transport.recv(READ_SIZE, deadline, peek=True)
                 if len(frames):

@@ -112,8 +112,14 @@ _CONTENT_HEADER_FIXED = 12
 #: A heartbeat frame, as sent on the wire (spec 4.2.7).
 HEARTBEAT_FRAME = _FRAME_HEADER.pack(_FRAME_HEARTBEAT, 0, 0) + _FRAME_END
 
+#: Bodies at least this large are written scatter-gather, not joined.
+_SCATTER_MIN = 32768
+
 #: Bytes a single read asks for while no larger frame is pending.
 READ_SIZE = 65536
+#: Largest body FrameBuffer collects into one buffer when nothing smaller
+#: (max_message_size) is set.
+COLLECT_MAX = 1 << 31
 
 _METHODS = spec.METHODS
 _CONTENT_METHODS = spec.CONTENT_METHODS
@@ -127,20 +133,54 @@ class FrameBuffer:
     ``max_payload`` bounds what a frame header may announce; a larger size,
     or a bad frame-end octet, raises FrameError before any allocation for
     it.  A partial frame stays buffered until the rest is fed.
+
+    Large bodies are *collected*: once a content header announces a body
+    of at least ``collect_min`` bytes (and at most ``max_body``), the
+    payloads of that channel's body frames are copied into one buffer of
+    the body's size as they are parsed, and a single body frame carrying
+    the whole body is returned when it is complete.  While the buffer ends
+    inside such a body frame, :meth:`direct_target` hands out the place in
+    the body where the rest of that frame's payload belongs, so the caller
+    can receive it there straight from the socket (``recv_into``) and
+    report it with :meth:`direct_filled`: each body byte is then copied
+    once on its way in, instead of once per buffering step.
     """
 
-    __slots__ = ('buf', 'pos', 'max_payload')
+    __slots__ = ('buf', 'pos', 'max_payload', 'max_body', 'collect_min',
+                 '_body', '_body_view', '_body_channel', '_body_filled',
+                 '_direct_left', '_end_pending')
 
     #: bytes as read; a bytearray while a large frame collects
     buf: Union[bytes, bytearray]
     pos: int
     max_payload: int
+    #: largest body collected into one buffer (larger ones are left to the
+    #: frame handler, which refuses what max_message_size refuses)
+    max_body: int
+    collect_min: int
+    _body: Optional[bytearray]
+    _body_view: Optional[memoryview]
+    _body_channel: int
+    _body_filled: int
+    _direct_left: int
+    _end_pending: bool
 
     def __init__(self,
                  max_payload: int = spec.FRAME_MIN_SIZE - _OVERHEAD) -> None:
         self.buf = b''
         self.pos = 0
         self.max_payload = max_payload
+        self.max_body = COLLECT_MAX
+        self.collect_min = READ_SIZE
+        self._end_body()
+
+    def _end_body(self) -> None:
+        self._body = None
+        self._body_view = None
+        self._body_channel = -1
+        self._body_filled = 0
+        self._direct_left = 0
+        self._end_pending = False
 
     def __len__(self) -> int:
         return len(self.buf) - self.pos
@@ -168,31 +208,132 @@ class FrameBuffer:
 
     def next_frame(self) -> Optional[Frame]:
         """Take the next complete frame, or return None."""
-        buf = self.buf
-        pos = self.pos
-        if len(buf) - pos < _FRAME_HEADER_SIZE:
-            return None
-        frame_type, channel, size = _FRAME_HEADER.unpack_from(buf, pos)
-        if size > self.max_payload:
-            raise FrameError(
-                'frame of %d bytes announced; frame_max allows %d' % (
-                    size, self.max_payload))
-        end = pos + _FRAME_HEADER_SIZE + size
-        if len(buf) <= end:
-            return None
+        while True:
+            buf = self.buf
+            pos = self.pos
+            if self._body_view is not None:
+                if self._direct_left:
+                    return None     # the rest of a frame goes to the body
+                if self._end_pending:
+                    # after a payload received straight into the body
+                    if len(buf) - pos < 1:
+                        return None
+                    self._check_end(buf, pos)
+                    self.pos = pos = pos + 1
+                    self._end_pending = False
+                    if self._body_filled == len(self._body_view):
+                        return self._finish_body()
+            if len(buf) - pos < _FRAME_HEADER_SIZE:
+                return None
+            frame_type, channel, size = _FRAME_HEADER.unpack_from(buf, pos)
+            if size > self.max_payload:
+                raise FrameError(
+                    'frame of %d bytes announced; frame_max allows %d' % (
+                        size, self.max_payload))
+            end = pos + _FRAME_HEADER_SIZE + size
+            if len(buf) <= end:
+                return None
+            self._check_end(buf, end)
+            view = self._body_view
+            if view is not None and channel == self._body_channel:
+                if frame_type == _FRAME_BODY:
+                    filled = self._body_filled
+                    self._check_room(size)
+                    view[filled:filled + size] = memoryview(buf)[
+                        pos + _FRAME_HEADER_SIZE:end]
+                    self._body_filled = filled + size
+                    self.pos = end + 1
+                    if self._body_filled == len(view):
+                        return self._finish_body()
+                    continue
+                # anything else cuts the content short: the frame handler
+                # reports it; the collected part is dropped
+                self._end_body()
+            payload = buf[pos + _FRAME_HEADER_SIZE:end]
+            if type(payload) is not bytes:
+                payload = bytes(payload)
+            self.pos = end + 1
+            if frame_type == _FRAME_HEADER_TYPE and \
+                    size >= _CONTENT_HEADER_FIXED:
+                body_size: int = _U64.unpack_from(payload, 4)[0]
+                if self.collect_min <= body_size <= self.max_body:
+                    self._start_body(channel, body_size)
+            return frame_type, channel, payload
+
+    def _check_end(self, buf: Union[bytes, bytearray], end: int) -> None:
         if buf[end] != _FRAME_END_OCTET:
             raise FrameError('received frame_end %#04x while expecting %#04x'
                              % (buf[end], _FRAME_END_OCTET))
-        payload = buf[pos + _FRAME_HEADER_SIZE:end]
-        if type(payload) is not bytes:
-            payload = bytes(payload)
-        self.pos = end + 1
-        return frame_type, channel, payload
+
+    def _check_room(self, size: int) -> None:
+        assert self._body_view is not None
+        if self._body_filled + size > len(self._body_view):
+            raise UnexpectedFrame(
+                'content body on channel %d longer than the %d bytes its '
+                'header announced' % (self._body_channel,
+                                      len(self._body_view)))
+
+    def _start_body(self, channel: int, body_size: int) -> None:
+        body = bytearray(body_size)
+        self._body = body
+        self._body_view = memoryview(body)
+        self._body_channel = channel
+        self._body_filled = 0
+
+    def _finish_body(self) -> Frame:
+        body = self._body
+        channel = self._body_channel
+        assert body is not None
+        self._end_body()
+        return _FRAME_BODY, channel, bytes(body)
+
+    def direct_target(self) -> Optional[memoryview]:
+        """Where to receive the next bytes when a large body is being
+        collected and the buffer ends inside one of its body frames (the
+        part of the body that frame's payload fills), or None.
+
+        The buffered part of that frame is taken over first; after
+        receiving into the target, call :meth:`direct_filled`.
+        """
+        view = self._body_view
+        if view is None or self._end_pending:
+            return None
+        filled = self._body_filled
+        if self._direct_left:
+            return view[filled:filled + self._direct_left]
+        buf = self.buf
+        pos = self.pos
+        have = len(buf) - pos - _FRAME_HEADER_SIZE
+        if have < 0:
+            return None
+        frame_type, channel, size = _FRAME_HEADER.unpack_from(buf, pos)
+        if frame_type != _FRAME_BODY or channel != self._body_channel or \
+                size > self.max_payload or have >= size:
+            return None      # next_frame deals with it
+        self._check_room(size)
+        start = pos + _FRAME_HEADER_SIZE
+        view[filled:filled + have] = memoryview(buf)[start:start + have]
+        self.buf = b''
+        self.pos = 0
+        filled += have
+        self._body_filled = filled
+        self._direct_left = size - have
+        return view[filled:filled + self._direct_left]
+
+    def direct_filled(self, n: int) -> None:
+        """``n`` bytes were received into the :meth:`direct_target`."""
+        self._body_filled += n
+        self._direct_left -= n
+        if not self._direct_left:
+            self._end_pending = True
 
     def has_frame(self) -> bool:
         """True when a complete frame is buffered (nothing is consumed)."""
         buf = self.buf
         pos = self.pos
+        if self._body_view is not None and (self._end_pending or
+                                            self._direct_left):
+            return False
         if len(buf) - pos < _FRAME_HEADER_SIZE:
             return False
         size: int = _FRAME_HEADER.unpack_from(buf, pos)[2]
@@ -206,6 +347,7 @@ class FrameBuffer:
         """Forget everything buffered."""
         self.buf = b''
         self.pos = 0
+        self._end_body()
 
 
 class OversizedContent:
@@ -388,6 +530,10 @@ def frame_writer(connection: OutboundConnection,
     would close the whole connection over it.
     """
     write = transport.write
+    # scatter-gather: a large body goes out without being joined to its
+    # frame headers first (ByteSinks without writev get one joined write)
+    writev = getattr(transport, 'writev', None) or \
+        (lambda parts: write(b''.join(parts)))
     # the envelope plus class id and method id
     method_overhead = _OVERHEAD + _METHOD_SIG.size
     # the envelope plus class id, weight and body size
@@ -435,8 +581,22 @@ def frame_writer(connection: OutboundConnection,
                 write_split(type_, channel, method_sig, args, size, props,
                             body, body_size, frame_max - _OVERHEAD)
                 return
+        if body_size >= _SCATTER_MIN:
+            writev((
+                _METHOD_FRAME_HEADER.pack(
+                    type_, channel, size, method_sig[0], method_sig[1]) +
+                args +
+                _END_CONTENT_HEADER.pack(
+                    _FRAME_END_OCTET, _FRAME_HEADER_TYPE, channel,
+                    _CONTENT_HEADER_FIXED + props_size, _BASIC, 0,
+                    body_size) +
+                props +
+                _END_FRAME_HEADER.pack(_FRAME_END_OCTET, _FRAME_BODY,
+                                       channel, body_size),
+                body, _FRAME_END))
+            connection.bytes_sent += 3
         # One join, each frame end packed with the next frame's header.
-        if body_size:
+        elif body_size:
             write(b''.join((
                 _METHOD_FRAME_HEADER.pack(
                     type_, channel, size, method_sig[0], method_sig[1]),
@@ -467,25 +627,29 @@ def frame_writer(connection: OutboundConnection,
                     args: bytes, size: int, props: bytes,
                     body: Union[bytes, memoryview], body_size: int,
                     chunk: int) -> None:
-        """A body over several frames of ``chunk`` bytes, in one write."""
+        """A body over several frames of ``chunk`` bytes, in one write:
+        the body's slices go to the socket as they are (scatter-gather),
+        between small frame headers."""
         view = memoryview(body)
-        parts: List[Union[bytes, memoryview]] = [
-            _METHOD_FRAME_HEADER.pack(
-                type_, channel, size, method_sig[0], method_sig[1]),
-            args,
-            _END_CONTENT_HEADER.pack(
-                _FRAME_END_OCTET, _FRAME_HEADER_TYPE, channel,
-                _CONTENT_HEADER_FIXED + len(props), _BASIC, 0, body_size),
-            props,
-            _FRAME_END,
-        ]
+        head = (_METHOD_FRAME_HEADER.pack(
+                    type_, channel, size, method_sig[0], method_sig[1]) +
+                args +
+                _END_CONTENT_HEADER.pack(
+                    _FRAME_END_OCTET, _FRAME_HEADER_TYPE, channel,
+                    _CONTENT_HEADER_FIXED + len(props), _BASIC, 0,
+                    body_size) +
+                props)
+        parts: List[Union[bytes, memoryview]] = [head]
         append = parts.append
+        last = _FRAME_END_OCTET
         for start in range(0, body_size, chunk):
             piece = view[start:start + chunk]
-            append(_FRAME_HEADER.pack(_FRAME_BODY, channel, len(piece)))
+            # the previous frame's end and this frame's header in one part
+            append(_END_FRAME_HEADER.pack(last, _FRAME_BODY, channel,
+                                          len(piece)))
             append(piece)
-            append(_FRAME_END)
-        write(b''.join(parts))
+        append(_FRAME_END)
+        writev(parts)
         connection.bytes_sent += 2 + (body_size + chunk - 1) // chunk
 
     return write_frame

@@ -22,6 +22,7 @@ of that frame.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import select
 import socket
@@ -29,8 +30,8 @@ import ssl
 import threading
 from contextlib import contextmanager
 from time import monotonic
-from typing import (TYPE_CHECKING, Any, Dict, Iterator, List, Mapping,
-                    Optional, Tuple, Union)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterator, List,
+                    Mapping, Optional, Sequence, Tuple, Union)
 
 from .exceptions import RecoverableConnectionError, UnexpectedFrame
 # py-amqp's amqp.transport exports these; code written for it imports them
@@ -69,6 +70,12 @@ _KEEPALIVE_OPTS = {
 IPV6_LITERAL = re.compile(r'\[([\.0-9a-f:]+)\](?::(\d+))?', re.IGNORECASE)
 
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+#: Most buffers one sendmsg takes (the kernel's limit on an iovec).
+try:
+    _IOV_MAX = max(16, min(os.sysconf('SC_IOV_MAX'), 1024))
+except (AttributeError, ValueError, OSError):  # pragma: no cover
+    _IOV_MAX = 16
+
 #: Per-call non-blocking flag; 0 where the platform lacks it, and the
 #: socket is then non-blocking throughout, as on TLS.
 _DONTWAIT = getattr(socket, 'MSG_DONTWAIT', 0)
@@ -393,17 +400,29 @@ class _AbstractTransport:
         :class:`ConnectionLost` when the peer closed the connection.
         ``peek`` leaves the bytes in the socket (TCP only).
         """
+        data: bytes = self._receive(self._read_some, size,
+                                    socket.MSG_PEEK if peek else 0,
+                                    deadline)
+        return data
+
+    def recv_into(self, view: memoryview, deadline: Deadline = None) -> int:
+        """Receive between 1 and ``len(view)`` bytes into ``view``; return
+        how many.  Deadlines and errors as :meth:`recv`."""
+        n: int = self._receive(self._read_into, view, 0, deadline)
+        return n
+
+    def _receive(self, op: Callable[[Any, int], Any], arg: Any, flags: int,
+                 deadline: Deadline) -> Any:
         sock = self.sock
         if sock is None:
             raise ConnectionLost('connection is closed')
         if deadline is None:
             deadline = self._default_deadline(self.read_timeout)
-        flags = socket.MSG_PEEK if peek else 0
         if deadline is not None and not self._nonblocking:
             flags |= _DONTWAIT
         while True:
             try:
-                data = self._read_some(size, flags)
+                result = op(arg, flags)
             except _WOULD_BLOCK as exc:
                 _wait_ready(sock, isinstance(exc, ssl.SSLWantWriteError),
                             deadline, 'reading from %s:%s' % (self.host,
@@ -419,16 +438,20 @@ class _AbstractTransport:
             except OSError:
                 self.connected = False
                 raise
-            if not data:
+            if not result:
                 self.connected = False
                 raise ConnectionLost()
-            return data
+            return result
 
     def _read_some(self, n: int, flags: int = 0) -> bytes:
         """One receive; with ``MSG_DONTWAIT`` in ``flags`` it raises
         BlockingIOError instead of waiting."""
         assert self.sock is not None
         return self.sock.recv(n, flags)
+
+    def _read_into(self, view: memoryview, flags: int = 0) -> int:
+        assert self.sock is not None
+        return self.sock.recv_into(view, 0, flags)
 
     def pending(self) -> int:
         """Bytes received and decrypted but not yet returned (TLS)."""
@@ -449,11 +472,8 @@ class _AbstractTransport:
                 # The common case, kept short: one blocking send.
                 try:
                     sent = self.sock.send(s)  # type: ignore[union-attr]
-                except OSError:
-                    self._lost()
-                    raise
                 except BaseException as exc:
-                    self._cut_off(0, len(s), type(exc).__name__)
+                    self._write_failed(exc, 0, len(s))
                     raise
                 if sent == len(s):
                     return
@@ -493,19 +513,71 @@ class _AbstractTransport:
                     return
                 if view is None:
                     view = memoryview(s).cast('B')
-        except socket.timeout:
+        except BaseException as exc:
+            self._write_failed(exc, sent, total)
+            raise
+
+    def writev(self, parts: Sequence[Union[bytes, memoryview]]) -> None:
+        """Send the concatenation of ``parts`` (bytes or memoryviews over
+        bytes), as :meth:`write` would, without joining them first: on
+        TCP a scatter-gather ``sendmsg`` per ``IOV_MAX`` parts, so a large
+        body goes from the caller's buffer to the kernel in one copy."""
+        if type(self)._write is not _AbstractTransport._write:
+            self.write(b''.join(parts))  # a subclass's _write sees it all
+            return
+        with self._write_lock:
+            self._writev(parts)
+
+    def _writev(self, parts: Sequence[Union[bytes, memoryview]]) -> None:
+        if self.broken is not None:
+            raise RecoverableConnectionError(self.broken)
+        sock = self.sock
+        if sock is None:
+            raise ConnectionLost('connection is closed')
+        views = [p for p in parts if len(p)]
+        total = sum(len(p) for p in views)
+        deadline = self._default_deadline(self.write_timeout)
+        flags = _DONTWAIT if deadline is not None and \
+            not self._nonblocking else 0
+        sent = 0
+        first = 0
+        try:
+            while first < len(views):
+                try:
+                    n = sock.sendmsg(views[first:first + _IOV_MAX], (),
+                                     flags)
+                except _WOULD_BLOCK:
+                    _wait_ready(sock, True, deadline, 'writing to %s:%s' % (
+                        self.host, self.port))
+                    continue
+                except InterruptedError:
+                    continue
+                sent += n
+                while n:        # drop what went out, cut the part it ends in
+                    size = len(views[first])
+                    if n >= size:
+                        n -= size
+                        first += 1
+                    else:
+                        views[first] = memoryview(views[first])[n:]
+                        n = 0
+        except BaseException as exc:
+            self._write_failed(exc, sent, total)
+            raise
+
+    def _write_failed(self, exc: BaseException, sent: int,
+                      total: int) -> None:
+        """Record what a write that raised ``exc`` did to the stream."""
+        if isinstance(exc, socket.timeout):
             if sent:
                 self._cut_off(sent, total, 'timed out')
-            raise
-        except OSError:
+        elif isinstance(exc, OSError):
             self._lost()
-            raise
-        except BaseException as exc:
+        else:
             # KeyboardInterrupt and other asynchronous exceptions: Python
             # may raise them just after a send returned, before its count
-            # was added, so any of ``s`` may be on the wire.
+            # was added, so any of the data may be on the wire.
             self._cut_off(sent, total, type(exc).__name__)
-            raise
 
     def _lost(self) -> None:
         self.connected = False
@@ -663,6 +735,16 @@ class SSLTransport(_AbstractTransport):
             if pending:
                 data += sock.recv(pending)
         return data
+
+    def writev(self, parts: Sequence[Union[bytes, memoryview]]) -> None:
+        """TLS has no scatter-gather send: join, then write."""
+        self.write(b''.join(parts))
+
+    def _read_into(self, view: memoryview, flags: int = 0) -> int:
+        sock = self.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        with self._tls_lock:
+            return sock.recv_into(view)
 
     def pending(self) -> int:
         sock = self.sock

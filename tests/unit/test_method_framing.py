@@ -498,6 +498,96 @@ def test_any_chunking_yields_the_same_frames(messages, data):
     assert published == [(c, b, p) for c, b, p in messages]
 
 
+def _read_like_a_connection(stream, sizes, collect_min):
+    """Read ``stream`` as Connection._fill does: into the buffer, or
+    straight into a collected body when the buffer offers a target; each
+    read takes the next of ``sizes`` (cycled) bytes at most."""
+    buf = FrameBuffer(max_payload=FRAME_MAX - 8)
+    buf.collect_min = collect_min
+    frames, pos, i = [], 0, 0
+    while True:
+        while True:
+            f = buf.next_frame()
+            if f is None:
+                break
+            frames.append(f)
+        if pos >= len(stream):
+            break
+        n = sizes[i % len(sizes)]
+        i += 1
+        target = buf.direct_target()
+        if target is not None:
+            n = min(n, len(target))
+            target[:n] = stream[pos:pos + n]
+            buf.direct_filled(n)
+        else:
+            buf.feed(stream[pos:pos + n])
+        pos += n
+    assert len(buf) == 0
+    return frames
+
+
+def _published(frames):
+    calls = Calls()
+    on_frame = frame_handler(Conn(), calls)
+    for f in frames:
+        on_frame(f)
+    return [(c, m.body, m.properties) for c, sig, _, m in calls.calls
+            if sig == (60, 40)]
+
+
+@given(_messages, st.lists(st.integers(1, 3 * FRAME_MAX), min_size=1,
+                           max_size=8), st.sampled_from([1, 100, 10 ** 9]))
+def test_bodies_collected_whole_arrive_the_same(messages, sizes,
+                                                collect_min):
+    """Collecting large bodies into one buffer, with payloads received
+    straight into it, changes nothing about the messages delivered."""
+    stream = _stream(messages)
+    frames = _read_like_a_connection(stream, sizes, collect_min)
+    assert _published(frames) == [(c, b, p) for c, b, p in messages]
+    if collect_min == 1:    # every body came as one frame
+        bodies = [f for f in frames if f[0] == 3]
+        assert len(bodies) == sum(1 for _, b, _ in messages if b)
+
+
+def test_collected_bodies_of_interleaved_channels():
+    # channel 1's content, then channel 2's, frames interleaved
+    one = message_frames(Basic.Publish(0, 'ex', 'a'), b'1' * 9000, 1,
+                         frame_max=FRAME_MAX)
+    two = message_frames(Basic.Publish(0, 'ex', 'b'), b'2' * 9000, 2,
+                         frame_max=FRAME_MAX)
+    f1, f2 = split_frames(one), split_frames(two)
+    mixed = b''.join(frame(*f) for pair in zip(f1, f2) for f in pair)
+    frames = _read_like_a_connection(mixed, [700, 5000], 100)
+    assert sorted(b for _, b, _ in _published(frames)) == \
+        [b'1' * 9000, b'2' * 9000]
+
+
+def test_a_collected_body_longer_than_announced_is_refused():
+    import struct
+    header = frame(2, 1, struct.pack('>HHQH', 60, 0, 10, 0))
+    stream = method_frame(Basic.Publish(0, 'ex', 'rk'), 1) + header + \
+        frame(3, 1, b'x' * 6) + frame(3, 1, b'y' * 6)
+    with pytest.raises(UnexpectedFrame, match='longer'):
+        _read_like_a_connection(stream, [len(stream)], 1)
+    with pytest.raises(UnexpectedFrame, match='longer'):
+        _read_like_a_connection(stream, [3], 1)
+
+
+def test_bodies_over_max_body_are_not_collected():
+    buf = FrameBuffer(max_payload=FRAME_MAX - 8)
+    buf.collect_min, buf.max_body = 1, 100
+    stream = _stream([(1, b'z' * 500, {})])
+    buf.feed(stream)
+    frames = []
+    while True:
+        f = buf.next_frame()
+        if f is None:
+            break
+        frames.append(f)
+    assert frames == split_frames(stream)     # frame by frame, as sent
+
+
 def test_one_byte_at_a_time():
     stream = _stream([(1, b'abc' * 3000, {'content_type': 'x'})])
     buf = FrameBuffer(max_payload=FRAME_MAX - 8)
