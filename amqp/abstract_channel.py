@@ -9,7 +9,8 @@ caller waiting for it, if any.
 What a channel needs from its connection is a small interface, used by
 name and never through private attributes: ``channels``,
 ``channel_ids``, ``frame_writer``, ``transport``, ``connected``,
-``waiting_channel``, ``wait_until``, ``defer_error``, ``raise_deferred``
+``waiting_channel``, ``wait_until``, ``defer_error``, ``deferred_errors``,
+``raise_deferred``
 and ``forget_channel`` (see ``docs/design.rst``).  :class:`ConnectionLike`
 spells that interface out for type checkers, so that this module never
 imports the connection.
@@ -28,7 +29,7 @@ from vine import ensure_promise, promise
 from . import spec
 from .exceptions import (AMQPNotImplementedError, FrameSyntaxError,
                          RecoverableConnectionError, ReplyTimeout)
-from .serialization import (EncodableValue, FieldValue, decoder_for,
+from .serialization import (Decoder, EncodableValue, FieldValue, decoder_for,
                             dumps_method)
 
 if TYPE_CHECKING:
@@ -103,6 +104,10 @@ class ConnectionLike(Protocol):
     def waiting_channel(self) -> Optional[AbstractChannel]:
         """The channel in a synchronous wait, or None."""
 
+    @property
+    def deferred_errors(self) -> List[Tuple[AbstractChannel, BaseException]]:
+        """Errors kept for channels, oldest first (see raise_deferred)."""
+
     def wait_until(self, channel: AbstractChannel, done: Callable[[], bool],
                    deadline: Optional[float],
                    methods: Sequence[spec.MethodSig] = ()) -> None:
@@ -124,6 +129,9 @@ class ConnectionLike(Protocol):
     def reply_timeout(self) -> Optional[float]:
         """Default bound on a synchronous method's reply (None: none)."""
 
+
+#: method signature -> the decoder of its arguments (filled as they come)
+_ARG_DECODERS: Dict[spec.MethodSig, Decoder] = {}
 
 #: what a left-out reserved field reads as, by format letter
 _RESERVED_DEFAULTS: Dict[str, FieldValue] = {'s': '', 'S': '', 'b': False,
@@ -209,10 +217,11 @@ class AbstractChannel:
         if writer is None:
             raise RecoverableConnectionError('connection already closed')
         writer(spec.FRAME_METHOD, self.channel_id, sig, payload, content)
-        p = promise()
-        if callback:
+        p = None
+        if callback:   # py-amqp's: a promise of the send, fulfilled now
+            p = promise()
             p.then(callback)
-        p()
+            p()
         if wait:
             return self.wait_reply(wait, returns_tuple=returns_tuple)
         return p
@@ -360,9 +369,12 @@ class AbstractChannel:
                          amqp_method.name)
             return
         if amqp_method.args:
+            decode = _ARG_DECODERS.get(method_sig)
+            if decode is None:
+                decode = _ARG_DECODERS[method_sig] = \
+                    decoder_for(amqp_method.args)
             try:
-                args, _ = decoder_for(amqp_method.args)(
-                    payload, spec.METHOD_ARGS_OFFSET)
+                args, _ = decode(payload, spec.METHOD_ARGS_OFFSET)
             except FrameSyntaxError:
                 lenient = _decode_without_reserved(amqp_method, payload)
                 if lenient is None:
@@ -379,5 +391,6 @@ class AbstractChannel:
         if one_shot is not None:
             one_shot(method_sig, *args)
         conn = self.connection
-        if conn is not None and conn.waiting_channel is None:
+        if conn is not None and conn.deferred_errors and \
+                conn.waiting_channel is None:
             conn.raise_deferred(self)  # dispatched from drain_events

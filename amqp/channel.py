@@ -27,7 +27,7 @@ from .exceptions import (ChannelError, ChannelNotOpen, ConsumerCancelled,
                          RecoverableConnectionError, error_for_code)
 from .method_framing import OversizedContent
 from .protocol import queue_declare_ok_t
-from .serialization import dumps_method
+from .serialization import dumps_method, method_encoder
 
 __all__ = ('Channel',)
 
@@ -44,6 +44,8 @@ REJECTED_MESSAGE_WITHOUT_CALLBACK = (
 # ``argsig`` defaults below are kept for py-amqp's signatures).
 _args = spec.args_of
 _PUBLISH_ARGS = _args(_Basic.Publish)
+_ACK_ARGS = _args(_Basic.Ack)
+_encode_ack = method_encoder(_Basic.Ack)
 
 
 class Channel(AbstractChannel):
@@ -375,6 +377,14 @@ class Channel(AbstractChannel):
     def basic_ack(self, delivery_tag, multiple=False,
                   argsig=_args(_Basic.Ack)):
         """Acknowledge one message (or all up to it with ``multiple``)."""
+        connection = self.connection
+        if self.is_open and connection is not None and \
+                argsig == _ACK_ARGS and delivery_tag is not None:
+            # the common case, in as few calls as can be: once per message
+            connection.frame_writer(spec.FRAME_METHOD, self.channel_id,
+                                    _Basic.Ack,
+                                    _encode_ack((delivery_tag, multiple)))
+            return None
         return self._send(_Basic.Ack, argsig, (
             _check_tag(delivery_tag), multiple))
 
@@ -524,7 +534,7 @@ class Channel(AbstractChannel):
             'exchange': exchange,
             'routing_key': routing_key,
         }
-        if self.auto_decode:
+        if self.auto_decode and msg.properties.get('content_encoding'):
             self._decode_body(msg)
         fun = self.callbacks.get(consumer_tag)
         if fun is None:

@@ -77,6 +77,8 @@ REPLY_TIMEOUT = 60.0
 #: ``max_message_size`` (128 MiB).
 MAX_MESSAGE_SIZE = 128 * 1024 * 1024
 
+_CONSUME_OK = spec.Basic.ConsumeOk
+
 #: How every server's first frame starts: a method frame on channel 0.
 _START_OF_METHOD_ON_CHANNEL_0 = bytes((spec.FRAME_METHOD, 0, 0))
 
@@ -245,8 +247,12 @@ class Connection(AbstractChannel):
         self._closing_ids = set()
         # the channel in a synchronous wait, and errors for other channels
         # that arrived meanwhile: [(channel, exception)]
-        self._waiting_on = None
-        self._deferred = []
+        #: the channel (or this connection) in a synchronous wait, or None
+        #: while nothing waits (drain_events is dispatching)
+        self.waiting_channel = None
+        #: errors for channels that arrived during another channel's wait,
+        #: as (channel, exception), oldest first; raised by raise_deferred
+        self.deferred_errors = []
 
     # -- construction helpers -------------------------------------------
     @staticmethod
@@ -397,7 +403,7 @@ class Connection(AbstractChannel):
         self.channels = {0: self}
         self.channel_ids = ChannelIds(self.channel_max)
         self._closing_ids = set()
-        self._deferred = []
+        self.deferred_errors = []
         self.bytes_sent = self.bytes_recv = 0
         self.prev_sent = self.prev_recv = None
         self._frames = FrameBuffer()
@@ -631,7 +637,7 @@ class Connection(AbstractChannel):
                 self._closing_ids.add(channel_id)
             else:
                 self.channel_ids.release(channel_id)
-        self._deferred = [(ch, exc) for ch, exc in self._deferred
+        self.deferred_errors = [(ch, exc) for ch, exc in self.deferred_errors
                           if ch is not channel]
 
     def channel(self, channel_id=None, callback=None):
@@ -682,12 +688,6 @@ class Connection(AbstractChannel):
         return self._frames.has_frame()
 
     # -- synchronous waits (the interface channels use) ------------------
-    @property
-    def waiting_channel(self):
-        """The channel (or this connection) in a synchronous wait, or
-        None while nothing waits (drain_events is dispatching)."""
-        return self._waiting_on
-
     def wait_until(self, channel, done, deadline, methods=()):
         """Handle frames for ``channel``'s synchronous call until
         ``done()``; ``deadline`` (``time.monotonic()``) bounds it.
@@ -695,7 +695,12 @@ class Connection(AbstractChannel):
         While it runs, :attr:`waiting_channel` is ``channel``: errors for
         other channels are deferred instead of aborting this wait.
         """
-        outer, self._waiting_on = self._waiting_on, channel
+        # Read exactly up to the reply (a peek, then a read) only when
+        # deliveries may follow it: a consumer exists, or this is
+        # basic.consume.  Otherwise one greedy read takes the reply.
+        exact = _CONSUME_OK in methods or any(
+            getattr(c, 'callbacks', None) for c in self.channels.values())
+        outer, self.waiting_channel = self.waiting_channel, channel
         try:
             while not done():
                 if channel.connection is None:
@@ -704,21 +709,21 @@ class Connection(AbstractChannel):
                             channel.channel_id,
                             ', '.join(spec.method_name(m) or str(m)
                                       for m in methods)))
-                self._drain_for(channel, deadline)
+                self._drain_for(channel, deadline, exact=exact)
         finally:
-            self._waiting_on = outer
+            self.waiting_channel = outer
 
     def defer_error(self, channel, exc):
         """Keep ``exc`` (for ``channel``) until it can be raised without
         aborting another channel's wait."""
-        self._deferred.append((channel, exc))
+        self.deferred_errors.append((channel, exc))
 
     def raise_deferred(self, channel=None):
         """Raise the oldest deferred error of ``channel`` (of any channel
         still open when None); do nothing when there is none."""
-        for i, (owner, exc) in enumerate(self._deferred):
+        for i, (owner, exc) in enumerate(self.deferred_errors):
             if channel is None or owner is channel:
-                del self._deferred[i]
+                del self.deferred_errors[i]
                 raise exc
 
     def _next_frame(self):
@@ -732,11 +737,16 @@ class Connection(AbstractChannel):
 
     def _dispatch_buffered(self):
         """Dispatch every complete frame already read, without I/O."""
-        while self._transport is not None:
-            frame = self._next_frame()
-            if frame is None:
-                break
-            self._handle_frame(frame)
+        next_frame = self._frames.next_frame
+        try:
+            while self._transport is not None:
+                frame = next_frame()
+                if frame is None:
+                    break
+                self._on_inbound_frame(frame)
+        except _PEER_PROTOCOL_ERRORS as exc:
+            self._abort(exc)
+            raise
 
     def blocking_read(self, timeout=None):
         """Read and handle one frame (py-amqp's primitive)."""
@@ -748,7 +758,7 @@ class Connection(AbstractChannel):
             frame = self._next_frame()
         return self._handle_frame(frame)
 
-    def _fill(self, deadline, exact):
+    def _fill(self, deadline, exact, wait_first=False):
         """Read once from the socket into the frame buffer.
 
         ``exact`` (TCP only) reads no byte past the end of the first
@@ -772,7 +782,8 @@ class Connection(AbstractChannel):
                     frames.feed(transport.recv(READ_SIZE, deadline))
                 return
             if exact and transport.can_peek:
-                peeked = transport.recv(READ_SIZE, deadline, peek=True)
+                peeked = transport.recv(READ_SIZE, deadline, peek=True,
+                                        wait_first=wait_first)
                 if len(frames):
                     pending = frames.unread()
                     end = method_end(pending + peeked)
@@ -783,7 +794,8 @@ class Connection(AbstractChannel):
                     size = len(peeked) if end is None else end
                 data = transport.recv(size, deadline)
             else:
-                data = transport.recv(READ_SIZE, deadline)
+                data = transport.recv(READ_SIZE, deadline,
+                                      wait_first=wait_first)
         except socket.timeout:
             raise
         except OSError as exc:   # ConnectionLost included
@@ -791,7 +803,7 @@ class Connection(AbstractChannel):
             raise
         frames.feed(data)
 
-    def _drain_for(self, channel, deadline, handshake=False):
+    def _drain_for(self, channel, deadline, handshake=False, exact=False):
         """Handle frames until one method has been dispatched.
 
         Buffered frames come first.  With heartbeats on and no earlier
@@ -804,14 +816,21 @@ class Connection(AbstractChannel):
         (py-amqp's behaviour; kombu's ``consume(); drain_events()`` relies
         on it), and on TCP they are not even read.
         """
-        exact = channel is not None and not handshake
+        reply = channel is not None and not handshake
+        exact = exact and reply
         late = False
+        next_frame = self._frames.next_frame
         while True:
-            frame = self._next_frame()
-            if frame is not None:
-                if self._handle_frame(frame):
-                    return
-                continue
+            # _next_frame and _handle_frame, inlined: this is the hot loop
+            try:
+                frame = next_frame()
+                if frame is not None:
+                    if self._on_inbound_frame(frame):
+                        return
+                    continue
+            except _PEER_PROTOCOL_ERRORS as exc:
+                self._abort(exc)
+                raise
             step = deadline
             if deadline is not None and monotonic() >= deadline:
                 if late:
@@ -823,7 +842,7 @@ class Connection(AbstractChannel):
                 if step is None or wake < step:
                     step = wake
             try:
-                self._fill(step, exact)
+                self._fill(step, exact, reply)
             except socket.timeout:
                 if step is deadline:
                     raise
@@ -1070,7 +1089,7 @@ class Connection(AbstractChannel):
         self.channels = {}
         self.channel_ids = ChannelIds(self.channel_max)
         self._closing_ids = set()
-        self._deferred = []
+        self.deferred_errors = []
         self._frame_writer = None
         self._on_inbound_frame = None
         self._handshake_complete = False

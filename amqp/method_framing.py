@@ -233,7 +233,8 @@ class FrameBuffer:
             end = pos + _FRAME_HEADER_SIZE + size
             if len(buf) <= end:
                 return None
-            self._check_end(buf, end)
+            if buf[end] != _FRAME_END_OCTET:
+                self._check_end(buf, end)
             view = self._body_view
             if view is not None and channel == self._body_channel:
                 if frame_type == _FRAME_BODY:

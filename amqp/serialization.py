@@ -50,7 +50,8 @@ from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
 from . import spec
 from .exceptions import FrameSyntaxError
 
-__all__ = ('loads', 'dumps', 'dumps_method', 'encode_table', 'decode_table',
+__all__ = ('loads', 'dumps', 'dumps_method', 'method_encoder',
+           'encode_table', 'decode_table',
            'encode_properties_basic', 'decode_properties_basic',
            'encode_header_frame_payload', 'BASIC_PROPERTY_NAMES',
            'FieldValue', 'FieldTable', 'EncodableValue', 'EncodableTable',
@@ -824,6 +825,18 @@ def dumps_method(method_sig: spec.MethodSig, format: str,
         enc = _METHOD_ENCODERS[key] = _compile_encoder(
             format, tuple(method.arg_names))
     return enc(values)
+
+
+def method_encoder(method_sig: spec.MethodSig) -> Encoder:
+    """The encoder of method ``method_sig``'s arguments (its spec format,
+    errors naming its fields), for callers that encode it often."""
+    method = spec.METHODS[method_sig]
+    key = (method_sig, method.args)
+    enc = _METHOD_ENCODERS.get(key)
+    if enc is None:
+        enc = _METHOD_ENCODERS[key] = _compile_encoder(
+            method.args, tuple(method.arg_names))
+    return enc
 
 
 def decoder_for(fmt: str) -> Decoder:

@@ -391,18 +391,21 @@ class _AbstractTransport:
 
     # -- reading --------------------------------------------------------
     def recv(self, size: int = READ_SIZE, deadline: Deadline = None,
-             peek: bool = False) -> bytes:
+             peek: bool = False, wait_first: bool = False) -> bytes:
         """Return between 1 and ``size`` bytes (more on TLS: whatever is
         already decrypted comes along), waiting until ``deadline``.
 
         ``deadline`` None means ``read_timeout`` from now (no limit when
         that is None).  Raises ``socket.timeout`` when it passes,
         :class:`ConnectionLost` when the peer closed the connection.
-        ``peek`` leaves the bytes in the socket (TCP only).
+        ``peek`` leaves the bytes in the socket (TCP only).  With a
+        deadline, ``wait_first`` polls before the first receive (one
+        system call fewer when nothing has arrived yet, as after sending a
+        request) instead of trying a non-blocking receive first.
         """
         data: bytes = self._receive(self._read_some, size,
                                     socket.MSG_PEEK if peek else 0,
-                                    deadline)
+                                    deadline, wait_first)
         return data
 
     def recv_into(self, view: memoryview, deadline: Deadline = None) -> int:
@@ -412,14 +415,18 @@ class _AbstractTransport:
         return n
 
     def _receive(self, op: Callable[[Any, int], Any], arg: Any, flags: int,
-                 deadline: Deadline) -> Any:
+                 deadline: Deadline, wait_first: bool = False) -> Any:
         sock = self.sock
         if sock is None:
             raise ConnectionLost('connection is closed')
         if deadline is None:
             deadline = self._default_deadline(self.read_timeout)
-        if deadline is not None and not self._nonblocking:
-            flags |= _DONTWAIT
+        if deadline is not None:
+            if not self._nonblocking:
+                flags |= _DONTWAIT
+            if wait_first and not self.pending():
+                _wait_ready(sock, False, deadline, 'reading from %s:%s' % (
+                    self.host, self.port))
         while True:
             try:
                 result = op(arg, flags)

@@ -421,11 +421,17 @@ def test_large_publish_after_nonblocking_drain_is_not_cut(fake_broker):
     assert seen['body'] == body
 
 
-def test_reply_wait_takes_a_whole_method_and_nothing_after_it(fake_broker):
-    # A basic.get-ok with its header and two body frames, then a method,
-    # all in one send: the wait for get-ok reads exactly the first four
-    # frames and leaves the rest in the socket, where drain_events and
-    # event loops polling the socket find it.
+@pytest.mark.parametrize('consuming', [True, False])
+def test_reply_wait_takes_a_whole_method_and_nothing_after_it(fake_broker,
+                                                              consuming):
+    """A basic.get-ok with its header and two body frames, then a method,
+    all in one send.  With a consumer on the connection (deliveries may
+    follow a reply), the wait for get-ok reads exactly the first four
+    frames (a peek, then a read) and leaves the rest in the socket, where
+    event loops polling the socket find it.  Without one it takes all in
+    one read; what follows the reply is then buffered, frames_pending()
+    says so, and drain_events serves it.  Either way nothing after the
+    reply is dispatched by the wait."""
     get_ok = frame(1, 1, struct.pack('>HHQBBBI', 60, 71, 1, 0, 0, 0, 0))
     header = frame(2, 1, struct.pack('>HHQH', 60, 0, 7, 0))
     bodies = frame(3, 1, b'abc') + frame(3, 1, b'defg')
@@ -434,6 +440,9 @@ def test_reply_wait_takes_a_whole_method_and_nothing_after_it(fake_broker):
     def script(peer):
         peer.handshake()
         peer.serve_channel_open(1)
+        if consuming:
+            peer.expect_method(Basic.Consume)
+            peer.send_method(Basic.ConsumeOk('ctag'), 1)
         peer.expect_method(Basic.Get)
         peer.send(get_ok + header + bodies + after)
         peer.expect_method(Channel.FlowOk)
@@ -442,12 +451,21 @@ def test_reply_wait_takes_a_whole_method_and_nothing_after_it(fake_broker):
     broker = fake_broker(script)
     conn = broker.connect()
     ch = conn.channel()
+    if consuming:
+        ch.basic_consume('q', consumer_tag='ctag', callback=lambda m: None)
     msg = ch.basic_get('q')
     assert msg.body == b'abcdefg'
-    assert not conn.frames_pending()
+    assert ch.active                 # flow not dispatched by the wait
     time.sleep(0.05)
-    assert conn.sock.recv(65536, socket.MSG_PEEK) == after
-    assert ch.active
+    if consuming:
+        assert not conn.frames_pending()
+        assert conn.sock.recv(65536, socket.MSG_PEEK) == after
+    else:
+        assert conn.frames_pending()
+        conn.sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            conn.sock.recv(65536, socket.MSG_PEEK)
+        conn.sock.setblocking(True)
     conn.drain_events(timeout=TIMEOUT)
     assert not ch.active
     conn.close()
