@@ -160,6 +160,7 @@ class Connection(AbstractChannel):
     _heartbeat_thread = None
     _finalizer = None
     _connect_started = False   # connect() was called (lazy connect is off)
+    _last_read = 0.0           # monotonic() of the last socket read
 
     def __init__(self, host='localhost:5672', userid='guest',
                  password='guest', login_method=None, login_response=None,
@@ -750,6 +751,9 @@ class Connection(AbstractChannel):
         except OSError as exc:   # ConnectionLost included
             self._transport_lost(exc)
             raise
+        # when the peer was last heard: silence counts from here, not
+        # from the heartbeat_tick that first notices these bytes
+        self._last_read = monotonic()
         frames.feed(data)
 
     def _drain_for(self, channel, deadline, handshake=False):
@@ -780,7 +784,14 @@ class Connection(AbstractChannel):
                 late = True
             hb = self.heartbeat
             if hb and not handshake:
-                wake = monotonic() + hb / 2.0
+                now = monotonic()
+                wake = now + hb / 2.0
+                # tick again the moment the broker's silence reaches
+                # heartbeat_tick's limit (2.5 intervals), not up to half an
+                # interval after it
+                dead_at = self.last_heartbeat_received + 2.5 * hb + 0.001
+                if now < dead_at < wake:
+                    wake = dead_at
                 if step is None or wake < step:
                     step = wake
             try:
@@ -885,7 +896,11 @@ class Connection(AbstractChannel):
         if self.prev_sent is None or self.prev_sent != sent_now:
             self.last_heartbeat_sent = now
         if self.prev_recv is None or self.prev_recv != recv_now:
-            self.last_heartbeat_received = now
+            # Frames came in since the last tick: the broker was heard at
+            # the read that brought them (now if they came another way).
+            last_read = self._last_read
+            self.last_heartbeat_received = last_read if \
+                last_read > self.last_heartbeat_received else now
         self.prev_sent, self.prev_recv = sent_now, recv_now
         if now - self.last_heartbeat_sent >= period:
             self.send_heartbeat()
