@@ -83,7 +83,7 @@ def test_confirmed_messages_survive_a_broker_restart(fault_node):
     queue = _name('faults-restart')
     batch_size, restart_after, after_recovery = 200, 2000, 1000
     confirmed = set()
-    unconfirmed = set()      # published, no ack yet: republished after a failure
+    unconfirmed = set()   # no ack yet: republished after a failure
     next_id = 0
     published = 0
     reconnects = -1

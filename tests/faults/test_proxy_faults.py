@@ -121,7 +121,8 @@ def test_consumer_cut_mid_stream_gets_unacked_messages_redelivered(
         except socket.timeout:
             pass
     conn2.close()
-    assert sorted(acked + list(again)) == list(range(n))   # none lost, none twice
+    # none lost, none twice
+    assert sorted(acked + list(again)) == list(range(n))
     assert unacked and all(again[i] for i in unacked)      # seen: redelivered
     _wait_count(admin, queue, 0)
 
@@ -226,7 +227,8 @@ def test_silent_broker_detected_by_heartbeats_drain_and_reply_wait(proxy):
             results[name] = (None, monotonic() - started)
 
     threads = [
-        threading.Thread(target=measure, args=('drain', draining.drain_events)),
+        threading.Thread(target=measure,
+                         args=('drain', draining.drain_events)),
         threading.Thread(target=measure, args=(
             'call', lambda: ch.queue_declare('', exclusive=True))),
     ]
