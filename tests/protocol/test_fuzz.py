@@ -22,6 +22,8 @@ The default run has a fast subset; the 100,000-case campaign runs with
 """
 import datetime
 import faulthandler
+import gc
+import logging
 import os
 import queue
 import socket
@@ -50,7 +52,7 @@ WATCHDOG = 120
 #: the most one case may allocate (tracemalloc peak above what was
 #: allocated before it; the streams are at most ~100 kB)
 MEMORY_BOUND = 4 * 1024 * 1024
-FAST_CASES = int(os.environ.get('AMQP_FUZZ_CASES', '300'))
+FAST_CASES = int(os.environ.get('AMQP_FUZZ_CASES', '200'))
 LONG_CASES = int(os.environ.get('AMQP_FUZZ_LONG_CASES', '100000'))
 
 _U32 = struct.Struct('>I')
@@ -333,12 +335,16 @@ def _rss():
 
 def _campaign(server, cases, label, trace_memory):
     """Run ``cases`` conversations.  With ``trace_memory`` each case's
-    allocations are bounded (tracemalloc, slow); always, the process's
-    resident memory must not grow by more than 64 MiB over the run."""
+    allocations are bounded (tracemalloc, slow)."""
     stats = Stats()
     stats.errors = {}
     if trace_memory:
         tracemalloc.start()
+    # Deliveries for unknown consumer tags are logged at WARNING; pytest
+    # would keep every record of a long campaign in memory.
+    logger = logging.getLogger('amqp')
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     rss_before = _rss()
 
     @settings(max_examples=cases, deadline=None, database=None,
@@ -352,9 +358,13 @@ def _campaign(server, cases, label, trace_memory):
     try:
         check()
     finally:
+        logger.setLevel(level)
         if trace_memory:
             tracemalloc.stop()
     took = time.monotonic() - started
+    # reported, not asserted: hypothesis keeps ~25 kB per example it ran
+    # (its choice tree), so this measures hypothesis more than the client;
+    # retained memory is test_replayed_streams_retain_no_memory's job
     stats.rss_growth = _rss() - rss_before
     print('\nfuzz %s: %d cases in %.1f s, slowest %.2f s, peak %.0f KiB per '
           'case, RSS %+.1f MiB; endings: %s' % (
@@ -363,7 +373,6 @@ def _campaign(server, cases, label, trace_memory):
                                '%s %d' % kv for kv in sorted(
                                    stats.errors.items(),
                                    key=lambda kv: -kv[1]))))
-    assert stats.rss_growth < 64 * 2 ** 20
     return stats
 
 
@@ -378,3 +387,36 @@ def test_mutated_frame_streams_raise_only_typed_errors(server):
 def test_mutated_frame_streams_long_campaign(server):
     stats = _campaign(server, LONG_CASES, 'long', trace_memory=False)
     assert stats.cases >= LONG_CASES * 0.9
+
+
+def test_replayed_streams_retain_no_memory(server):
+    """Conversations that end in every way the campaign reaches leave
+    nothing behind: 300 replays after a warm-up retain under 64 KiB."""
+    cases = []
+
+    @settings(max_examples=30, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(conversation())
+    def collect(case):
+        cases.append(case)
+
+    collect()
+    stats = Stats()
+    stats.errors = {}
+    logger = logging.getLogger('amqp')
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    tracemalloc.start()
+    try:
+        for stream, max_message_size in cases * 2:
+            run_case(server, stream, max_message_size, stats)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for stream, max_message_size in cases * 10:
+            run_case(server, stream, max_message_size, stats)
+        gc.collect()
+        retained = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        logger.setLevel(level)
+    assert retained < 64 * 1024, retained
