@@ -516,7 +516,9 @@ class Channel(AbstractChannel):
         if encoding and self.auto_decode:
             try:
                 msg.body = msg.body.decode(encoding)
-            except (LookupError, UnicodeDecodeError, AttributeError):
+            # ValueError: a codec name with a NUL, or with bytes that are
+            # not UTF-8 (UnicodeEncodeError), as a broken peer may send
+            except (LookupError, ValueError, AttributeError):
                 pass
 
     def _on_basic_deliver(self, consumer_tag, delivery_tag, redelivered,

@@ -175,6 +175,7 @@ class Connection(AbstractChannel):
     _finalizer = None
     _has_connected = False     # a handshake completed (no lazy connect)
     _tracing = False           # the amqp.wire logger was on at connect
+    _last_read = 0.0           # monotonic() of the last socket read
 
     def __init__(self, host='localhost:5672', userid='guest',
                  password='guest', login_method=None, login_response=None,
@@ -780,6 +781,7 @@ class Connection(AbstractChannel):
                 frames.direct_filled(transport.recv_into(target, deadline))
                 if transport.pending():   # TLS: what came along with it
                     frames.feed(transport.recv(READ_SIZE, deadline))
+                self._last_read = monotonic()
                 return
             if exact and transport.can_peek:
                 peeked = transport.recv(READ_SIZE, deadline, peek=True,
@@ -801,6 +803,9 @@ class Connection(AbstractChannel):
         except OSError as exc:   # ConnectionLost included
             self._transport_lost(exc)
             raise
+        # when the peer was last heard: silence counts from here, not
+        # from the heartbeat_tick that first notices these bytes
+        self._last_read = monotonic()
         frames.feed(data)
 
     def _drain_for(self, channel, deadline, handshake=False, exact=False):
@@ -838,7 +843,14 @@ class Connection(AbstractChannel):
                 late = True
             hb = self.heartbeat
             if hb and not handshake:
-                wake = monotonic() + hb / 2.0
+                now = monotonic()
+                wake = now + hb / 2.0
+                # tick again the moment the broker's silence reaches
+                # heartbeat_tick's limit (2.5 intervals), not up to half an
+                # interval after it
+                dead_at = self.last_heartbeat_received + 2.5 * hb + 0.001
+                if now < dead_at < wake:
+                    wake = dead_at
                 if step is None or wake < step:
                     step = wake
             try:
@@ -947,7 +959,11 @@ class Connection(AbstractChannel):
         if self.prev_sent is None or self.prev_sent != sent_now:
             self.last_heartbeat_sent = now
         if self.prev_recv is None or self.prev_recv != recv_now:
-            self.last_heartbeat_received = now
+            # Frames came in since the last tick: the broker was heard at
+            # the read that brought them (now if they came another way).
+            last_read = self._last_read
+            self.last_heartbeat_received = last_read if \
+                last_read > self.last_heartbeat_received else now
         hb_debug('heartbeat_tick : Prev sent/recv: %s/%s, now - %s/%s, '
                  'monotonic - %s, last_heartbeat_sent - %s, heartbeat int. '
                  '- %s for connection %s', self.prev_sent, self.prev_recv,

@@ -23,6 +23,10 @@ MARKERS = {
     'compat': 'runs kombu or celery on top of this package',
     'tls': 'talks TLS to the broker',
     'slow': 'takes more than a few seconds',
+    'faults': 'fault injection against a real broker (tests/faults)',
+    'fuzz': 'feeds mutated frame streams to the connection',
+    'fuzz_long': 'the long fuzz campaign (100,000 cases); deselected '
+                 'unless asked for with -m fuzz_long',
 }
 
 # Reproducible property tests: the same examples on every run and machine.
@@ -42,6 +46,7 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    _deselect_long_fuzz(config, items)
     here = Path(__file__).parent
     for item in items:
         try:
@@ -50,6 +55,22 @@ def pytest_collection_modifyitems(config, items):
             continue
         if part in ('integration', 'compat'):
             item.add_marker(part)
+        elif part == 'faults':
+            item.add_marker('integration')
+            item.add_marker('faults')
+
+
+def _deselect_long_fuzz(config, items):
+    """The 100,000-case fuzz campaign runs only when asked for by name
+    (``pytest -m fuzz_long``); the default run has its fast subset."""
+    if 'fuzz_long' in (config.getoption('markexpr') or ''):
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker('fuzz_long') else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 class Broker:

@@ -221,8 +221,30 @@ def test_drain_events_detects_missed_heartbeats(fake_broker):
     start = time.monotonic()
     with pytest.raises(ConnectionForced):
         conn.drain_events()     # no timeout: heartbeats bound the wait
-    assert time.monotonic() - start < 3.5
+    assert time.monotonic() - start < 2.5 + 0.3
     assert not conn.connected
+
+
+def test_silence_counts_from_the_last_frame_read(fake_broker):
+    """drain_events gives up 2.5 intervals after the broker's last frame
+    arrived, not after the tick that noticed it (up to half an interval
+    later) plus the next tick (another half)."""
+    seen = {}
+
+    def script(peer):
+        peer.handshake(heartbeat=1)
+        time.sleep(0.3)
+        peer.send(HEARTBEAT)
+        seen['last'] = time.monotonic()
+        peer.wait_closed(timeout=6)
+
+    broker = fake_broker(script)
+    conn = broker.connect(heartbeat=1)
+    with pytest.raises(ConnectionForced):
+        conn.drain_events()
+    silence = time.monotonic() - seen['last']
+    assert 2.5 - 0.05 < silence < 2.5 + 0.25
+    broker.finish()
 
 
 def test_heartbeat_thread_keeps_sending_while_busy(fake_broker):

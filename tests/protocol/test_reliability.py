@@ -303,3 +303,36 @@ def test_drain_deadline_holds_against_a_flood(fake_broker, flood):
         conn.collect()
     assert 0.95 <= elapsed < 1.5, elapsed
     broker.finish()
+
+
+@pytest.mark.parametrize('encoding', [
+    b'utf\x00-8',        # codecs.lookup: ValueError (embedded null)
+    b'\x93atin-1',       # not UTF-8: a surrogate, UnicodeEncodeError
+    b'no-such-codec',    # LookupError
+])
+def test_unusable_content_encoding_leaves_the_body_as_bytes(
+        fake_broker, encoding):
+    """Found by tests/protocol/test_fuzz.py: a content_encoding that no
+    codec lookup can take raised ValueError out of drain_events."""
+    import struct
+
+    def script(peer):
+        peer.handshake()
+        _consume(peer, 1)
+        header = struct.pack('>HHQH', 60, 0, 3, 0x4000) + \
+            bytes([len(encoding)]) + encoding
+        peer.send(method_frame(Basic.Deliver('ctag', 1, False, '', 'q'), 1) +
+                  frame(2, 1, header) + frame(3, 1, b'abc'))
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = _connect(broker)
+    ch = conn.channel()
+    got = []
+    ch.basic_consume('q', consumer_tag='ctag', callback=got.append)
+    conn.drain_events(timeout=TIMEOUT)
+    assert got[0].body == b'abc'
+    assert got[0].properties['content_encoding'] == encoding.decode(
+        'utf-8', 'surrogateescape')
+    conn.close()
+    broker.finish()
