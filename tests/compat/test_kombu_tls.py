@@ -168,3 +168,39 @@ def test_basic_consume_then_drain_events_without_timeout_returns(
     finally:
         conn.close()
 
+
+
+def test_kombu_event_loop_gets_every_queued_message_after_one_drain(
+        amqps_url, tls_broker, queue_name):
+    # kombu's hub (a celery worker's loop) calls drain_events only when
+    # the socket polls readable.  Deliveries decrypted with consume-ok are
+    # not readable there; celery drains once after consume() for them, and
+    # that one drain_events must serve all of them, not just the first.
+    from kombu.asynchronous import Hub
+
+    certs = tls_broker.certs
+    with Connection(amqps_url, ssl=client_ssl_options(certs)) as conn:
+        queue = Queue(queue_name, auto_delete=True)
+        producer = Producer(conn)
+        producer.publish(0, routing_key=queue_name, declare=[queue])
+        for n in range(1, 10):
+            producer.publish(n, routing_key=queue_name)
+        handled = []
+        hub = Hub()
+        try:
+            conn.register_with_event_loop(hub)
+            consumer = Consumer(conn, [queue], callbacks=[
+                lambda body, message: (handled.append(body),
+                                       message.ack())])
+            consumer.consume()
+            assert conn.connection.frames_pending()
+            conn.drain_events(timeout=0.1)      # celery's _quick_drain
+            loop = hub.create_loop()
+            started = time.monotonic()
+            while len(handled) < 10 and time.monotonic() - started < 3:
+                next(loop)
+            assert handled == list(range(10))
+            assert time.monotonic() - started < 1
+            consumer.cancel()
+        finally:
+            hub.close()
