@@ -138,13 +138,13 @@ def test_eta_task_does_not_hold_back_later_tasks_over_tls(tls_worker):
     # basic.qos from its event loop, outside any drain_events.
     tasks = tls_worker.app.tasks
     started = time.monotonic()
-    eta = tasks['compat.add'].apply_async((1, 1), countdown=1.5)
+    eta = tasks['compat.add'].apply_async((1, 1), countdown=3)
     later = [tasks['compat.add'].delay(i, 2) for i in range(20)]
     assert [r.get(timeout=TIMEOUT) for r in later] == \
         [i + 2 for i in range(20)]
-    assert time.monotonic() - started < 1.5, 'later tasks waited for the ETA'
+    assert time.monotonic() - started < 3, 'later tasks waited for the ETA'
     assert eta.get(timeout=TIMEOUT) == 2
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 8
 
 
 def test_inspect_ping_over_tls(tls_worker):
