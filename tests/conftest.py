@@ -151,3 +151,25 @@ def broker(request):
             pytest.fail('RabbitMQ accepts TCP but does not answer AMQP')
         time.sleep(0.2)
     yield Broker(executor)
+
+
+@pytest.fixture(scope='session')
+def tls_broker(tmp_path_factory):
+    """A second RabbitMQ node with a TLS listener (``tls_port``) and the
+    test certificates (``certs``, see ``tests/tlsbroker.py``)."""
+    from amqp import _localbroker
+    from tlsbroker import CLIENT_CN, TLSBroker, make_certificates
+
+    certs = make_certificates(str(tmp_path_factory.mktemp('tls-certs')))
+    broker = TLSBroker(certs, timeout=90)
+    try:
+        broker.start()
+    except _localbroker.BrokerError as exc:
+        pytest.fail('TLS RabbitMQ node did not start: %s' % exc)
+    try:
+        # start() waited for the plain listener; both open together.
+        broker.ctl('add_user', CLIENT_CN, 'unused-password-for-plain')
+        broker.ctl('set_permissions', '-p', '/', CLIENT_CN, '.*', '.*', '.*')
+        yield broker
+    finally:
+        broker.stop()

@@ -1,74 +1,20 @@
 """TLS against a second RabbitMQ node with a TLS listener, using a CA,
 server and client certificates generated here (``cryptography``): dict
 options, an SSLContext, hostname and CA verification, a required client
-certificate and EXTERNAL authentication as the certificate's CN."""
+certificate and EXTERNAL authentication as the certificate's CN.
+The node and its certificates come from ``tests/tlsbroker.py``."""
 import ssl
 
 import pytest
+from tlsbroker import CLIENT_CN
+from tlsbroker import client_ssl_options as _opts
 
-from amqp import Connection, _localbroker
+from amqp import Connection
 from amqp.exceptions import AccessRefused
-from testkit import CLIENT_CN, make_certificates
 
 pytestmark = [pytest.mark.tls, pytest.mark.integration]
 
 TIMEOUT = 10
-
-
-# -- the TLS node --------------------------------------------------------
-class TLSBroker(_localbroker.LocalBroker):
-    """A LocalBroker with a TLS listener, EXTERNAL auth and the
-    rabbitmq_auth_mechanism_ssl plugin (one per test session)."""
-
-    def __init__(self, certs, **kwargs):
-        super().__init__(plugins=['rabbitmq_auth_mechanism_ssl'], **kwargs)
-        self.certs = certs
-        self.tls_port = None
-
-    node_prefix = 'amqp-tls'
-
-    def config_lines(self):
-        taken = _localbroker._CTL_DIST_PORTS + (self.port,)
-        self.tls_port = _localbroker.free_port(exclude=taken)
-        self.reserved_ports.append(self.tls_port)
-        c = self.certs
-        return [
-            'listeners.tcp.default = 127.0.0.1:%d' % self.port,
-            'listeners.ssl.default = 127.0.0.1:%d' % self.tls_port,
-            'ssl_options.cacertfile = %s' % c['ca'],
-            'ssl_options.certfile = %s' % c['server_cert'],
-            'ssl_options.keyfile = %s' % c['server_key'],
-            'ssl_options.verify = verify_peer',
-            'ssl_options.fail_if_no_peer_cert = true',
-            'auth_mechanisms.1 = PLAIN',
-            'auth_mechanisms.2 = AMQPLAIN',
-            'auth_mechanisms.3 = EXTERNAL',
-            'ssl_cert_login_from = common_name',
-        ]
-
-
-@pytest.fixture(scope='session')
-def tls_broker(tmp_path_factory):
-    certs = make_certificates(str(tmp_path_factory.mktemp('tls-certs')))
-    broker = TLSBroker(certs, timeout=90)
-    try:
-        broker.start()
-    except _localbroker.BrokerError as exc:
-        pytest.fail('TLS RabbitMQ node did not start: %s' % exc)
-    try:
-        # start() waited for the plain listener; both open together.
-        broker.ctl('add_user', CLIENT_CN, 'unused-password-for-plain')
-        broker.ctl('set_permissions', '-p', '/', CLIENT_CN, '.*', '.*', '.*')
-        yield broker
-    finally:
-        broker.stop()
-
-
-def _opts(certs, **extra):
-    opts = {'ca_certs': certs['ca'], 'certfile': certs['client_cert'],
-            'keyfile': certs['client_key']}
-    opts.update(extra)
-    return opts
 
 
 def _tls_connect(tls_broker, host='localhost', **kwargs):
