@@ -37,8 +37,8 @@ from .exceptions import RecoverableConnectionError
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard  # typing has it from 3.10
 
-__all__ = ('Transport', 'TCPTransport', 'SSLTransport', 'to_host_port',
-           'ConnectionLost')
+__all__ = ('Transport', 'AbstractTransport', 'TCPTransport', 'SSLTransport',
+           'to_host_port', 'ConnectionLost')
 
 logger = logging.getLogger('amqp')
 
@@ -692,6 +692,11 @@ def _apply_versions(context: ssl.SSLContext, ssl_version: object,
 
 def _is_context(obj: object) -> TypeGuard[ssl.SSLContext]:
     return isinstance(obj, ssl.SSLContext)
+
+
+#: The base class of every transport: what :func:`Transport` (and
+#: ``Connection.Transport``) returns.
+AbstractTransport = _AbstractTransport
 
 
 def Transport(host: str, connect_timeout: Optional[float] = None,
