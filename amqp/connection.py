@@ -206,7 +206,8 @@ class Connection(AbstractChannel):
                  ssl: Union[bool, Dict[str, Any], _ssl.SSLContext] = False,
                  connect_timeout: Optional[float] = CONNECT_TIMEOUT,
                  channel_max: Optional[int] = None,
-                 frame_max: Optional[int] = None, heartbeat: float = 0,
+                 frame_max: Optional[int] = None,
+                 heartbeat: Optional[float] = 0,
                  on_open: Optional[Callable[[Connection], object]] = None,
                  on_blocked: Optional[Callable[[str], object]] = None,
                  on_unblocked: Optional[Callable[[], object]] = None,
@@ -882,7 +883,8 @@ class Connection(AbstractChannel):
 
     def _handle_frame(self, frame: Frame) -> bool:
         try:
-            # None only after collect(), and no frame is handled then
+            # None only after collect(); the read loops stop at a closed
+            # transport before they get here
             return self._on_inbound_frame(frame)  # type: ignore[misc]
         except _PEER_PROTOCOL_ERRORS as exc:
             self._abort(exc)
