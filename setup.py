@@ -27,6 +27,8 @@ setup(
     long_description=read('README.rst'),
     long_description_content_type='text/x-rst',
     packages=['amqp'],
+    # PEP 561: amqp ships its types (setuptools 69+ would add the marker
+    # anyway; older ones need it named)
     package_data={'amqp': ['py.typed']},
     include_package_data=False,
     zip_safe=False,

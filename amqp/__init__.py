@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from ._version import __version__
+# (``as``: an explicit re-export for type checkers)
+from ._version import __version__ as __version__
 
 __homepage__ = 'https://github.com/amqp-project/amqp'
 __docformat__ = 'restructuredtext'

@@ -34,7 +34,7 @@ from .serialization import (Decoder, EncodableValue, FieldValue, decoder_for,
 
 if TYPE_CHECKING:
     from .basic_message import Message
-    from .method_framing import FrameWriter
+    from .method_framing import FrameWriter, OversizedContent
 
 __all__ = ('AbstractChannel', 'ConnectionLike', 'ChannelIdsLike',
            'TransportLike', 'MethodArg', 'MethodHandler')
@@ -283,6 +283,11 @@ class AbstractChannel:
         """Close this channel (subclass responsibility)."""
         raise NotImplementedError('must be overridden by subclass')
 
+    def collect(self) -> None:
+        """Drop this channel's state without network I/O (subclass
+        responsibility)."""
+        raise NotImplementedError('must be overridden by subclass')
+
     @overload
     def wait(self, method: Union[spec.MethodSig, List[spec.MethodSig]],
              callback: Optional[Callable[..., object]] = None,
@@ -349,7 +354,8 @@ class AbstractChannel:
         return args[0] if args else None
 
     def dispatch_method(self, method_sig: spec.MethodSig, payload: bytes,
-                        content: Optional[Message]) -> None:
+                        content: Union[Message, OversizedContent, None]
+                        ) -> None:
         """Decode an incoming method and call its handler and waiter."""
         if self.is_closing and method_sig not in \
                 self._ALLOWED_METHODS_WHEN_CLOSING:

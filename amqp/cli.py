@@ -9,11 +9,14 @@ shell: ``ping``, ``publish``, ``consume``, ``get``, ``declare-queue``,
 builds the argument parser and turns errors into exit codes and one-line
 messages (:data:`EXIT_CODES`).
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import sys
 import textwrap
+from typing import Any, Optional, Sequence, Tuple, Union
 
 from . import cli_commands as commands
 from . import cli_roundtrip
@@ -24,7 +27,7 @@ __all__ = ('main', 'build_parser', 'EXIT_CODES')
 DEFAULT_URL = cli_roundtrip.DEFAULT_URL
 
 
-def _epilog():
+def _epilog() -> str:
     lines = ['exit status of the commands:']
     for code, meaning in EXIT_CODES:
         lines.extend(textwrap.wrap(
@@ -37,7 +40,7 @@ def _epilog():
     return '\n'.join(lines)
 
 
-def _key_value(text):
+def _key_value(text: str) -> Tuple[str, Any]:
     """``k=v`` (a string) or ``k:=JSON`` (any JSON value) -> (k, value)."""
     key, sep, value = text.partition('=')
     if not sep or not key:
@@ -53,7 +56,7 @@ def _key_value(text):
     return key, value
 
 
-def _positive_int(text):
+def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -64,7 +67,7 @@ def _positive_int(text):
     return value
 
 
-def _non_negative_int(text, limit=None):
+def _non_negative_int(text: str, limit: Optional[int] = None) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -76,7 +79,7 @@ def _non_negative_int(text, limit=None):
     return value
 
 
-def _seconds(text):
+def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -87,15 +90,15 @@ def _seconds(text):
     return value
 
 
-def _priority(text):
+def _priority(text: str) -> int:
     return _non_negative_int(text, 255)
 
 
-def _prefetch(text):
+def _prefetch(text: str) -> int:
     return _non_negative_int(text, 65535)
 
 
-def _delivery_mode(text):
+def _delivery_mode(text: str) -> int:
     modes = {'1': 1, '2': 2, 'transient': 1, 'persistent': 2}
     try:
         return modes[text.lower()]
@@ -105,7 +108,7 @@ def _delivery_mode(text):
                 text)) from None
 
 
-def _timestamp(text):
+def _timestamp(text: str) -> Union[int, str]:
     if text == 'now':
         return text
     try:
@@ -116,11 +119,12 @@ def _timestamp(text):
                 text)) from None
 
 
-def _common_options(parser, top_level):
+def _common_options(parser: argparse.ArgumentParser,
+                    top_level: bool) -> None:
     """Connection options, accepted before and after the subcommand."""
     # On a subcommand they default to SUPPRESS, so that an option given
     # before the subcommand is not reset by the subcommand's default.
-    default = None if top_level else argparse.SUPPRESS
+    default: Optional[str] = None if top_level else argparse.SUPPRESS
     group = parser.add_argument_group('connection')
     group.add_argument(
         '--url', default=default, metavar='URL',
@@ -149,12 +153,12 @@ def _common_options(parser, top_level):
              'to stderr')
 
 
-def _json_option(parser, what):
+def _json_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument('--json', action='store_true',
                         help='print {0} as JSON lines'.format(what))
 
 
-def _properties_options(parser):
+def _properties_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group('message properties')
     group.add_argument('--content-type', metavar='TYPE',
                        help='e.g. text/plain or application/json')
@@ -184,7 +188,8 @@ def _properties_options(parser):
                             '(repeatable)')
 
 
-def _arguments_option(parser, what):
+def _arguments_option(parser: argparse.ArgumentParser,
+                      what: str) -> None:
     parser.add_argument('--arg', action='append', type=_key_value,
                         default=[], metavar='KEY=VALUE', dest='arguments',
                         help='{0} argument; KEY=VALUE sets a string, '
@@ -193,7 +198,8 @@ def _arguments_option(parser, what):
                              '(repeatable)'.format(what))
 
 
-def _ack_option(parser, default_help):
+def _ack_option(parser: argparse.ArgumentParser,
+                default_help: str) -> None:
     parser.add_argument(
         '--ack', action=argparse.BooleanOptionalAction, default=True,
         help='acknowledge each message after printing it (default); with '
@@ -201,7 +207,7 @@ def _ack_option(parser, default_help):
              + default_help)
 
 
-def _output_options(parser):
+def _output_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument('--json', action='store_true',
                        help='one JSON object per message: body, '
@@ -210,7 +216,7 @@ def _output_options(parser):
                        help='print only the bodies, one per line')
 
 
-def build_parser(prog=None):
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     """The argument parser of the ``amqp`` command."""
     parser = argparse.ArgumentParser(
         prog=prog or 'amqp',
@@ -233,7 +239,8 @@ def build_parser(prog=None):
     sub = parser.add_subparsers(dest='command', metavar='COMMAND',
                                 title='commands')
 
-    def add(name, help, **kwargs):
+    def add(name: str, help: str, **kwargs: Any
+            ) -> argparse.ArgumentParser:
         p = sub.add_parser(
             name, help=help, description=help[:1].upper() + help[1:] + '.',
             epilog=_epilog(),
@@ -370,7 +377,8 @@ def build_parser(prog=None):
     return parser
 
 
-def _finish_common(parser, args):
+def _finish_common(parser: argparse.ArgumentParser,
+                   args: argparse.Namespace) -> None:
     """Fill in the connection options nobody gave."""
     args.url = args.url or os.environ.get('AMQP_URL') or DEFAULT_URL
     for name in ('connect_timeout', 'cacert', 'cert', 'key'):
@@ -381,7 +389,8 @@ def _finish_common(parser, args):
         setattr(args, name, bool(getattr(args, name, False)))
 
 
-def main(argv=None, prog=None):
+def main(argv: Optional[Sequence[str]] = None,
+         prog: Optional[str] = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -407,7 +416,7 @@ def main(argv=None, prog=None):
     return commands.run(args)
 
 
-def console_script():
+def console_script() -> None:
     """Entry point of the ``amqp`` console script."""
     sys.exit(main())
 

@@ -6,6 +6,9 @@ raises :class:`CLIError`.  :func:`run` turns every error into one line on
 stderr and an exit status from :data:`EXIT_CODES`; passwords never appear
 in what is printed (URLs are shown with ``***``).
 """
+from __future__ import annotations
+
+import argparse
 import base64
 import code
 import json
@@ -17,11 +20,19 @@ import sys
 from datetime import datetime
 from decimal import Decimal
 from time import monotonic, time
+from types import FrameType
+from typing import (TYPE_CHECKING, Any, Callable, Dict, List, Optional,
+                    TextIO, Tuple, Union)
 from urllib.parse import parse_qsl, urlsplit
 
 import amqp
 from . import exceptions
 from .cli_roundtrip import redact
+
+if TYPE_CHECKING:
+    #: what ``signal.signal`` takes and returns
+    _SignalHandler = Union[Callable[[int, Optional[FrameType]], Any], int,
+                           signal.Handlers, None]
 
 __all__ = ('run', 'Session', 'CLIError', 'EXIT_CODES', 'enable_trace')
 
@@ -78,30 +89,31 @@ _CONFIRM_EVERY = 1000    # publishes between two waits for confirms
 class CLIError(Exception):
     """An error to report in one line, with the exit status to use."""
 
-    def __init__(self, status, message):
+    def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
-def _one_line(text):
+def _one_line(text: object) -> str:
     return ' '.join(str(text).split())
 
 
-def _q(name):
+def _q(name: object) -> str:
     """A queue, exchange or key name as the user would type it."""
     return repr(name) if name else "''"
 
 
-def _exchange(name):
+def _exchange(name: object) -> str:
     return 'exchange {0}'.format(_q(name)) if name else 'the default exchange'
 
 
-def _reply_text(exc):
+def _reply_text(exc: exceptions.AMQPError) -> str:
     """What the broker said, e.g. "NOT_FOUND - no queue 'x' in vhost '/'"."""
     return _one_line(exc.reply_text or type(exc).__name__)
 
 
-def enable_trace(stream=None):
+def enable_trace(stream: Optional[TextIO] = None
+                 ) -> logging.StreamHandler[TextIO]:
     """Log every frame at DEBUG through the ``amqp.wire`` logger to
     ``stream`` (stderr)."""
     wire = logging.getLogger('amqp.wire')
@@ -112,7 +124,7 @@ def enable_trace(stream=None):
     return handler
 
 
-def _warnings_to_stderr():
+def _warnings_to_stderr() -> logging.StreamHandler[TextIO]:
     """The library's warnings as ``amqp: warning: ...`` lines (not
     logging's bare fallback output)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -125,22 +137,22 @@ def _warnings_to_stderr():
 class Session:
     """The connection of one command, opened on first use."""
 
-    def __init__(self, args):
+    def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.conn = None
-        self.where = None          # host:port
-        self.connect_seconds = None
+        self.conn: Optional[amqp.Connection] = None
+        self.where: Optional[str] = None          # host:port
+        self.connect_seconds: Optional[float] = None
 
-    def _connection_kwargs(self, **extra):
+    def _connection_kwargs(self, **extra: object) -> Dict[str, Any]:
         args = self.args
         parts = urlsplit(args.url)
         query = dict(parse_qsl(parts.query))
-        kwargs = {}
+        kwargs: Dict[str, Any] = {}
         if args.connect_timeout is not None:
             kwargs['connect_timeout'] = args.connect_timeout
         elif 'connect_timeout' not in query:
             kwargs['connect_timeout'] = _CONNECT_TIMEOUT
-        tls = {}
+        tls: Dict[str, object] = {}
         if args.cacert:
             tls['ca_certs'] = args.cacert
         if args.cert:
@@ -157,7 +169,7 @@ class Session:
         kwargs.update((k, v) for k, v in extra.items() if v is not None)
         return kwargs
 
-    def connect(self, **extra):
+    def connect(self, **extra: object) -> amqp.Connection:
         """Open the connection; raise CLIError saying what went wrong."""
         url = self.args.url
         try:
@@ -220,7 +232,7 @@ class Session:
         self.conn = conn
         return conn
 
-    def channel(self, **extra):
+    def channel(self, **extra: object) -> amqp.Channel:
         """Connect if needed and open a channel that leaves bodies as
         bytes."""
         conn = self.conn or self.connect(**extra)
@@ -228,7 +240,7 @@ class Session:
         ch.auto_decode = False
         return ch
 
-    def close(self):
+    def close(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
             try:
@@ -237,14 +249,16 @@ class Session:
                 logger.debug('closing %s: %r', self.where, exc)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     """Run ``args.handler``; return the exit status."""
     warnings = _warnings_to_stderr()
     trace = enable_trace() if args.trace else None
     session = Session(args)
+    handler: Callable[[argparse.Namespace, Session], Optional[int]] = \
+        args.handler
     try:
         try:
-            return args.handler(args, session) or EXIT_OK
+            return handler(args, session) or EXIT_OK
         finally:
             session.close()
     except CLIError as exc:
@@ -269,19 +283,19 @@ def run(args):
             logging.getLogger('amqp.wire').removeHandler(trace)
 
 
-def _broker_said(exc):
+def _broker_said(exc: exceptions.AMQPError) -> str:
     text = _reply_text(exc)
     if exc.method_name:
         return '{0} ({1})'.format(text, exc.method_name)
     return text
 
 
-def _fail(status, message):
+def _fail(status: int, message: str) -> int:
     print('amqp: ' + _one_line(message), file=sys.stderr)
     return status
 
 
-def _silence_stdout():
+def _silence_stdout() -> None:
     """After EPIPE: send what is left to /dev/null so that the flush at
     exit does not raise again."""
     import os
@@ -293,18 +307,20 @@ def _silence_stdout():
 
 
 # -- ping ---------------------------------------------------------------
-def cmd_ping(args, session):
+def cmd_ping(args: argparse.Namespace, session: Session) -> int:
     """Connect, time a few round trips, print what was negotiated."""
     conn = session.connect(heartbeat=args.heartbeat)
     ch = conn.channel()
-    rtts = []
+    rtts: List[float] = []
     for _ in range(args.count):
         t = monotonic()
         ch.basic_qos(0, 0, False)   # a round trip that changes nothing
         rtts.append(monotonic() - t)
     props = conn.server_properties
     caps = conn.server_capabilities
-    result = {
+    # both set by connect()
+    assert session.where is not None and session.connect_seconds is not None
+    result: Dict[str, Any] = {
         'url': redact(args.url),
         'server': '{0}:{1}'.format(*_host_port(session.where)),
         'product': _text(props.get('product')),
@@ -347,24 +363,25 @@ def cmd_ping(args, session):
     return EXIT_OK
 
 
-def _host_port(where):
+def _host_port(where: str) -> Tuple[str, str]:
     host, _, port = where.rpartition(':')
     return host, port
 
 
-def _text(value):
+def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode('utf-8', 'replace')
     return '' if value is None else str(value)
 
 
 # -- publish ------------------------------------------------------------
-def _read_body(args):
-    if args.body is not None and args.file is not None:
+def _read_body(args: argparse.Namespace) -> bytes:
+    body: Optional[str] = args.body
+    if body is not None and args.file is not None:
         raise CLIError(EXIT_USAGE, 'publish: give the body as an argument '
                        'or with --file, not both')
-    if args.body is not None:
-        return args.body.encode('utf-8', 'surrogateescape')
+    if body is not None:
+        return body.encode('utf-8', 'surrogateescape')
     if args.file is None and sys.stdin.isatty():
         raise CLIError(EXIT_USAGE, 'publish: no body: give it as an '
                        'argument, with --file PATH, or on standard input')
@@ -385,7 +402,7 @@ _PROPERTY_OPTIONS = (
 )
 
 
-def _properties(args):
+def _properties(args: argparse.Namespace) -> Dict[str, Any]:
     props = {name: getattr(args, name) for name in _PROPERTY_OPTIONS
              if getattr(args, name) is not None}
     if args.message_type is not None:
@@ -401,12 +418,12 @@ def _properties(args):
 class _Progress:
     """``published 1,234 of 10,000`` rewritten in place on a terminal."""
 
-    def __init__(self, total, stream):
+    def __init__(self, total: int, stream: TextIO) -> None:
         self.total = total
         self.stream = stream
         self.next_update = 0.0
 
-    def update(self, done, force=False):
+    def update(self, done: int, force: bool = False) -> None:
         now = monotonic()
         if now < self.next_update and not force:
             return
@@ -415,13 +432,13 @@ class _Progress:
             done, self.total, done / self.total))
         self.stream.flush()
 
-    def finish(self, done):
+    def finish(self, done: int) -> None:
         self.update(done, force=True)
         self.stream.write('\n')
         self.stream.flush()
 
 
-def cmd_publish(args, session):
+def cmd_publish(args: argparse.Namespace, session: Session) -> int:
     """Publish the body ``--count`` times; report the rate."""
     body = _read_body(args)
     message = amqp.Message(body, **_properties(args))
@@ -429,12 +446,12 @@ def cmd_publish(args, session):
     ch = session.channel()
     if confirm:
         ch.confirm_select()
-    count = args.count
+    count: int = args.count
     progress = _Progress(count, sys.stderr) \
         if count > 1 and sys.stderr.isatty() else None
     failed = {'nacked': 0, 'returned': 0, 'unconfirmed': 0}
 
-    def settle():
+    def settle() -> None:
         try:
             ch.wait_for_confirms(args.confirm_timeout)
         except exceptions.PublishConfirmError as exc:
@@ -442,7 +459,7 @@ def cmd_publish(args, session):
             failed['returned'] += len(exc.returned)
             failed['unconfirmed'] += len(exc.unconfirmed)
 
-    publish = ch.basic_publish
+    publish: Callable[..., object] = ch.basic_publish
     exchange, key, mandatory = args.exchange, args.routing_key, \
         args.mandatory
     started = monotonic()
@@ -491,13 +508,13 @@ def cmd_publish(args, session):
     return EXIT_OK
 
 
-def _rate(n, seconds):
+def _rate(n: int, seconds: float) -> str:
     return '{0:,.0f} msgs/s'.format(n / seconds) if seconds > 0 else \
         'too fast to time'
 
 
 # -- printing messages --------------------------------------------------
-def _json_value(value):
+def _json_value(value: object) -> Union[str, Dict[str, str]]:
     if isinstance(value, (bytes, bytearray, memoryview)):
         value = bytes(value)
         try:
@@ -511,7 +528,8 @@ def _json_value(value):
     raise TypeError('cannot show %s as JSON' % type(value).__name__)
 
 
-def _body_bytes(body):
+def _body_bytes(body: Union[None, str, bytes, bytearray, memoryview]
+                ) -> bytes:
     if body is None:
         return b''
     if isinstance(body, str):
@@ -522,12 +540,13 @@ def _body_bytes(body):
 class MessagePrinter:
     """Prints received messages: readable, ``--json`` or ``--body-only``."""
 
-    def __init__(self, args, stream=None):
-        self.json = args.json
-        self.body_only = args.body_only
+    def __init__(self, args: argparse.Namespace,
+                 stream: Optional[TextIO] = None) -> None:
+        self.json: bool = args.json
+        self.body_only: bool = args.body_only
         self.stream = stream or sys.stdout
 
-    def __call__(self, msg, n):
+    def __call__(self, msg: amqp.Message, n: int) -> None:
         body = _body_bytes(msg.body)
         if self.json:
             self._write(json.dumps(self._as_dict(msg, body),
@@ -538,7 +557,7 @@ class MessagePrinter:
             self._write(self._header(msg, n))
             self._write_body(body, msg)
 
-    def _as_dict(self, msg, body):
+    def _as_dict(self, msg: amqp.Message, body: bytes) -> Dict[str, object]:
         try:
             text, encoding = body.decode('utf-8'), 'utf-8'
         except UnicodeDecodeError:
@@ -547,7 +566,7 @@ class MessagePrinter:
                 'properties': msg.properties,
                 'delivery_info': msg.delivery_info}
 
-    def _header(self, msg, n):
+    def _header(self, msg: amqp.Message, n: int) -> str:
         info = msg.delivery_info or {}
         parts = ['--- message {0}: routing key {1} from {2}, delivery tag '
                  '{3}'.format(n, _q(info.get('routing_key')),
@@ -567,8 +586,8 @@ class MessagePrinter:
                 _text(value) if isinstance(value, str) else repr(value)))
         return '\n'.join(lines) + '\n'
 
-    def _write_body(self, body, msg):
-        encoding = msg.properties.get('content_encoding') or 'utf-8'
+    def _write_body(self, body: bytes, msg: amqp.Message) -> None:
+        encoding: str = msg.properties.get('content_encoding') or 'utf-8'
         try:
             text = body.decode(encoding)
         except (UnicodeDecodeError, LookupError):
@@ -577,7 +596,7 @@ class MessagePrinter:
             text += '\n'
         self._write(text)
 
-    def _write(self, text):
+    def _write(self, text: str) -> None:
         self.stream.write(text)
         self.stream.flush()
 
@@ -587,11 +606,11 @@ class _StopSignals:
     """SIGINT/SIGTERM ask the consume loop to stop after the message in
     hand; a second one interrupts at once."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.stop = False
-        self._previous = {}
+        self._previous: Dict[signal.Signals, _SignalHandler] = {}
 
-    def __enter__(self):
+    def __enter__(self) -> _StopSignals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -599,17 +618,17 @@ class _StopSignals:
                 pass
         return self
 
-    def _handle(self, signum, frame):
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
         if self.stop:
             raise KeyboardInterrupt
         self.stop = True
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
 
-def cmd_consume(args, session):
+def cmd_consume(args: argparse.Namespace, session: Session) -> int:
     """Consume from a queue until --count, --timeout or Ctrl-C."""
     ch = session.channel()
     count = args.count
@@ -619,9 +638,9 @@ def cmd_consume(args, session):
     if args.ack and prefetch:
         ch.basic_qos(0, prefetch, False)
     printer = MessagePrinter(args)
-    state = {'received': 0, 'last': monotonic()}
+    state: Dict[str, Any] = {'received': 0, 'last': monotonic()}
 
-    def on_message(msg):
+    def on_message(msg: amqp.Message) -> None:
         if count is not None and state['received'] >= count:
             if args.ack:   # beyond --count: leave it to the next consumer
                 ch.basic_reject(msg.delivery_tag, requeue=True)
@@ -641,6 +660,7 @@ def cmd_consume(args, session):
 
     timed_out = False
     conn = session.conn
+    assert conn is not None  # session.channel() connected
     with _StopSignals() as signals:
         tag = ch.basic_consume(args.queue, callback=on_message,
                                no_ack=not args.ack)
@@ -671,7 +691,7 @@ def cmd_consume(args, session):
     return EXIT_OK
 
 
-def cmd_get(args, session):
+def cmd_get(args: argparse.Namespace, session: Session) -> int:
     """Fetch up to --count messages with basic.get."""
     ch = session.channel()
     printer = MessagePrinter(args)
@@ -699,7 +719,7 @@ def cmd_get(args, session):
 
 
 # -- topology -----------------------------------------------------------
-def cmd_declare_queue(args, session):
+def cmd_declare_queue(args: argparse.Namespace, session: Session) -> int:
     arguments = dict(args.arguments)
     durable = args.durable
     if args.queue_type:
@@ -726,7 +746,8 @@ def cmd_declare_queue(args, session):
     return EXIT_OK
 
 
-def cmd_declare_exchange(args, session):
+def cmd_declare_exchange(args: argparse.Namespace,
+                         session: Session) -> int:
     ch = session.channel()
     ch.exchange_declare(args.exchange, args.exchange_type,
                         passive=args.passive, durable=args.durable,
@@ -744,18 +765,21 @@ def cmd_declare_exchange(args, session):
     return EXIT_OK
 
 
-def _binding(args, session, unbind):
+def _binding(args: argparse.Namespace, session: Session,
+             unbind: bool) -> int:
     ch = session.channel()
     arguments = dict(args.arguments) or None
     if args.to_exchange:
-        method = ch.exchange_unbind if unbind else ch.exchange_bind
-        method(args.destination, args.source, args.routing_key,
-               arguments=arguments)
+        exchange_method: Callable[..., object] = \
+            ch.exchange_unbind if unbind else ch.exchange_bind
+        exchange_method(args.destination, args.source, args.routing_key,
+                        arguments=arguments)
         what = 'exchange'
     else:
-        method = ch.queue_unbind if unbind else ch.queue_bind
-        method(args.destination, args.source, args.routing_key,
-               arguments=arguments)
+        queue_method: Callable[..., object] = \
+            ch.queue_unbind if unbind else ch.queue_bind
+        queue_method(args.destination, args.source, args.routing_key,
+                     arguments=arguments)
         what = 'queue'
     print('{0} {1} {2} {3} {4} with routing key {5}'.format(
         'unbound' if unbind else 'bound', what, _q(args.destination),
@@ -764,15 +788,15 @@ def _binding(args, session, unbind):
     return EXIT_OK
 
 
-def cmd_bind(args, session):
+def cmd_bind(args: argparse.Namespace, session: Session) -> int:
     return _binding(args, session, unbind=False)
 
 
-def cmd_unbind(args, session):
+def cmd_unbind(args: argparse.Namespace, session: Session) -> int:
     return _binding(args, session, unbind=True)
 
 
-def cmd_purge(args, session):
+def cmd_purge(args: argparse.Namespace, session: Session) -> int:
     ch = session.channel()
     n = ch.queue_purge(args.queue)
     print('purged {0} message{1} from queue {2}'.format(
@@ -780,7 +804,7 @@ def cmd_purge(args, session):
     return EXIT_OK
 
 
-def cmd_delete(args, session):
+def cmd_delete(args: argparse.Namespace, session: Session) -> int:
     if args.kind == 'exchange' and args.if_empty:
         raise CLIError(EXIT_USAGE, 'delete: --if-empty applies to queues '
                        'only')
@@ -811,7 +835,7 @@ Frames are logged to stderr (amqp.wire); logging.getLogger('amqp.wire')\
 Ctrl-D (Ctrl-Z Enter on Windows) leaves and closes the connection.'''
 
 
-def cmd_shell(args, session):
+def cmd_shell(args: argparse.Namespace, session: Session) -> int:
     """An interactive interpreter with ``connection`` and ``channel``."""
     if not args.no_trace:
         enable_trace()
@@ -819,7 +843,7 @@ def cmd_shell(args, session):
                            heartbeat_thread=True if args.heartbeat
                            else None)
     ch = conn.channel()
-    namespace = {'__name__': '__console__', 'amqp': amqp,
+    namespace: Dict[str, object] = {'__name__': '__console__', 'amqp': amqp,
                  'Message': amqp.Message, 'connection': conn,
                  'channel': ch}
     try:

@@ -12,10 +12,13 @@ property arrived intact and in order, and prints a short report.
 
 Exit status: 0 on success, 1 when the round trip fails, 2 on bad usage.
 """
+from __future__ import annotations
+
 import socket
 import sys
 import time
 import uuid
+from typing import Dict, List, Optional, TextIO, Tuple, TypedDict
 from urllib.parse import unquote, urlsplit
 
 import amqp
@@ -31,7 +34,30 @@ class RoundTripError(Exception):
     """The broker answered, but something did not arrive as it was sent."""
 
 
-def parse_url(url):
+class URLParams(TypedDict):
+    """What :func:`parse_url` makes of a URL."""
+
+    host: str
+    port: int
+    userid: str
+    password: str
+    virtual_host: str
+    ssl: bool
+
+
+class RoundTripResult(TypedDict):
+    """What :func:`round_trip` measured, for :func:`report`."""
+
+    product: object
+    version: object
+    count: int
+    bytes: int
+    publish: float
+    consume: float
+    elapsed: float
+
+
+def parse_url(url: str) -> URLParams:
     """Split ``amqp://user:pass@host:port/vhost`` into Connection arguments.
 
     An empty path or ``/`` means the default vhost ``/``; otherwise the
@@ -57,7 +83,7 @@ def parse_url(url):
     }
 
 
-def redact(url):
+def redact(url: str) -> str:
     """``url`` with its password replaced by ``***``."""
     parts = urlsplit(url)
     if parts.password is None:
@@ -67,19 +93,19 @@ def redact(url):
     return parts._replace(netloc=user + ':***@' + netloc[2]).geturl()
 
 
-def _hostport(host, port):
+def _hostport(host: str, port: object) -> str:
     return '[{0}]:{1}'.format(host, port) if ':' in host else \
         '{0}:{1}'.format(host, port)
 
 
-def _expected(i, run):
+def _expected(i: int, run: str) -> Tuple[bytes, Dict[str, object]]:
     """Body and properties of message ``i`` of run ``run``."""
     if i % 250 == 249:
         size = _BIG
     else:
         size = _SIZES[i % len(_SIZES)]
     body = b'' if i % 97 == 0 else b'%08d|' % i + _PATTERN[:size]
-    properties = {
+    properties: Dict[str, object] = {
         'content_type': 'application/octet-stream',
         'delivery_mode': 1,
         'priority': i % 10,
@@ -101,7 +127,7 @@ def _expected(i, run):
     return body, properties
 
 
-def _check(msg, i, run, queue):
+def _check(msg: amqp.Message, i: int, run: str, queue: str) -> None:
     body, properties = _expected(i, run)
     got = msg.body or b''  # py-amqp leaves an empty body as ''
     if got != body:
@@ -113,12 +139,15 @@ def _check(msg, i, run, queue):
         if got != value:
             raise RoundTripError('message {0}: {1} sent as {2!r}, received '
                                  'as {3!r}'.format(i, name, value, got))
-    if msg.delivery_info.get('routing_key') != queue:
+    info = msg.delivery_info
+    assert info is not None  # set on every delivered message
+    if info.get('routing_key') != queue:
         raise RoundTripError('message {0}: routing key {1!r}'.format(
-            i, msg.delivery_info.get('routing_key')))
+            i, info.get('routing_key')))
 
 
-def round_trip(params, count, timeout=None):
+def round_trip(params: URLParams, count: int,
+               timeout: Optional[float] = None) -> RoundTripResult:
     """Run the round trip; return a dict for the report.
 
     Raises RoundTripError, amqp.AMQPError or OSError.
@@ -157,9 +186,9 @@ def round_trip(params, count, timeout=None):
         if ch.basic_get(queue, no_ack=True) is not None:
             raise RoundTripError('basic_get: queue not empty after one get')
 
-        received = []
+        received: List[amqp.Message] = []
 
-        def on_message(message):
+        def on_message(message: amqp.Message) -> None:
             received.append(message)
             message.channel.basic_ack(message.delivery_tag)
 
@@ -211,16 +240,17 @@ def round_trip(params, count, timeout=None):
     }
 
 
-def _get_message(run):
+def _get_message(run: str) -> Tuple[bytes, Dict[str, object]]:
     return (b'basic_get ' + run.encode(),
             {'application_headers': {'run': run, 'via': 'basic_get'}})
 
 
-def _rate(n, seconds):
+def _rate(n: int, seconds: float) -> str:
     return '{0:,.0f} msgs/s'.format(n / seconds) if seconds > 0 else '-'
 
 
-def report(result, where, out=sys.stdout):
+def report(result: RoundTripResult, where: str,
+           out: TextIO = sys.stdout) -> None:
     n = result['count']
     print('amqp {0} round trip with {1} {2} at {3}'.format(
         amqp.__version__, result['product'], result['version'], where),
@@ -238,7 +268,7 @@ def report(result, where, out=sys.stdout):
         result['elapsed']), file=out)
 
 
-def _answers(host, port):
+def _answers(host: str, port: int) -> bool:
     """True if an AMQP broker answers at host:port, False if nothing
     listens there; raises RoundTripError if something else does."""
     try:
@@ -251,7 +281,7 @@ def _answers(host, port):
                              _hostport(host, port)))
 
 
-def run(url, count, no_local_broker=False):
+def run(url: str, count: int, no_local_broker: bool = False) -> int:
     """Run the round trip against ``url`` and print the report; return the
     exit status (0 OK, 1 failed, 2 bad URL, 130 interrupted).
 
@@ -264,7 +294,7 @@ def run(url, count, no_local_broker=False):
         print('FAILED: {0}'.format(exc), file=sys.stderr)
         return 2
 
-    broker = None
+    broker: Optional[_localbroker.LocalBroker] = None
     where = redact(url)
     try:
         if not _answers(params['host'], params['port']):

@@ -6,6 +6,8 @@ verified by default, a total deadline for ``drain_events``).
 
 Spec: AMQP 0-9-1 section 1.4 (class connection), 2.2.4 (negotiation).
 """
+from __future__ import annotations
+
 import logging
 import socket
 import threading
@@ -13,6 +15,9 @@ import uuid
 import warnings
 import weakref
 from time import monotonic
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List,
+                    Mapping, Optional, Sequence, Set, Tuple, Type, TypeVar,
+                    Union, cast)
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from vine import ensure_promise
@@ -30,15 +35,39 @@ from .exceptions import (AMQPDeprecationWarning, AMQPError,  # noqa: F401
 from .method_framing import (HEARTBEAT_FRAME, READ_SIZE, FrameBuffer,
                              frame_handler, frame_writer, method_end)
 from .serialization import dumps
-from .transport import Transport
+from .transport import AbstractTransport, Transport
 
 try:  # kombu imports amqp.connection.SSLError; Python may lack ssl
     from ssl import SSLError  # noqa: F401
 except ImportError:  # pragma: no cover
-    class SSLError(Exception):
+    class SSLError(Exception):  # type: ignore[no-redef]  # never both
         """Stand-in when Python is built without ssl (py-amqp has it)."""
 
+if TYPE_CHECKING:
+    import ssl as _ssl
+
+    from vine import Thenable
+
+    # ``Channel`` names the class attribute inside Connection's body, so
+    # annotations there use this name for the class.
+    from .channel import Channel as _Channel
+    from .basic_message import Message
+    from .method_framing import (ByteSink, Frame, FrameHandler,
+                                 FrameWriter, InboundConnection,
+                                 MethodCallback, OutboundConnection,
+                                 OversizedContent)
+    from .serialization import EncodableTable, EncodableValue, FieldTable
+
+    #: ``frame_handler(connection, callback)``, as the constructor takes it
+    FrameHandlerFactory = Callable[[InboundConnection, MethodCallback],
+                                   FrameHandler]
+    #: ``frame_writer(connection, transport)``, as the constructor takes it
+    FrameWriterFactory = Callable[[OutboundConnection, ByteSink],
+                                  FrameWriter]
+
 __all__ = ('Connection',)
+
+_C = TypeVar('_C', bound='Connection')
 
 logger = AMQP_LOGGER = logging.getLogger('amqp')
 #: py-amqp's logger for heartbeat_tick's DEBUG records; logging configs
@@ -48,7 +77,7 @@ AMQP_HEARTBEAT_LOGGER = logging.getLogger(
 
 #: Default :attr:`Connection.library_properties` (py-amqp's module-level
 #: name): sent in connection.start-ok as the client properties.
-LIBRARY_PROPERTIES = {
+LIBRARY_PROPERTIES: Dict[str, EncodableValue] = {
     'product': 'amqp',
     'product_version': __version__,
     'platform': 'Python',
@@ -57,7 +86,7 @@ LIBRARY_PROPERTIES = {
 
 #: Default :attr:`Connection.negotiate_capabilities` (py-amqp's
 #: module-level name): capabilities asked for when the server offers them.
-NEGOTIATE_CAPABILITIES = {
+NEGOTIATE_CAPABILITIES: Dict[str, bool] = {
     'consumer_cancel_notify': True,
     'connection.blocked': True,
     'authentication_failure_close': True,
@@ -87,7 +116,8 @@ _START_OF_METHOD_ON_CHANNEL_0 = bytes((spec.FRAME_METHOD, 0, 0))
 _PEER_PROTOCOL_ERRORS = (FrameError, FrameSyntaxError, UnexpectedFrame,
                          AMQPNotImplementedError, InvalidCommand)
 
-_MECHANISMS = {
+_MECHANISMS: Dict[str, Callable[[Optional[str], Optional[str]],
+                                 sasl.SASL]] = {
     'PLAIN': lambda user, pw: sasl.PLAIN(user, pw),
     'AMQPLAIN': lambda user, pw: sasl.AMQPLAIN(user, pw),
     'EXTERNAL': lambda user, pw: sasl.EXTERNAL(),
@@ -103,11 +133,11 @@ class ChannelIds:
     channel_max).
     """
 
-    def __init__(self, limit):
+    def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.used = set()
+        self.used: Set[int] = set()
 
-    def allocate(self):
+    def allocate(self) -> int:
         """Take the lowest free id; ResourceError when none is left."""
         used = self.used
         for channel_id in range(1, self.limit + 1):
@@ -118,7 +148,7 @@ class ChannelIds:
             'No free channel ids, current={}, channel_max={}'.format(
                 len(used), self.limit), spec.Channel.Open)
 
-    def claim(self, channel_id):
+    def claim(self, channel_id: int) -> int:
         """Take ``channel_id``; ConnectionError when it is taken."""
         if channel_id in self.used:
             raise ConnectionError('Channel %r already open' % (channel_id,))
@@ -128,7 +158,7 @@ class ChannelIds:
         self.used.add(channel_id)
         return channel_id
 
-    def release(self, channel_id):
+    def release(self, channel_id: int) -> None:
         self.used.discard(channel_id)
 
 
@@ -140,14 +170,14 @@ class Connection(AbstractChannel):
     (kombu passes its own).
     """
 
-    Channel = Channel
+    Channel: Type[_Channel] = Channel
 
     #: Sent in connection.start-ok; ``capabilities`` are filled in from
     #: :attr:`negotiate_capabilities` and what the server offers.
-    library_properties = LIBRARY_PROPERTIES
+    library_properties: Dict[str, EncodableValue] = LIBRARY_PROPERTIES
 
     #: Capabilities we ask for when the server offers them.
-    negotiate_capabilities = NEGOTIATE_CAPABILITIES
+    negotiate_capabilities: Dict[str, bool] = NEGOTIATE_CAPABILITIES
 
     #: Exceptions that mean the connection is broken (kombu reads these).
     connection_errors = (
@@ -160,36 +190,56 @@ class Connection(AbstractChannel):
     )
     recoverable_channel_errors = (RecoverableChannelError,)
 
-    last_heartbeat_sent = 0
-    last_heartbeat_received = 0
+    last_heartbeat_sent: float = 0
+    last_heartbeat_received: float = 0
     bytes_sent = 0
     bytes_recv = 0
-    prev_sent = None
-    prev_recv = None
-    server_heartbeat = None
+    prev_sent: Optional[int] = None
+    prev_recv: Optional[int] = None
+    server_heartbeat: Optional[int] = None
     heartbeat = 0
-    _transport = None
-    _frame_writer = None
-    _on_inbound_frame = None
-    _heartbeat_thread = None
-    _finalizer = None
+    _transport: Optional[AbstractTransport] = None
+    _frame_writer: Optional[FrameWriter] = None
+    _on_inbound_frame: Optional[FrameHandler] = None
+    _heartbeat_thread: Optional[Tuple[threading.Thread,
+                                      threading.Event]] = None
+    _finalizer: Optional[weakref.finalize[[AbstractTransport],
+                                          Connection]] = None
     _has_connected = False     # a handshake completed (no lazy connect)
     _tracing = False           # the amqp.wire logger was on at connect
     _last_read = 0.0           # monotonic() of the last socket read
 
-    def __init__(self, host='localhost:5672', userid='guest',
-                 password='guest', login_method=None, login_response=None,
-                 authentication=(), virtual_host='/', locale='en_US',
-                 client_properties=None, ssl=False,
-                 connect_timeout=CONNECT_TIMEOUT,
-                 channel_max=None, frame_max=None, heartbeat=0, on_open=None,
-                 on_blocked=None, on_unblocked=None, confirm_publish=False,
-                 on_tune_ok=None, read_timeout=None, write_timeout=None,
-                 socket_settings=None, frame_handler=frame_handler,
-                 frame_writer=frame_writer, on_close=None,
-                 blocked_timeout=None, heartbeat_thread=False,
-                 reply_timeout=REPLY_TIMEOUT,
-                 max_message_size=MAX_MESSAGE_SIZE, **kwargs):
+    def __init__(self, host: str = 'localhost:5672',
+                 userid: Optional[str] = 'guest',
+                 password: Optional[str] = 'guest',
+                 login_method: Optional[str] = None,
+                 login_response: Union[str, bytes, None] = None,
+                 authentication: Union[sasl.SASL,
+                                       Iterable[sasl.SASL]] = (),
+                 virtual_host: str = '/', locale: str = 'en_US',
+                 client_properties: Optional[EncodableTable] = None,
+                 ssl: Union[bool, Dict[str, Any], _ssl.SSLContext] = False,
+                 connect_timeout: Optional[float] = CONNECT_TIMEOUT,
+                 channel_max: Optional[int] = None,
+                 frame_max: Optional[int] = None,
+                 heartbeat: Optional[float] = 0,
+                 on_open: Optional[Callable[[Connection], object]] = None,
+                 on_blocked: Optional[Callable[[str], object]] = None,
+                 on_unblocked: Optional[Callable[[], object]] = None,
+                 confirm_publish: bool = False,
+                 on_tune_ok: Optional[Callable[[], object]] = None,
+                 read_timeout: Optional[float] = None,
+                 write_timeout: Optional[float] = None,
+                 socket_settings: Optional[Mapping[int, int]] = None,
+                 frame_handler: FrameHandlerFactory = frame_handler,
+                 frame_writer: FrameWriterFactory = frame_writer,
+                 on_close: Optional[Callable[[Optional[BaseException]],
+                                             object]] = None,
+                 blocked_timeout: Optional[float] = None,
+                 heartbeat_thread: bool = False,
+                 reply_timeout: Optional[float] = REPLY_TIMEOUT,
+                 max_message_size: Optional[int] = MAX_MESSAGE_SIZE,
+                 **kwargs: Any) -> None:
         self._connection_id = uuid.uuid4().hex
         if channel_max is not None and not 0 <= channel_max <= 65535:
             raise ValueError('channel_max must be 0..65535, got %r'
@@ -217,7 +267,7 @@ class Connection(AbstractChannel):
         self._handshake_complete = False
         #: what was read from the socket and not yet dispatched
         self._frames = FrameBuffer()
-        self.channels = {}
+        self.channels: Dict[int, AbstractChannel] = {}
         super().__init__(self, 0)
         self.channel_max = channel_max or 65535
         self.frame_max = frame_max or spec.FRAME_MAX_DEFAULT
@@ -236,29 +286,33 @@ class Connection(AbstractChannel):
         self.on_unblocked = on_unblocked
         self.on_close = on_close
         self.on_open = ensure_promise(on_open)
-        self.blocked = None   # the reason while the broker blocks us
+        #: the reason while the broker blocks us
+        self.blocked: Optional[str] = None
         self.version_major = 0
         self.version_minor = 0
-        self.server_properties = {}
-        self.mechanisms = []
-        self.locales = []
+        self.server_properties: FieldTable = {}
+        self.mechanisms: List[bytes] = []
+        self.locales: List[str] = []
         #: the channel ids in use (see :class:`ChannelIds`)
         self.channel_ids = ChannelIds(self.channel_max)
         # ids of channels closed without close-ok yet: taken until it comes
-        self._closing_ids = set()
+        self._closing_ids: Set[int] = set()
         # the channel in a synchronous wait, and errors for other channels
         # that arrived meanwhile: [(channel, exception)]
         #: the channel (or this connection) in a synchronous wait, or None
         #: while nothing waits (drain_events is dispatching)
-        self.waiting_channel = None
+        self.waiting_channel: Optional[AbstractChannel] = None
         #: errors for channels that arrived during another channel's wait,
         #: as (channel, exception), oldest first; raised by raise_deferred
-        self.deferred_errors = []
+        self.deferred_errors: List[Tuple[AbstractChannel, BaseException]] = []
 
     # -- construction helpers -------------------------------------------
     @staticmethod
-    def _select_auth(authentication, login_method, login_response,
-                     userid, password):
+    def _select_auth(authentication: Union[sasl.SASL, Iterable[sasl.SASL]],
+                     login_method: Optional[str],
+                     login_response: Union[str, bytes, None],
+                     userid: Optional[str], password: Optional[str]
+                     ) -> Tuple[sasl.SASL, ...]:
         if authentication:
             if isinstance(authentication, sasl.SASL):
                 return (authentication,)
@@ -280,7 +334,7 @@ class Connection(AbstractChannel):
                 sasl.AMQPLAIN(userid, password), sasl.PLAIN(userid, password))
 
     @classmethod
-    def from_url(cls, url, **kwargs):
+    def from_url(cls: Type[_C], url: str, **kwargs: Any) -> _C:
         """Build a Connection from ``amqp://`` or ``amqps://`` URL.
 
         ``amqps://user:pass@host:5671/vhost?heartbeat=30&connect_timeout=5``.
@@ -308,7 +362,7 @@ class Connection(AbstractChannel):
         host = parts.hostname or 'localhost'
         if ':' in host:
             host = '[%s]' % host
-        opts = {
+        opts: Dict[str, Any] = {
             'host': '%s:%d' % (host, port),
             'userid': unquote(parts.username) if parts.username is not None
             else 'guest',
@@ -324,7 +378,7 @@ class Connection(AbstractChannel):
         opts.update(kwargs)
         return cls(**opts)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         # State at a glance for the REPL; never the password.
         transport = self._transport
         if transport is None:
@@ -349,18 +403,19 @@ class Connection(AbstractChannel):
         parts.append(' at %#x>' % id(self))
         return ''.join(parts)
 
-    def __enter__(self):
+    def __enter__(self: _C) -> _C:
         self.connect()
         return self
 
-    def __exit__(self, *eargs):
+    def __exit__(self, *eargs: object) -> None:
         self.close()
 
-    def then(self, on_success, on_error=None):
+    def then(self, on_success: Callable[..., object],
+             on_error: Optional[Callable[..., object]] = None) -> Thenable:
         """Call ``on_success(connection)`` once the connection is open."""
         return self.on_open.then(on_success, on_error)
 
-    def _setup_listeners(self):
+    def _setup_listeners(self) -> None:
         self._callbacks = {
             spec.Connection.Start: self._on_start,
             spec.Connection.Secure: self._on_secure,
@@ -373,9 +428,12 @@ class Connection(AbstractChannel):
         }
 
     # -- connecting -----------------------------------------------------
-    def Transport(self, host, connect_timeout, ssl=False,
-                  read_timeout=None, write_timeout=None,
-                  socket_settings=None, **kwargs):
+    def Transport(self, host: str, connect_timeout: Optional[float],
+                  ssl: Union[bool, Dict[str, Any], _ssl.SSLContext] = False,
+                  read_timeout: Optional[float] = None,
+                  write_timeout: Optional[float] = None,
+                  socket_settings: Optional[Mapping[int, int]] = None,
+                  **kwargs: Any) -> AbstractTransport:
         """Build the transport (TCP or TLS socket); override to replace
         it."""
         return Transport(host, connect_timeout=connect_timeout, ssl=ssl,
@@ -384,13 +442,14 @@ class Connection(AbstractChannel):
                          socket_settings=socket_settings, **kwargs)
 
     @property
-    def connected(self):
+    def connected(self) -> bool:
         """True once the handshake finished and until the connection
         closes."""
         return bool(self._transport and self._transport.connected and
                     self._handshake_complete)
 
-    def connect(self, callback=None):
+    def connect(self, callback: Optional[Callable[[], object]] = None
+                ) -> None:
         """Open the socket and run the handshake (Start .. Open-Ok).
 
         ``connect_timeout`` bounds the TCP/TLS connect and the whole
@@ -457,14 +516,14 @@ class Connection(AbstractChannel):
             self.collect()
             raise
         self._finalizer = weakref.finalize(self, _close_dropped,
-                                           self._transport)
+                                           self.transport)
         if self.heartbeat and self.heartbeat_thread:
             self._start_heartbeat_thread()
         if callback:
             callback()
         return None
 
-    def _not_amqp(self):
+    def _not_amqp(self) -> FrameError:
         """The error for a peer whose first bytes are no AMQP frame: say
         what it sent instead of what the frame parser thought of it."""
         data = self._frames.unread()
@@ -479,9 +538,11 @@ class Connection(AbstractChannel):
                 self.host, preview,
                 '...' if len(data) > len(preview) else ''))
 
-    def _on_start(self, version_major, version_minor, server_properties,
-                  mechanisms, locales,
-                  argsig=spec.args_of(spec.Connection.StartOk)):
+    def _on_start(self, version_major: int, version_minor: int,
+                  server_properties: FieldTable,
+                  mechanisms: Union[str, bytes], locales: str,
+                  argsig: str = spec.args_of(spec.Connection.StartOk)
+                  ) -> None:
         self.version_major = version_major
         self.version_minor = version_minor
         self.server_properties = server_properties
@@ -494,8 +555,9 @@ class Connection(AbstractChannel):
                      version_minor, server_properties, self.mechanisms,
                      self.locales)
         client_properties = self.client_properties
-        scap = server_properties.get('capabilities') or {}
-        cap = dict(client_properties.get('capabilities') or {})
+        scap = self.server_capabilities
+        cap = dict(cast('EncodableTable',
+                        client_properties.get('capabilities') or {}))
         cap.update({name: enable for name, enable in
                     self.negotiate_capabilities.items() if scap.get(name)})
         if cap:
@@ -520,15 +582,17 @@ class Connection(AbstractChannel):
                          (client_properties, auth.mechanism, response,
                           self.locale))
 
-    def _on_secure(self, challenge):
+    def _on_secure(self, challenge: Union[str, bytes]) -> None:
         if isinstance(challenge, str):
             challenge = challenge.encode('utf-8', 'surrogateescape')
         response = self._auth.challenge(challenge)
         self.send_method(spec.Connection.SecureOk,
                          spec.args_of(spec.Connection.SecureOk), (response,))
 
-    def _on_tune(self, channel_max, frame_max, server_heartbeat,
-                 argsig=spec.args_of(spec.Connection.TuneOk)):
+    def _on_tune(self, channel_max: int, frame_max: int,
+                 server_heartbeat: int,
+                 argsig: str = spec.args_of(spec.Connection.TuneOk)
+                 ) -> None:
         if frame_max and frame_max < spec.FRAME_MIN_SIZE:
             raise InvalidCommand(
                 'server proposed frame_max=%d; AMQP 0-9-1 requires at '
@@ -555,11 +619,11 @@ class Connection(AbstractChannel):
                          spec.args_of(spec.Connection.Open),
                          (self.virtual_host, '', False))
 
-    def _on_open_ok(self, known_hosts=''):
+    def _on_open_ok(self, known_hosts: str = '') -> None:
         self._handshake_complete = True
         self.on_open(self)
 
-    def _connect_on_first_use(self, what):
+    def _connect_on_first_use(self, what: str) -> None:
         """py-amqp connects a connection used before connect() (with a
         deprecation warning); so do we, but only one that never completed
         a handshake: a closed connection stays closed."""
@@ -571,7 +635,7 @@ class Connection(AbstractChannel):
             self.connect()
 
     @property
-    def transport(self):
+    def transport(self) -> Optional[AbstractTransport]:
         """The transport in use (connects a never-connected connection,
         as py-amqp does; None once closed)."""
         if self._transport is None:
@@ -579,53 +643,56 @@ class Connection(AbstractChannel):
         return self._transport
 
     @transport.setter
-    def transport(self, transport):
+    def transport(self, transport: Optional[AbstractTransport]) -> None:
         self._transport = transport
 
     @property
-    def on_inbound_frame(self):
+    def on_inbound_frame(self) -> Optional[FrameHandler]:
         """The frame handler fed with every frame read (py-amqp API)."""
         if self._on_inbound_frame is None:
             self._connect_on_first_use('on_inbound_frame')
         return self._on_inbound_frame
 
     @on_inbound_frame.setter
-    def on_inbound_frame(self, on_inbound_frame):
+    def on_inbound_frame(self, on_inbound_frame: Optional[FrameHandler]
+                         ) -> None:
         self._on_inbound_frame = on_inbound_frame
 
     @property
-    def frame_writer(self):
+    def frame_writer(self) -> Optional[FrameWriter]:
         """The callable that writes a method and its content as frames."""
         if self._frame_writer is None:
             self._connect_on_first_use('frame_writer')
         return self._frame_writer
 
     @frame_writer.setter
-    def frame_writer(self, frame_writer):
+    def frame_writer(self, frame_writer: Optional[FrameWriter]) -> None:
         self._frame_writer = frame_writer
 
     @property
-    def sock(self):
+    def sock(self) -> Optional[socket.socket]:
         """The socket of the transport (connects a never-connected
         connection, as py-amqp does; None once closed)."""
         transport = self.transport
         return transport.sock if transport is not None else None
 
     @property
-    def server_capabilities(self):
+    def server_capabilities(self) -> FieldTable:
         """The capabilities table the server sent in connection.start."""
-        return self.server_properties.get('capabilities') or {}
+        return cast('FieldTable',
+                    self.server_properties.get('capabilities') or {})
 
     # -- channels -------------------------------------------------------
-    def _get_free_channel_id(self):
+    def _get_free_channel_id(self) -> int:
         """py-amqp's name for ``channel_ids.allocate()``."""
         return self.channel_ids.allocate()
 
-    def _claim_channel_id(self, channel_id):
+    def _claim_channel_id(self, channel_id: int) -> int:
         """py-amqp's name for ``channel_ids.claim(channel_id)``."""
         return self.channel_ids.claim(channel_id)
 
-    def forget_channel(self, channel, awaiting_close_ok=False):
+    def forget_channel(self, channel: AbstractChannel,
+                       awaiting_close_ok: bool = False) -> None:
         """Unregister a channel that is gone (closed or collected) and drop
         errors kept for it.  Its id is free again, unless the channel was
         closed without the broker's close-ok yet (``awaiting_close_ok``):
@@ -641,28 +708,32 @@ class Connection(AbstractChannel):
         self.deferred_errors = [(ch, exc) for ch, exc in self.deferred_errors
                           if ch is not channel]
 
-    def channel(self, channel_id=None, callback=None):
+    def channel(self, channel_id: Optional[int] = None,
+                callback: Optional[Callable[..., object]] = None
+                ) -> _Channel:
         """Return the open Channel ``channel_id``, or open a new one."""
         self._check_open()
         try:
-            return self.channels[channel_id]
+            # None is never a key (a new channel is opened); channel 0 is
+            # the connection itself, as in py-amqp.
+            return self.channels[channel_id]  # type: ignore[index,return-value]
         except KeyError:
             channel = self.Channel(self, channel_id, on_open=callback)
             channel.open()
             return channel
 
-    def _check_open(self, what='channel()'):
+    def _check_open(self, what: str = 'channel()') -> None:
         self._connect_on_first_use(what)
         if not self.connected:
             raise RecoverableConnectionError(
                 'connection to %s is not open' % (self.host,))
 
-    def is_alive(self):
+    def is_alive(self) -> bool:
         """True while the connection is open (py-amqp compatibility)."""
         return self.connected
 
     # -- event loop -----------------------------------------------------
-    def drain_events(self, timeout=None):
+    def drain_events(self, timeout: Optional[float] = None) -> None:
         """Wait for and dispatch incoming methods.
 
         Frames already buffered are served before the socket is read.
@@ -678,7 +749,7 @@ class Connection(AbstractChannel):
         self._dispatch_buffered()
         self.raise_deferred()
 
-    def frames_pending(self):
+    def frames_pending(self) -> bool:
         """True when a complete frame has been read but not dispatched.
 
         The socket does not show such frames as readable (over TLS a
@@ -689,7 +760,9 @@ class Connection(AbstractChannel):
         return self._frames.has_frame()
 
     # -- synchronous waits (the interface channels use) ------------------
-    def wait_until(self, channel, done, deadline, methods=()):
+    def wait_until(self, channel: AbstractChannel, done: Callable[[], bool],
+                   deadline: Optional[float],
+                   methods: Sequence[spec.MethodSig] = ()) -> None:
         """Handle frames for ``channel``'s synchronous call until
         ``done()``; ``deadline`` (``time.monotonic()``) bounds it.
 
@@ -714,12 +787,14 @@ class Connection(AbstractChannel):
         finally:
             self.waiting_channel = outer
 
-    def defer_error(self, channel, exc):
+    def defer_error(self, channel: AbstractChannel,
+                    exc: BaseException) -> None:
         """Keep ``exc`` (for ``channel``) until it can be raised without
         aborting another channel's wait."""
         self.deferred_errors.append((channel, exc))
 
-    def raise_deferred(self, channel=None):
+    def raise_deferred(self, channel: Optional[AbstractChannel] = None
+                       ) -> None:
         """Raise the oldest deferred error of ``channel`` (of any channel
         still open when None); do nothing when there is none."""
         for i, (owner, exc) in enumerate(self.deferred_errors):
@@ -727,7 +802,7 @@ class Connection(AbstractChannel):
                 del self.deferred_errors[i]
                 raise exc
 
-    def _next_frame(self):
+    def _next_frame(self) -> Optional[Frame]:
         """The next buffered frame, or None; a malformed stream closes
         the connection."""
         try:
@@ -736,7 +811,7 @@ class Connection(AbstractChannel):
             self._abort(exc)
             raise
 
-    def _dispatch_buffered(self):
+    def _dispatch_buffered(self) -> None:
         """Dispatch every complete frame already read, without I/O."""
         next_frame = self._frames.next_frame
         try:
@@ -744,12 +819,12 @@ class Connection(AbstractChannel):
                 frame = next_frame()
                 if frame is None:
                     break
-                self._on_inbound_frame(frame)
+                self._on_inbound_frame(frame)  # type: ignore[misc]
         except _PEER_PROTOCOL_ERRORS as exc:
             self._abort(exc)
             raise
 
-    def blocking_read(self, timeout=None):
+    def blocking_read(self, timeout: Optional[float] = None) -> bool:
         """Read and handle one frame (py-amqp's primitive)."""
         self._connect_on_first_use('blocking_read()')
         deadline = None if timeout is None else monotonic() + timeout
@@ -759,7 +834,8 @@ class Connection(AbstractChannel):
             frame = self._next_frame()
         return self._handle_frame(frame)
 
-    def _fill(self, deadline, exact, wait_first=False):
+    def _fill(self, deadline: Optional[float], exact: bool,
+              wait_first: bool = False) -> None:
         """Read once from the socket into the frame buffer.
 
         ``exact`` (TCP only) reads no byte past the end of the first
@@ -808,7 +884,9 @@ class Connection(AbstractChannel):
         self._last_read = monotonic()
         frames.feed(data)
 
-    def _drain_for(self, channel, deadline, handshake=False, exact=False):
+    def _drain_for(self, channel: Optional[AbstractChannel],
+                   deadline: Optional[float], handshake: bool = False,
+                   exact: bool = False) -> None:
         """Handle frames until one method has been dispatched.
 
         Buffered frames come first.  With heartbeats on and no earlier
@@ -830,7 +908,7 @@ class Connection(AbstractChannel):
             try:
                 frame = next_frame()
                 if frame is not None:
-                    if self._on_inbound_frame(frame):
+                    if self._on_inbound_frame(frame):  # type: ignore[misc]
                         return
                     continue
             except _PEER_PROTOCOL_ERRORS as exc:
@@ -860,14 +938,16 @@ class Connection(AbstractChannel):
                     raise
                 self.heartbeat_tick()
 
-    def _handle_frame(self, frame):
+    def _handle_frame(self, frame: Frame) -> bool:
         try:
-            return self._on_inbound_frame(frame)
+            # None only after collect(); the read loops stop at a closed
+            # transport before they get here
+            return self._on_inbound_frame(frame)  # type: ignore[misc]
         except _PEER_PROTOCOL_ERRORS as exc:
             self._abort(exc)
             raise
 
-    def _abort(self, exc):
+    def _abort(self, exc: AMQPError) -> None:
         """The peer broke the protocol: send connection.close with the
         error's reply code (best effort, no waiting) and drop the socket."""
         transport = self._transport
@@ -887,7 +967,10 @@ class Connection(AbstractChannel):
                 pass
         self._transport_lost(exc)
 
-    def on_inbound_method(self, channel_id, method_sig, payload, content):
+    def on_inbound_method(self, channel_id: int, method_sig: spec.MethodSig,
+                          payload: bytes,
+                          content: Union[Message, OversizedContent, None]
+                          ) -> None:
         """Dispatch a complete method to its channel."""
         channel = self.channels.get(channel_id)
         if channel is None:
@@ -899,42 +982,46 @@ class Connection(AbstractChannel):
             return
         return channel.dispatch_method(method_sig, payload, content)
 
-    def _on_closing_channel_method(self, channel_id, method_sig):
+    def _on_closing_channel_method(self, channel_id: int,
+                                   method_sig: spec.MethodSig) -> None:
         """A method for a channel we closed without close-ok yet: close-ok
         (or the broker's own channel.close) frees the id; anything else
         is dropped, as spec 2.2.3 says a closing channel does."""
         if method_sig == spec.Channel.Close:
-            self._frame_writer(spec.FRAME_METHOD, channel_id,
-                               spec.Channel.CloseOk, b'', None)
+            # set while a channel is closing: collect() empties _closing_ids
+            self._frame_writer(  # type: ignore[misc]
+                spec.FRAME_METHOD, channel_id, spec.Channel.CloseOk, b'',
+                None)
         elif method_sig != spec.Channel.CloseOk:
             return
         self._closing_ids.discard(channel_id)
         self.channel_ids.release(channel_id)
 
-    def _abandon_wait(self, exc):
+    def _abandon_wait(self, exc: BaseException) -> None:
         """A connection-level reply did not come in time: close."""
         self._transport_lost(exc)
 
     @property
-    def close_timeout(self):
+    def close_timeout(self) -> float:
         """How long close() and Channel.close() wait for close-ok."""
         if self.connect_timeout:
             return min(self.connect_timeout, CLOSE_OK_TIMEOUT)
         return CLOSE_OK_TIMEOUT
 
     # -- heartbeats -----------------------------------------------------
-    def send_heartbeat(self):
+    def send_heartbeat(self) -> None:
         """Send a heartbeat frame now."""
         self._connect_on_first_use('send_heartbeat()')
         writer = self._frame_writer
         if writer is None:
             raise RecoverableConnectionError('connection is closed')
-        self._transport.write(HEARTBEAT_FRAME)
+        # set together with the frame writer, cleared together with it
+        self._transport.write(HEARTBEAT_FRAME)  # type: ignore[union-attr]
         self.bytes_sent += 1
         if self._tracing:
             wire.heartbeat(self.host, '>')
 
-    def heartbeat_tick(self, rate=2):
+    def heartbeat_tick(self, rate: float = 2) -> None:
         """Send a heartbeat when due; raise ConnectionForced when the
         broker has been silent too long.
 
@@ -983,7 +1070,7 @@ class Connection(AbstractChannel):
             self._transport_lost(exc)
             raise exc
 
-    def _start_heartbeat_thread(self):
+    def _start_heartbeat_thread(self) -> None:
         stop = threading.Event()
         interval = self.heartbeat / 2.0
         # A weak reference: a connection the application dropped is not
@@ -994,7 +1081,7 @@ class Connection(AbstractChannel):
         thread.start()
         self._heartbeat_thread = (thread, stop)
 
-    def _beat(self, interval):
+    def _beat(self, interval: float) -> bool:
         """One tick of the heartbeat thread; False when it should end.
 
         Sends only when nothing was sent for ``interval`` and no other
@@ -1015,19 +1102,20 @@ class Connection(AbstractChannel):
         return True
 
     # -- blocked --------------------------------------------------------
-    def _on_blocked(self, reason=''):
+    def _on_blocked(self, reason: str = '') -> None:
         self.blocked = reason or 'connection blocked'
         if self.on_blocked:
             self.on_blocked(reason)
 
-    def _on_unblocked(self):
+    def _on_unblocked(self) -> None:
         self.blocked = None
         if self.on_unblocked:
             self.on_unblocked()
 
     # -- closing --------------------------------------------------------
-    def close(self, reply_code=0, reply_text='', method_sig=(0, 0),
-              argsig=spec.args_of(spec.Connection.Close)):
+    def close(self, reply_code: int = 0, reply_text: str = '',
+              method_sig: spec.MethodSig = (0, 0),
+              argsig: str = spec.args_of(spec.Connection.Close)) -> None:
         """Close the connection and wait (bounded) for close-ok.
 
         Harmless when already closed.
@@ -1056,7 +1144,8 @@ class Connection(AbstractChannel):
     _ALLOWED_METHODS_WHEN_CLOSING = (spec.Connection.Close,
                                      spec.Connection.CloseOk)
 
-    def _on_close(self, reply_code, reply_text, class_id, method_id):
+    def _on_close(self, reply_code: int, reply_text: str, class_id: int,
+                  method_id: int) -> None:
         """The broker closes the connection: answer close-ok and raise."""
         try:
             self.send_method(spec.Connection.CloseOk)
@@ -1067,17 +1156,17 @@ class Connection(AbstractChannel):
         self._transport_lost(exc)
         raise exc
 
-    def _on_close_ok(self):
+    def _on_close_ok(self) -> None:
         """close() drops the socket once its wait returns."""
 
-    def _notify_close(self, exc):
+    def _notify_close(self, exc: Optional[BaseException]) -> None:
         if self.on_close:
             try:
                 self.on_close(exc)
             except Exception:  # never hide the close behind a callback bug
                 logger.exception('on_close callback failed')
 
-    def _transport_lost(self, exc=None):
+    def _transport_lost(self, exc: Optional[BaseException] = None) -> None:
         """Drop the connection; tell ``on_close`` once, with the reason
         (None for a clean close)."""
         was_open = self._transport is not None
@@ -1085,7 +1174,7 @@ class Connection(AbstractChannel):
         if was_open:
             self._notify_close(exc)
 
-    def collect(self):
+    def collect(self) -> None:
         """Drop the transport and every channel without network I/O."""
         if self._heartbeat_thread is not None:
             self._heartbeat_thread[1].set()
@@ -1112,7 +1201,8 @@ class Connection(AbstractChannel):
         self.is_closing = False
 
     # -- RabbitMQ extensions -------------------------------------------
-    def update_secret(self, new_secret, reason='', timeout=None):
+    def update_secret(self, new_secret: Union[str, bytes], reason: str = '',
+                      timeout: Optional[float] = None) -> object:
         """Replace the credential of an open connection (RabbitMQ
         connection.update-secret, e.g. a refreshed OAuth 2 token)."""
         self._check_open()
@@ -1122,7 +1212,8 @@ class Connection(AbstractChannel):
                                 wait=spec.Connection.UpdateSecretOk)
 
 
-def _heartbeat_loop(ref, stop, interval):
+def _heartbeat_loop(ref: weakref.ref[Connection], stop: threading.Event,
+                    interval: float) -> None:
     """The heartbeat thread: holds its connection only during a tick."""
     while not stop.wait(interval):
         conn = ref()
@@ -1131,7 +1222,7 @@ def _heartbeat_loop(ref, stop, interval):
         del conn
 
 
-def _close_dropped(transport):
+def _close_dropped(transport: AbstractTransport) -> None:
     """Close the socket of a connection that was garbage-collected
     without close() (weakref.finalize callback)."""
     try:
@@ -1140,7 +1231,7 @@ def _close_dropped(transport):
         pass
 
 
-def _negotiate(ours, theirs):
+def _negotiate(ours: int, theirs: int) -> int:
     """The lower of two limits where 0 means 'no limit' (spec 1.4.2.6)."""
     if not ours:
         return theirs
@@ -1149,7 +1240,7 @@ def _negotiate(ours, theirs):
     return min(ours, theirs)
 
 
-def _coerce(value):
+def _coerce(value: str) -> Union[int, float, bool, str]:
     for conv in (int, float):
         try:
             return conv(value)

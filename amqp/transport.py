@@ -42,8 +42,8 @@ from .platform import (AMQP_PROTOCOL_HEADER, DEFAULT_SOCKET_SETTINGS,
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard  # typing has it from 3.10
 
-__all__ = ('Transport', 'TCPTransport', 'SSLTransport', 'to_host_port',
-           'ConnectionLost',
+__all__ = ('Transport', 'AbstractTransport', 'TCPTransport', 'SSLTransport',
+           'to_host_port', 'ConnectionLost',
            # py-amqp compatibility
            'AMQP_PROTOCOL_HEADER', 'DEFAULT_SOCKET_SETTINGS',
            'KNOWN_TCP_OPTS', 'SIGNED_INT_MAX', 'SOL_TCP', 'set_cloexec',
@@ -791,6 +791,11 @@ def _apply_versions(context: ssl.SSLContext, ssl_version: object,
 
 def _is_context(obj: object) -> TypeGuard[ssl.SSLContext]:
     return isinstance(obj, ssl.SSLContext)
+
+
+#: The base class of every transport: what :func:`Transport` (and
+#: ``Connection.Transport``) returns.
+AbstractTransport = _AbstractTransport
 
 
 def Transport(host: str, connect_timeout: Optional[float] = None,
