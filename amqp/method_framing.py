@@ -32,7 +32,7 @@ from typing import (Any, Callable, Dict, FrozenSet, List, Optional,
                     Protocol, Tuple, Union)
 
 from . import spec
-from .basic_message import Message, serialized_properties
+from .basic_message import Message, OutboundBody, serialized_properties
 from .exceptions import FrameError, FrameSyntaxError, UnexpectedFrame
 from .serialization import (decode_header_frame_payload,
                             encode_properties_basic)
@@ -57,7 +57,8 @@ class FrameWriter(Protocol):
     """What :func:`frame_writer` returns (``content`` is optional)."""
 
     def __call__(self, type_: int, channel: int, method_sig: spec.MethodSig,
-                 args: Optional[bytes], content: Optional[Message] = None
+                 args: Optional[bytes],
+                 content: Optional[Message[OutboundBody]] = None
                  ) -> None: ...
 
 
@@ -395,7 +396,8 @@ def frame_writer(connection: OutboundConnection,
 
     def write_frame(type_: int, channel: int, method_sig: spec.MethodSig,
                     args: Optional[bytes],
-                    content: Optional[Message] = None) -> None:
+                    content: Optional[Message[OutboundBody]] = None
+                    ) -> None:
         args = args or b''
         frame_max = connection.frame_max
         size = len(args) + _METHOD_SIG.size
@@ -415,7 +417,9 @@ def frame_writer(connection: OutboundConnection,
                 encoding = properties.get('content_encoding')
                 if encoding is None:  # unset and None both mean UTF-8
                     encoding = properties['content_encoding'] = 'utf-8'
-                body = body.encode(encoding)
+                # a content_encoding that is not a str makes encode()
+                # raise TypeError, as in py-amqp
+                body = body.encode(encoding)  # type: ignore[arg-type]
             elif body is None:
                 body = b''
             else:
