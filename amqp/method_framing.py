@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import struct
 from typing import (Any, Callable, Dict, FrozenSet, List, Optional,
-                    Protocol, Tuple, Union)
+                    Protocol, Tuple, Union, final)
 
 from . import spec
 from .basic_message import Message, OutboundBody, serialized_properties
@@ -209,6 +209,9 @@ class FrameBuffer:
         self.pos = 0
 
 
+# final: a channel tells it from a Message by ``type(x) is
+# OversizedContent`` (the cheapest test), which narrows only a final class.
+@final
 class OversizedContent:
     """Stands in for the content of a message whose header announced more
     than ``connection.max_message_size`` bytes: its body frames were
