@@ -10,26 +10,39 @@ TypeError/ValueError naming the argument before anything is sent.
 Spec: AMQP 0-9-1 sections 1.5 (channel) to 1.9 (tx); RabbitMQ extensions
 (confirm.select, basic.nack, exchange.bind, consumer cancel notification).
 """
+from __future__ import annotations
+
 import inspect
 import logging
 import socket
 from collections import defaultdict
 from queue import Queue
 from time import monotonic
+from typing import (TYPE_CHECKING, Any, Callable, DefaultDict, Dict, List,
+                    Literal, Optional, Protocol, Sequence, Set, Tuple,
+                    TypeVar, Union, cast, overload)
 
-from vine import ensure_promise
+from vine import Thenable, ensure_promise, promise
 
 from . import spec
-from ._confirms import Confirms, PublishBatch
-from .abstract_channel import AbstractChannel
-from .exceptions import (ChannelError, ChannelNotOpen, ConsumerCancelled,
-                         ContentTooLarge, PublishConfirmError,
-                         RecoverableConnectionError, error_for_code)
+from ._confirms import ConfirmCallback, Confirms, PublishBatch
+from .abstract_channel import AbstractChannel, ConnectionLike, MethodArg
+from .basic_message import Message
+from .exceptions import (AMQPError, ChannelError, ChannelNotOpen,
+                         ConsumerCancelled, ContentTooLarge,
+                         PublishConfirmError, RecoverableConnectionError,
+                         ReplyTimeout, error_for_code)
 from .method_framing import OversizedContent
 from .protocol import queue_declare_ok_t
-from .serialization import dumps_method, method_encoder
+from .serialization import (EncodableTable, EncodableValue, dumps_method,
+                            method_encoder)
 
-__all__ = ('Channel',)
+if TYPE_CHECKING:
+    from typing_extensions import ParamSpec
+    _P = ParamSpec('_P')
+
+__all__ = ('Channel', 'ChannelConnection', 'ConsumerCallback',
+           'CancelCallback', 'PublishBody')
 
 logger = AMQP_LOGGER = logging.getLogger('amqp')
 
@@ -47,6 +60,64 @@ _PUBLISH_ARGS = _args(_Basic.Publish)
 _ACK_ARGS = _args(_Basic.Ack)
 _encode_ack = method_encoder(_Basic.Ack)
 
+#: What ``basic_consume(callback=...)`` is called with for each delivery.
+ConsumerCallback = Callable[[Message], object]
+#: ``on_cancel(consumer_tag)`` of :meth:`Channel.basic_consume`.
+CancelCallback = Callable[[str], object]
+#: The body of a message that can be published.
+PublishBody = Union[bytes, bytearray, memoryview, str]
+#: A consumer not yet registered: (callback, on_cancel, no_ack).
+_Consumer = Tuple[Optional[ConsumerCallback], Optional[CancelCallback], bool]
+#: The arguments of basic.get-ok, then the message.
+_GetOk = Tuple[int, bool, str, str, int, Union[Message, OversizedContent]]
+#: What send_method returns (a promise when not waiting, else the reply).
+_Sent = Union[promise, MethodArg, Tuple[MethodArg, ...]]
+
+_R = TypeVar('_R')
+
+
+class ChannelConnection(ConnectionLike, Protocol):
+    """What a :class:`Channel` needs of its connection: the interface every
+    channel uses (:class:`~amqp.abstract_channel.ConnectionLike`) and the
+    settings of :class:`~amqp.connection.Connection` it reads."""
+
+    @property
+    def confirm_publish(self) -> object:
+        """Whether every basic_publish waits for its confirm (truth
+        value)."""
+
+    @property
+    def blocked(self) -> Optional[str]:
+        """Why the broker blocks publishing (connection.blocked), or
+        None."""
+
+    @property
+    def blocked_timeout(self) -> Optional[float]:
+        """Longest a publish waits while the connection is blocked."""
+
+    @property
+    def close_timeout(self) -> float:
+        """Longest a close waits for close-ok."""
+
+    def drain_events(self, timeout: Optional[float] = None) -> object:
+        """Dispatch incoming methods; ``socket.timeout`` when none came."""
+
+
+def _forwards_to(target: Callable[_P, object]
+                 ) -> Callable[[Callable[..., _R]], Callable[_P, _R]]:
+    """Give a method that forwards ``*args, **kwargs`` unchanged to
+    ``target`` the parameters of ``target``: for type checkers (through the
+    ParamSpec) and for help() and inspect (``__signature__``).
+
+    The method itself is returned as it is, so calls cost what they did.
+    """
+    def forwarding(method: Callable[..., _R]) -> Callable[_P, _R]:
+        signature = inspect.signature(target).replace(
+            return_annotation=inspect.signature(method).return_annotation)
+        setattr(method, '__signature__', signature)
+        return method
+    return forwarding
+
 
 class Channel(AbstractChannel):
     """An AMQP channel on a :class:`~amqp.connection.Connection`.
@@ -61,8 +132,12 @@ class Channel(AbstractChannel):
     #: it).  False: every later call raises ChannelNotOpen instead.
     auto_revive = True
 
-    def __init__(self, connection, channel_id=None, auto_decode=True,
-                 on_open=None):
+    #: None once the channel is closed
+    connection: Optional[ChannelConnection]
+
+    def __init__(self, connection: ChannelConnection,
+                 channel_id: Optional[int] = None, auto_decode: bool = True,
+                 on_open: Optional[Callable[..., object]] = None) -> None:
         ids = connection.channel_ids
         channel_id = ids.claim(channel_id) if channel_id else ids.allocate()
         super().__init__(connection, channel_id)
@@ -71,23 +146,25 @@ class Channel(AbstractChannel):
         self.active = True  # flow control
         # py-amqp has it and never fills it (returns go to
         # events['basic_return']); nameko calls get_nowait() on it
-        self.returned_messages = Queue()
-        self.callbacks = {}
-        self.cancel_callbacks = {}
+        self.returned_messages: Queue[Message] = Queue()
+        self.callbacks: Dict[str, Optional[ConsumerCallback]] = {}
+        self.cancel_callbacks: Dict[str, CancelCallback] = {}
         self.auto_decode = auto_decode
-        self.events = defaultdict(set)
-        self.no_ack_consumers = set()
+        #: 'basic_return', 'basic_ack', 'basic_nack' -> handlers
+        self.events: DefaultDict[str, Set[Callable[..., object]]] = \
+            defaultdict(set)
+        self.no_ack_consumers: Set[str] = set()
         self.on_open = ensure_promise(on_open)
-        self._close_exc = None
+        self._close_exc: Optional[AMQPError] = None
         # (mandatory, immediate, exchange, routing_key) of the last publish
         # and its encoded basic.publish arguments
-        self._publish_key = None
-        self._publish_args = None
-        self._consumers_pending = []  # (callback, on_cancel, no_ack)
+        self._publish_key: Optional[Tuple[bool, bool, str, str]] = None
+        self._publish_args: Optional[bytes] = None
+        self._consumers_pending: List[_Consumer] = []
         self._confirm_publish = bool(connection.confirm_publish)
         self._confirms = Confirms()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         # State at a glance for the REPL.
         if self.is_open:
             state = 'open' if self.active else 'open, flow paused'
@@ -107,11 +184,12 @@ class Channel(AbstractChannel):
         parts.append(' at %#x>' % id(self))
         return ''.join(parts)
 
-    def then(self, on_success, on_error=None):
+    def then(self, on_success: Callable[..., object],
+             on_error: Optional[Callable[..., object]] = None) -> Thenable:
         """Call ``on_success(channel)`` once the channel is open."""
         return self.on_open.then(on_success, on_error)
 
-    def _setup_listeners(self):
+    def _setup_listeners(self) -> None:
         self._callbacks = {
             spec.Channel.Close: self._on_close,
             spec.Channel.CloseOk: self._on_close_ok,
@@ -130,7 +208,7 @@ class Channel(AbstractChannel):
                                      spec.Channel.CloseOk)
 
     # -- lifecycle ------------------------------------------------------
-    def _ensure_open(self):
+    def _ensure_open(self) -> None:
         """Raise unless methods can be sent on this channel.
 
         A channel the broker closed is reopened here, over the network,
@@ -155,18 +233,38 @@ class Channel(AbstractChannel):
         # broker answers with a channel or connection error (kombu's own
         # tests drive channels that were never opened).
 
-    def _send(self, sig, fmt, args, content=None, wait=None,
-              returns_tuple=False):
+    @overload
+    def _send(self, sig: spec.MethodSig, fmt: Optional[str],
+              args: Optional[Sequence[EncodableValue]], content: None = None,
+              wait: None = None, returns_tuple: bool = False) -> promise: ...
+
+    @overload
+    def _send(self, sig: spec.MethodSig, fmt: Optional[str],
+              args: Optional[Sequence[EncodableValue]],
+              content: None = None, *,
+              wait: Union[spec.MethodSig, List[spec.MethodSig]],
+              returns_tuple: Literal[True]) -> Tuple[MethodArg, ...]: ...
+
+    @overload
+    def _send(self, sig: spec.MethodSig, fmt: Optional[str],
+              args: Optional[Sequence[EncodableValue]], content: None = None,
+              wait: Union[spec.MethodSig, List[spec.MethodSig], None] = None,
+              returns_tuple: bool = False) -> _Sent: ...
+
+    def _send(self, sig: spec.MethodSig, fmt: Optional[str],
+              args: Optional[Sequence[EncodableValue]], content: None = None,
+              wait: Union[spec.MethodSig, List[spec.MethodSig], None] = None,
+              returns_tuple: bool = False) -> _Sent:
         if not self.is_open or self.connection is None:
             self._ensure_open()
         return self.send_method(sig, fmt, args, content, wait=wait,
                                 returns_tuple=returns_tuple)
 
-    def collect(self):
+    def collect(self) -> None:
         """Tear down this channel's state without network I/O."""
         self._collect(awaiting_close_ok=False)
 
-    def _collect(self, awaiting_close_ok):
+    def _collect(self, awaiting_close_ok: bool) -> None:
         logger.debug('Closed channel #%s', self.channel_id)
         self.is_open = False
         connection, self.connection = self.connection, None
@@ -178,20 +276,21 @@ class Channel(AbstractChannel):
         self.no_ack_consumers.clear()
         self._pending.clear()
 
-    def open(self):
+    def open(self) -> object:
         """Open the channel on the broker (channel.open / open-ok)."""
         if self.is_open:
             return None
         return self.send_method(spec.Channel.Open, _args(spec.Channel.Open),
                                 ('',), wait=spec.Channel.OpenOk)
 
-    def _on_open_ok(self, *args):
+    def _on_open_ok(self, *args: object) -> None:
         self.is_open = True
         self.on_open(self)
         logger.debug('Channel open')
 
-    def close(self, reply_code=0, reply_text='', method_sig=(0, 0),
-              argsig=_args(spec.Channel.Close)):
+    def close(self, reply_code: int = 0, reply_text: str = '',
+              method_sig: spec.MethodSig = (0, 0),
+              argsig: str = _args(spec.Channel.Close)) -> None:
         """Close the channel; harmless when already closed.
 
         Waits for close-ok as long as :meth:`Connection.close` does (10 s,
@@ -224,7 +323,7 @@ class Channel(AbstractChannel):
             self._collect(awaiting_close_ok=not confirmed and
                           self.connection is not None)
 
-    def _abandon_wait(self, exc):
+    def _abandon_wait(self, exc: ReplyTimeout) -> None:
         """A reply did not come in time: close the channel without
         waiting; its id stays taken until close-ok (see :meth:`close`)."""
         logger.warning('channel %s: %s; closing the channel',
@@ -239,7 +338,8 @@ class Channel(AbstractChannel):
             self.is_closing = False
             self._collect(awaiting_close_ok=True)
 
-    def _on_close(self, reply_code, reply_text, class_id, method_id):
+    def _on_close(self, reply_code: int, reply_text: str, class_id: int,
+                  method_id: int) -> None:
         """The broker closed the channel: close-ok, remember, raise.
 
         With :attr:`auto_revive` the channel keeps its id and reopens on
@@ -268,7 +368,7 @@ class Channel(AbstractChannel):
             return
         raise exc
 
-    def _reset_state(self):
+    def _reset_state(self) -> None:
         """Forget consumers and confirms: the broker dropped them."""
         self.callbacks.clear()
         self.cancel_callbacks.clear()
@@ -276,17 +376,17 @@ class Channel(AbstractChannel):
         self._consumers_pending = []
         self._confirms.reset()
 
-    def _revive(self):
+    def _revive(self) -> None:
         """Reopen a channel the broker closed (same id)."""
         logger.debug('reopening channel %s after %s', self.channel_id,
                      self._close_exc)
         self._close_exc = None
         self.open()
 
-    def _on_close_ok(self):
+    def _on_close_ok(self) -> None:
         self.collect()
 
-    def flow(self, active):
+    def flow(self, active: bool) -> object:
         """Ask the broker to pause or resume deliveries (channel.flow).
 
         RabbitMQ does not support flow(active=False) and closes the
@@ -295,132 +395,221 @@ class Channel(AbstractChannel):
         return self._send(spec.Channel.Flow, _args(spec.Channel.Flow),
                           (active,), wait=spec.Channel.FlowOk)
 
-    def _on_flow(self, active):
+    def _on_flow(self, active: bool) -> None:
         self.active = active
         self.send_method(spec.Channel.FlowOk, _args(spec.Channel.FlowOk),
                          (active,))
 
     # -- exchanges ------------------------------------------------------
-    def exchange_declare(self, exchange, type, passive=False, durable=False,
-                         auto_delete=True, nowait=False, arguments=None,
-                         argsig=_args(spec.Exchange.Declare)):
+    def exchange_declare(self, exchange: str, type: str,
+                         passive: bool = False, durable: bool = False,
+                         auto_delete: bool = True, nowait: bool = False,
+                         arguments: Optional[EncodableTable] = None,
+                         argsig: str = _args(spec.Exchange.Declare)
+                         ) -> None:
         """Declare an exchange (exchange.declare)."""
         self._send(spec.Exchange.Declare, argsig, (
             0, exchange, type, passive, durable, auto_delete, False, nowait,
             arguments), wait=None if nowait else spec.Exchange.DeclareOk)
 
-    def exchange_delete(self, exchange, if_unused=False, nowait=False,
-                        argsig=_args(spec.Exchange.Delete)):
+    def exchange_delete(self, exchange: str, if_unused: bool = False,
+                        nowait: bool = False,
+                        argsig: str = _args(spec.Exchange.Delete)
+                        ) -> object:
         """Delete an exchange (exchange.delete)."""
         return self._send(spec.Exchange.Delete, argsig, (
             0, exchange, if_unused, nowait),
             wait=None if nowait else spec.Exchange.DeleteOk)
 
-    def exchange_bind(self, destination, source='', routing_key='',
-                      nowait=False, arguments=None,
-                      argsig=_args(spec.Exchange.Bind)):
+    def exchange_bind(self, destination: str, source: str = '',
+                      routing_key: str = '', nowait: bool = False,
+                      arguments: Optional[EncodableTable] = None,
+                      argsig: str = _args(spec.Exchange.Bind)) -> object:
         """Bind an exchange to an exchange (RabbitMQ exchange.bind)."""
         return self._send(spec.Exchange.Bind, argsig, (
             0, destination, source, routing_key, nowait, arguments),
             wait=None if nowait else spec.Exchange.BindOk)
 
-    def exchange_unbind(self, destination, source='', routing_key='',
-                        nowait=False, arguments=None,
-                        argsig=_args(spec.Exchange.Unbind)):
+    def exchange_unbind(self, destination: str, source: str = '',
+                        routing_key: str = '', nowait: bool = False,
+                        arguments: Optional[EncodableTable] = None,
+                        argsig: str = _args(spec.Exchange.Unbind)
+                        ) -> object:
         """Remove an exchange-to-exchange binding (exchange.unbind)."""
         return self._send(spec.Exchange.Unbind, argsig, (
             0, destination, source, routing_key, nowait, arguments),
             wait=None if nowait else spec.Exchange.UnbindOk)
 
     # -- queues ---------------------------------------------------------
-    def queue_bind(self, queue, exchange='', routing_key='', nowait=False,
-                   arguments=None, argsig=_args(spec.Queue.Bind)):
+    def queue_bind(self, queue: str, exchange: str = '',
+                   routing_key: str = '', nowait: bool = False,
+                   arguments: Optional[EncodableTable] = None,
+                   argsig: str = _args(spec.Queue.Bind)) -> object:
         """Bind a queue to an exchange (queue.bind)."""
         return self._send(spec.Queue.Bind, argsig, (
             0, queue, exchange, routing_key, nowait, arguments),
             wait=None if nowait else spec.Queue.BindOk)
 
-    def queue_unbind(self, queue, exchange, routing_key='', nowait=False,
-                     arguments=None, argsig=_args(spec.Queue.Unbind)):
+    def queue_unbind(self, queue: str, exchange: str, routing_key: str = '',
+                     nowait: bool = False,
+                     arguments: Optional[EncodableTable] = None,
+                     argsig: str = _args(spec.Queue.Unbind)) -> object:
         """Unbind a queue from an exchange (queue.unbind; never nowait)."""
         return self._send(spec.Queue.Unbind, argsig, (
             0, queue, exchange, routing_key, arguments),
             wait=spec.Queue.UnbindOk)
 
-    def queue_declare(self, queue='', passive=False, durable=False,
-                      exclusive=False, auto_delete=True, nowait=False,
-                      arguments=None, argsig=_args(spec.Queue.Declare)):
+    @overload
+    def queue_declare(self, queue: str = '', passive: bool = False,
+                      durable: bool = False, exclusive: bool = False,
+                      auto_delete: bool = True,
+                      nowait: Literal[False] = False,
+                      arguments: Optional[EncodableTable] = None,
+                      argsig: str = _args(spec.Queue.Declare)
+                      ) -> queue_declare_ok_t: ...
+
+    @overload
+    def queue_declare(self, queue: str = '', passive: bool = False,
+                      durable: bool = False, exclusive: bool = False,
+                      auto_delete: bool = True, nowait: bool = False,
+                      arguments: Optional[EncodableTable] = None,
+                      argsig: str = _args(spec.Queue.Declare)
+                      ) -> Optional[queue_declare_ok_t]: ...
+
+    def queue_declare(self, queue: str = '', passive: bool = False,
+                      durable: bool = False, exclusive: bool = False,
+                      auto_delete: bool = True, nowait: bool = False,
+                      arguments: Optional[EncodableTable] = None,
+                      argsig: str = _args(spec.Queue.Declare)
+                      ) -> Optional[queue_declare_ok_t]:
         """Declare a queue; returns ``queue_declare_ok_t(queue,
         message_count, consumer_count)`` (None with ``nowait``)."""
         self._send(spec.Queue.Declare, argsig, (
             0, queue, passive, durable, exclusive, auto_delete, nowait,
             arguments))
         if not nowait:
-            return queue_declare_ok_t(*self.wait_reply(
-                spec.Queue.DeclareOk, returns_tuple=True))
+            return queue_declare_ok_t(*cast(Tuple[str, int, int],
+                                            self.wait_reply(
+                spec.Queue.DeclareOk, returns_tuple=True)))
         return None
 
-    def queue_delete(self, queue='', if_unused=False, if_empty=False,
-                     nowait=False, argsig=_args(spec.Queue.Delete)):
-        """Delete a queue; returns the number of messages it held."""
-        return self._send(spec.Queue.Delete, argsig, (
-            0, queue, if_unused, if_empty, nowait),
-            wait=None if nowait else spec.Queue.DeleteOk)
+    @overload
+    def queue_delete(self, queue: str = '', if_unused: bool = False,
+                     if_empty: bool = False, nowait: Literal[False] = False,
+                     argsig: str = _args(spec.Queue.Delete)) -> int: ...
 
-    def queue_purge(self, queue='', nowait=False,
-                    argsig=_args(spec.Queue.Purge)):
-        """Purge a queue; returns the number of messages removed."""
-        return self._send(spec.Queue.Purge, argsig, (0, queue, nowait),
-                          wait=None if nowait else spec.Queue.PurgeOk)
+    @overload
+    def queue_delete(self, queue: str = '', if_unused: bool = False,
+                     if_empty: bool = False, nowait: bool = False,
+                     argsig: str = _args(spec.Queue.Delete)
+                     ) -> Union[int, promise]: ...
+
+    def queue_delete(self, queue: str = '', if_unused: bool = False,
+                     if_empty: bool = False, nowait: bool = False,
+                     argsig: str = _args(spec.Queue.Delete)
+                     ) -> Union[int, promise]:
+        """Delete a queue; returns the number of messages it held (a
+        promise with ``nowait``)."""
+        # delete-ok carries the message count
+        return cast(Union[int, promise], self._send(
+            spec.Queue.Delete, argsig, (0, queue, if_unused, if_empty,
+                                        nowait),
+            wait=None if nowait else spec.Queue.DeleteOk))
+
+    @overload
+    def queue_purge(self, queue: str = '', nowait: Literal[False] = False,
+                    argsig: str = _args(spec.Queue.Purge)) -> int: ...
+
+    @overload
+    def queue_purge(self, queue: str = '', nowait: bool = False,
+                    argsig: str = _args(spec.Queue.Purge)
+                    ) -> Union[int, promise]: ...
+
+    def queue_purge(self, queue: str = '', nowait: bool = False,
+                    argsig: str = _args(spec.Queue.Purge)
+                    ) -> Union[int, promise]:
+        """Purge a queue; returns the number of messages removed (a
+        promise with ``nowait``)."""
+        # purge-ok carries the message count
+        return cast(Union[int, promise], self._send(
+            spec.Queue.Purge, argsig, (0, queue, nowait),
+            wait=None if nowait else spec.Queue.PurgeOk))
 
     # -- basic ----------------------------------------------------------
-    def basic_ack(self, delivery_tag, multiple=False,
-                  argsig=_args(_Basic.Ack)):
+    def basic_ack(self, delivery_tag: Optional[int], multiple: bool = False,
+                  argsig: str = _args(_Basic.Ack)) -> object:
         """Acknowledge one message (or all up to it with ``multiple``)."""
         connection = self.connection
         if self.is_open and connection is not None and \
                 argsig == _ACK_ARGS and delivery_tag is not None:
             # the common case, in as few calls as can be: once per message
-            connection.frame_writer(spec.FRAME_METHOD, self.channel_id,
-                                    _Basic.Ack,
-                                    _encode_ack((delivery_tag, multiple)))
+            connection.frame_writer(  # type: ignore[misc]  # open: set
+                spec.FRAME_METHOD, self.channel_id, _Basic.Ack,
+                _encode_ack((delivery_tag, multiple)))
             return None
         return self._send(_Basic.Ack, argsig, (
             _check_tag(delivery_tag), multiple))
 
-    def basic_nack(self, delivery_tag, multiple=False, requeue=True,
-                   argsig=_args(_Basic.Nack)):
+    def basic_nack(self, delivery_tag: Optional[int], multiple: bool = False,
+                   requeue: bool = True,
+                   argsig: str = _args(_Basic.Nack)) -> object:
         """Reject one or several messages (RabbitMQ basic.nack)."""
         return self._send(_Basic.Nack, argsig, (
             _check_tag(delivery_tag), multiple, requeue))
 
-    def basic_reject(self, delivery_tag, requeue,
-                     argsig=_args(_Basic.Reject)):
+    def basic_reject(self, delivery_tag: Optional[int], requeue: bool,
+                     argsig: str = _args(_Basic.Reject)) -> object:
         """Reject a message (basic.reject)."""
         return self._send(_Basic.Reject, argsig, (
             _check_tag(delivery_tag), requeue))
 
-    def basic_recover(self, requeue=False):
+    def basic_recover(self, requeue: bool = False) -> object:
         """Redeliver unacknowledged messages (basic.recover)."""
         return self._send(_Basic.Recover, _args(_Basic.Recover), (requeue,),
                           wait=_Basic.RecoverOk)
 
-    def basic_recover_async(self, requeue=False):
+    def basic_recover_async(self, requeue: bool = False) -> object:
         """Deprecated asynchronous recover (basic.recover-async)."""
         return self._send(_Basic.RecoverAsync, _args(_Basic.RecoverAsync),
                           (requeue,))
 
-    def basic_qos(self, prefetch_size, prefetch_count, a_global,
-                  argsig=_args(_Basic.Qos)):
+    def basic_qos(self, prefetch_size: int, prefetch_count: int,
+                  a_global: bool, argsig: str = _args(_Basic.Qos)
+                  ) -> object:
         """Limit unacknowledged deliveries (basic.qos)."""
         return self._send(_Basic.Qos, argsig, (
             prefetch_size, prefetch_count, a_global), wait=_Basic.QosOk)
 
-    def basic_consume(self, queue='', consumer_tag='', no_local=False,
-                      no_ack=False, exclusive=False, nowait=False,
-                      callback=None, arguments=None, on_cancel=None,
-                      argsig=_args(_Basic.Consume)):
-        """Start a consumer; returns its consumer tag.
+    @overload
+    def basic_consume(self, queue: str = '', consumer_tag: str = '',
+                      no_local: bool = False, no_ack: bool = False,
+                      exclusive: bool = False,
+                      nowait: Literal[False] = False,
+                      callback: Optional[ConsumerCallback] = None,
+                      arguments: Optional[EncodableTable] = None,
+                      on_cancel: Optional[CancelCallback] = None,
+                      argsig: str = _args(_Basic.Consume)) -> str: ...
+
+    @overload
+    def basic_consume(self, queue: str = '', consumer_tag: str = '',
+                      no_local: bool = False, no_ack: bool = False,
+                      exclusive: bool = False, nowait: bool = False,
+                      callback: Optional[ConsumerCallback] = None,
+                      arguments: Optional[EncodableTable] = None,
+                      on_cancel: Optional[CancelCallback] = None,
+                      argsig: str = _args(_Basic.Consume)
+                      ) -> Union[str, promise]: ...
+
+    def basic_consume(self, queue: str = '', consumer_tag: str = '',
+                      no_local: bool = False, no_ack: bool = False,
+                      exclusive: bool = False, nowait: bool = False,
+                      callback: Optional[ConsumerCallback] = None,
+                      arguments: Optional[EncodableTable] = None,
+                      on_cancel: Optional[CancelCallback] = None,
+                      argsig: str = _args(_Basic.Consume)
+                      ) -> Union[str, promise]:
+        """Start a consumer; returns its consumer tag (with ``nowait``, the
+        promise of the send; the tag is the one given).
 
         ``callback(message)`` is called for each delivery; ``on_cancel(tag)``
         when the broker cancels the consumer (otherwise ConsumerCancelled is
@@ -437,7 +626,7 @@ class Channel(AbstractChannel):
                              'explicit consumer_tag')
         args = (0, queue, consumer_tag, no_local, no_ack, exclusive, nowait,
                 arguments)
-        consumer = (callback, on_cancel, no_ack)
+        consumer: _Consumer = (callback, on_cancel, no_ack)
         if nowait:
             self._register_consumer(consumer_tag, consumer)
             return self._send(_Basic.Consume, argsig, args)
@@ -452,12 +641,13 @@ class Channel(AbstractChannel):
             unregistered = consumer in pending
             if unregistered:
                 pending.remove(consumer)
-        consumer_tag = reply[0]
+        consumer_tag = cast(str, reply[0])  # consume-ok's only argument
         if unregistered:  # consume-ok was not dispatched (a wait() override)
             self._register_consumer(consumer_tag, consumer)
         return consumer_tag
 
-    def _register_consumer(self, consumer_tag, consumer):
+    def _register_consumer(self, consumer_tag: str,
+                           consumer: _Consumer) -> None:
         callback, on_cancel, no_ack = consumer
         self.callbacks[consumer_tag] = callback
         if on_cancel:
@@ -465,13 +655,13 @@ class Channel(AbstractChannel):
         if no_ack:
             self.no_ack_consumers.add(consumer_tag)
 
-    def _on_basic_consume_ok(self, consumer_tag):
+    def _on_basic_consume_ok(self, consumer_tag: str) -> None:
         if self._consumers_pending:
             self._register_consumer(consumer_tag,
                                     self._consumers_pending.pop(0))
 
-    def basic_cancel(self, consumer_tag, nowait=False,
-                     argsig=_args(_Basic.Cancel)):
+    def basic_cancel(self, consumer_tag: str, nowait: bool = False,
+                     argsig: str = _args(_Basic.Cancel)) -> object:
         """Cancel a consumer; harmless on a closed channel."""
         if self.connection is not None and self._close_exc is None:
             self.no_ack_consumers.discard(consumer_tag)
@@ -479,12 +669,13 @@ class Channel(AbstractChannel):
                               wait=None if nowait else _Basic.CancelOk)
         return None
 
-    def _remove_tag(self, consumer_tag):
+    def _remove_tag(self, consumer_tag: str) -> Optional[CancelCallback]:
         self.no_ack_consumers.discard(consumer_tag)
         self.callbacks.pop(consumer_tag, None)
         return self.cancel_callbacks.pop(consumer_tag, None)
 
-    def _on_basic_cancel(self, consumer_tag, nowait=False):
+    def _on_basic_cancel(self, consumer_tag: str,
+                         nowait: bool = False) -> None:
         # Server-sent (queue deleted, node down): only this consumer goes.
         callback = self._remove_tag(consumer_tag)
         if callback:
@@ -493,7 +684,7 @@ class Channel(AbstractChannel):
             self._raise_or_defer(
                 ConsumerCancelled(consumer_tag, _Basic.Cancel))
 
-    def _raise_or_defer(self, exc):
+    def _raise_or_defer(self, exc: BaseException) -> None:
         """Raise ``exc`` now unless a synchronous call is mid-wait.
 
         Raising inside a wait would abort it and lose its reply; the error
@@ -508,21 +699,26 @@ class Channel(AbstractChannel):
             return
         raise exc
 
-    def _on_basic_cancel_ok(self, consumer_tag):
+    def _on_basic_cancel_ok(self, consumer_tag: str) -> None:
         self._remove_tag(consumer_tag)
 
-    def _decode_body(self, msg):
+    def _decode_body(self, msg: Message) -> None:
         encoding = msg.properties.get('content_encoding')
         if encoding and self.auto_decode:
             try:
-                msg.body = msg.body.decode(encoding)
+                # A received body is bytes until decoded here (a str one
+                # raises AttributeError, caught); a received
+                # content_encoding is a str.
+                msg.body = msg.body.decode(  # type: ignore[union-attr]
+                    encoding)  # type: ignore[arg-type]
             # ValueError: a codec name with a NUL, or with bytes that are
             # not UTF-8 (UnicodeEncodeError), as a broken peer may send
             except (LookupError, ValueError, AttributeError):
                 pass
 
-    def _on_basic_deliver(self, consumer_tag, delivery_tag, redelivered,
-                          exchange, routing_key, msg):
+    def _on_basic_deliver(self, consumer_tag: str, delivery_tag: int,
+                          redelivered: bool, exchange: str, routing_key: str,
+                          msg: Union[Message, OversizedContent]) -> None:
         if type(msg) is OversizedContent:
             self._raise_or_defer(self._refuse_oversized(
                 msg, delivery_tag, consumer_tag not in self.no_ack_consumers,
@@ -546,7 +742,8 @@ class Channel(AbstractChannel):
             return
         fun(msg)
 
-    def _refuse_oversized(self, content, delivery_tag, acked, what):
+    def _refuse_oversized(self, content: OversizedContent, delivery_tag: int,
+                          acked: bool, what: str) -> ContentTooLarge:
         """A message over ``max_message_size`` was skipped unread: reject
         it without requeueing when it awaits an ack (the broker then
         dead-letters or drops it, instead of redelivering it forever) and
@@ -560,7 +757,8 @@ class Channel(AbstractChannel):
                 ' and rejected' if acked else ''),
             _Basic.Deliver)
 
-    def basic_get(self, queue='', no_ack=False, argsig=_args(_Basic.Get)):
+    def basic_get(self, queue: str = '', no_ack: bool = False,
+                  argsig: str = _args(_Basic.Get)) -> Optional[Message]:
         """Fetch one message; returns a Message or None if the queue is
         empty."""
         ret = self._send(_Basic.Get, argsig, (0, queue, no_ack),
@@ -569,7 +767,7 @@ class Channel(AbstractChannel):
         if not ret or len(ret) < 2:
             return None
         delivery_tag, redelivered, exchange, routing_key, message_count, \
-            msg = ret
+            msg = cast(_GetOk, ret)
         if type(msg) is OversizedContent:
             raise self._refuse_oversized(msg, delivery_tag, not no_ack,
                                          'basic.get from %r' % (queue,))
@@ -586,10 +784,14 @@ class Channel(AbstractChannel):
         return msg
 
     # -- publishing -----------------------------------------------------
-    def _basic_publish(self, msg, exchange='', routing_key='',
-                       mandatory=False, immediate=False, timeout=None,
-                       confirm_timeout=None, argsig=_PUBLISH_ARGS,
-                       on_confirm=None):
+    def _basic_publish(self, msg: Message[PublishBody], exchange: str = '',
+                       routing_key: str = '', mandatory: bool = False,
+                       immediate: bool = False,
+                       timeout: Optional[float] = None,
+                       confirm_timeout: Optional[float] = None,
+                       argsig: str = _PUBLISH_ARGS,
+                       on_confirm: Optional[ConfirmCallback] = None
+                       ) -> Optional[int]:
         """Publish ``msg`` (basic.publish); see :meth:`basic_publish`.
 
         ``timeout`` bounds the socket write.  In confirm mode returns the
@@ -624,7 +826,9 @@ class Channel(AbstractChannel):
                 self._publish_key = (mandatory, immediate, exchange,
                                      routing_key)
                 self._publish_args = payload
-        connection = self.connection
+        # _ensure_open() above raised unless there is a connection
+        connection: ChannelConnection = \
+            self.connection  # type: ignore[assignment]
         if connection.blocked is not None and connection.blocked_timeout:
             self._wait_unblocked(connection)
         confirms = self._confirms
@@ -634,7 +838,9 @@ class Channel(AbstractChannel):
         if writer is None:
             raise RecoverableConnectionError('connection already closed')
         if timeout is not None:
-            with connection.transport.having_timeout(timeout):
+            # a transport is open while the frame writer is set
+            with connection.transport.having_timeout(  # type: ignore[union-attr]
+                    timeout):
                 writer(spec.FRAME_METHOD, self.channel_id, _Basic.Publish,
                        payload, msg)
         else:
@@ -648,8 +854,9 @@ class Channel(AbstractChannel):
             self._await_confirm(tag, confirm_timeout)
         return tag
 
-    def _wait_unblocked(self, connection):
-        deadline = monotonic() + connection.blocked_timeout
+    def _wait_unblocked(self, connection: ChannelConnection) -> None:
+        # called only with a blocked_timeout set
+        deadline = monotonic() + (connection.blocked_timeout or 0)
         while connection.blocked is not None:
             remaining = deadline - monotonic()
             if remaining <= 0:
@@ -662,7 +869,15 @@ class Channel(AbstractChannel):
             except socket.timeout:
                 pass
 
-    def basic_publish(self, *args, **kwargs):
+    # basic_publish and basic_publish_confirm forward the caller's
+    # arguments to _basic_publish unchanged.  _forwards_to gives them its
+    # parameters for type checkers (a ParamSpec) and for help() (the
+    # __signature__), and returns the method itself: no wrapper, no
+    # duplicated signature to keep in step, a call costs what it did.
+    # (The Any below is that of the forwarded arguments, which callers see
+    # typed as _basic_publish's.)
+    @_forwards_to(_basic_publish)
+    def basic_publish(self, *args: Any, **kwargs: Any) -> Optional[int]:
         """Publish a message: ``basic_publish(msg, exchange='',
         routing_key='', mandatory=False, immediate=False, timeout=None,
         confirm_timeout=None, argsig='Bssbb', *, on_confirm=None)``.
@@ -681,7 +896,8 @@ class Channel(AbstractChannel):
             return self.basic_publish_confirm(*args, **kwargs)
         return self._basic_publish(*args, **kwargs)
 
-    def basic_publish_confirm(self, *args, **kwargs):
+    @_forwards_to(_basic_publish)
+    def basic_publish_confirm(self, *args: Any, **kwargs: Any) -> None:
         """Publish and wait for the broker's confirm; arguments as
         :meth:`basic_publish`.
 
@@ -697,10 +913,11 @@ class Channel(AbstractChannel):
             self.confirm_select()
         tag = self._basic_publish(*args, **kwargs)
         timeout = confirm_timeout or kwargs.get('timeout')
-        self._await_confirm(tag, timeout)
+        # in confirm mode (selected above) every publish has a tag
+        self._await_confirm(tag, timeout)  # type: ignore[arg-type]
         return None
 
-    def _await_confirm(self, tag, timeout):
+    def _await_confirm(self, tag: int, timeout: Optional[float]) -> None:
         confirms = self._confirms
         unsettled = confirms.unsettled
         confirms.wait(self.wait, lambda: tag not in unsettled, timeout,
@@ -709,7 +926,7 @@ class Channel(AbstractChannel):
         if exc is not None and not self.events.get('basic_return'):
             raise exc
 
-    def confirm_select(self, nowait=False):
+    def confirm_select(self, nowait: bool = False) -> None:
         """Put the channel in publisher-confirm mode (confirm.select).
 
         Delivery tags count publishes from 1 after the first call; calling
@@ -719,17 +936,18 @@ class Channel(AbstractChannel):
                    (nowait,), wait=None if nowait else spec.Confirm.SelectOk)
         self._confirms.select()
 
-    def _on_basic_ack(self, delivery_tag, multiple):
+    def _on_basic_ack(self, delivery_tag: int, multiple: bool) -> None:
         self._confirms.settle(delivery_tag, multiple, False)
         for callback in self.events['basic_ack']:
             callback(delivery_tag, multiple)
 
-    def _on_basic_nack(self, delivery_tag, multiple, requeue=False):
+    def _on_basic_nack(self, delivery_tag: int, multiple: bool,
+                       requeue: bool = False) -> None:
         self._confirms.settle(delivery_tag, multiple, True)
         for callback in self.events['basic_nack']:
             callback(delivery_tag, multiple)
 
-    def wait_for_confirms(self, timeout=None):
+    def wait_for_confirms(self, timeout: Optional[float] = None) -> bool:
         """Wait until every publish so far is confirmed; return True.
 
         Raises :class:`~amqp.exceptions.PublishConfirmError` whose
@@ -756,22 +974,23 @@ class Channel(AbstractChannel):
                     nacked, returned), nacked=nacked, returned=returned)
         return True
 
-    def create_publish_batch(self, max_size):
+    def create_publish_batch(self, max_size: int) -> PublishBatch:
         """kombu 5.7 ``Producer.batch()`` hook: a
         :class:`~amqp._confirms.PublishBatch` on this channel."""
         return PublishBatch(
             self, max_size, self._basic_publish, self._select_confirms_once,
             lambda: self._confirm_publish or self._confirms.selected)
 
-    def _select_confirms_once(self):
+    def _select_confirms_once(self) -> None:
         if not self._confirms.selected:
             self.confirm_select()
 
     #: kombu 5.7 probes this before using :meth:`create_publish_batch`.
     supports_batch_publish = True
 
-    def _on_basic_return(self, reply_code, reply_text, exchange, routing_key,
-                         message):
+    def _on_basic_return(self, reply_code: int, reply_text: str,
+                         exchange: str, routing_key: str,
+                         message: Message) -> None:
         exc = error_for_code(reply_code, reply_text, _Basic.Return,
                              ChannelError)
         confirming = self._confirms.selected
@@ -787,29 +1006,25 @@ class Channel(AbstractChannel):
             callback(exc, exchange, routing_key, message)
 
     # -- transactions ---------------------------------------------------
-    def tx_select(self):
+    def tx_select(self) -> object:
         """Use transactions on this channel (tx.select)."""
         return self._send(spec.Tx.Select, None, None, wait=spec.Tx.SelectOk)
 
-    def tx_commit(self):
+    def tx_commit(self) -> object:
         """Commit the current transaction (tx.commit)."""
         return self._send(spec.Tx.Commit, None, None, wait=spec.Tx.CommitOk)
 
-    def tx_rollback(self):
+    def tx_rollback(self) -> object:
         """Abandon the current transaction (tx.rollback)."""
         return self._send(spec.Tx.Rollback, None, None,
                           wait=spec.Tx.RollbackOk)
 
 
-# help() and inspect show the arguments basic_publish passes on.
-Channel.basic_publish.__signature__ = inspect.signature(
-    Channel._basic_publish)
-Channel.basic_publish_confirm.__signature__ = inspect.signature(
-    Channel._basic_publish)
 
-
-def _check_tag(delivery_tag):
-    """Refuse a missing delivery tag (the encoder would send None as 0,
+def _check_tag(delivery_tag: Optional[int]) -> int:
+    """Refuse a missing delivery tag (None: the tag of a message that was
+    not received, which the type allows so that ``basic_ack(msg.delivery_tag)``
+    type-checks; the encoder would send None as 0,
     which with ``multiple`` acknowledges every outstanding message); the
     encoder checks the type and range of any other value."""
     if delivery_tag is None:

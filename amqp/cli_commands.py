@@ -587,7 +587,7 @@ class MessagePrinter:
         return '\n'.join(lines) + '\n'
 
     def _write_body(self, body: bytes, msg: amqp.Message) -> None:
-        encoding: str = msg.properties.get('content_encoding') or 'utf-8'
+        encoding = str(msg.properties.get('content_encoding') or 'utf-8')
         try:
             text = body.decode(encoding)
         except (UnicodeDecodeError, LookupError):

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import struct
 from typing import (Any, Callable, Dict, FrozenSet, List, Optional,
-                    Protocol, Tuple, Union)
+                    Protocol, Tuple, Union, final)
 
 from . import spec
-from .basic_message import Message, serialized_properties
+from .basic_message import Message, OutboundBody, serialized_properties
 from .exceptions import FrameError, FrameSyntaxError, UnexpectedFrame
 from .serialization import (decode_header_frame_payload,
                             encode_properties_basic)
@@ -57,7 +57,8 @@ class FrameWriter(Protocol):
     """What :func:`frame_writer` returns (``content`` is optional)."""
 
     def __call__(self, type_: int, channel: int, method_sig: spec.MethodSig,
-                 args: Optional[bytes], content: Optional[Message] = None
+                 args: Optional[bytes],
+                 content: Optional[Message[OutboundBody]] = None
                  ) -> None: ...
 
 
@@ -351,6 +352,9 @@ class FrameBuffer:
         self._end_body()
 
 
+# final: a channel tells it from a Message by ``type(x) is
+# OversizedContent`` (the cheapest test), which narrows only a final class.
+@final
 class OversizedContent:
     """Stands in for the content of a message whose header announced more
     than ``connection.max_message_size`` bytes: its body frames were
@@ -542,7 +546,8 @@ def frame_writer(connection: OutboundConnection,
 
     def write_frame(type_: int, channel: int, method_sig: spec.MethodSig,
                     args: Optional[bytes],
-                    content: Optional[Message] = None) -> None:
+                    content: Optional[Message[OutboundBody]] = None
+                    ) -> None:
         args = args or b''
         frame_max = connection.frame_max
         size = len(args) + _METHOD_SIG.size
@@ -562,7 +567,9 @@ def frame_writer(connection: OutboundConnection,
                 encoding = properties.get('content_encoding')
                 if encoding is None:  # unset and None both mean UTF-8
                     encoding = properties['content_encoding'] = 'utf-8'
-                body = body.encode(encoding)
+                # a content_encoding that is not a str makes encode()
+                # raise TypeError, as in py-amqp
+                body = body.encode(encoding)  # type: ignore[arg-type]
             elif body is None:
                 body = b''
             else:

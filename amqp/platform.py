@@ -6,9 +6,12 @@ Compatibility only: the names, values and platform rules match py-amqp 5.x,
 so code that builds ``socket_settings`` from ``KNOWN_TCP_OPTS`` or reads
 ``LINUX_VERSION`` keeps working.
 """
+from __future__ import annotations
+
 import platform as _platform
 import re
 import sys
+from typing import Dict, Optional, Set, Tuple
 
 from . import spec
 from .utils import set_cloexec
@@ -28,7 +31,7 @@ __all__ = (
 _LEADING_NUMBER = re.compile(r'(\d+).+')
 
 
-def _versionatom(s):
+def _versionatom(s: str) -> int:
     """One part of a release string as an int ('37-generic' -> 37)."""
     if s.isdigit():
         return int(s)
@@ -36,12 +39,12 @@ def _versionatom(s):
     return int(match.group(1)) if match else 0
 
 
-def _linux_version_to_tuple(s):
+def _linux_version_to_tuple(s: str) -> Tuple[int, ...]:
     """'5.10.0-28-amd64' -> (5, 10, 0)."""
     return tuple(_versionatom(part) for part in s.split('.')[:3])
 
 
-def _known_tcp_opts(platform_name, release):
+def _known_tcp_opts(platform_name: str, release: str) -> Set[str]:
     """The TCP-level socket options py-amqp lets ``socket_settings`` set on
     this platform (by name; those the platform lacks or refuses are left
     out)."""
@@ -65,15 +68,16 @@ def _known_tcp_opts(platform_name, release):
 
 
 #: (major, minor, patch) of the Linux kernel, None elsewhere.
-LINUX_VERSION = (_linux_version_to_tuple(_platform.release())
-                 if sys.platform.startswith('linux') else None)
+LINUX_VERSION: Optional[Tuple[int, ...]] = (
+    _linux_version_to_tuple(_platform.release())
+    if sys.platform.startswith('linux') else None)
 
 #: Names of the socket options under SOL_TCP py-amqp knows how to set here.
 KNOWN_TCP_OPTS = _known_tcp_opts(sys.platform, _platform.release())
 
 #: py-amqp's default TCP options (option name -> value); a name missing
 #: from KNOWN_TCP_OPTS or from the socket module is skipped when applied.
-DEFAULT_SOCKET_SETTINGS = {
+DEFAULT_SOCKET_SETTINGS: Dict[str, int] = {
     'TCP_NODELAY': 1,
     'TCP_USER_TIMEOUT': 1000,
     'TCP_KEEPIDLE': 60,

@@ -968,9 +968,15 @@ def _property_plan(flags: int) -> Tuple[Tuple[str, str], ...]:
 _PLANS: Dict[int, Tuple[Tuple[str, str], ...]] = {}
 
 
-def decode_properties_basic(buf: Buffer,
-                            offset: int = 0) -> Tuple[FieldTable, int]:
-    """Decode basic content properties; returns (dict, offset)."""
+def decode_properties_basic(
+        buf: Buffer, offset: int = 0
+) -> Tuple[Dict[str, EncodableValue], int]:
+    """Decode basic content properties; returns (dict, offset).
+
+    The values are :data:`FieldValue` s; the dict is typed as one any
+    encodable value may be stored in, since it becomes a message's
+    ``properties``.
+    """
     if type(buf) is not bytes:
         buf = bytes(buf)
     try:
@@ -989,7 +995,7 @@ def decode_properties_basic(buf: Buffer,
             if flags & 0x0002:
                 raise _syntax('unknown basic property flag 0x0002')
             flags &= 0xFFFC
-        props: FieldTable = {}
+        props: Dict[str, EncodableValue] = {}
         if flags:
             plan = _PLANS.get(flags) or _property_plan(flags)
             for name, fmt in plan:
@@ -1029,8 +1035,10 @@ def encode_header_frame_payload(
 
 
 def decode_header_frame_payload(
-        buf: Buffer, offset: int = 0) -> Tuple[int, int, FieldTable]:
-    """Return (class_id, body_size, properties) from a header payload."""
+        buf: Buffer, offset: int = 0
+) -> Tuple[int, int, Dict[str, EncodableValue]]:
+    """Return (class_id, body_size, properties) from a header payload
+    (properties typed as in :func:`decode_properties_basic`)."""
     if type(buf) is not bytes:
         buf = bytes(buf)
     try:

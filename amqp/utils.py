@@ -2,12 +2,18 @@
 
 Compatibility only: nothing on this package's hot paths uses them.
 """
+from __future__ import annotations
+
 import logging
 from functools import wraps
 from logging import NullHandler
+from types import ModuleType
+from typing import (Any, Callable, Generator, Optional, TypeVar, Union,
+                    overload)
 
 from vine import promise
 
+fcntl: Optional[ModuleType]
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -17,7 +23,19 @@ __all__ = ('str_to_bytes', 'bytes_to_str', 'get_logger', 'get_errno',
            'set_cloexec', 'promise', 'coro', 'NullHandler')
 
 
-def str_to_bytes(s):
+_T = TypeVar('_T')
+_Y = TypeVar('_Y')
+_S = TypeVar('_S')
+_R = TypeVar('_R')
+
+
+@overload
+def str_to_bytes(s: str) -> bytes: ...
+@overload
+def str_to_bytes(s: _T) -> _T: ...
+
+
+def str_to_bytes(s: object) -> object:
     """UTF-8 bytes of a ``str`` (lone surrogates kept, as py-amqp does);
     anything else is returned unchanged."""
     if isinstance(s, str):
@@ -25,7 +43,13 @@ def str_to_bytes(s):
     return s
 
 
-def bytes_to_str(s):
+@overload
+def bytes_to_str(s: bytes) -> str: ...
+@overload
+def bytes_to_str(s: _T) -> _T: ...
+
+
+def bytes_to_str(s: object) -> object:
     """Text of UTF-8 ``bytes`` (lone surrogates kept); anything else is
     returned unchanged."""
     if isinstance(s, bytes):
@@ -33,7 +57,7 @@ def bytes_to_str(s):
     return s
 
 
-def get_logger(logger):
+def get_logger(logger: Union[str, logging.Logger]) -> logging.Logger:
     """The logger named ``logger`` (or ``logger`` itself if it is one),
     given a NullHandler when it has no handler yet."""
     if isinstance(logger, str):
@@ -43,10 +67,10 @@ def get_logger(logger):
     return logger
 
 
-def get_errno(exc):
+def get_errno(exc: object) -> int:
     """The errno of an exception: ``exc.errno``, else the first of two
     ``args`` (old socket errors), else 0."""
-    code = getattr(exc, 'errno', None)
+    code: Optional[int] = getattr(exc, 'errno', None)
     if code is not None:
         return code
     args = getattr(exc, 'args', None)
@@ -56,7 +80,7 @@ def get_errno(exc):
     return 0
 
 
-def set_cloexec(fd, cloexec):
+def set_cloexec(fd: int, cloexec: bool) -> Optional[int]:
     """Set or clear close-on-exec on file descriptor ``fd``.
 
     Does nothing where ``fcntl`` is missing; raises NotImplementedError
@@ -68,16 +92,18 @@ def set_cloexec(fd, cloexec):
     if flag is None:
         raise NotImplementedError(
             'close-on-exec flag not supported on this platform')
-    flags = fcntl.fcntl(fd, fcntl.F_GETFD)
+    flags: int = fcntl.fcntl(fd, fcntl.F_GETFD)
     flags = flags | flag if cloexec else flags & ~flag
-    return fcntl.fcntl(fd, fcntl.F_SETFD, flags)
+    result: int = fcntl.fcntl(fd, fcntl.F_SETFD, flags)
+    return result
 
 
-def coro(gen):
+def coro(gen: Callable[..., Generator[_Y, _S, _R]]
+         ) -> Callable[..., Generator[_Y, _S, _R]]:
     """Decorate a generator function so that calling it returns the
     generator already advanced to its first ``yield``."""
     @wraps(gen)
-    def start(*args, **kwargs):
+    def start(*args: Any, **kwargs: Any) -> Generator[_Y, _S, _R]:
         co = gen(*args, **kwargs)
         next(co)
         return co

@@ -54,7 +54,8 @@ def test_help_gives_the_signature(name, attr):
 
 def test_help_shows_the_signature_and_the_summary():
     text = pydoc_text(amqp.Channel.basic_get)
-    assert 'basic_get(self, queue=' in text
+    # the parameters with their annotations and defaults
+    assert "basic_get(self, queue: 'str' = ''" in text
     assert 'Fetch one message' in text
 
 

@@ -25,20 +25,8 @@ from types import SimpleNamespace
 
 import pytest
 
-import amqp
-
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / 'examples' / 'typed_client.py'
-
-#: TEMPORARY, like the ``ignore_errors`` override in pyproject.toml:
-#: Channel and Message are not annotated yet, so a user's ``mypy
-#: --strict`` reports every call into them as [no-untyped-call].  The
-#: example is checked with these two modules excused (tox.ini does the
-#: same); test_example_untyped_calls_go_only_to_channel_and_message fails
-#: once they are no longer needed, so that they are removed then.
-EXCUSE_UNANNOTATED = ['--untyped-calls-exclude=amqp.channel',
-                      '--untyped-calls-exclude=amqp.basic_message']
-
 
 def _require_mypy():
     if importlib.util.find_spec('mypy') is None:
@@ -134,8 +122,7 @@ def _user_mypy(user, *args):
 
 
 def test_example_is_strict_clean(user):
-    status, lines = _user_mypy(user, '--verbose', *EXCUSE_UNANNOTATED,
-                               str(EXAMPLE))
+    status, lines = _user_mypy(user, '--verbose', str(EXAMPLE))
     report = '\n'.join(line for line in lines if 'LOG:' not in line)
     assert status == 0, report
     assert 'Success: no issues found in 1 source file' in lines, report
@@ -144,24 +131,6 @@ def test_example_is_strict_clean(user):
             for m in re.findall(r'(/\S+/amqp/connection\.py)\b', line)}
     assert seen, 'mypy -v did not say where amqp.connection came from'
     assert seen == {user.package / 'connection.py'}, seen
-
-
-def _untyped_calls_allowed(name):
-    return name == 'Message' or hasattr(amqp.Channel, name) or \
-        hasattr(amqp.Message, name)
-
-
-def test_example_untyped_calls_go_only_to_channel_and_message(user):
-    status, lines = _user_mypy(user, str(EXAMPLE))
-    errors = [line for line in lines if ': error:' in line]
-    untyped = re.compile(r'Call to untyped function "(\w+)" in typed '
-                         r'context  \[no-untyped-call\]$')
-    for line in errors:
-        match = untyped.search(line)
-        assert match and _untyped_calls_allowed(match.group(1)), line
-    assert errors, (
-        'Channel and Message are annotated now: remove EXCUSE_UNANNOTATED '
-        'here and the --untyped-calls-exclude options in tox.ini')
 
 
 #: (line, what mypy must say about it): ``None`` for nothing, ``reveal``
@@ -182,6 +151,11 @@ _WRONG = [
     ('name: str = conn.channel()', ('assignment', '"Channel"')),
     ("conn.close(reply_code='oops')", ('arg-type', '"close"')),
     ('conn.no_such_method()', ('attr-defined', 'no_such_method')),
+    ('ch = conn.channel()', None),
+    ('ch.basic_publish(123)', ('arg-type', '"basic_publish"')),
+    ("reveal_type(ch.basic_get('q'))",
+     ('reveal', 'amqp.basic_message.Message[bytes | str] | None')),
+    ("ch.basic_qos(0, '10', False)", ('arg-type', '"basic_qos"')),
 ]
 
 
