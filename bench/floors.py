@@ -156,7 +156,11 @@ class Floor:
             sendall(data)
         c1 = clock.stop(name)
         self._give_back()
+        deadline = time.monotonic() + ALARM_SECONDS
         while self.depth() < before + n:
+            if time.monotonic() > deadline:
+                raise RuntimeError('floor: the broker holds %d of %d '
+                                   'publishes' % (self.depth() - before, n))
             time.sleep(0.001)
         return clock.sample(n, t0, c1)
 

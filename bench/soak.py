@@ -24,7 +24,7 @@ big    One message of each ``--big`` size (MB) published and consumed
        baseline RSS before the body exists, the peak while publishing
        (``VmHWM``) and, after the body is dropped and the peak reset
        (``/proc/self/clear_refs``), the peak while consuming; overall peak
-       is ``ru_maxrss``.  Goal: peak above baseline <= 2x the body.
+       is ``ru_maxrss``.  Goal: peak above baseline <= 2x the body + 5 MB.
 """
 import argparse
 import gc
@@ -46,6 +46,8 @@ PREFETCH = 1000
 ACK_EVERY = 100
 RSS_GROWTH_GOAL_MB = 5.0
 BIG_GOAL = 2.0
+#: issue 11's "small constant" over 2x the body
+BIG_SLACK_MB = 5.0
 TIMEOUT = 60.0
 #: attributes of amqp.serialization whose sizes are reported
 CACHES = ('_ENCODERS', '_DECODERS', '_METHOD_ENCODERS', '_PROP_SHAPES',
@@ -273,17 +275,18 @@ def format_soak(r):
 def format_big(results):
     lines = ['%-8s %7s %9s %9s %9s %9s %8s %8s  %s' % (
         'library', 'body MB', 'base MB', 'pub peak', 'con peak',
-        'maxrss', 'pub x', 'con x', 'peak above base <= %.0fx body'
-        % BIG_GOAL)]
+        'maxrss', 'pub x', 'con x', 'peak - base <= %.0fx body + %.0f MB'
+        % (BIG_GOAL, BIG_SLACK_MB))]
     for r in results:
         body = r['size'] / MB
         worst = max(r['publish_x_body'], r['consume_x_body'] or 0,
-                    r['overall_x_body'])
+                    r['overall_x_body']) * body
         lines.append('%-8s %7.0f %9.1f %9.1f %9.1f %9.1f %8.2f %8s  %s' % (
             r['library'], body, r['baseline_mb'], r['peak_publish_mb'],
             r['peak_consume_mb'], r['maxrss_mb'], r['publish_x_body'],
             '%.2f' % r['consume_x_body'] if r['consume_x_body'] is not None
-            else 'n/a', 'met' if worst <= BIG_GOAL else 'MISSED'))
+            else 'n/a',
+            'met' if worst <= BIG_GOAL * body + BIG_SLACK_MB else 'MISSED'))
     lines.append('pub/con peak: VmHWM while publishing / consuming (reset '
                  'in between); x: (peak - baseline) / body')
     return '\n'.join(lines)
