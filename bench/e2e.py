@@ -873,6 +873,26 @@ def format_strace(result):
     return '\n'.join(lines)
 
 
+def run_soak_script(args):
+    """bench/soak.py against the same broker; its JSON, with its printed
+    report under 'report'."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, 'soak.json')
+        argv = [sys.executable, os.path.join(HERE, 'soak.py'), '--url',
+                args.url, '--venv', args.venv, '--json', out]
+        argv += args.soak_args.split()
+        print('soak: %s' % ' '.join(argv[2:]), file=sys.stderr)
+        done = subprocess.run(argv, capture_output=True, text=True,
+                              timeout=7200)
+        if done.returncode:
+            raise SystemExit('bench/soak.py failed (exit %d):\n%s' % (
+                done.returncode, done.stderr[-4000:]))
+        with open(out) as f:
+            doc = json.load(f)
+    doc['report'] = done.stdout.rstrip()
+    return doc
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--url', help='broker URL (default: start a throwaway '
@@ -902,6 +922,13 @@ def main(argv=None):
                    help='instead of the comparison, count system calls per '
                    'message (strace -f) in --scenarios (default: the get '
                    'and confirm round trips) and measure CPU per message')
+    p.add_argument('--all', action='store_true',
+                   help='after the comparison, on the same broker: '
+                   '--strace of the get and confirm round trips and '
+                   'bench/soak.py (every figure of issue 11 in one run)')
+    p.add_argument('--soak-args', default='', metavar='ARGS',
+                   help="arguments for bench/soak.py under --all, e.g. "
+                   "--soak-args='-n 100000 --channels 1000'")
     p.add_argument('--profile', action='store_true',
                    help='instead of the comparison, cProfile our client on '
                    '--scenarios (default publish,consume), top --top '
@@ -948,6 +975,7 @@ def main(argv=None):
             _write_json(args.json, {'strace': result})
             return
         t0 = time.perf_counter()
+        extra = {}
         runs = {lib: [] for lib in libs}
         for rep in range(args.repeat):
             for lib in libs:
@@ -958,6 +986,10 @@ def main(argv=None):
                       file=sys.stderr)
                 runs[lib].append(run_one(lib, args, python_other, mine))
         elapsed = time.perf_counter() - t0
+        if args.all:
+            extra['strace'] = run_strace(args, libs, python_other,
+                                         ROUND_TRIPS)
+            extra['soak'] = run_soak_script(args)
     finally:
         if broker is not None:
             broker.stop()
@@ -972,10 +1004,16 @@ def main(argv=None):
           'bytes; python %s; %d CPUs' % (
               args.repeat, elapsed, args.size, args.big_size,
               platform.python_version(), os.cpu_count() or 0))
+    if 'strace' in extra:
+        print()
+        print(format_strace(extra['strace']))
+    if 'soak' in extra:
+        print()
+        print(extra['soak'].pop('report'))
     if args.rst:
         with open(args.rst, 'w') as f:
             f.write(format_rst(table, libs, scenarios) + '\n')
-    _write_json(args.json, {
+    _write_json(args.json, dict(extra, **{
         'python': platform.python_version(),
         'platform': platform.platform(), 'cpus': os.cpu_count(),
         'repeat': args.repeat, 'size': args.size,
@@ -983,7 +1021,7 @@ def main(argv=None):
         'ack_every': ACK_EVERY, 'prefetch_ack': PREFETCH_ACK,
         'prefetch_big': PREFETCH_BIG, 'window': WINDOW,
         'broker': 'local' if broker is not None else 'url',
-        'libraries': table})
+        'libraries': table}))
 
 
 def _write_json(path, doc):
