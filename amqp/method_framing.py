@@ -118,6 +118,9 @@ _SCATTER_MIN = 32768
 
 #: Bytes a single read asks for while no larger frame is pending.
 READ_SIZE = 65536
+#: Largest collection buffer kept for reuse (bigger bodies get their own).
+REUSE_MAX = 16 * 1024 * 1024
+
 #: Largest body FrameBuffer collects into one buffer when nothing smaller
 #: (max_message_size) is set.
 COLLECT_MAX = 1 << 31
@@ -149,6 +152,7 @@ class FrameBuffer:
 
     __slots__ = ('buf', 'pos', 'max_payload', 'max_body', 'collect_min',
                  '_body', '_body_view', '_body_channel', '_body_filled',
+                 '_spare',
                  '_direct_left', '_end_pending')
 
     #: bytes as read; a bytearray while a large frame collects
@@ -168,6 +172,9 @@ class FrameBuffer:
 
     def __init__(self,
                  max_payload: int = spec.FRAME_MIN_SIZE - _OVERHEAD) -> None:
+        #: the collection buffer kept for the next body (up to REUSE_MAX):
+        #: a fresh megabyte per message costs more than copying it
+        self._spare: Optional[bytearray] = None
         self.buf = b''
         self.pos = 0
         self.max_payload = max_payload
@@ -276,18 +283,22 @@ class FrameBuffer:
                                       len(self._body_view)))
 
     def _start_body(self, channel: int, body_size: int) -> None:
-        body = bytearray(body_size)
+        body = self._spare
+        if body is None or len(body) < body_size:
+            body = bytearray(body_size)
+            if body_size <= REUSE_MAX:
+                self._spare = body
         self._body = body
-        self._body_view = memoryview(body)
+        self._body_view = memoryview(body)[:body_size]
         self._body_channel = channel
         self._body_filled = 0
 
     def _finish_body(self) -> Frame:
-        body = self._body
+        view = self._body_view
         channel = self._body_channel
-        assert body is not None
+        assert view is not None
         self._end_body()
-        return _FRAME_BODY, channel, bytes(body)
+        return _FRAME_BODY, channel, view.tobytes()
 
     def direct_target(self) -> Optional[memoryview]:
         """Where to receive the next bytes when a large body is being
