@@ -172,14 +172,24 @@ class Confirms:
                          'returned' if tag in returned else 'ack')
 
     def wait(self, channel_wait: ReplyWait, done: Callable[[], bool],
-             timeout: Optional[float], what: str) -> None:
-        """Call ``channel_wait`` for acks and nacks until ``done()``.
+             timeout: Optional[float], what: str,
+             drain: Optional[Callable[[Callable[[], bool], Optional[float]],
+                                      None]] = None) -> None:
+        """Wait for acks and nacks until ``done()``.
 
-        ``timeout`` (seconds, None for no limit) bounds the whole wait;
-        when it runs out, raises :class:`ConfirmTimeout` naming the
-        unsettled tags (``what`` describes the wait in its text).
+        ``drain(done, deadline)``, when given, handles frames until
+        ``done()`` in one go (however many acks that takes); otherwise
+        ``channel_wait`` is called for each ack or nack.  ``timeout``
+        (seconds, None for no limit) bounds the whole wait; when it runs
+        out, raises :class:`ConfirmTimeout` naming the unsettled tags
+        (``what`` describes the wait in its text).
         """
         deadline = None if timeout is None else monotonic() + timeout
+        if drain is not None and not done():
+            try:
+                drain(done, deadline)
+            except socket.timeout:
+                pass
         while not done():
             remaining = None if deadline is None else deadline - monotonic()
             if remaining is not None and remaining <= 0:

@@ -57,6 +57,7 @@ REJECTED_MESSAGE_WITHOUT_CALLBACK = (
 # ``argsig`` defaults below are kept for py-amqp's signatures).
 _args = spec.args_of
 _PUBLISH_ARGS = _args(_Basic.Publish)
+_ACK_OR_NACK = [_Basic.Ack, _Basic.Nack]
 _ACK_ARGS = _args(_Basic.Ack)
 _encode_ack = method_encoder(_Basic.Ack)
 
@@ -805,12 +806,15 @@ class Channel(AbstractChannel):
         if on_confirm is not None and not callable(on_confirm):
             raise TypeError('on_confirm must be callable, not %s'
                             % type(on_confirm).__name__)
-        if not hasattr(msg, 'properties') or not hasattr(msg, 'body'):
-            raise TypeError('msg must be an amqp.Message, not %s'
-                            % type(msg).__name__)
-        if not isinstance(msg.body, (bytes, bytearray, memoryview, str)):
-            raise TypeError('msg.body must be bytes or str, not %s'
-                            % type(msg.body).__name__)
+        if type(msg) is not Message or type(msg.body) is not bytes:
+            # (the common case, a Message with a bytes body, skips this)
+            if not hasattr(msg, 'properties') or not hasattr(msg, 'body'):
+                raise TypeError('msg must be an amqp.Message, not %s'
+                                % type(msg).__name__)
+            if not isinstance(msg.body,
+                              (bytes, bytearray, memoryview, str)):
+                raise TypeError('msg.body must be bytes or str, not %s'
+                                % type(msg.body).__name__)
         # Publishing to the same destination again is the common case: the
         # encoded arguments of the last publish are reused.
         key = self._publish_key
@@ -917,11 +921,30 @@ class Channel(AbstractChannel):
         self._await_confirm(tag, timeout)  # type: ignore[arg-type]
         return None
 
+    def _confirm_drain(self) -> Optional[
+            Callable[[Callable[[], bool], Optional[float]], None]]:
+        """How to wait for many acks at once: one wait_until on the
+        connection (acks reach _on_basic_ack as they are dispatched),
+        instead of one wait() per ack.  None when wait() was replaced on
+        this channel (kombu's tests do that): then it is called per ack."""
+        if 'wait' in vars(self) or \
+                type(self).wait is not AbstractChannel.wait:
+            return None
+        connection = self.connection
+        if connection is None:
+            return None
+
+        def drain(done: Callable[[], bool], deadline: Optional[float]
+                  ) -> None:
+            connection.wait_until(self, done, deadline, _ACK_OR_NACK)
+            connection.raise_deferred(self)
+        return drain
+
     def _await_confirm(self, tag: int, timeout: Optional[float]) -> None:
         confirms = self._confirms
         unsettled = confirms.unsettled
         confirms.wait(self.wait, lambda: tag not in unsettled, timeout,
-                      'delivery tag %d' % tag)
+                      'delivery tag %d' % tag, self._confirm_drain())
         exc = confirms.outcome(tag)
         if exc is not None and not self.events.get('basic_return'):
             raise exc
@@ -962,7 +985,8 @@ class Channel(AbstractChannel):
         unsettled = confirms.unsettled
         try:
             confirms.wait(self.wait, lambda: not unsettled, timeout,
-                          '%d publishes' % len(unsettled))
+                          '%d publishes' % len(unsettled),
+                          self._confirm_drain())
         except PublishConfirmError as exc:
             nacked, returned = confirms.take_failures()
             exc.nacked, exc.returned = tuple(nacked), tuple(returned)

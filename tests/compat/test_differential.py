@@ -89,6 +89,8 @@ EXPECTED_DIFFERENCES = {
                     '15.basic_publish', '22.exchange_delete',
                     '23.tx_select', '24.tx_commit', '25.tx_rollback',
                     '28.confirm_select', '29.basic_publish', 'close',
+                    '17.basic_ack', '18.basic_reject',
+                    '27.basic_recover_async',
                     'conn_close')},
     **{('confirm_publish', name): 'return-values'
        for name in ('kw', 'positional', 'timeouts')},

@@ -56,6 +56,10 @@ def _drain_counting(conn, handled, until):
     return calls
 
 
+#: frames_pending() right after consume(), per run of the test below
+_BUFFERED_AFTER_CONSUME = []
+
+
 @pytest.mark.parametrize('prefetch', [None, 1, 10])
 def test_kombu_drain_events_returns_exactly_when_a_delivery_was_handled(
         amqps_url, tls_broker, queue_name, prefetch):
@@ -77,9 +81,10 @@ def test_kombu_drain_events_returns_exactly_when_a_delivery_was_handled(
         consumer = Consumer(channel, [queue], callbacks=[on_message],
                             prefetch_count=prefetch)
         consumer.consume()
-        # the consume-ok came with deliveries behind it, and consume()
-        # handled none of them (as on py-amqp)
-        assert conn.connection.frames_pending()
+        # consume() handled none of the deliveries (as on py-amqp); whether
+        # they came in consume-ok's record depends on the broker's timing,
+        # so that is checked across the runs (below), not in each
+        _BUFFERED_AFTER_CONSUME.append(conn.connection.frames_pending())
         assert handled == []
 
         calls = _drain_counting(conn, handled, MESSAGES)
@@ -99,6 +104,13 @@ def test_kombu_drain_events_returns_exactly_when_a_delivery_was_handled(
             conn.drain_events(timeout=0.3)
         assert len(handled) == MESSAGES
         consumer.cancel()
+
+
+def test_deliveries_came_with_consume_ok_in_at_least_one_run():
+    # the case these tests are about did happen (deliveries decrypted
+    # with the reply, buffered, not readable on the socket)
+    assert len(_BUFFERED_AFTER_CONSUME) == 3
+    assert any(_BUFFERED_AFTER_CONSUME), _BUFFERED_AFTER_CONSUME
 
 
 def test_kombu_consumer_started_on_an_empty_queue_gets_later_messages(
