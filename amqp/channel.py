@@ -427,9 +427,9 @@ class Channel(AbstractChannel):
                       arguments: Optional[EncodableTable] = None,
                       argsig: str = _args(spec.Exchange.Bind)) -> object:
         """Bind an exchange to an exchange (RabbitMQ exchange.bind)."""
-        return self._send(spec.Exchange.Bind, argsig, (
-            0, destination, source, routing_key, nowait, arguments),
-            wait=None if nowait else spec.Exchange.BindOk)
+        return self._binding(spec.Exchange.Bind, spec.Exchange.BindOk,
+                             argsig, destination, source, routing_key,
+                             nowait, arguments)
 
     def exchange_unbind(self, destination: str, source: str = '',
                         routing_key: str = '', nowait: bool = False,
@@ -437,9 +437,9 @@ class Channel(AbstractChannel):
                         argsig: str = _args(spec.Exchange.Unbind)
                         ) -> object:
         """Remove an exchange-to-exchange binding (exchange.unbind)."""
-        return self._send(spec.Exchange.Unbind, argsig, (
-            0, destination, source, routing_key, nowait, arguments),
-            wait=None if nowait else spec.Exchange.UnbindOk)
+        return self._binding(spec.Exchange.Unbind, spec.Exchange.UnbindOk,
+                             argsig, destination, source, routing_key,
+                             nowait, arguments)
 
     # -- queues ---------------------------------------------------------
     def queue_bind(self, queue: str, exchange: str = '',
@@ -447,9 +447,17 @@ class Channel(AbstractChannel):
                    arguments: Optional[EncodableTable] = None,
                    argsig: str = _args(spec.Queue.Bind)) -> object:
         """Bind a queue to an exchange (queue.bind)."""
-        return self._send(spec.Queue.Bind, argsig, (
-            0, queue, exchange, routing_key, nowait, arguments),
-            wait=None if nowait else spec.Queue.BindOk)
+        return self._binding(spec.Queue.Bind, spec.Queue.BindOk, argsig,
+                             queue, exchange, routing_key, nowait, arguments)
+
+    def _binding(self, method: spec.MethodSig, reply: spec.MethodSig,
+                 argsig: str, destination: str, source: str,
+                 routing_key: str, nowait: bool,
+                 arguments: Optional[EncodableTable]) -> object:
+        """exchange.bind/unbind and queue.bind: the same arguments."""
+        return self._send(method, argsig, (
+            0, destination, source, routing_key, nowait, arguments),
+            wait=None if nowait else reply)
 
     def queue_unbind(self, queue: str, exchange: str, routing_key: str = '',
                      nowait: bool = False,

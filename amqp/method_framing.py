@@ -600,47 +600,24 @@ def frame_writer(connection: OutboundConnection,
                 write_split(type_, channel, method_sig, args, size, props,
                             body, body_size, frame_max - _OVERHEAD)
                 return
+        # The method frame, the content header frame and (with a body) the
+        # body frame's header, each frame end packed with the next header.
+        head = b''.join((
+            _METHOD_FRAME_HEADER.pack(
+                type_, channel, size, method_sig[0], method_sig[1]),
+            args,
+            _END_CONTENT_HEADER.pack(
+                _FRAME_END_OCTET, _FRAME_HEADER_TYPE, channel,
+                _CONTENT_HEADER_FIXED + props_size, _BASIC, 0, body_size),
+            props,
+            _END_FRAME_HEADER.pack(_FRAME_END_OCTET, _FRAME_BODY, channel,
+                                   body_size) if body_size else b''))
         if body_size >= _SCATTER_MIN:
-            writev((
-                _METHOD_FRAME_HEADER.pack(
-                    type_, channel, size, method_sig[0], method_sig[1]) +
-                args +
-                _END_CONTENT_HEADER.pack(
-                    _FRAME_END_OCTET, _FRAME_HEADER_TYPE, channel,
-                    _CONTENT_HEADER_FIXED + props_size, _BASIC, 0,
-                    body_size) +
-                props +
-                _END_FRAME_HEADER.pack(_FRAME_END_OCTET, _FRAME_BODY,
-                                       channel, body_size),
-                body, _FRAME_END))
-            connection.bytes_sent += 3
-        # One join, each frame end packed with the next frame's header.
-        elif body_size:
-            write(b''.join((
-                _METHOD_FRAME_HEADER.pack(
-                    type_, channel, size, method_sig[0], method_sig[1]),
-                args,
-                _END_CONTENT_HEADER.pack(
-                    _FRAME_END_OCTET, _FRAME_HEADER_TYPE, channel,
-                    _CONTENT_HEADER_FIXED + props_size, _BASIC, 0,
-                    body_size),
-                props,
-                _END_FRAME_HEADER.pack(_FRAME_END_OCTET, _FRAME_BODY,
-                                       channel, body_size),
-                body,
-                _FRAME_END)))
-            connection.bytes_sent += 3
+            writev((head, body, _FRAME_END))   # the body is not copied
         else:
-            write(b''.join((
-                _METHOD_FRAME_HEADER.pack(
-                    type_, channel, size, method_sig[0], method_sig[1]),
-                args,
-                _END_CONTENT_HEADER.pack(
-                    _FRAME_END_OCTET, _FRAME_HEADER_TYPE, channel,
-                    _CONTENT_HEADER_FIXED + props_size, _BASIC, 0, 0),
-                props,
-                _FRAME_END)))
-            connection.bytes_sent += 2
+            write(head + body + _FRAME_END if body_size else
+                  head + _FRAME_END)
+        connection.bytes_sent += 3 if body_size else 2
 
     def write_split(type_: int, channel: int, method_sig: spec.MethodSig,
                     args: bytes, size: int, props: bytes,

@@ -81,45 +81,46 @@ class SASL:
         return '<%s>' % type(self).__name__
 
 
-class PLAIN(SASL):
+class _UserPassword(SASL):
+    """A mechanism that sends a user name and password: nothing to offer
+    without both; the password never appears in a repr or an error."""
+
+    def __init__(self, username: Optional[_Text],
+                 password: Optional[_Text]) -> None:
+        self.username, self.password = username, password
+
+    def start(self, connection: SASLConnection) -> _Response:
+        if self.username is None or self.password is None:
+            return NotImplemented  # type: ignore[no-any-return]
+        return self._response(self.username,
+                              _secret(self.password, 'password'))
+
+    def _response(self, username: _Text, password: bytes) -> bytes:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return '<%s username=%r>' % (type(self).__name__, self.username)
+
+
+class PLAIN(_UserPassword):
     """PLAIN: ``\\0username\\0password`` (RFC 4616)."""
 
     mechanism = b'PLAIN'
 
-    def __init__(self, username: Optional[_Text],
-                 password: Optional[_Text]) -> None:
-        self.username, self.password = username, password
-
-    def start(self, connection: SASLConnection) -> _Response:
-        if self.username is None or self.password is None:
-            return NotImplemented  # type: ignore[no-any-return]
-        response: bytes = b'\0' + _b(self.username) + b'\0' + \
-            _secret(self.password, 'password')
-        return response
-
-    def __repr__(self) -> str:
-        return '<PLAIN username=%r>' % (self.username,)
+    def _response(self, username: _Text, password: bytes) -> bytes:
+        return b'\0' + _b(username) + b'\0' + password
 
 
-class AMQPLAIN(SASL):
+class AMQPLAIN(_UserPassword):
     """AMQPLAIN: a field table of LOGIN and PASSWORD (RabbitMQ)."""
 
     mechanism = b'AMQPLAIN'
 
-    def __init__(self, username: Optional[_Text],
-                 password: Optional[_Text]) -> None:
-        self.username, self.password = username, password
-
-    def start(self, connection: SASLConnection) -> _Response:
-        if self.username is None or self.password is None:
-            return NotImplemented  # type: ignore[no-any-return]
-        _secret(self.password, 'password')  # refused without quoting it
-        # The response is the table *without* its 4-byte length prefix.
-        return encode_table({'LOGIN': self.username,
+    def _response(self, username: _Text, password: bytes) -> bytes:
+        # The response is the table *without* its 4-byte length prefix;
+        # the password goes as given (checked to be encodable by start()).
+        return encode_table({'LOGIN': username,
                              'PASSWORD': self.password})[4:]
-
-    def __repr__(self) -> str:
-        return '<AMQPLAIN username=%r>' % (self.username,)
 
 
 class EXTERNAL(SASL):

@@ -49,6 +49,25 @@ class Worker:
     def output(self):
         return self.log.read_text(errors='replace')
 
+    def check_warm_shutdown(self, app, marker, seconds, timeout):
+        """Start a task sleeping ``seconds``, send SIGTERM once it runs and
+        check the warm shutdown: the task finishes (it writes ``marker``),
+        its result arrives, the worker exits 0 within 15 s."""
+        result = app.tasks['compat.sleep'].delay(seconds, str(marker))
+        deadline = time.monotonic() + timeout
+        while 'compat.sleep' not in self.output() or \
+                'received' not in self.output():
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.05)
+        time.sleep(0.2)       # let it start running
+        started = time.monotonic()
+        rc = self.stop(signal.SIGTERM, timeout=timeout)
+        assert rc == 0, self.output()[-3000:]
+        assert marker.read_text() == 'finished'
+        assert time.monotonic() - started < 15
+        assert result.get(timeout=timeout) == seconds
+        assert 'Warm shutdown' in self.output()
+
     def wait_ready(self, timeout=30):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -7,7 +7,6 @@ Workers are subprocesses (``celery -A compat_celeryapp worker``) with
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -155,20 +154,7 @@ def test_warm_shutdown_finishes_running_task(pool, pyamqp_url,
     marker = tmp_path / 'finished'
     try:
         proc.wait_ready()
-        result = app.tasks['compat.sleep'].delay(1.5, str(marker))
-        deadline = time.monotonic() + TIMEOUT
-        while 'compat.sleep' not in proc.output() or \
-                'received' not in proc.output():
-            assert time.monotonic() < deadline, proc.output()
-            time.sleep(0.05)
-        time.sleep(0.2)       # let it start running
-        started = time.monotonic()
-        rc = proc.stop(signal.SIGTERM, timeout=TIMEOUT)
-        assert rc == 0, proc.output()[-3000:]
-        assert marker.read_text() == 'finished'
-        assert time.monotonic() - started < 15
-        assert result.get(timeout=TIMEOUT) == 1.5
-        assert 'Warm shutdown' in proc.output()
+        proc.check_warm_shutdown(app, marker, 1.5, TIMEOUT)
     finally:
         proc.stop(signal.SIGKILL)
         app.close()

@@ -180,20 +180,7 @@ def test_warm_shutdown_over_tls_finishes_running_task(pool, amqps,
     marker = tmp_path / 'finished'
     try:
         proc.wait_ready()
-        result = app.tasks['compat.sleep'].delay(1.0, str(marker))
-        deadline = time.monotonic() + TIMEOUT
-        while 'compat.sleep' not in proc.output() or \
-                'received' not in proc.output():
-            assert time.monotonic() < deadline, proc.output()
-            time.sleep(0.05)
-        time.sleep(0.2)       # let it start running
-        started = time.monotonic()
-        rc = proc.stop(signal.SIGTERM, timeout=TIMEOUT)
-        assert rc == 0, proc.output()[-3000:]
-        assert marker.read_text() == 'finished'
-        assert time.monotonic() - started < 15
-        assert result.get(timeout=TIMEOUT) == 1.0
-        assert 'Warm shutdown' in proc.output()
+        proc.check_warm_shutdown(app, marker, 1.0, TIMEOUT)
     finally:
         proc.stop(signal.SIGKILL)
         app.close()

@@ -82,3 +82,45 @@ class Paused:
 
     def __exit__(self, *exc_info):
         self.resume()
+
+
+def detect_silence(draining, calling, what, hb, bound, silence, wait):
+    """Start ``drain_events()`` on ``draining`` and a ``queue_declare`` on
+    ``calling`` in two threads, make the broker go quiet with
+    ``silence()`` (a context manager), and check that both raise
+    ConnectionForced within ``bound`` seconds (each thread joined for at
+    most ``wait``)."""
+    import threading
+    from time import monotonic
+
+    from amqp.exceptions import ConnectionForced
+    ch = calling.channel()
+    results = {}
+
+    def measure(name, call):
+        started = monotonic()
+        try:
+            call()
+        except Exception as exc:
+            results[name] = (exc, monotonic() - started)
+        else:
+            results[name] = (None, monotonic() - started)
+
+    threads = [
+        threading.Thread(target=measure,
+                         args=('drain', draining.drain_events)),
+        threading.Thread(target=measure, args=(
+            'call', lambda: ch.queue_declare('', exclusive=True))),
+    ]
+    with silence():
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(wait)
+    for name in ('drain', 'call'):
+        assert name in results, '%s still waiting' % name
+        exc, took = results[name]
+        assert isinstance(exc, ConnectionForced), (name, exc)
+        print('measured: %s, %s detected after %.2f s (hb=%s)'
+              % (what, name, took, hb))
+        assert took < bound, (name, took)

@@ -16,7 +16,7 @@ import pytest
 from amqp import Connection, Message
 from amqp.exceptions import ConnectionForced, RecoverableConnectionError
 
-from .conftest import Paused
+from .conftest import Paused, detect_silence
 
 pytestmark = pytest.mark.slow
 
@@ -176,36 +176,8 @@ def test_paused_broker_detected_by_heartbeats(fault_node):
     pid = fault_node.beam_pid()
     draining = fault_node.connect(heartbeat=hb)
     calling = fault_node.connect(heartbeat=hb)
-    ch = calling.channel()
-    results = {}
-
-    def measure(name, call):
-        started = monotonic()
-        try:
-            call()
-        except Exception as exc:
-            results[name] = (exc, monotonic() - started)
-        else:
-            results[name] = (None, monotonic() - started)
-
-    threads = [
-        threading.Thread(target=measure, args=('drain',
-                                               draining.drain_events)),
-        threading.Thread(target=measure, args=(
-            'call', lambda: ch.queue_declare('', exclusive=True))),
-    ]
-    with Paused(pid):
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(4 * hb + 5)
-    for name in ('drain', 'call'):
-        assert name in results, '%s still waiting' % name
-        exc, took = results[name]
-        assert isinstance(exc, ConnectionForced), (name, exc)
-        print('measured: paused broker, %s detected after %.2f s (hb=%s)'
-              % (name, took, hb))
-        assert took < bound, (name, took)
+    detect_silence(draining, calling, 'paused broker', hb, bound,
+                   lambda: Paused(pid), 4 * hb + 5)
     fault_node.wait_ready()
     conn = fault_node.connect()
     conn.channel().queue_declare('', exclusive=True)

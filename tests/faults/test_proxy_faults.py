@@ -4,8 +4,8 @@ a large publish off mid-frame, a link trickling one byte at a time, and a
 link that drops one direction while heartbeats are on.
 
 Every scenario has a time bound and checks the data on the broker."""
+import contextlib
 import socket
-import threading
 import time
 import uuid
 from time import monotonic
@@ -13,8 +13,9 @@ from time import monotonic
 import pytest
 
 from amqp import Connection, Message
-from amqp.exceptions import ConnectionForced, RecoverableConnectionError
+from amqp.exceptions import RecoverableConnectionError
 
+from .conftest import detect_silence
 from .proxy import DROP, PASS, STALL, TRICKLE, method_sigs
 
 BASIC_PUBLISH = (60, 40)
@@ -214,33 +215,12 @@ def test_silent_broker_detected_by_heartbeats_drain_and_reply_wait(proxy):
     bound = 2 * hb + hb / 2 + 0.3   # heartbeat_tick(rate=2)'s limit + slack
     draining = _through(proxy, heartbeat=hb)
     calling = _through(proxy, heartbeat=hb)
-    ch = calling.channel()
-    results = {}
 
-    def measure(name, call):
-        started = monotonic()
-        try:
-            call()
-        except Exception as exc:
-            results[name] = (exc, monotonic() - started)
-        else:
-            results[name] = (None, monotonic() - started)
+    @contextlib.contextmanager
+    def silence():
+        proxy.set(down=DROP)
+        yield
 
-    threads = [
-        threading.Thread(target=measure,
-                         args=('drain', draining.drain_events)),
-        threading.Thread(target=measure, args=(
-            'call', lambda: ch.queue_declare('', exclusive=True))),
-    ]
-    proxy.set(down=DROP)
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    for name in ('drain', 'call'):
-        exc, took = results[name]
-        assert isinstance(exc, ConnectionForced), (name, exc)
-        print('measured: silent broker, %s detected after %.2f s (hb=%s)'
-              % (name, took, hb))
-        assert took < bound, (name, took)
+    detect_silence(draining, calling, 'silent broker', hb, bound, silence,
+                   10)
     assert not draining.connected and not calling.connected
