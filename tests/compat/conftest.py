@@ -9,7 +9,6 @@ this package and once on py-amqp 5.4.2 from a reference virtualenv that is
 built on first use and cached under the system temp directory.
 """
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ours import OURS
+from ours import OURS, ours_env, reference_env
 from testkit import unique_name
 
 HERE = Path(__file__).resolve().parent
@@ -49,21 +48,6 @@ def prefix():
 @pytest.fixture(scope='session')
 def pyamqp_url(broker):
     return broker.url.replace('amqp://', 'pyamqp://', 1)
-
-
-def ours_env():
-    """Environment for a subprocess that must import this package."""
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join([str(OURS.parent), str(HERE)])
-    return env
-
-
-def reference_env():
-    """Environment for a subprocess that must import py-amqp."""
-    env = dict(os.environ)
-    env['PYTHONPATH'] = str(HERE)
-    env.pop('PYTHONHOME', None)
-    return env
 
 
 def _probe(python, env):

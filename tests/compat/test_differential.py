@@ -15,7 +15,6 @@ difference, on a listed one that no longer differs, and when the ids in
 the list and in the document disagree.
 """
 import json
-import os
 import re
 import socket
 import struct
@@ -25,7 +24,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from ours import OURS, is_ours
+from ours import is_ours, ours_env, reference_env
 
 HERE = Path(__file__).resolve().parent
 
@@ -328,19 +327,6 @@ class Responder:
 
 
 # -- running both sides ------------------------------------------------------
-
-def ours_env():
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join([str(OURS.parent), str(HERE)])
-    return env
-
-
-def reference_env():
-    env = dict(os.environ)
-    env['PYTHONPATH'] = str(HERE)
-    env.pop('PYTHONHOME', None)
-    return env
-
 
 def _run(python, env, label, server, broker_host):
     proc = subprocess.run(
