@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 from time import monotonic
-from typing import (TYPE_CHECKING, Callable, ContextManager, Dict, List,
+from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Dict, List,
                     Literal, Optional, Protocol, Sequence, Tuple, TypeVar,
                     Union, overload)
 
@@ -158,12 +158,33 @@ def _decode_without_reserved(amqp_method: spec.MethodSpec, payload: bytes
     return None
 
 
+class _Reply:
+    """What a synchronous call waits on when it was given no callback:
+    the reply's arguments once dispatched (a vine promise costs several
+    times more to make and fulfil, once per round trip)."""
+
+    __slots__ = ('args', 'ready')
+
+    def __init__(self) -> None:
+        self.args: Tuple[Any, ...] = ()   # (method_sig, *arguments)
+        self.ready = False
+
+    def __call__(self, *args: Any) -> None:
+        if not self.ready:
+            self.args = args
+            self.ready = True
+
+
+#: what ``_pending`` holds: the caller's promise, or a :class:`_Reply`
+Waiter = Union[promise, _Reply]
+
+
 class AbstractChannel:
     """Superclass for Connection and Channel.
 
     Subclasses fill ``self._callbacks`` (method_sig -> handler) in
     ``_setup_listeners``.  ``self._pending`` maps a method signature to the
-    promise of the caller waiting for it.
+    promise (or :class:`_Reply`) of the caller waiting for it.
     """
 
     #: methods accepted on a channel that is closing (spec 2.2.3: everything
@@ -179,7 +200,7 @@ class AbstractChannel:
         # py-amqp attribute, kept for compatibility
         self.method_queue: List[object] = []
         self.auto_decode = False
-        self._pending: Dict[spec.MethodSig, promise] = {}
+        self._pending: Dict[spec.MethodSig, Waiter] = {}
         self._callbacks: Dict[spec.MethodSig, MethodHandler] = {}
         self._setup_listeners()
 
@@ -324,7 +345,7 @@ class AbstractChannel:
         ``returns_tuple``).  ``timeout`` bounds the whole wait and raises
         ``socket.timeout`` when it runs out.
         """
-        p = ensure_promise(callback)
+        p: Waiter = _Reply() if callback is None else ensure_promise(callback)
         pending = self._pending
         methods = method if isinstance(method, list) else [method]
         previous = [(m, pending.get(m)) for m in methods]
@@ -337,7 +358,6 @@ class AbstractChannel:
         deadline = None if timeout is None else monotonic() + timeout
         try:
             conn.wait_until(self, lambda: p.ready, deadline, methods)
-            value = p.value
         finally:
             for m, prev in previous:
                 if prev is None:
@@ -346,9 +366,14 @@ class AbstractChannel:
                 else:
                     pending[m] = prev
         # after the reply is in hand, so that raising does not lose it
-        conn.raise_deferred(self)
-        # the promise was called with (method_sig, *arguments)
-        args: Tuple[MethodArg, ...] = value[0][1:] if value else ()
+        if conn.deferred_errors:
+            conn.raise_deferred(self)
+        # the waiter was called with (method_sig, *arguments)
+        if isinstance(p, _Reply):
+            args: Tuple[MethodArg, ...] = p.args[1:]
+        else:
+            value = p.value
+            args = value[0][1:] if value else ()
         if returns_tuple:
             return args
         return args[0] if args else None

@@ -775,8 +775,12 @@ class Channel(AbstractChannel):
                          returns_tuple=True)
         if not ret or len(ret) < 2:
             return None
+        if TYPE_CHECKING:
+            got = cast(_GetOk, ret)
+        else:               # no run-time call on the round trip
+            got = ret
         delivery_tag, redelivered, exchange, routing_key, message_count, \
-            msg = cast(_GetOk, ret)
+            msg = got
         if type(msg) is OversizedContent:
             raise self._refuse_oversized(msg, delivery_tag, not no_ack,
                                          'basic.get from %r' % (queue,))

@@ -772,8 +772,12 @@ class Connection(AbstractChannel):
         # Read exactly up to the reply (a peek, then a read) only when
         # deliveries may follow it: a consumer exists, or this is
         # basic.consume.  Otherwise one greedy read takes the reply.
-        exact = _CONSUME_OK in methods or any(
-            getattr(c, 'callbacks', None) for c in self.channels.values())
+        exact = _CONSUME_OK in methods
+        if not exact:
+            for c in self.channels.values():
+                if getattr(c, 'callbacks', None):
+                    exact = True
+                    break
         outer, self.waiting_channel = self.waiting_channel, channel
         try:
             while not done():
@@ -851,7 +855,20 @@ class Connection(AbstractChannel):
                 'connection to %s is closed' % (self.host,))
         frames = self._frames
         try:
-            target = frames.direct_target()
+            if not frames.collecting:
+                target = None
+            elif transport.can_scatter:
+                views = frames.direct_targets(tail=not exact)
+                if views is not None:
+                    # the rest of a large body, and the frame boundaries
+                    # in it, in one scatter read
+                    frames.direct_filled_many(
+                        transport.recv_into_many(views, deadline))
+                    self._last_read = monotonic()
+                    return
+                target = None
+            else:
+                target = frames.direct_target()
             if target is not None:
                 # the rest of a large body's frame, straight into the body
                 frames.direct_filled(transport.recv_into(target, deadline))

@@ -118,6 +118,10 @@ _SCATTER_MIN = 32768
 
 #: Bytes a single read asks for while no larger frame is pending.
 READ_SIZE = 65536
+#: Most body frames one scatter read (FrameBuffer.direct_targets) plans
+#: for: two buffers each, well under IOV_MAX.
+SCATTER_FRAMES = 32
+
 #: Largest collection buffer kept for reuse (bigger bodies get their own).
 REUSE_MAX = 16 * 1024 * 1024
 
@@ -152,7 +156,8 @@ class FrameBuffer:
 
     __slots__ = ('buf', 'pos', 'max_payload', 'max_body', 'collect_min',
                  '_body', '_body_view', '_body_channel', '_body_filled',
-                 '_spare',
+                 '_spare', '_chunk', '_plan', '_trailers', '_tail',
+                 'collecting',
                  '_direct_left', '_end_pending')
 
     #: bytes as read; a bytearray while a large frame collects
@@ -169,12 +174,22 @@ class FrameBuffer:
     _body_filled: int
     _direct_left: int
     _end_pending: bool
+    #: payload size of the body frame being received: the size expected
+    #: of the body frames that follow it (a peer splits at one size)
+    _chunk: int
+    #: the views handed out by direct_targets, until direct_filled_many
+    _plan: Optional[List[memoryview]]
+    _trailers: Optional[memoryview]
+    _tail: Optional[memoryview]
 
     def __init__(self,
                  max_payload: int = spec.FRAME_MIN_SIZE - _OVERHEAD) -> None:
         #: the collection buffer kept for the next body (up to REUSE_MAX):
         #: a fresh megabyte per message costs more than copying it
         self._spare: Optional[bytearray] = None
+        self._plan = None
+        self._trailers = None
+        self._tail = None
         self.buf = b''
         self.pos = 0
         self.max_payload = max_payload
@@ -183,12 +198,16 @@ class FrameBuffer:
         self._end_body()
 
     def _end_body(self) -> None:
+        #: a large body is being collected (direct_target may offer a
+        #: place to receive into)
+        self.collecting = False
         self._body = None
         self._body_view = None
         self._body_channel = -1
         self._body_filled = 0
         self._direct_left = 0
         self._end_pending = False
+        self._chunk = 0
 
     def __len__(self) -> int:
         return len(self.buf) - self.pos
@@ -289,6 +308,7 @@ class FrameBuffer:
             if body_size <= REUSE_MAX:
                 self._spare = body
         self._body = body
+        self.collecting = True
         self._body_view = memoryview(body)[:body_size]
         self._body_channel = channel
         self._body_filled = 0
@@ -324,6 +344,7 @@ class FrameBuffer:
                 size > self.max_payload or have >= size:
             return None      # next_frame deals with it
         self._check_room(size)
+        self._chunk = size
         start = pos + _FRAME_HEADER_SIZE
         view[filled:filled + have] = memoryview(buf)[start:start + have]
         self.buf = b''
@@ -339,6 +360,99 @@ class FrameBuffer:
         self._direct_left -= n
         if not self._direct_left:
             self._end_pending = True
+
+    def direct_targets(self, max_frames: int = SCATTER_FRAMES,
+                       tail: bool = False) -> Optional[List[memoryview]]:
+        """Like :meth:`direct_target`, for one scatter read: the rest of
+        the current body frame's payload, then for each further body frame
+        (up to ``max_frames``) a place for the 8 bytes between payloads
+        (frame-end octet and the next frame header) and the part of the
+        body its payload fills, assuming the peer keeps splitting the body
+        at the current frame's size; after the body's last frame, its
+        frame-end octet and, with ``tail``, a scratch buffer for what
+        follows.  Report what was received with
+        :meth:`direct_filled_many`, which checks every header against the
+        assumption and takes any bytes that do not fit it (a heartbeat in
+        between, another split) as ordinary input.
+        """
+        first = self.direct_target()
+        if first is None:
+            return None
+        view = self._body_view
+        assert view is not None
+        trailers = self._trailers
+        if trailers is None or len(trailers) < (max_frames + 1) * _OVERHEAD:
+            trailers = self._trailers = memoryview(
+                bytearray((max_frames + 1) * _OVERHEAD))
+        chunk = self._chunk
+        at = self._body_filled + self._direct_left
+        left = len(view) - at
+        views = [first]
+        t = 0
+        while left and max_frames:
+            views.append(trailers[t:t + _OVERHEAD])
+            n = chunk if chunk < left else left
+            views.append(view[at:at + n])
+            at += n
+            left -= n
+            t += _OVERHEAD
+            max_frames -= 1
+        if not left:
+            views.append(trailers[t:t + 1])
+            if tail:
+                if self._tail is None:
+                    self._tail = memoryview(bytearray(READ_SIZE))
+                views.append(self._tail)
+        self._plan = views
+        return views
+
+    def direct_filled_many(self, n: int) -> None:
+        """``n`` bytes were received into the :meth:`direct_targets`."""
+        views = self._plan
+        assert views is not None
+        self._plan = None
+        first = len(views[0])
+        self.direct_filled(first if n > first else n)
+        if n <= first:
+            return
+        n -= first
+        i = 1
+        last = len(views) - 1
+        channel = self._body_channel
+        # views[i] is the 8 bytes after a payload, views[i + 1] the next
+        # payload's place in the body
+        while i < last and n >= _OVERHEAD:
+            trailer = views[i]
+            if len(trailer) != _OVERHEAD or trailer[0] != _FRAME_END_OCTET:
+                break
+            part = views[i + 1]
+            frame_type, frame_channel, size = _FRAME_HEADER.unpack_from(
+                trailer, 1)
+            if frame_type != _FRAME_BODY or frame_channel != channel or \
+                    size != len(part):
+                break
+            n -= _OVERHEAD
+            self._end_pending = False
+            k = size if n > size else n
+            self._body_filled += k
+            n -= k
+            if k < size:
+                self._direct_left = size - k
+                return
+            self._end_pending = True
+            i += 2
+        if n:
+            # from views[i] on (a frame-end octet first) the bytes are
+            # ordinary input: whatever landed in body places beyond
+            # _body_filled is copied out before it is overwritten
+            parts = []
+            for v in views[i:]:
+                k = len(v) if n > len(v) else n
+                parts.append(v[:k])
+                n -= k
+                if not n:
+                    break
+            self.feed(b''.join(parts))
 
     def has_frame(self) -> bool:
         """True when a complete frame is buffered (nothing is consumed)."""

@@ -78,7 +78,10 @@ except (AttributeError, ValueError, OSError):  # pragma: no cover
 
 #: Per-call non-blocking flag; 0 where the platform lacks it, and the
 #: socket is then non-blocking throughout, as on TLS.
-_DONTWAIT = getattr(socket, 'MSG_DONTWAIT', 0)
+#: (plain ints: the socket module's flags are enums, and or-ing an enum
+#: costs a Python-level call on every receive)
+_DONTWAIT = int(getattr(socket, 'MSG_DONTWAIT', 0))
+_PEEK = int(socket.MSG_PEEK)
 _POLLIN = getattr(select, 'POLLIN', 1)
 _POLLOUT = getattr(select, 'POLLOUT', 4)
 _POLL_ERRORS = (_POLLIN | getattr(select, 'POLLERR', 8) |
@@ -123,7 +126,7 @@ def to_host_port(host: str, default: int = AMQP_PORT) -> Tuple[str, int]:
 
 
 def _wait_ready(sock: socket.socket, write: bool, deadline: Deadline,
-                what: str) -> None:
+                verb: str, peer: Tuple[str, int]) -> None:
     """Block until ``sock`` is readable (or writable) or ``deadline``
     passes (``socket.timeout``).  EOF and errors count as readable: the
     following recv reports them."""
@@ -132,7 +135,7 @@ def _wait_ready(sock: socket.socket, write: bool, deadline: Deadline,
     else:
         timeout = deadline - monotonic()
         if timeout <= 0:
-            raise socket.timeout('timed out %s' % what)
+            raise socket.timeout('timed out %s %s:%s' % (verb, *peer))
     poll = getattr(select, 'poll', None)
     if poll is not None:
         poller = poll()
@@ -144,7 +147,7 @@ def _wait_ready(sock: socket.socket, write: bool, deadline: Deadline,
             ([], [sock], []) if write else ([sock], [], [])
         ready = any(select.select(fds[0], fds[1], fds[2], timeout))
     if not ready:
-        raise socket.timeout('timed out %s' % what)
+        raise socket.timeout('timed out %s %s:%s' % (verb, *peer))
 
 
 def _resolve(host: str, port: int, timeout: Optional[float]) -> list[Any]:
@@ -205,8 +208,21 @@ class _AbstractTransport:
     default_port = AMQP_PORT
     #: MSG_PEEK works on the socket (not on TLS: see SSLTransport)
     can_peek = True
+    #: recv_into_many works (not on TLS, nor where the platform lacks
+    #: recvmsg_into)
+    can_scatter = hasattr(socket.socket, 'recvmsg_into')
     #: the socket is in non-blocking mode (TLS, or no MSG_DONTWAIT)
     _nonblocking = not _DONTWAIT
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that replaces how bytes are received gets every
+        # receive through its own code, never the scatter read.
+        if 'can_scatter' not in cls.__dict__ and any(
+                name in cls.__dict__ for name in (
+                    'recv_into', '_read_into', '_receive', 'recv',
+                    '_read_some')):
+            cls.can_scatter = False
 
     def __init__(self, host: str, connect_timeout: Optional[float] = None,
                  read_timeout: Optional[float] = None,
@@ -404,7 +420,7 @@ class _AbstractTransport:
         request) instead of trying a non-blocking receive first.
         """
         data: bytes = self._receive(self._read_some, size,
-                                    socket.MSG_PEEK if peek else 0,
+                                    _PEEK if peek else 0,
                                     deadline, wait_first)
         return data
 
@@ -412,6 +428,14 @@ class _AbstractTransport:
         """Receive between 1 and ``len(view)`` bytes into ``view``; return
         how many.  Deadlines and errors as :meth:`recv`."""
         n: int = self._receive(self._read_into, view, 0, deadline)
+        return n
+
+    def recv_into_many(self, views: Sequence[memoryview],
+                       deadline: Deadline = None) -> int:
+        """Receive into ``views`` in order (one scatter read, filling
+        each before the next); return how many bytes in all.  Only where
+        :attr:`can_scatter`; deadlines and errors as :meth:`recv`."""
+        n: int = self._receive(self._read_into_many, views, 0, deadline)
         return n
 
     def _receive(self, op: Callable[[Any, int], Any], arg: Any, flags: int,
@@ -425,15 +449,14 @@ class _AbstractTransport:
             if not self._nonblocking:
                 flags |= _DONTWAIT
             if wait_first and not self.pending():
-                _wait_ready(sock, False, deadline, 'reading from %s:%s' % (
-                    self.host, self.port))
+                _wait_ready(sock, False, deadline, 'reading from',
+                            (self.host, self.port))
         while True:
             try:
                 result = op(arg, flags)
             except _WOULD_BLOCK as exc:
                 _wait_ready(sock, isinstance(exc, ssl.SSLWantWriteError),
-                            deadline, 'reading from %s:%s' % (self.host,
-                                                              self.port))
+                            deadline, 'reading from', (self.host, self.port))
                 continue
             except InterruptedError:
                 # py-amqp's choice (kombu's hub relies on it): a signal
@@ -459,6 +482,12 @@ class _AbstractTransport:
     def _read_into(self, view: memoryview, flags: int = 0) -> int:
         assert self.sock is not None
         return self.sock.recv_into(view, 0, flags)
+
+    def _read_into_many(self, views: Sequence[memoryview],
+                        flags: int = 0) -> int:
+        assert self.sock is not None
+        n: int = self.sock.recvmsg_into(views, 0, flags)[0]
+        return n
 
     def pending(self) -> int:
         """Bytes received and decrypted but not yet returned (TLS)."""
@@ -511,8 +540,7 @@ class _AbstractTransport:
                 except _WOULD_BLOCK as exc:
                     _wait_ready(sock, not isinstance(exc,
                                                      ssl.SSLWantReadError),
-                                deadline, 'writing to %s:%s' % (self.host,
-                                                                self.port))
+                                deadline, 'writing to', (self.host, self.port))
                     continue
                 except InterruptedError:
                     continue
@@ -554,8 +582,8 @@ class _AbstractTransport:
                     n = sock.sendmsg(views[first:first + _IOV_MAX], (),
                                      flags)
                 except _WOULD_BLOCK:
-                    _wait_ready(sock, True, deadline, 'writing to %s:%s' % (
-                        self.host, self.port))
+                    _wait_ready(sock, True, deadline, 'writing to',
+                                (self.host, self.port))
                     continue
                 except InterruptedError:
                     continue
@@ -663,6 +691,7 @@ class SSLTransport(_AbstractTransport):
 
     default_port = AMQPS_PORT
     can_peek = False
+    can_scatter = False
     _nonblocking = True
 
     def __init__(self, host: str, connect_timeout: Optional[float] = None,

@@ -39,7 +39,12 @@ consume_1mb  N_BIG deliveries of BIG_SIZE bytes, prefetch 16, one
              basic.ack per message.
 
 Floors (the ``floor`` column): publish, consume_ack, publish_1mb and
-consume_1mb, described in bench/floors.py.
+consume_1mb, described in bench/floors.py.  The protocol floor (the
+``minimal`` column, bench/minimal.py): the least a correct pure-Python
+client does per message (encode the caller's arguments, parse every frame,
+hand out ``bytes`` bodies), for publish, consume_ack, confirm, get and
+consume_1mb; where even it misses a target, the target is out of reach
+of pure Python.
 
 Each worker runs every scenario once; workers run ``--repeat`` times,
 interleaved across libraries, and the table shows the median per cell.
@@ -62,7 +67,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DEFAULT_VENV = '/tmp/bench-pyamqp'
 VENV_REQUIREMENTS = ('amqp==5.4.2', 'pika==1.4.4')
-LIBRARIES = ('ours', 'py-amqp', 'pika', 'floor')
+LIBRARIES = ('ours', 'py-amqp', 'pika', 'minimal', 'floor')
 SCENARIOS = ('publish', 'consume', 'consume_ack', 'confirm', 'get',
              'pipelined', 'publish_1mb', 'consume_1mb')
 #: what each worker can run; the others show n/a
@@ -71,6 +76,7 @@ SUPPORTED = {
     'py-amqp': tuple(s for s in SCENARIOS if s != 'pipelined'),
     'pika': tuple(s for s in SCENARIOS if s != 'pipelined'),
     'floor': ('publish', 'consume_ack', 'publish_1mb', 'consume_1mb'),
+    'minimal': ('publish', 'consume_ack', 'confirm', 'get', 'consume_1mb'),
 }
 #: what the floor of each scenario is called in the table
 FLOOR_NAMES = {'publish': 'pure-Python', 'consume_ack': 'pure-Python',
@@ -426,13 +432,51 @@ class FloorDriver:
         f.close()
         return sample
 
+    def fill(self, f, n, body):
+        f.publish(n, body, 'fill', Clock())  # not timed
+
     def consume(self, name, n, body, prefetch, ack_every):
         f = self._floor()
-        f.publish(n, body, 'fill', Clock())  # not timed
+        self.fill(f, n, body)
         if name == 'consume_ack':
             sample = f.consume_ack(n, len(body), prefetch, name, self.clock)
         else:
             sample = f.consume(n, len(body), name, self.clock)
+        f.close()
+        return sample
+
+
+class MinimalDriver(FloorDriver):
+    """The protocol floor of bench/minimal.py."""
+
+    def fill(self, f, n, body):
+        """Queue n messages, untimed, with the floor's pre-encoded
+        frames (the protocol floor's publish does not split bodies)."""
+        self.floors.Floor.publish(f, n, body, 'fill', Clock())
+
+    def _floor(self):
+        import minimal
+        return minimal.Minimal(self.ours.connect)
+
+    def consume(self, name, n, body, prefetch, ack_every):
+        if name != 'consume_1mb':
+            return super().consume(name, n, body, prefetch, ack_every)
+        f = self._floor()
+        self.fill(f, n, body)
+        sample = f.consume_1mb(n, len(body), name, self.clock)
+        f.close()
+        return sample
+
+    def get(self, name, n, body):
+        f = self._floor()
+        self.fill(f, n, body)
+        sample = f.get(n, name, self.clock)
+        f.close()
+        return sample
+
+    def confirm(self, name, n, body):
+        f = self._floor()
+        sample = f.confirm(n, body, name, self.clock)
         f.close()
         return sample
 
@@ -452,9 +496,10 @@ def run_worker(args):
             else time.perf_counter
         profilers = {sc: cProfile.Profile(timer) for sc in scenarios}
     clock = Clock(profilers, markers=args.markers)
-    if args.worker == 'floor':
+    if args.worker in ('floor', 'minimal'):
         sys.path.insert(0, HERE)
-        driver = FloorDriver(args.url, clock)
+        driver = (FloorDriver if args.worker == 'floor' else
+                  MinimalDriver)(args.url, clock)
     elif args.worker == 'pika':
         driver = PikaDriver(args.url, clock)
     else:
@@ -543,7 +588,7 @@ def worker_command(lib, args, python_other, scenarios, markers=False):
     if markers:
         argv.append('--markers')
     env = _clean_env()
-    if lib in ('ours', 'floor'):
+    if lib in ('ours', 'floor', 'minimal'):
         env['PYTHONPATH'] = REPO
         return [sys.executable] + argv, env, REPO
     # '/' as cwd and no PYTHONPATH: the venv's amqp, never ours.
@@ -617,6 +662,12 @@ def ratios(table, sc):
     floor = _cell(table, 'floor', sc)
     if floor:
         out['floor'] = ours['cpu_us_per_msg'] / floor['cpu_us_per_msg']
+    minimal = _cell(table, 'minimal', sc)
+    if minimal:
+        out['minimal'] = ours['cpu_us_per_msg'] / minimal['cpu_us_per_msg']
+        if floor:
+            out['minimal_floor'] = minimal['cpu_us_per_msg'] / \
+                floor['cpu_us_per_msg']
     for lib in ('py-amqp', 'pika'):
         other = _cell(table, lib, sc)
         if other:
@@ -652,6 +703,8 @@ def format_table(table, libs, scenarios):
             parts = []
             if 'floor' in r:
                 parts.append('ours/floor %.2f' % r['floor'])
+            if 'minimal' in r:
+                parts.append('ours/minimal %.2f' % r['minimal'])
             others = ['%s %.1fx' % ('py-amqp' if lib == 'py-amqp' else lib,
                                     r[lib])
                       for lib in ('py-amqp', 'pika') if lib in r]
@@ -674,6 +727,8 @@ def format_rst(table, libs, scenarios):
         cols += ['%s msg/s' % lib, '%s CPU us' % lib]
     if 'floor' in libs:
         cols.append('ours / floor')
+    if 'minimal' in libs:
+        cols.append('ours / minimal')
     for lib in ('py-amqp', 'pika'):
         if lib in libs:
             cols.append('%s / ours' % lib)
@@ -690,6 +745,8 @@ def format_rst(table, libs, scenarios):
         r = ratios(table, sc)
         if 'floor' in libs:
             row.append('%.2f' % r['floor'] if 'floor' in r else '')
+        if 'minimal' in libs:
+            row.append('%.2f' % r['minimal'] if 'minimal' in r else '')
         for lib in ('py-amqp', 'pika'):
             if lib in libs:
                 row.append('%.1fx' % r[lib] if lib in r else '')
@@ -709,11 +766,18 @@ def targets(table):
     lines = []
     ours = table.get('ours', {})
     for sc in ('publish', 'consume_ack', 'publish_1mb', 'consume_1mb'):
-        r = ratios(table, sc).get('floor')
+        rs = ratios(table, sc)
+        r = rs.get('floor')
         if r is not None:
-            lines.append('%-11s ours/floor %.2f (target <= %.1f): %s' % (
+            line = '%-11s ours/floor %.2f (target <= %.1f): %s' % (
                 sc, r, FLOOR_TARGET, 'met' if r <= FLOOR_TARGET
-                else 'MISSED'))
+                else 'MISSED')
+            m = rs.get('minimal_floor')
+            if m is not None:
+                line += '; protocol floor/floor %.2f (%s in pure Python)' \
+                    % (m, 'reachable' if m <= FLOOR_TARGET
+                       else 'out of reach')
+            lines.append(line)
     if 'pipelined_ratio' in ours:
         r = ours['pipelined_ratio']
         pip = ours['scenarios']['pipelined']
@@ -734,10 +798,15 @@ def targets(table):
         cell = _cell(table, 'ours', sc)
         if cell:
             u = cell['user_us_per_msg']
-            lines.append('%-11s %.1f us user CPU per round trip (target <= '
-                         '%.0f): %s' % (sc, u, ROUND_TRIP_USER_TARGET,
-                                        'met' if u <= ROUND_TRIP_USER_TARGET
-                                        else 'MISSED'))
+            line = ('%-11s %.1f us user CPU per round trip (target <= '
+                    '%.0f): %s' % (sc, u, ROUND_TRIP_USER_TARGET,
+                                   'met' if u <= ROUND_TRIP_USER_TARGET
+                                   else 'MISSED'))
+            m = _cell(table, 'minimal', sc)
+            if m:
+                line += '; protocol floor %.1f us user, %.1f us CPU' % (
+                    m['user_us_per_msg'], m['cpu_us_per_msg'])
+            lines.append(line)
     return lines
 
 
