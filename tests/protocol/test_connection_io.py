@@ -667,3 +667,86 @@ def test_threads_keep_their_own_deadlines(fake_broker):
     conn.close()
     broker.finish()
     assert seen == [True] * count
+
+
+def _large_deliveries(frame_max):
+    """Three 300,000-byte deliveries on channel 1, as frames: the first
+    split at frame_max as RabbitMQ does, the second with a heartbeat
+    between its first two body frames, the third split at frame_max,
+    then at 10,000 bytes:
+    what a scatter read of a large body must expect besides the usual."""
+    chunk = frame_max - 8
+    bodies = [bytes((i * k + 1) % 251 for i in range(300000))
+              for k in (3, 5, 7)]
+    out = b''
+    for n, body in enumerate(bodies):
+        out += method_frame(Basic.Deliver('ctag', n + 1, False, '', 'q'), 1)
+        out += frame(2, 1, struct.pack('>HHQH', 60, 0, len(body), 0))
+        parts = [body[i:i + chunk] for i in range(0, len(body), chunk)]
+        if n == 2:
+            rest = body[chunk:]
+            parts[1:] = [rest[i:i + 10000] for i in range(0, len(rest),
+                                                          10000)]
+        for i, part in enumerate(parts):
+            if n == 1 and i == 1:
+                out += HEARTBEAT
+            out += frame(3, 1, part)
+    return bodies, out
+
+
+@pytest.mark.parametrize('step', [None, 7919], ids=['one-send', 'trickled'])
+def test_large_bodies_arrive_whole_whatever_lies_between_frames(fake_broker,
+                                                                step):
+    bodies, data = _large_deliveries(131072)
+
+    def script(peer):
+        peer.handshake()
+        peer.serve_channel_open(1)
+        peer.expect_method(Basic.Consume)
+        peer.send_method(Basic.ConsumeOk('ctag'), 1)
+        if step is None:
+            peer.send(data)
+        else:
+            peer.send_slowly(data, step)
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = broker.connect()
+    ch = conn.channel()
+    got = []
+    ch.basic_consume('q', consumer_tag='ctag', callback=got.append,
+                     no_ack=True)
+    while len(got) < 3:
+        conn.drain_events(timeout=TIMEOUT)
+    assert [m.body for m in got] == bodies
+    assert [m.delivery_tag for m in got] == [1, 2, 3]
+    conn.close()
+    broker.finish()
+
+
+def test_a_bad_frame_end_inside_a_large_body_is_a_framing_error(fake_broker):
+    bodies, data = _large_deliveries(131072)
+    data = bytearray(data)
+    # the frame-end octet of the first delivery's first body frame
+    first_body = data.index(bytes((3, 0, 1)))
+    end = first_body + 7 + (131072 - 8)
+    assert data[end] == 0xCE
+    data[end] = 0x00
+
+    def script(peer):
+        peer.handshake()
+        peer.serve_channel_open(1)
+        peer.expect_method(Basic.Consume)
+        peer.send_method(Basic.ConsumeOk('ctag'), 1)
+        peer.send(bytes(data))
+        peer.wait_closed()
+
+    broker = fake_broker(script)
+    conn = broker.connect()
+    ch = conn.channel()
+    ch.basic_consume('q', consumer_tag='ctag', callback=lambda m: None,
+                     no_ack=True)
+    with pytest.raises(AMQPError, match='frame_end'):
+        while True:
+            conn.drain_events(timeout=TIMEOUT)
+    broker.finish()

@@ -622,15 +622,17 @@ def test_a_scatter_read_checks_every_frame_end():
                                 (32, True))
 
 
-def test_collected_bodies_of_interleaved_channels():
-    # channel 1's content, then channel 2's, frames interleaved
+@pytest.mark.parametrize('scatter', [None, (32, True)])
+def test_collected_bodies_of_interleaved_channels(scatter):
+    # channel 1's content, then channel 2's, frames interleaved: frames
+    # of the same type and size as the body frames a scatter read expects
     one = message_frames(Basic.Publish(0, 'ex', 'a'), b'1' * 9000, 1,
                          frame_max=FRAME_MAX)
     two = message_frames(Basic.Publish(0, 'ex', 'b'), b'2' * 9000, 2,
                          frame_max=FRAME_MAX)
     f1, f2 = split_frames(one), split_frames(two)
     mixed = b''.join(frame(*f) for pair in zip(f1, f2) for f in pair)
-    frames = _read_like_a_connection(mixed, [700, 5000], 100)
+    frames = _read_like_a_connection(mixed, [700, 5000], 100, scatter)
     assert sorted(b for _, b, _ in _published(frames)) == \
         [b'1' * 9000, b'2' * 9000]
 
