@@ -150,7 +150,13 @@ class Confirms:
         """Apply a basic.ack / basic.nack; run per-publish callbacks."""
         unsettled = self.unsettled
         if multiple:
-            tags = [t for t in unsettled if t <= delivery_tag]
+            # tags are recorded in increasing order (dicts keep it): the
+            # ones settled are a prefix, found without scanning the window
+            tags = []
+            for t in unsettled:
+                if t > delivery_tag:
+                    break
+                tags.append(t)
         else:
             tags = [delivery_tag] if delivery_tag in unsettled else []
         returned = self._returned
@@ -159,14 +165,15 @@ class Confirms:
             # RabbitMQ acks an unroutable publish right after its return:
             # unmatched returns belong to the newest tags settled.
             n = min(len(returns), len(tags))
-            returned.update(zip(sorted(tags)[-n:], returns[:n]))
+            returned.update(zip(tags[-n:], returns[:n]))
             del returns[:n]
         mandatory = self._mandatory
+        if nacked:
+            self._nacked.extend(tags)
         for tag in tags:
-            mandatory.pop(tag, None)
+            if mandatory:
+                mandatory.pop(tag, None)
             callback = unsettled.pop(tag)
-            if nacked:
-                self._nacked.append(tag)
             if callback is not None:
                 callback(tag, 'nack' if nacked else
                          'returned' if tag in returned else 'ack')

@@ -21,6 +21,8 @@ get          encode basic.get, send, read and parse until get-ok (or
              the body.  One round trip per call.
 confirm      publish as above on a channel in confirm mode, then read
              until the basic.ack for its sequence number.
+pipelined    publish in confirm mode; after every WINDOW publishes read
+             until the ack of the last one (acks may be multiple).
 consume_1mb  a lower bound rather than a client: the raw-socket floor's
              loop plus one copy of every body into a fresh ``bytes``.  Any
              pure-Python client whose messages carry ``bytes`` bodies pays
@@ -273,6 +275,22 @@ class Minimal(Floor):
         for seq in range(1, n + 1):
             publish(body, '', q)
             wait(seq)
+        c1 = clock.stop(name)
+        self._give_back()
+        self._wait_depth(n)
+        return clock.sample(n, t0, c1)
+
+    def pipelined(self, n, body, window, name, clock):
+        """Publish in confirm mode, reading acks only after every
+        ``window`` publishes, until the last one is acked."""
+        self.ch.confirm_select()
+        client = self.client()
+        publish, wait, q = client.publish, client.wait_ack, self.queue
+        t0 = clock.start(name)
+        for seq in range(1, n + 1):
+            publish(body, '', q)
+            if seq % window == 0 or seq == n:
+                wait(seq)
         c1 = clock.stop(name)
         self._give_back()
         self._wait_depth(n)
