@@ -267,6 +267,9 @@ class Connection(AbstractChannel):
         self._handshake_complete = False
         #: what was read from the socket and not yet dispatched
         self._frames = FrameBuffer()
+        #: the buffer of frames read but not yet handled, offered to the
+        #: frame handler (None while the wire trace is on)
+        self.inbound_frames: Optional[FrameBuffer] = None
         self.channels: Dict[int, AbstractChannel] = {}
         super().__init__(self, 0)
         self.channel_max = channel_max or 65535
@@ -481,6 +484,9 @@ class Connection(AbstractChannel):
             self.transport.connect(deadline)
             phase = 'AMQP handshake with'
             self._tracing = wire.enabled()
+            # the handler may take whole contents from the buffer, except
+            # when every frame must pass the wire trace
+            self.inbound_frames = None if self._tracing else self._frames
             if self._tracing:
                 self.on_inbound_frame = wire.traced_frames(
                     self.host, self.frame_handler_cls(

@@ -454,6 +454,44 @@ class FrameBuffer:
                     break
             self.feed(b''.join(parts))
 
+    def take_content(self, channel: int) -> Optional[Tuple[bytes, bytes]]:
+        """The content header payload and body of ``channel``'s content
+        method just returned, when both are already buffered whole: the
+        header frame next, then (unless the body is empty) one body frame
+        carrying all of a body too small to be collected.  Consumes them;
+        returns None and consumes nothing otherwise (anything unusual,
+        malformed included, is left to :meth:`next_frame`)."""
+        buf = self.buf
+        pos = self.pos
+        have = len(buf)
+        if have - pos < _FRAME_HEADER_SIZE or self.collecting:
+            return None
+        frame_type, frame_channel, size = _FRAME_HEADER.unpack_from(buf, pos)
+        end = pos + _FRAME_HEADER_SIZE + size
+        if frame_type != _FRAME_HEADER_TYPE or frame_channel != channel or \
+                size < _CONTENT_HEADER_FIXED or size > self.max_payload or \
+                end >= have or buf[end] != _FRAME_END_OCTET:
+            return None
+        header = buf[pos + _FRAME_HEADER_SIZE:end]
+        body_size: int = _U64.unpack_from(header, 4)[0]
+        if not body_size:
+            self.pos = end + 1
+            return bytes(header), b''
+        pos = end + 1
+        if have - pos < _FRAME_HEADER_SIZE or body_size >= self.collect_min:
+            return None
+        frame_type, frame_channel, size = _FRAME_HEADER.unpack_from(buf, pos)
+        end = pos + _FRAME_HEADER_SIZE + size
+        if frame_type != _FRAME_BODY or frame_channel != channel or \
+                size != body_size or end >= have or \
+                buf[end] != _FRAME_END_OCTET:
+            return None
+        body = buf[pos + _FRAME_HEADER_SIZE:end]
+        self.pos = end + 1
+        if type(buf) is bytes:
+            return header, body    # type: ignore[return-value]
+        return bytes(header), bytes(body)
+
     def has_frame(self) -> bool:
         """True when a complete frame is buffered (nothing is consumed)."""
         buf = self.buf
@@ -518,6 +556,13 @@ def frame_handler(connection: InboundConnection, callback: MethodCallback,
     partial: Dict[int, List[Any]] = {}
     # (chunks is None while an oversized body is being skipped)
 
+    # Where the connection offers the buffer its frames come from, a
+    # content method whose header and body are buffered whole is handled
+    # in one call here, not three.
+    frames: Optional[FrameBuffer] = getattr(connection, 'inbound_frames',
+                                            None)
+    take_content = None if frames is None else frames.take_content
+
     def on_frame(frame: Frame) -> bool:
         frame_type, channel, buf = frame
         connection.bytes_recv += 1
@@ -531,8 +576,15 @@ def frame_handler(connection: InboundConnection, callback: MethodCallback,
                     'method frame of %d bytes has no method id' % len(buf))
             method_sig = _METHOD_SIG.unpack_from(buf, 0)
             if method_sig in content_methods:
-                partial[channel] = [method_sig, buf, None, [], 0]
-                return False
+                whole = None if take_content is None else \
+                    take_content(channel)
+                if whole is None:
+                    partial[channel] = [method_sig, buf, None, [], 0]
+                    return False
+                connection.bytes_recv += 2 if whole[1] else 1
+                content = _content(whole[0], whole[1], method_sig, buf)
+                callback(channel, method_sig, buf, content)
+                return True
             if method_sig not in _METHODS:
                 raise UnexpectedFrame(
                     'unknown method %d.%d on channel %d' % (
@@ -595,6 +647,21 @@ def frame_handler(connection: InboundConnection, callback: MethodCallback,
                                  'belong on channel 0' % channel)
             return False
         raise FrameError('unknown frame type %r' % (frame_type,))
+
+    def _content(header: bytes, body: bytes, method_sig: spec.MethodSig,
+                 method_payload: bytes) -> Union[Message, OversizedContent]:
+        """The content of a method whose header and body came whole."""
+        _class_id, body_size, properties = decode_header_frame_payload(header)
+        limit = getattr(connection, 'max_message_size', None)
+        if limit and body_size > limit:
+            return OversizedContent(body_size, properties, limit)
+        msg = Message(b'')
+        msg.body = body
+        msg.properties = properties  # ours already: no copy
+        msg.frame_method = method_sig
+        msg.frame_args = method_payload
+        msg.body_size = body_size
+        return msg
 
     return on_frame
 

@@ -499,6 +499,68 @@ def test_any_chunking_yields_the_same_frames(messages, data):
     assert published == [(c, b, p) for c, b, p in messages]
 
 
+class BufferedConn(Conn):
+    """A connection that offers its frame buffer to the handler, as
+    Connection does while the wire trace is off."""
+
+    def __init__(self, frames):
+        super().__init__()
+        self.inbound_frames = frames
+
+
+@given(_messages, st.data(), st.booleans())
+def test_contents_taken_whole_from_the_buffer_arrive_the_same(
+        messages, data, offered):
+    """Where the handler takes a content's header and body straight from
+    the buffer, the same messages arrive, and every frame is counted."""
+    stream = _stream(messages)
+    expected = split_frames(stream)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)),
+                                     max_size=20)))
+    buf = FrameBuffer(max_payload=FRAME_MAX - 8)
+    conn = BufferedConn(buf if offered else None)
+    calls = Calls()
+    on_frame = frame_handler(conn, calls)
+    for start, end in zip([0] + cuts, cuts + [len(stream)]):
+        buf.feed(stream[start:end])
+        while True:
+            f = buf.next_frame()
+            if f is None:
+                break
+            on_frame(f)
+    assert len(buf) == 0
+    assert conn.bytes_recv == len(expected)
+    published = [(c, m.body, m.properties) for c, sig, _, m in calls.calls
+                 if sig == (60, 40)]
+    assert published == [(c, b, p) for c, b, p in messages]
+    assert all(type(m.body) is bytes for c, sig, _, m in calls.calls
+               if sig == (60, 40))
+
+
+def test_a_content_is_taken_whole_only_when_all_of_it_is_buffered():
+    body = b'b' * 100
+    stream = message_frames(Basic.Publish(0, 'ex', 'rk'), body, 1,
+                            frame_max=FRAME_MAX)
+    frames = split_frames(stream)
+    buf = FrameBuffer(max_payload=FRAME_MAX - 8)
+    conn = BufferedConn(buf)
+    calls = Calls()
+    on_frame = frame_handler(conn, calls)
+    buf.feed(stream[:-1])          # all but the body's frame-end octet
+    assert on_frame(buf.next_frame()) is False      # method: waits
+    assert buf.take_content(1) is None
+    assert len(buf) == len(stream) - 1 - (8 + len(frames[0][2]))
+    buf.feed(stream[-1:])
+    assert on_frame(buf.next_frame()) is False      # header, then body
+    assert on_frame(buf.next_frame()) is True
+    assert calls.calls[0][3].body == body
+    # all of it buffered: one call
+    buf.feed(stream)
+    assert on_frame(buf.next_frame()) is True
+    assert len(buf) == 0 and calls.calls[1][3].body == body
+    assert conn.bytes_recv == 6
+
+
 def _read_like_a_connection(stream, sizes, collect_min, scatter=None):
     """Read ``stream`` as Connection._fill does: into the buffer, or
     straight into a collected body when the buffer offers a target; each
