@@ -750,3 +750,56 @@ def test_a_bad_frame_end_inside_a_large_body_is_a_framing_error(fake_broker):
         while True:
             conn.drain_events(timeout=TIMEOUT)
     broker.finish()
+
+
+def test_a_transport_subclass_that_reads_for_itself_sees_every_byte(
+        fake_broker):
+    """A transport subclass overriding how bytes are received (py-amqp
+    subclasses filter or count them) is never bypassed by a scatter read
+    of a large body: every byte goes through its methods."""
+    from amqp.transport import TCPTransport
+
+    seen = []
+
+    class Counting(TCPTransport):
+        def _read_some(self, n, flags=0):
+            data = super()._read_some(n, flags)
+            seen.append(len(data))
+            return data
+
+        def _read_into(self, view, flags=0):
+            n = super()._read_into(view, flags)
+            seen.append(n)
+            return n
+
+    assert TCPTransport.can_scatter and not Counting.can_scatter
+
+    class CountingConnection(AMQPConnection):
+        def Transport(self, host, connect_timeout, ssl=False,
+                      read_timeout=None, write_timeout=None, **kwargs):
+            return Counting(host, connect_timeout, read_timeout,
+                            write_timeout, **kwargs)
+
+    bodies, data = _large_deliveries(131072)
+
+    def script(peer):
+        peer.handshake()
+        peer.serve_channel_open(1)
+        peer.expect_method(Basic.Consume)
+        peer.send_method(Basic.ConsumeOk('ctag'), 1)
+        peer.send(data)
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = CountingConnection(broker.host, connect_timeout=TIMEOUT)
+    conn.connect()
+    ch = conn.channel()
+    got = []
+    ch.basic_consume('q', consumer_tag='ctag', callback=got.append,
+                     no_ack=True)
+    while len(got) < 3:
+        conn.drain_events(timeout=TIMEOUT)
+    assert [m.body for m in got] == bodies
+    assert sum(seen) >= len(data)
+    conn.close()
+    broker.finish()
