@@ -348,8 +348,9 @@ class AbstractChannel:
         p: Waiter = _Reply() if callback is None else ensure_promise(callback)
         pending = self._pending
         methods = method if isinstance(method, list) else [method]
-        previous = [(m, pending.get(m)) for m in methods]
+        previous = []
         for m in methods:
+            previous.append((m, pending.get(m)))
             pending[m] = p
         conn = self.connection
         if conn is None:

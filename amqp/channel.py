@@ -770,15 +770,17 @@ class Channel(AbstractChannel):
                   argsig: str = _args(_Basic.Get)) -> Optional[Message]:
         """Fetch one message; returns a Message or None if the queue is
         empty."""
-        ret = self._send(_Basic.Get, argsig, (0, queue, no_ack),
-                         wait=[_Basic.GetOk, _Basic.GetEmpty],
-                         returns_tuple=True)
-        if not ret or len(ret) < 2:
-            return None
+        if not self.is_open or self.connection is None:
+            self._ensure_open()
+        ret = self.send_method(_Basic.Get, argsig, (0, queue, no_ack),
+                               wait=[_Basic.GetOk, _Basic.GetEmpty],
+                               returns_tuple=True)
         if TYPE_CHECKING:
             got = cast(_GetOk, ret)
         else:               # no run-time call on the round trip
             got = ret
+        if not got or len(got) < 2:
+            return None
         delivery_tag, redelivered, exchange, routing_key, message_count, \
             msg = got
         if type(msg) is OversizedContent:
@@ -792,7 +794,7 @@ class Channel(AbstractChannel):
             'routing_key': routing_key,
             'message_count': message_count,
         }
-        if self.auto_decode:
+        if self.auto_decode and msg.properties.get('content_encoding'):
             self._decode_body(msg)
         return msg
 

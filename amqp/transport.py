@@ -211,6 +211,8 @@ class _AbstractTransport:
     #: recv_into_many works (not on TLS, nor where the platform lacks
     #: recvmsg_into)
     can_scatter = hasattr(socket.socket, 'recvmsg_into')
+    #: bytes may wait decrypted in the transport (see :meth:`pending`)
+    _decrypts = False
     #: the socket is in non-blocking mode (TLS, or no MSG_DONTWAIT)
     _nonblocking = not _DONTWAIT
 
@@ -448,7 +450,7 @@ class _AbstractTransport:
         if deadline is not None:
             if not self._nonblocking:
                 flags |= _DONTWAIT
-            if wait_first and not self.pending():
+            if wait_first and not (self._decrypts and self.pending()):
                 _wait_ready(sock, False, deadline, 'reading from',
                             (self.host, self.port))
         while True:
@@ -692,6 +694,7 @@ class SSLTransport(_AbstractTransport):
     default_port = AMQPS_PORT
     can_peek = False
     can_scatter = False
+    _decrypts = True
     _nonblocking = True
 
     def __init__(self, host: str, connect_timeout: Optional[float] = None,
