@@ -207,13 +207,17 @@ def _consume(peer, channel, ctag='ctag'):
     peer.send(method_frame(Basic.ConsumeOk(ctag), channel))
 
 
-def test_oversized_message_is_skipped_rejected_and_reported(fake_broker):
+@pytest.mark.parametrize('size, chunk', [(5000, 4000), (3000, None)],
+                         ids=['in-two-frames', 'in-one-frame'])
+def test_oversized_message_is_skipped_rejected_and_reported(fake_broker,
+                                                            size, chunk):
+    # in one frame, the whole content is buffered and taken in one call
     seen = {}
 
     def script(peer):
         peer.handshake(frame_max=4096)
         _consume(peer, 1)
-        peer.send(_deliver(1, 1, b'x' * 5000, chunk=4000) +
+        peer.send(_deliver(1, 1, b'x' * size, chunk=chunk) +
                   _deliver(1, 2, b'small'))
         seen['reject'] = peer.expect_method(Basic.Reject)
         peer.serve_close()
@@ -227,7 +231,8 @@ def test_oversized_message_is_skipped_rejected_and_reported(fake_broker):
         conn.drain_events(timeout=TIMEOUT)
     from amqp.exceptions import ContentTooLarge
     assert isinstance(info.value, ContentTooLarge)
-    assert '5000 bytes' in str(info.value) and '1000' in str(info.value)
+    assert '%d bytes' % size in str(info.value)
+    assert '1000' in str(info.value)
     conn.drain_events(timeout=TIMEOUT)          # nothing else was lost
     assert [m.body for m in got] == [b'small']
     assert conn.connected
