@@ -803,3 +803,39 @@ def test_a_transport_subclass_that_reads_for_itself_sees_every_byte(
     assert sum(seen) >= len(data)
     conn.close()
     broker.finish()
+
+
+def test_a_timeout_inside_a_large_body_keeps_what_was_received(fake_broker):
+    """drain_events(timeout) running out while a large body is being
+    received straight into its buffer loses nothing: the next call
+    carries on where the last read ended."""
+    bodies, data = _large_deliveries(131072)
+    cut = 200000             # inside the first delivery's second frame
+    resumed = threading.Event()
+
+    def script(peer):
+        peer.handshake()
+        peer.serve_channel_open(1)
+        peer.expect_method(Basic.Consume)
+        peer.send_method(Basic.ConsumeOk('ctag'), 1)
+        peer.send(data[:cut])
+        assert resumed.wait(TIMEOUT)
+        peer.send(data[cut:])
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = broker.connect()
+    ch = conn.channel()
+    got = []
+    ch.basic_consume('q', consumer_tag='ctag', callback=got.append,
+                     no_ack=True)
+    with pytest.raises(socket.timeout):
+        while True:
+            conn.drain_events(timeout=0.2)
+    assert got == []
+    resumed.set()
+    while len(got) < 3:
+        conn.drain_events(timeout=TIMEOUT)
+    assert [m.body for m in got] == bodies
+    conn.close()
+    broker.finish()
