@@ -861,25 +861,8 @@ class Connection(AbstractChannel):
                 'connection to %s is closed' % (self.host,))
         frames = self._frames
         try:
-            if not frames.collecting:
-                target = None
-            elif transport.can_scatter:
-                views = frames.direct_targets(tail=not exact)
-                if views is not None:
-                    # the rest of a large body, and the frame boundaries
-                    # in it, in one scatter read
-                    frames.direct_filled_many(
-                        transport.recv_into_many(views, deadline))
-                    self._last_read = monotonic()
-                    return
-                target = None
-            else:
-                target = frames.direct_target()
-            if target is not None:
-                # the rest of a large body's frame, straight into the body
-                frames.direct_filled(transport.recv_into(target, deadline))
-                if transport.pending():   # TLS: what came along with it
-                    frames.feed(transport.recv(READ_SIZE, deadline))
+            if frames.collecting and self._fill_body(transport, frames,
+                                                     deadline, exact):
                 self._last_read = monotonic()
                 return
             if exact and transport.can_peek:
@@ -906,6 +889,28 @@ class Connection(AbstractChannel):
         # from the heartbeat_tick that first notices these bytes
         self._last_read = monotonic()
         frames.feed(data)
+
+    @staticmethod
+    def _fill_body(transport: AbstractTransport, frames: FrameBuffer,
+                   deadline: Optional[float], exact: bool) -> bool:
+        """Receive the rest of a large body straight into place when the
+        buffer ends inside one; return whether it did."""
+        if transport.can_scatter:
+            # the rest of the body, and the frame boundaries in it, in one
+            # scatter read (and, unless ``exact``, a little of what follows)
+            views = frames.direct_targets(tail=not exact)
+            if views is None:
+                return False
+            frames.direct_filled_many(transport.recv_into_many(views,
+                                                               deadline))
+            return True
+        target = frames.direct_target()   # the rest of one body frame
+        if target is None:
+            return False
+        frames.direct_filled(transport.recv_into(target, deadline))
+        if transport.pending():   # TLS: what came along with it
+            frames.feed(transport.recv(READ_SIZE, deadline))
+        return True
 
     def _drain_for(self, channel: Optional[AbstractChannel],
                    deadline: Optional[float], handshake: bool = False,

@@ -621,25 +621,17 @@ def frame_handler(connection: InboundConnection, callback: MethodCallback,
                 raise UnexpectedFrame(
                     'content header frame on channel %d without a content '
                     'method before it' % channel)
-            _class_id, body_size, properties = \
-                decode_header_frame_payload(buf)
-            limit = getattr(connection, 'max_message_size', None)
-            if limit and body_size > limit:
-                state[2] = OversizedContent(body_size, properties, limit)
-                state[3] = None
-                state[4] = body_size
+            content = _content(buf, b'', state[0], state[1])
+            body_size = content.body_size
+            state[2] = content
+            state[4] = body_size
+            if type(content) is OversizedContent:
+                state[3] = None     # its body frames are counted, not kept
                 return False
-            msg = Message(b'')
-            msg.properties = properties  # ours already: no copy
-            msg.frame_method = state[0]
-            msg.frame_args = state[1]
-            msg.body_size = body_size
             if not body_size:
                 del partial[channel]
-                callback(channel, state[0], state[1], msg)
+                callback(channel, state[0], state[1], content)
                 return True
-            state[2] = msg
-            state[4] = body_size
             return False
         if frame_type == _FRAME_HEARTBEAT:
             if channel:
@@ -650,7 +642,8 @@ def frame_handler(connection: InboundConnection, callback: MethodCallback,
 
     def _content(header: bytes, body: bytes, method_sig: spec.MethodSig,
                  method_payload: bytes) -> Union[Message, OversizedContent]:
-        """The content of a method whose header and body came whole."""
+        """The content a header announces: a Message (with ``body``), or
+        an OversizedContent when it exceeds max_message_size."""
         _class_id, body_size, properties = decode_header_frame_payload(header)
         limit = getattr(connection, 'max_message_size', None)
         if limit and body_size > limit:

@@ -669,6 +669,25 @@ def test_threads_keep_their_own_deadlines(fake_broker):
     assert seen == [True] * count
 
 
+def _serve_consumer(peer):
+    """The fake broker's side up to a consumer on channel 1 ('ctag')."""
+    peer.handshake()
+    peer.serve_channel_open(1)
+    peer.expect_method(Basic.Consume)
+    peer.send_method(Basic.ConsumeOk('ctag'), 1)
+
+
+def _consume(conn, n):
+    """Consume (no_ack, 'ctag' on 'q') until n messages arrived."""
+    ch = conn.channel()
+    got = []
+    ch.basic_consume('q', consumer_tag='ctag', callback=got.append,
+                     no_ack=True)
+    while len(got) < n:
+        conn.drain_events(timeout=TIMEOUT)
+    return got
+
+
 def _large_deliveries(frame_max):
     """Three 300,000-byte deliveries on channel 1, as frames: the first
     split at frame_max as RabbitMQ does, the second with a heartbeat
@@ -700,10 +719,7 @@ def test_large_bodies_arrive_whole_whatever_lies_between_frames(fake_broker,
     bodies, data = _large_deliveries(131072)
 
     def script(peer):
-        peer.handshake()
-        peer.serve_channel_open(1)
-        peer.expect_method(Basic.Consume)
-        peer.send_method(Basic.ConsumeOk('ctag'), 1)
+        _serve_consumer(peer)
         if step is None:
             peer.send(data)
         else:
@@ -712,12 +728,7 @@ def test_large_bodies_arrive_whole_whatever_lies_between_frames(fake_broker,
 
     broker = fake_broker(script)
     conn = broker.connect()
-    ch = conn.channel()
-    got = []
-    ch.basic_consume('q', consumer_tag='ctag', callback=got.append,
-                     no_ack=True)
-    while len(got) < 3:
-        conn.drain_events(timeout=TIMEOUT)
+    got = _consume(conn, 3)
     assert [m.body for m in got] == bodies
     assert [m.delivery_tag for m in got] == [1, 2, 3]
     conn.close()
@@ -734,10 +745,7 @@ def test_a_bad_frame_end_inside_a_large_body_is_a_framing_error(fake_broker):
     data[end] = 0x00
 
     def script(peer):
-        peer.handshake()
-        peer.serve_channel_open(1)
-        peer.expect_method(Basic.Consume)
-        peer.send_method(Basic.ConsumeOk('ctag'), 1)
+        _serve_consumer(peer)
         peer.send(bytes(data))
         peer.wait_closed()
 
@@ -783,22 +791,14 @@ def test_a_transport_subclass_that_reads_for_itself_sees_every_byte(
     bodies, data = _large_deliveries(131072)
 
     def script(peer):
-        peer.handshake()
-        peer.serve_channel_open(1)
-        peer.expect_method(Basic.Consume)
-        peer.send_method(Basic.ConsumeOk('ctag'), 1)
+        _serve_consumer(peer)
         peer.send(data)
         peer.serve_close()
 
     broker = fake_broker(script)
     conn = CountingConnection(broker.host, connect_timeout=TIMEOUT)
     conn.connect()
-    ch = conn.channel()
-    got = []
-    ch.basic_consume('q', consumer_tag='ctag', callback=got.append,
-                     no_ack=True)
-    while len(got) < 3:
-        conn.drain_events(timeout=TIMEOUT)
+    got = _consume(conn, 3)
     assert [m.body for m in got] == bodies
     assert sum(seen) >= len(data)
     conn.close()
@@ -814,10 +814,7 @@ def test_a_timeout_inside_a_large_body_keeps_what_was_received(fake_broker):
     resumed = threading.Event()
 
     def script(peer):
-        peer.handshake()
-        peer.serve_channel_open(1)
-        peer.expect_method(Basic.Consume)
-        peer.send_method(Basic.ConsumeOk('ctag'), 1)
+        _serve_consumer(peer)
         peer.send(data[:cut])
         assert resumed.wait(TIMEOUT)
         peer.send(data[cut:])
