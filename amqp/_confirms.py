@@ -17,12 +17,14 @@ described here by the protocols :class:`ReplyWait` and
 from __future__ import annotations
 
 import socket
+import threading
 from time import monotonic
 from typing import (TYPE_CHECKING, Callable, Dict, Iterable, List, Optional,
                     Protocol, Tuple, Union)
 
 from . import spec
-from .exceptions import AMQPError, MessageNacked, PublishConfirmError
+from .exceptions import (AMQPError, MessageNacked, PublishConfirmError,
+                         ReadTimeout)
 from .serialization import dumps_method
 
 if TYPE_CHECKING:
@@ -93,6 +95,11 @@ class Confirms:
     """
 
     def __init__(self) -> None:
+        #: Guards the tag counter and the tables below: the thread that
+        #: publishes records a tag while another thread (the one reading,
+        #: or the consumer thread) may be settling acks.  Held for
+        #: bookkeeping only; per-publish callbacks run outside it.
+        self.lock = threading.Lock()
         self.reset()
 
     def reset(self) -> None:
@@ -119,13 +126,28 @@ class Confirms:
     def published(self, on_confirm: Optional[ConfirmCallback],
                   mandatory: bool, exchange: _Name,
                   routing_key: _Name) -> int:
-        """Record a publish just written; return its delivery tag."""
-        self.seq += 1
-        tag = self.seq
-        self.unsettled[tag] = on_confirm
-        if mandatory:
-            self._mandatory[tag] = (exchange, routing_key)
+        """Record a publish about to be written; return its delivery tag.
+
+        Recorded before the write, so that its ack cannot be read (by
+        another thread) before its tag is known.  A write that sends
+        nothing is undone with :meth:`withdraw`.
+        """
+        with self.lock:
+            self.seq += 1
+            tag = self.seq
+            self.unsettled[tag] = on_confirm
+            if mandatory:
+                self._mandatory[tag] = (exchange, routing_key)
         return tag
+
+    def withdraw(self, tag: int) -> None:
+        """The publish of ``tag`` was not sent at all (its write failed
+        before the first byte): the broker never counted it."""
+        with self.lock:
+            if tag == self.seq:
+                self.seq -= 1
+            self.unsettled.pop(tag, None)
+            self._mandatory.pop(tag, None)
 
     def returned(self, exc: AMQPError, exchange: _Name,
                  routing_key: _Name) -> None:
@@ -138,45 +160,53 @@ class Confirms:
         ack settles tags.
         """
         target = (exchange, routing_key)
-        for tag, dest in self._mandatory.items():  # in publish order
-            if dest == target and tag not in self._returned:
-                del self._mandatory[tag]
-                self._returned[tag] = exc
-                return
-        self._pending_returns.append(exc)
+        with self.lock:
+            for tag, dest in self._mandatory.items():  # in publish order
+                if dest == target and tag not in self._returned:
+                    del self._mandatory[tag]
+                    self._returned[tag] = exc
+                    return
+            self._pending_returns.append(exc)
 
     def settle(self, delivery_tag: int, multiple: bool,
                nacked: bool) -> None:
         """Apply a basic.ack / basic.nack; run per-publish callbacks."""
         unsettled = self.unsettled
-        if multiple:
-            # tags are recorded in increasing order (dicts keep it): the
-            # ones settled are a prefix, found without scanning the window
-            tags = []
-            for t in unsettled:
-                if t > delivery_tag:
-                    break
-                tags.append(t)
-        else:
-            tags = [delivery_tag] if delivery_tag in unsettled else []
         returned = self._returned
-        returns = self._pending_returns
-        if returns and tags:
-            # RabbitMQ acks an unroutable publish right after its return:
-            # unmatched returns belong to the newest tags settled.
-            n = min(len(returns), len(tags))
-            returned.update(zip(tags[-n:], returns[:n]))
-            del returns[:n]
-        mandatory = self._mandatory
-        if nacked:
-            self._nacked.extend(tags)
-        for tag in tags:
-            if mandatory:
-                mandatory.pop(tag, None)
-            callback = unsettled.pop(tag)
-            if callback is not None:
-                callback(tag, 'nack' if nacked else
-                         'returned' if tag in returned else 'ack')
+        with self.lock:
+            if multiple:
+                # tags are recorded in increasing order (dicts keep it): the
+                # ones settled are a prefix, found without scanning the
+                # window
+                tags = []
+                for t in unsettled:
+                    if t > delivery_tag:
+                        break
+                    tags.append(t)
+            else:
+                tags = [delivery_tag] if delivery_tag in unsettled else []
+            returns = self._pending_returns
+            if returns and tags:
+                # RabbitMQ acks an unroutable publish right after its
+                # return: unmatched returns belong to the newest tags
+                # settled.
+                n = min(len(returns), len(tags))
+                returned.update(zip(tags[-n:], returns[:n]))
+                del returns[:n]
+            mandatory = self._mandatory
+            if nacked:
+                self._nacked.extend(tags)
+            callbacks = []
+            for tag in tags:
+                if mandatory:
+                    mandatory.pop(tag, None)
+                callback = unsettled.pop(tag)
+                if callback is not None:
+                    callbacks.append((tag, callback, 'nack' if nacked else
+                                      'returned' if tag in returned
+                                      else 'ack'))
+        for tag, callback, outcome in callbacks:
+            callback(tag, outcome)
 
     def wait(self, channel_wait: ReplyWait, done: Callable[[], bool],
              timeout: Optional[float], what: str,
@@ -192,37 +222,55 @@ class Confirms:
         (``what`` describes the wait in its text).
         """
         deadline = None if timeout is None else monotonic() + timeout
-        if drain is not None and not done():
-            try:
-                drain(done, deadline)
-            except socket.timeout:
-                pass
-        while not done():
-            remaining = None if deadline is None else deadline - monotonic()
-            if remaining is not None and remaining <= 0:
-                unconfirmed = sorted(self.unsettled)
-                raise ConfirmTimeout(
-                    'no publisher confirm for %s within %ss' % (what,
-                                                                timeout),
-                    unconfirmed=unconfirmed)
-            try:
-                channel_wait(_ACK_OR_NACK, timeout=remaining)
-            except socket.timeout:
-                continue
+        try:
+            if drain is not None and not done():
+                try:
+                    drain(done, deadline)
+                except ReadTimeout:
+                    raise
+                except socket.timeout:
+                    pass
+            while not done():
+                remaining = None if deadline is None else \
+                    deadline - monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise self._timed_out(
+                        'no publisher confirm for %s within %ss' % (
+                            what, timeout))
+                try:
+                    channel_wait(_ACK_OR_NACK, timeout=remaining)
+                except ReadTimeout:
+                    raise
+                except socket.timeout:
+                    continue
+        except ReadTimeout as exc:
+            # the broker went quiet: as bounded as a confirm_timeout
+            raise self._timed_out('no publisher confirm for %s: %s' % (
+                what, exc)) from None
+
+    def _timed_out(self, text: str) -> ConfirmTimeout:
+        with self.lock:
+            unconfirmed = sorted(self.unsettled)
+        return ConfirmTimeout(text, unconfirmed=unconfirmed)
 
     def outcome(self, tag: int) -> Optional[AMQPError]:
         """Raise for a settled publish that was not accepted: MessageNacked
         for a nack; return the error of its basic.return (or None)."""
-        if tag in self._nacked:
-            self._nacked.remove(tag)
+        with self.lock:
+            nacked = tag in self._nacked
+            if nacked:
+                self._nacked.remove(tag)
+            error = self._returned.pop(tag, None)
+        if nacked:
             raise MessageNacked('message with delivery tag %d was nacked '
                                 'by the broker' % tag)
-        return self._returned.pop(tag, None)
+        return error
 
     def take_failures(self) -> Tuple[List[int], List[int]]:
         """``(nacked, returned)`` delivery tags since the last call."""
-        nacked, self._nacked = sorted(self._nacked), []
-        returned, self._returned = sorted(self._returned), {}
+        with self.lock:
+            nacked, self._nacked = sorted(self._nacked), []
+            returned, self._returned = sorted(self._returned), {}
         return nacked, returned
 
 

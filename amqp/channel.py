@@ -308,12 +308,18 @@ class Channel(AbstractChannel):
             if connection.transport is None:
                 return None
             self.is_closing = True
-            self.send_method(
-                spec.Channel.Close, argsig,
-                (reply_code, reply_text, method_sig[0], method_sig[1]))
+            args = (reply_code, reply_text, method_sig[0], method_sig[1])
+            replies = [spec.Channel.CloseOk, spec.Channel.Close]
             try:
-                self.wait([spec.Channel.CloseOk, spec.Channel.Close],
-                          timeout=connection.close_timeout)
+                if self._wait_replaced():
+                    self.send_method(spec.Channel.Close, argsig, args)
+                    self.wait(replies, timeout=connection.close_timeout)
+                else:
+                    self._call(spec.Channel.Close,
+                               dumps_method(spec.Channel.Close, argsig,
+                                            args),
+                               None, replies, False,
+                               connection.close_timeout, abandon=False)
                 confirmed = True
             except socket.timeout:
                 logger.warning('channel %s: no close-ok within %ss',
@@ -493,13 +499,12 @@ class Channel(AbstractChannel):
                       ) -> Optional[queue_declare_ok_t]:
         """Declare a queue; returns ``queue_declare_ok_t(queue,
         message_count, consumer_count)`` (None with ``nowait``)."""
-        self._send(spec.Queue.Declare, argsig, (
+        reply = self._send(spec.Queue.Declare, argsig, (
             0, queue, passive, durable, exclusive, auto_delete, nowait,
-            arguments))
+            arguments), wait=None if nowait else spec.Queue.DeclareOk,
+            returns_tuple=True)
         if not nowait:
-            return queue_declare_ok_t(*cast(Tuple[str, int, int],
-                                            self.wait_reply(
-                spec.Queue.DeclareOk, returns_tuple=True)))
+            return queue_declare_ok_t(*cast(Tuple[str, int, int], reply))
         return None
 
     @overload
@@ -855,19 +860,33 @@ class Channel(AbstractChannel):
         writer = connection.frame_writer
         if writer is None:
             raise RecoverableConnectionError('connection already closed')
-        if timeout is not None:
-            # a transport is open while the frame writer is set
+        if not confirms.selected:
+            if timeout is not None:
+                # a transport is open while the frame writer is set
+                with connection.transport.having_timeout(  # type: ignore[union-attr]
+                        timeout):
+                    writer(spec.FRAME_METHOD, self.channel_id,
+                           _Basic.Publish, payload, msg)
+            else:
+                writer(spec.FRAME_METHOD, self.channel_id, _Basic.Publish,
+                       payload, msg)
+            return None
+        # The tag is recorded before the write: its ack may be read by
+        # another thread the moment the publish is out.
+        tag = confirms.published(on_confirm, mandatory, exchange,
+                                 routing_key)
+        try:
             with connection.transport.having_timeout(  # type: ignore[union-attr]
                     timeout):
                 writer(spec.FRAME_METHOD, self.channel_id, _Basic.Publish,
                        payload, msg)
-        else:
-            writer(spec.FRAME_METHOD, self.channel_id, _Basic.Publish,
-                   payload, msg)
-        if not confirms.selected:
-            return None
-        tag = confirms.published(on_confirm, mandatory, exchange,
-                                 routing_key)
+        except BaseException:
+            transport = connection.transport
+            if transport is not None and transport.broken is None and \
+                    transport.connected:
+                # nothing was sent (a cut-off write breaks the transport)
+                confirms.withdraw(tag)
+            raise
         if confirm_timeout is not None:
             self._await_confirm(tag, confirm_timeout)
         return tag

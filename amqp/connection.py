@@ -32,9 +32,9 @@ from .exceptions import (AMQPDeprecationWarning, AMQPError,  # noqa: F401
                          FrameSyntaxError, InvalidCommand, MessageNacked,
                          RecoverableChannelError, RecoverableConnectionError,
                          ResourceError, UnexpectedFrame, error_for_code)
-from .method_framing import (HEARTBEAT_FRAME, READ_SIZE, FrameBuffer,
-                             frame_handler, frame_writer, method_end)
-from .serialization import dumps
+from .method_framing import HEARTBEAT_FRAME, frame_handler, frame_writer
+from .reader import PEER_PROTOCOL_ERRORS, Lane, Reader
+from .serialization import dumps, dumps_method
 from .transport import AbstractTransport, Transport
 
 try:  # kombu imports amqp.connection.SSLError; Python may lack ssl
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     # annotations there use this name for the class.
     from .channel import Channel as _Channel
     from .basic_message import Message
-    from .method_framing import (ByteSink, Frame, FrameHandler,
+    from .method_framing import (ByteSink, FrameBuffer, FrameHandler,
                                  FrameWriter, InboundConnection,
                                  MethodCallback, OutboundConnection,
                                  OversizedContent)
@@ -106,15 +106,10 @@ REPLY_TIMEOUT = 60.0
 #: ``max_message_size`` (128 MiB).
 MAX_MESSAGE_SIZE = 128 * 1024 * 1024
 
-_CONSUME_OK = spec.Basic.ConsumeOk
-
 #: How every server's first frame starts: a method frame on channel 0.
 _START_OF_METHOD_ON_CHANNEL_0 = bytes((spec.FRAME_METHOD, 0, 0))
 
-#: Errors we detect in what the peer sent; the connection cannot go on
-#: after them (spec 4.2.3: close with the reply code, then drop the socket).
-_PEER_PROTOCOL_ERRORS = (FrameError, FrameSyntaxError, UnexpectedFrame,
-                         AMQPNotImplementedError, InvalidCommand)
+_PEER_PROTOCOL_ERRORS = PEER_PROTOCOL_ERRORS
 
 _MECHANISMS: Dict[str, Callable[[Optional[str], Optional[str]],
                                  sasl.SASL]] = {
@@ -207,7 +202,6 @@ class Connection(AbstractChannel):
                                           Connection]] = None
     _has_connected = False     # a handshake completed (no lazy connect)
     _tracing = False           # the amqp.wire logger was on at connect
-    _last_read = 0.0           # monotonic() of the last socket read
 
     def __init__(self, host: str = 'localhost:5672',
                  userid: Optional[str] = 'guest',
@@ -265,12 +259,14 @@ class Connection(AbstractChannel):
         self.frame_handler_cls = frame_handler
         self.frame_writer_cls = frame_writer
         self._handshake_complete = False
-        #: what was read from the socket and not yet dispatched
-        self._frames = FrameBuffer()
+        self.max_message_size = max_message_size
+        self.channels: Dict[int, AbstractChannel] = {}
+        #: who reads the socket and hands each method to its thread
+        #: (replaced at each connect)
+        self._reader = self._new_reader()
         #: the buffer of frames read but not yet handled, offered to the
         #: frame handler (None while the wire trace is on)
         self.inbound_frames: Optional[FrameBuffer] = None
-        self.channels: Dict[int, AbstractChannel] = {}
         super().__init__(self, 0)
         self.channel_max = channel_max or 65535
         self.frame_max = frame_max or spec.FRAME_MAX_DEFAULT
@@ -283,7 +279,6 @@ class Connection(AbstractChannel):
         self.connect_timeout = connect_timeout
         self.blocked_timeout = blocked_timeout
         self.reply_timeout = reply_timeout
-        self.max_message_size = max_message_size
         self.heartbeat_thread = heartbeat_thread
         self.on_blocked = on_blocked
         self.on_unblocked = on_unblocked
@@ -300,14 +295,6 @@ class Connection(AbstractChannel):
         self.channel_ids = ChannelIds(self.channel_max)
         # ids of channels closed without close-ok yet: taken until it comes
         self._closing_ids: Set[int] = set()
-        # the channel in a synchronous wait, and errors for other channels
-        # that arrived meanwhile: [(channel, exception)]
-        #: the channel (or this connection) in a synchronous wait, or None
-        #: while nothing waits (drain_events is dispatching)
-        self.waiting_channel: Optional[AbstractChannel] = None
-        #: errors for channels that arrived during another channel's wait,
-        #: as (channel, exception), oldest first; raised by raise_deferred
-        self.deferred_errors: List[Tuple[AbstractChannel, BaseException]] = []
 
     # -- construction helpers -------------------------------------------
     @staticmethod
@@ -466,13 +453,10 @@ class Connection(AbstractChannel):
         self.channels = {0: self}
         self.channel_ids = ChannelIds(self.channel_max)
         self._closing_ids = set()
-        self.deferred_errors = []
         self.bytes_sent = self.bytes_recv = 0
         self.prev_sent = self.prev_recv = None
-        self._frames = FrameBuffer()
-        if self.max_message_size:
-            # bodies collected whole are never larger than that
-            self._frames.max_body = self.max_message_size
+        self._reader = reader = self._new_reader()
+        self.lane = Lane()
         self.transport = self.Transport(
             self.host, self.connect_timeout, self.ssl, self.read_timeout,
             self.write_timeout, socket_settings=self.socket_settings)
@@ -486,17 +470,22 @@ class Connection(AbstractChannel):
             self._tracing = wire.enabled()
             # the handler may take whole contents from the buffer, except
             # when every frame must pass the wire trace
-            self.inbound_frames = None if self._tracing else self._frames
+            self.inbound_frames = None if self._tracing else reader.frames
+            # the frame handler's callback; without an override of
+            # on_inbound_method, the reader's own (one call less per
+            # method)
+            on_method: MethodCallback = reader.arrived if \
+                type(self).on_inbound_method is \
+                Connection.on_inbound_method else self.on_inbound_method
             if self._tracing:
                 self.on_inbound_frame = wire.traced_frames(
                     self.host, self.frame_handler_cls(
-                        self, wire.traced_handler(self.host,
-                                                  self.on_inbound_method)))
+                        self, wire.traced_handler(self.host, on_method)))
                 self.frame_writer = wire.traced_writer(
                     self.host, self.frame_writer_cls(self, self.transport))
             else:
                 self.on_inbound_frame = self.frame_handler_cls(
-                    self, self.on_inbound_method)
+                    self, on_method)
                 self.frame_writer = self.frame_writer_cls(self,
                                                           self.transport)
             self.transport.write(spec.PROTOCOL_HEADER)
@@ -504,10 +493,12 @@ class Connection(AbstractChannel):
                 wire.logger.debug('%s > protocol header %r', self.host,
                                   spec.PROTOCOL_HEADER)
             try:
-                while not self._handshake_complete:
-                    self._drain_for(self, deadline, handshake=True)
+                # (stopping at open-ok: what follows is for drain_events)
+                reader.wait_until(self, lambda: self._handshake_complete,
+                                  deadline, [spec.Connection.OpenOk],
+                                  handshake=True)
             except _PEER_PROTOCOL_ERRORS as exc:
-                if self.bytes_recv or self._frames.unread()[:3] == \
+                if self.bytes_recv or reader.frames.unread()[:3] == \
                         _START_OF_METHOD_ON_CHANNEL_0:
                     raise  # an AMQP peer, breaking the protocol
                 raise self._not_amqp() from exc
@@ -532,7 +523,7 @@ class Connection(AbstractChannel):
     def _not_amqp(self) -> FrameError:
         """The error for a peer whose first bytes are no AMQP frame: say
         what it sent instead of what the frame parser thought of it."""
-        data = self._frames.unread()
+        data = self._reader.frames.unread()
         if data[:4] == spec.PROTOCOL_HEADER[:4] and len(data) >= 8:
             return FrameError(
                 '%s does not speak AMQP 0-9-1: it answered with protocol '
@@ -616,7 +607,8 @@ class Connection(AbstractChannel):
             self.heartbeat = int(client_heartbeat)
         else:
             self.heartbeat = min(self.server_heartbeat, int(client_heartbeat))
-        self._frames.max_payload = self.frame_max - spec.FRAME_OVERHEAD
+        self._reader.frames.max_payload = self.frame_max - \
+            spec.FRAME_OVERHEAD
         self.send_method(spec.Connection.TuneOk, argsig,
                          (self.channel_max, self.frame_max, self.heartbeat))
         self.on_tune_ok()
@@ -711,8 +703,7 @@ class Connection(AbstractChannel):
                 self._closing_ids.add(channel_id)
             else:
                 self.channel_ids.release(channel_id)
-        self.deferred_errors = [(ch, exc) for ch, exc in self.deferred_errors
-                          if ch is not channel]
+        self._reader.forget(channel)
 
     def channel(self, channel_id: Optional[int] = None,
                 callback: Optional[Callable[..., object]] = None
@@ -742,240 +733,90 @@ class Connection(AbstractChannel):
     def drain_events(self, timeout: Optional[float] = None) -> None:
         """Wait for and dispatch incoming methods.
 
-        Frames already buffered are served before the socket is read.
+        Methods already read are served before the socket is read.
         Dispatches at least one method, then every further complete method
         already buffered.  ``timeout`` bounds the whole call (heartbeats in
         between do not extend it) and raises ``socket.timeout``;
-        ``timeout=0`` never blocks.
+        ``timeout=0`` never blocks.  ``read_timeout`` (or a timeout set on
+        the open socket) bounds each silence of the broker.
+
+        The calling thread becomes the connection's consumer thread: the
+        deliveries other threads read while waiting for their replies are
+        run by its next call (see docs/guide_threads.rst).
         """
         deadline = None if timeout is None else monotonic() + timeout
         self._connect_on_first_use('drain_events()')
         self.raise_deferred()
-        self._drain_for(None, deadline)
-        self._dispatch_buffered()
+        self._reader.drain(deadline)
         self.raise_deferred()
 
     def frames_pending(self) -> bool:
-        """True when a complete frame has been read but not dispatched.
+        """True when a complete frame has been read but not dispatched,
+        or methods read by another thread wait for :meth:`drain_events`.
 
         The socket does not show such frames as readable (over TLS a
         reply wait may decrypt deliveries that follow its reply); an event
         loop that polls the socket calls :meth:`drain_events` while this
         is true.
         """
-        return self._frames.has_frame()
+        return self._reader.has_pending()
 
     # -- synchronous waits (the interface channels use) ------------------
     def wait_until(self, channel: AbstractChannel, done: Callable[[], bool],
                    deadline: Optional[float],
                    methods: Sequence[spec.MethodSig] = ()) -> None:
-        """Handle frames for ``channel``'s synchronous call until
-        ``done()``; ``deadline`` (``time.monotonic()``) bounds it.
+        """Handle what arrives for ``channel``'s synchronous call until
+        ``done()``; ``deadline`` (``time.monotonic()``) bounds it, and
+        ``read_timeout`` (or a timeout set on the open socket) each
+        silence of the broker (:class:`~amqp.exceptions.ReadTimeout`, a
+        ``socket.timeout``).
 
-        While it runs, :attr:`waiting_channel` is ``channel``: errors for
-        other channels are deferred instead of aborting this wait.
+        While it runs, :attr:`waiting_channel` is ``channel`` in this
+        thread: errors for other channels are deferred instead of aborting
+        this wait.  Other threads may wait at the same time; whichever
+        reads hands each method to the thread it belongs to.
         """
-        # Read exactly up to the reply (a peek, then a read) only when
-        # deliveries may follow it: a consumer exists, or this is
-        # basic.consume.  Otherwise one greedy read takes the reply.
-        exact = _CONSUME_OK in methods
-        if not exact:
-            for c in self.channels.values():
-                if getattr(c, 'callbacks', None):
-                    exact = True
-                    break
-        outer, self.waiting_channel = self.waiting_channel, channel
-        try:
-            while not done():
-                if channel.connection is None:
-                    raise RecoverableConnectionError(
-                        'channel %r closed while waiting for %s' % (
-                            channel.channel_id,
-                            ', '.join(spec.method_name(m) or str(m)
-                                      for m in methods)))
-                self._drain_for(channel, deadline, exact=exact)
-        finally:
-            self.waiting_channel = outer
+        self._reader.wait_until(channel, done, deadline, methods)
+
+    @property
+    def waiting_channel(self) -> Optional[AbstractChannel]:
+        """The channel (or this connection) the calling thread is in a
+        synchronous wait on, or None."""
+        return cast(Optional[AbstractChannel], self._reader.waiting_channel)
+
+    @property
+    def deferred_errors(self) -> List[Tuple[AbstractChannel, BaseException]]:
+        """Errors for channels that arrived during another channel's wait,
+        as (channel, exception), oldest first; raised by raise_deferred."""
+        return cast(List[Tuple[AbstractChannel, BaseException]],
+                    self._reader.deferred)
 
     def defer_error(self, channel: AbstractChannel,
                     exc: BaseException) -> None:
         """Keep ``exc`` (for ``channel``) until it can be raised without
         aborting another channel's wait."""
-        self.deferred_errors.append((channel, exc))
+        self._reader.defer(channel, exc)
 
     def raise_deferred(self, channel: Optional[AbstractChannel] = None
                        ) -> None:
         """Raise the oldest deferred error of ``channel`` (of any channel
         still open when None); do nothing when there is none."""
-        for i, (owner, exc) in enumerate(self.deferred_errors):
-            if channel is None or owner is channel:
-                del self.deferred_errors[i]
+        if self._reader.deferred:
+            exc = self._reader.take_deferred(channel)
+            if exc is not None:
                 raise exc
-
-    def _next_frame(self) -> Optional[Frame]:
-        """The next buffered frame, or None; a malformed stream closes
-        the connection."""
-        try:
-            return self._frames.next_frame()
-        except _PEER_PROTOCOL_ERRORS as exc:
-            self._abort(exc)
-            raise
-
-    def _dispatch_buffered(self) -> None:
-        """Dispatch every complete frame already read, without I/O."""
-        next_frame = self._frames.next_frame
-        try:
-            while self._transport is not None:
-                frame = next_frame()
-                if frame is None:
-                    break
-                self._on_inbound_frame(frame)  # type: ignore[misc]
-        except _PEER_PROTOCOL_ERRORS as exc:
-            self._abort(exc)
-            raise
 
     def blocking_read(self, timeout: Optional[float] = None) -> bool:
         """Read and handle one frame (py-amqp's primitive)."""
         self._connect_on_first_use('blocking_read()')
         deadline = None if timeout is None else monotonic() + timeout
-        frame = self._next_frame()
-        while frame is None:
-            self._fill(deadline, False)
-            frame = self._next_frame()
-        return self._handle_frame(frame)
+        return self._reader.read_one(deadline)
 
-    def _fill(self, deadline: Optional[float], exact: bool,
-              wait_first: bool = False) -> None:
-        """Read once from the socket into the frame buffer.
+    def _new_reader(self) -> Reader:
+        return Reader(self, self._transport_lost, self._abort,
+                      self._on_gone_channel_method, self.max_message_size)
 
-        ``exact`` (TCP only) reads no byte past the end of the first
-        complete method: one peek finds where it ends, one read takes it,
-        and what follows stays in the socket, readable for event loops
-        (py-amqp reads frame by frame and kombu relies on the same).  A
-        broken socket or stream closes the connection; ``socket.timeout``
-        does not.
-        """
-        transport = self._transport
-        if transport is None:
-            raise RecoverableConnectionError(
-                'connection to %s is closed' % (self.host,))
-        frames = self._frames
-        try:
-            if frames.collecting and self._fill_body(transport, frames,
-                                                     deadline, exact):
-                self._last_read = monotonic()
-                return
-            if exact and transport.can_peek:
-                peeked = transport.recv(READ_SIZE, deadline, peek=True,
-                                        wait_first=wait_first)
-                if len(frames):
-                    pending = frames.unread()
-                    end = method_end(pending + peeked)
-                    size = len(peeked) if end is None else \
-                        max(end - len(pending), 1)
-                else:
-                    end = method_end(peeked)
-                    size = len(peeked) if end is None else end
-                data = transport.recv(size, deadline)
-            else:
-                data = transport.recv(READ_SIZE, deadline,
-                                      wait_first=wait_first)
-        except socket.timeout:
-            raise
-        except OSError as exc:   # ConnectionLost included
-            self._transport_lost(exc)
-            raise
-        # when the peer was last heard: silence counts from here, not
-        # from the heartbeat_tick that first notices these bytes
-        self._last_read = monotonic()
-        frames.feed(data)
-
-    @staticmethod
-    def _fill_body(transport: AbstractTransport, frames: FrameBuffer,
-                   deadline: Optional[float], exact: bool) -> bool:
-        """Receive the rest of a large body straight into place when the
-        buffer ends inside one; return whether it did."""
-        if transport.can_scatter:
-            # the rest of the body, and the frame boundaries in it, in one
-            # scatter read (and, unless ``exact``, a little of what follows)
-            views = frames.direct_targets(tail=not exact)
-            if views is None:
-                return False
-            frames.direct_filled_many(transport.recv_into_many(views,
-                                                               deadline))
-            return True
-        target = frames.direct_target()   # the rest of one body frame
-        if target is None:
-            return False
-        frames.direct_filled(transport.recv_into(target, deadline))
-        if transport.pending():   # TLS: what came along with it
-            frames.feed(transport.recv(READ_SIZE, deadline))
-        return True
-
-    def _drain_for(self, channel: Optional[AbstractChannel],
-                   deadline: Optional[float], handshake: bool = False,
-                   exact: bool = False) -> None:
-        """Handle frames until one method has been dispatched.
-
-        Buffered frames come first.  With heartbeats on and no earlier
-        deadline, wakes at least every heartbeat/2 seconds to send ours
-        and check the broker's.  ``deadline`` is checked between frames,
-        so a peer streaming heartbeats or body frames cannot stretch it;
-        once it has passed, one non-blocking read is still made.  While a
-        channel waits for a reply (``channel`` set), dispatching stops at
-        the reply: deliveries behind it wait for the next drain_events
-        (py-amqp's behaviour; kombu's ``consume(); drain_events()`` relies
-        on it), and on TCP they are not even read.
-        """
-        reply = channel is not None and not handshake
-        exact = exact and reply
-        late = False
-        next_frame = self._frames.next_frame
-        while True:
-            # _next_frame and _handle_frame, inlined: this is the hot loop
-            try:
-                frame = next_frame()
-                if frame is not None:
-                    if self._on_inbound_frame(frame):  # type: ignore[misc]
-                        return
-                    continue
-            except _PEER_PROTOCOL_ERRORS as exc:
-                self._abort(exc)
-                raise
-            step = deadline
-            if deadline is not None and monotonic() >= deadline:
-                if late:
-                    raise socket.timeout('timed out')
-                late = True
-            hb = self.heartbeat
-            if hb and not handshake:
-                now = monotonic()
-                wake = now + hb / 2.0
-                # tick again the moment the broker's silence reaches
-                # heartbeat_tick's limit (2.5 intervals), not up to half an
-                # interval after it
-                dead_at = self.last_heartbeat_received + 2.5 * hb + 0.001
-                if now < dead_at < wake:
-                    wake = dead_at
-                if step is None or wake < step:
-                    step = wake
-            try:
-                self._fill(step, exact, reply)
-            except socket.timeout:
-                if step is deadline:
-                    raise
-                self.heartbeat_tick()
-
-    def _handle_frame(self, frame: Frame) -> bool:
-        try:
-            # None only after collect(); the read loops stop at a closed
-            # transport before they get here
-            return self._on_inbound_frame(frame)  # type: ignore[misc]
-        except _PEER_PROTOCOL_ERRORS as exc:
-            self._abort(exc)
-            raise
-
-    def _abort(self, exc: AMQPError) -> None:
+    def _abort(self, exc: BaseException) -> None:
         """The peer broke the protocol: send connection.close with the
         error's reply code (best effort, no waiting) and drop the socket."""
         transport = self._transport
@@ -989,7 +830,8 @@ class Connection(AbstractChannel):
                 with transport.having_timeout(1.0):
                     writer(1, 0, spec.Connection.Close, dumps(
                         spec.args_of(spec.Connection.Close),
-                        (exc.reply_code, str(exc)[:255], 0, 0)),
+                        (getattr(exc, 'reply_code', 0) or 0,
+                         str(exc)[:255], 0, 0)),
                         None)
             except Exception:  # the socket may be past saving
                 pass
@@ -999,27 +841,26 @@ class Connection(AbstractChannel):
                           payload: bytes,
                           content: Union[Message, OversizedContent, None]
                           ) -> None:
-        """Dispatch a complete method to its channel."""
-        channel = self.channels.get(channel_id)
-        if channel is None:
-            if channel_id in self._closing_ids:
-                self._on_closing_channel_method(channel_id, method_sig)
-                return None
-            logger.debug('method %s for unknown channel %s dropped',
-                         method_sig, channel_id)
-            return
-        return channel.dispatch_method(method_sig, payload, content)
+        """Take a complete method (the frame handler's callback): during
+        a read, it goes to the thread it belongs to (see
+        :mod:`amqp.reader`); called directly, it is dispatched at once."""
+        self._reader.arrived(channel_id, method_sig, payload, content)
 
-    def _on_closing_channel_method(self, channel_id: int,
-                                   method_sig: spec.MethodSig) -> None:
-        """A method for a channel we closed without close-ok yet: close-ok
-        (or the broker's own channel.close) frees the id; anything else
-        is dropped, as spec 2.2.3 says a closing channel does."""
+    def _on_gone_channel_method(self, channel_id: int,
+                                method_sig: spec.MethodSig) -> None:
+        """A method for a channel that is not registered.  For one we
+        closed without close-ok yet, close-ok (or the broker's own
+        channel.close) frees the id; anything else is dropped, as spec
+        2.2.3 says a closing channel does."""
+        if channel_id not in self._closing_ids:
+            logger.debug('method %s for unknown channel %s dropped',
+                          method_sig, channel_id)
+            return
         if method_sig == spec.Channel.Close:
-            # set while a channel is closing: collect() empties _closing_ids
-            self._frame_writer(  # type: ignore[misc]
-                spec.FRAME_METHOD, channel_id, spec.Channel.CloseOk, b'',
-                None)
+            writer = self._frame_writer
+            if writer is not None:
+                writer(spec.FRAME_METHOD, channel_id, spec.Channel.CloseOk,
+                       b'', None)
         elif method_sig != spec.Channel.CloseOk:
             return
         self._closing_ids.discard(channel_id)
@@ -1076,7 +917,7 @@ class Connection(AbstractChannel):
         if self.prev_recv is None or self.prev_recv != recv_now:
             # Frames came in since the last tick: the broker was heard at
             # the read that brought them (now if they came another way).
-            last_read = self._last_read
+            last_read = self._reader.last_read
             self.last_heartbeat_received = last_read if \
                 last_read > self.last_heartbeat_received else now
         hb_debug('heartbeat_tick : Prev sent/recv: %s/%s, now - %s/%s, '
@@ -1155,13 +996,19 @@ class Connection(AbstractChannel):
             for channel in list(self.channels.values()):
                 if channel is not self:
                     channel.collect()
-            self.send_method(spec.Connection.Close, argsig,
-                             (reply_code, reply_text, method_sig[0],
-                              method_sig[1]))
+            args = (reply_code, reply_text, method_sig[0], method_sig[1])
             self.is_closing = True
             try:
-                self.wait(spec.Connection.CloseOk,
-                          timeout=self.close_timeout)
+                if self._wait_replaced():
+                    self.send_method(spec.Connection.Close, argsig, args)
+                    self.wait(spec.Connection.CloseOk,
+                              timeout=self.close_timeout)
+                else:
+                    self._call(spec.Connection.Close,
+                               dumps_method(spec.Connection.Close, argsig,
+                                            args),
+                               None, [spec.Connection.CloseOk], False,
+                               self.close_timeout, abandon=False)
             except (OSError, AMQPError) as exc:
                 # closing anyway: a late or missing close-ok changes nothing
                 logger.debug('no close-ok from %s: %r', self.host, exc)
@@ -1198,6 +1045,8 @@ class Connection(AbstractChannel):
         """Drop the connection; tell ``on_close`` once, with the reason
         (None for a clean close)."""
         was_open = self._transport is not None
+        # threads waiting on the connection wake with the reason
+        self._reader.fail(exc)
         self.collect()
         if was_open:
             self._notify_close(exc)
@@ -1222,7 +1071,8 @@ class Connection(AbstractChannel):
         self.channels = {}
         self.channel_ids = ChannelIds(self.channel_max)
         self._closing_ids = set()
-        self.deferred_errors = []
+        self._reader.fail(None)
+        del self._reader.deferred[:]
         self._frame_writer = None
         self._on_inbound_frame = None
         self._handshake_complete = False

@@ -127,6 +127,22 @@ class ReplyTimeout(AMQPError, socket.timeout):
         return self.reply_text or 'no reply in time'
 
 
+class ReadTimeout(AMQPError, socket.timeout):
+    """Nothing arrived from the broker for the connection's read bound:
+    ``read_timeout``, or a timeout the application set on the open socket
+    (``transport.sock.settimeout``), whichever is shorter.
+
+    Also a ``socket.timeout``, which is what py-amqp raises when its socket
+    timeout runs out.  Raised by ``drain_events`` and ``blocking_read``;
+    a synchronous call raises :class:`ReplyTimeout` instead (after the
+    same clean-up as for its own timeout), and a wait for publisher
+    confirms ``ConfirmTimeout``.  The connection stays open.
+    """
+
+    def __str__(self) -> str:
+        return self.reply_text or 'the broker sent nothing in time'
+
+
 class ConsumerCancelled(RecoverableConnectionError):
     """The broker cancelled a consumer (basic.cancel from the server)."""
 

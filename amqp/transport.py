@@ -150,6 +150,15 @@ def _wait_ready(sock: socket.socket, write: bool, deadline: Deadline,
         raise socket.timeout('timed out %s %s:%s' % (verb, *peer))
 
 
+def _smaller(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    """The smaller of two bounds where None means no bound."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a < b else b
+
+
 def _resolve(host: str, port: int, timeout: Optional[float]) -> list[Any]:
     """``getaddrinfo`` for a TCP connection, within ``timeout`` seconds.
 
@@ -215,6 +224,11 @@ class _AbstractTransport:
     _decrypts = False
     #: the socket is in non-blocking mode (TLS, or no MSG_DONTWAIT)
     _nonblocking = not _DONTWAIT
+    #: A timeout the application set on the open socket
+    #: (``transport.sock.settimeout(t)``, as celery does to bound its
+    #: shutdown): adopted as a bound on each read and write, the socket
+    #: itself put back in the mode the transport needs.  None: no bound.
+    socket_timeout: Optional[float] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -280,7 +294,8 @@ class _AbstractTransport:
             self._setup_transport()
             assert self.sock is not None
             # Deadlines are per call from now on (see the module doc).
-            self.sock.settimeout(0.0 if self._nonblocking else None)
+            self.sock.settimeout(self._mode)
+            self.socket_timeout = None
             self.connected = True
         except (OSError, ssl.SSLError):
             if self.sock and not self.connected:
@@ -290,6 +305,35 @@ class _AbstractTransport:
                     pass
                 self.sock = None
             raise
+
+    @property
+    def _mode(self) -> Optional[float]:
+        """The socket timeout the transport keeps: None (blocking) or 0.0
+        (non-blocking)."""
+        return 0.0 if self._nonblocking else None
+
+    def _adopt_socket_timeout(self, sock: socket.socket) -> None:
+        """The application set a timeout on the open socket: keep it as
+        :attr:`socket_timeout` and put the socket back in our mode (a TLS
+        read that blocks would hold the TLS lock; a TCP socket with a
+        timeout would poll before every non-blocking receive)."""
+        timeout = sock.gettimeout()
+        mode = self._mode
+        if timeout == mode:
+            return
+        sock.settimeout(mode)
+        # settimeout(0) asks for non-blocking calls, not for a bound of
+        # zero: nothing to adopt
+        self.socket_timeout = timeout or None
+        self._update_plain_writes()
+
+    def read_bound(self) -> Optional[float]:
+        """The longest silence a read accepts: the smaller of
+        ``read_timeout`` and :attr:`socket_timeout` (None: no bound)."""
+        sock = self.sock
+        if sock is not None and sock.gettimeout() != self._mode:
+            self._adopt_socket_timeout(sock)
+        return _smaller(self.read_timeout, self.socket_timeout)
 
     def _remaining(self) -> Optional[float]:
         """Seconds left of the connect deadline (None: no limit)."""
@@ -366,6 +410,7 @@ class _AbstractTransport:
         self._plain_writes = (
             not self._handshaking and self.broken is None and
             self._write_timeout is None and not self._nonblocking and
+            self.socket_timeout is None and
             self.sock is not None and
             cls._write is _AbstractTransport._write and
             cls._send_some is _AbstractTransport._send_some)
@@ -403,6 +448,7 @@ class _AbstractTransport:
             return monotonic() + override
         if self._handshaking and self._deadline is not None:
             return self._deadline
+        timeout = _smaller(timeout, self.socket_timeout)
         if timeout is None:
             return None
         return monotonic() + timeout
@@ -445,8 +491,12 @@ class _AbstractTransport:
         sock = self.sock
         if sock is None:
             raise ConnectionLost('connection is closed')
+        if sock.gettimeout() != self._mode:
+            self._adopt_socket_timeout(sock)
         if deadline is None:
             deadline = self._default_deadline(self.read_timeout)
+        elif self.socket_timeout is not None:
+            deadline = min(deadline, monotonic() + self.socket_timeout)
         if deadline is not None:
             if not self._nonblocking:
                 flags |= _DONTWAIT
@@ -467,6 +517,8 @@ class _AbstractTransport:
                 if self.raise_on_initial_eintr:
                     raise socket.timeout('interrupted') from None
                 continue
+            except socket.timeout:
+                raise   # a timeout is not a broken socket
             except OSError:
                 self.connected = False
                 raise
@@ -528,6 +580,8 @@ class _AbstractTransport:
         sock = self.sock
         if sock is None:
             raise ConnectionLost('connection is closed')
+        if sock.gettimeout() != self._mode:
+            self._adopt_socket_timeout(sock)
         total = len(s) if type(s) is bytes else memoryview(s).nbytes
         deadline = self._default_deadline(self.write_timeout)
         flags = _DONTWAIT if deadline is not None and \
@@ -571,6 +625,8 @@ class _AbstractTransport:
         sock = self.sock
         if sock is None:
             raise ConnectionLost('connection is closed')
+        if sock.gettimeout() != self._mode:
+            self._adopt_socket_timeout(sock)
         views = [p for p in parts if len(p)]
         total = sum(len(p) for p in views)
         deadline = self._default_deadline(self.write_timeout)

@@ -24,16 +24,16 @@ LAYERS = {
     'basic_message': 3, 'sasl': 3,
     # protocol's basic_return_t carries a Message (a typing-only import)
     'method_framing': 4, 'protocol': 4,
-    'wire': 5,
-    '_confirms': 5, 'abstract_channel': 5,
-    'channel': 6,
-    'connection': 7,
+    'wire': 5, 'reader': 5,
+    '_confirms': 6, 'abstract_channel': 6,
+    'channel': 7,
+    'connection': 8,
 }
 #: transport sits beside the codec: it may import only exceptions (and
 #: the platform constants py-amqp's transport re-exports), and only
 #: connection may import it (the rest of the package is I/O-free).
 ONLY_IMPORTS = {'transport': {'exceptions', 'platform'}}
-IMPORTED_ONLY_BY = {'transport': {'connection', '__init__'}}
+IMPORTED_ONLY_BY = {'transport': {'connection', 'reader', '__init__'}}
 #: Pure modules never touch the operating system (STYLE.md).
 PURE = ('spec', 'serialization', 'basic_message', 'method_framing')
 IO_MODULES = {'socket', 'ssl', 'select', 'time'}

@@ -1,0 +1,780 @@
+"""The reader: who reads a connection's socket, and how each method read
+reaches the thread it belongs to.
+
+A connection may be shared by threads (``docs/guide_threads.rst`` states
+the rules for users, ``docs/design.rst`` the design).  Here is how:
+
+* At most one thread at a time holds the **read role** (``_role``): it
+  receives from the socket, parses frames into complete methods and, at
+  the end of its turn, hands each method to the **lane** of its channel.
+  It never runs a handler or a callback while it holds the role, and it
+  ends its turn before it would block with methods parsed, so whatever it
+  read reaches its owner before it waits on the socket again.
+* A lane (:class:`Lane`, one per channel) keeps the methods of its
+  channel in arrival order.  They are dispatched -- decoded, handed to
+  the channel's handler and to the caller waiting for them -- by one
+  thread at a time, in order.  Which thread:
+
+  1. the thread already running the lane;
+  2. else the thread in a synchronous wait on that channel (its reply,
+     and whatever arrived for the channel before it);
+  3. else the reading thread, when it is the connection's *consumer
+     thread* (the thread that last called ``drain_events``, while it is
+     alive) or there is none yet -- as in py-amqp, where a program with
+     one thread runs callbacks inside any call that reads;
+  4. else the lane waits for the consumer thread's next ``drain_events``,
+     and that thread is woken.
+
+* A thread that needs input (a reply, a confirm, ``drain_events``) and
+  finds the role taken sleeps on ``_changed`` until something was handed
+  to it, the role is free, or its own deadline passes.  Deadlines are per
+  call: the reader's never becomes anyone else's.
+
+The lock ``_lock`` (with the condition ``_changed`` built on it) protects
+the lanes' ``runner`` and ``waiter``, hand-over into their inboxes, the
+set of lanes waiting for ``drain_events`` (``_ready``), the sleeper
+count, the connection's failure and its deferred errors.  It is held only
+for bookkeeping, never while a handler runs, a socket is used or a
+thread sleeps.  The role is held while the socket is waited on -- that is
+what it is for -- and never while a handler runs.
+
+Only the thread holding the role touches the frame buffer, the frame
+handler's partial contents and ``last_read``.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import socket
+import threading
+from collections import deque
+from time import monotonic
+from typing import (TYPE_CHECKING, Any, Callable, Deque, Dict, List,
+                    Mapping, Optional, Protocol, Sequence, Tuple, Union)
+
+from . import spec
+from .exceptions import (AMQPNotImplementedError, FrameError,
+                         FrameSyntaxError, InvalidCommand, ReadTimeout,
+                         RecoverableConnectionError, UnexpectedFrame)
+from .method_framing import READ_SIZE, FrameBuffer, method_end
+
+if TYPE_CHECKING:
+    from .basic_message import Message
+    from .method_framing import FrameHandler, OversizedContent
+    from .transport import AbstractTransport
+
+__all__ = ('Reader', 'Lane', 'ReadingConnection', 'LaneOwner',
+           'PEER_PROTOCOL_ERRORS')
+
+logger = logging.getLogger('amqp')
+
+_get_ident = threading.get_ident
+
+#: Errors we detect in what the peer sent; the connection cannot go on
+#: after them (spec 4.2.3: close with the reply code, then drop the socket).
+PEER_PROTOCOL_ERRORS = (FrameError, FrameSyntaxError, UnexpectedFrame,
+                        AMQPNotImplementedError, InvalidCommand)
+
+_CONNECTION_CLOSE = spec.Connection.Close
+_CONSUME_OK = spec.Basic.ConsumeOk
+
+#: A complete method as parsed: (channel, method_sig, payload, content).
+Parsed = Tuple['LaneOwner', spec.MethodSig, bytes,
+               Union['Message', 'OversizedContent', None]]
+
+
+class Lane:
+    """The methods that arrived for one channel, and who handles them.
+
+    ``inbox`` is appended to under the reader's lock and popped only by
+    the ``runner``.
+    """
+
+    __slots__ = ('inbox', 'runner', 'waiter')
+
+    def __init__(self) -> None:
+        self.inbox: Deque[Parsed] = deque()
+        #: the thread dispatching the inbox, or None
+        self.runner: Optional[int] = None
+        #: the thread in a synchronous wait on the channel, or None
+        self.waiter: Optional[int] = None
+
+
+class LaneOwner(Protocol):
+    """A channel, as the reader sees it (the connection is channel 0)."""
+
+    channel_id: int
+    lane: Lane
+
+    @property
+    def connection(self) -> Optional[object]:
+        """None once the channel is closed."""
+
+    def dispatch_method(self, method_sig: spec.MethodSig, payload: bytes,
+                        content: Union[Message, OversizedContent, None]
+                        ) -> None:
+        """Decode a method and hand it to its handler and waiter."""
+
+
+class ReadingConnection(Protocol):
+    """What the reader uses of its connection (public members only; the
+    connection hands its private hooks to the constructor)."""
+
+    @property
+    def channels(self) -> Mapping[int, LaneOwner]:
+        """Open channels by id."""
+
+    @property
+    def transport(self) -> Optional[AbstractTransport]:
+        """The transport, None once closed."""
+
+    @property
+    def on_inbound_frame(self) -> Optional[FrameHandler]:
+        """The frame handler."""
+
+    @property
+    def heartbeat(self) -> float:
+        """The negotiated heartbeat interval (0: none)."""
+
+    @property
+    def last_heartbeat_received(self) -> float:
+        """``time.monotonic()`` when the broker was last heard."""
+
+    def heartbeat_tick(self, rate: float = 2) -> None:
+        """Send a heartbeat when due; raise when the broker went quiet."""
+
+
+class _Waiting(threading.local):
+    #: the channel this thread is in a synchronous wait on
+    channel: Optional[LaneOwner] = None
+
+
+class Reader:
+    """The read role, the lanes and the waits of one connection.
+
+    ``lost(exc)`` drops the connection after a socket error, ``abort(exc)``
+    after a protocol error of the peer, ``gone(channel_id, method_sig)``
+    handles a method for a channel that is no longer registered (all three
+    are the connection's).
+    """
+
+    def __init__(self, connection: ReadingConnection,
+                 lost: Callable[[BaseException], None],
+                 abort: Callable[[BaseException], None],
+                 gone: Callable[[int, spec.MethodSig], None],
+                 max_message_size: Optional[int] = None) -> None:
+        self._conn = connection
+        self._lost = lost
+        self._abort = abort
+        self._gone = gone
+        #: what was read from the socket and not yet parsed
+        self.frames = FrameBuffer()
+        if max_message_size:
+            # bodies collected whole are never larger than that
+            self.frames.max_body = max_message_size
+        #: ``time.monotonic()`` of the last read from the socket
+        self.last_read = monotonic()
+        #: why the connection ended, once it has (None while open)
+        self.failure: Optional[BaseException] = None
+        #: errors for channels kept until they can be raised without
+        #: aborting another channel's wait: (channel, exception)
+        self.deferred: List[Tuple[LaneOwner, BaseException]] = []
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._role = threading.Lock()
+        self._holder: Optional[int] = None
+        self._sleepers = 0
+        self._consumer: Optional[threading.Thread] = None
+        self._consumer_id: Optional[int] = None
+        #: lanes waiting for drain_events, in the order they became ready
+        self._ready: Dict[LaneOwner, None] = {}
+        #: methods parsed in the current turn (the role holder's only)
+        self._parsed: List[Parsed] = []
+        self._stop_channel: Optional[LaneOwner] = None
+        self._stop_methods: Sequence[spec.MethodSig] = ()
+        self._stopped = False
+        self._waiting = _Waiting()
+
+    # -- state others read -------------------------------------------------
+    @property
+    def waiting_channel(self) -> Optional[LaneOwner]:
+        """The channel the calling thread is in a synchronous wait on."""
+        return self._waiting.channel
+
+    def has_pending(self) -> bool:
+        """True when a complete frame is buffered or methods wait for
+        ``drain_events``."""
+        return bool(self._ready) or self.frames.has_frame()
+
+    def fail(self, exc: Optional[BaseException]) -> None:
+        """The connection is gone: wake every waiting thread with
+        ``exc`` (the first failure is kept)."""
+        with self._lock:
+            if self.failure is None:
+                self.failure = exc if exc is not None else \
+                    RecoverableConnectionError('connection closed')
+            self._ready.clear()
+            self._changed.notify_all()
+
+    def defer(self, channel: LaneOwner, exc: BaseException) -> None:
+        with self._lock:
+            self.deferred.append((channel, exc))
+
+    def take_deferred(self, channel: Optional[LaneOwner]
+                      ) -> Optional[BaseException]:
+        """Remove and return the oldest deferred error of ``channel`` (of
+        any channel when None), or None."""
+        with self._lock:
+            for i, (owner, exc) in enumerate(self.deferred):
+                if channel is None or owner is channel:
+                    del self.deferred[i]
+                    return exc
+        return None
+
+    def forget(self, channel: LaneOwner) -> None:
+        """``channel`` is gone: drop what waits for it."""
+        with self._lock:
+            self._ready.pop(channel, None)
+            channel.lane.inbox.clear()
+            if self.deferred:
+                self.deferred[:] = [(ch, exc) for ch, exc in self.deferred
+                                    if ch is not channel]
+            if self._sleepers:   # whoever waits on it stops waiting
+                self._changed.notify_all()
+
+    # -- the frame handler's callback --------------------------------------
+    def arrived(self, channel_id: int, method_sig: spec.MethodSig,
+                payload: bytes,
+                content: Union[Message, OversizedContent, None]) -> None:
+        """A complete method was parsed: keep it for the end of the turn
+        (dispatched at once when called outside a read, as py-amqp's
+        ``on_inbound_method`` is)."""
+        channel = self._conn.channels.get(channel_id)
+        if channel is None:
+            self._gone(channel_id, method_sig)
+            return
+        if self._holder != _get_ident() or (
+                method_sig == _CONNECTION_CLOSE and not channel_id):
+            # Not from a read (a test or py-amqp-style code calling the
+            # handler itself); or the broker closing the connection,
+            # which ends every wait at once (the handler raises).
+            channel.dispatch_method(method_sig, payload, content)
+            return
+        self._parsed.append((channel, method_sig, payload, content))
+        if channel is self._stop_channel and \
+                method_sig in self._stop_methods:
+            self._stopped = True
+
+    # -- waits -------------------------------------------------------------
+    def wait_until(self, channel: LaneOwner, done: Callable[[], bool],
+                   deadline: Optional[float],
+                   methods: Sequence[spec.MethodSig] = (),
+                   handshake: bool = False) -> None:
+        """Until ``done()``: run what arrives for ``channel`` and read
+        when the role is free.  Raises ``socket.timeout`` when
+        ``deadline`` (``time.monotonic()``) passes,
+        :class:`~amqp.exceptions.ReadTimeout` when the broker sends
+        nothing for the read bound (not while ``handshake``)."""
+        me = _get_ident()
+        lane = channel.lane
+        waiting = self._waiting
+        outer_channel = waiting.channel
+        waiting.channel = channel
+        with self._lock:
+            outer_waiter = lane.waiter
+            lane.waiter = me
+        started = monotonic()
+        exact: Optional[bool] = None
+        try:
+            while True:
+                if lane.inbox and lane.runner in (None, me):
+                    self._run_lane(channel, me)
+                if done():
+                    return
+                failure = self.failure
+                if failure is not None:
+                    raise _copy(failure)
+                # another thread is dispatching this channel's methods
+                # (maybe this wait's reply): let it finish, read nothing
+                busy = lane.runner not in (None, me)
+                if channel.connection is None and not busy:
+                    if done():
+                        return
+                    raise RecoverableConnectionError(
+                        'channel %r closed while waiting for %s' % (
+                            channel.channel_id, _names(methods)))
+                if not busy and self._role.acquire(False):
+                    if exact is None:
+                        try:
+                            exact = self._exact(methods)
+                        except BaseException:
+                            self._role.release()
+                            raise
+                    self._turn(me, channel, methods, deadline, started,
+                               exact, handshake)
+                    continue
+                self._check_time(deadline, started, handshake)
+                self._sleep(lane, done, deadline, started, False, not busy)
+        finally:
+            waiting.channel = outer_channel
+            with self._lock:
+                lane.waiter = outer_waiter
+                if lane.inbox and lane.runner is None and \
+                        outer_waiter is None:
+                    # arrived behind the reply: for drain_events
+                    self._ready[channel] = None
+                    if self._sleepers:
+                        self._changed.notify_all()
+
+    def drain(self, deadline: Optional[float]) -> None:
+        """``drain_events``: dispatch at least one method, then every
+        further one already read; the calling thread becomes the
+        connection's consumer thread."""
+        me = _get_ident()
+        if self._consumer_id != me:
+            self._consumer = threading.current_thread()
+            self._consumer_id = me
+        started = monotonic()
+        while True:
+            if self._ready:
+                mine = self._claim_ready(me)
+                if mine:
+                    self._run_lanes(mine, me)
+                    if self.frames.has_frame() and \
+                            self._role.acquire(False):
+                        # and what is already buffered, without reading
+                        self._turn(me, None, (), None, started, False,
+                                   False, buffered_only=True)
+                    return
+            failure = self.failure
+            if failure is not None:
+                raise _copy(failure)
+            if self._role.acquire(False):
+                if self._turn(me, None, (), deadline, started, False,
+                              False):
+                    return
+                continue
+            self._check_time(deadline, started, False)
+            self._sleep(None, None, deadline, started, True)
+
+    def read_one(self, deadline: Optional[float]) -> bool:
+        """py-amqp's ``blocking_read``: read and handle one frame; return
+        whether it completed a method."""
+        me = _get_ident()
+        started = monotonic()
+        while not self._role.acquire(False):
+            failure = self.failure
+            if failure is not None:
+                raise _copy(failure)
+            self._check_time(deadline, started, False)
+            self._sleep(None, None, deadline, started, False)
+        self._holder = me
+        self._stop_channel, self._stopped = None, False
+        try:
+            frame = self._next_frame()
+            while frame is None:
+                self._fill(deadline, False)
+                frame = self._next_frame()
+            handler = self._conn.on_inbound_frame
+            if handler is None:
+                raise RecoverableConnectionError('connection is closed')
+            try:
+                completed = handler(frame)
+            except PEER_PROTOCOL_ERRORS as exc:
+                self._abort(exc)
+                raise
+        except BaseException:
+            self._hand_over(me, claim=False)
+            raise
+        self._run_lanes(self._hand_over(me), me)
+        return completed
+
+    def _exact(self, methods: Sequence[spec.MethodSig]) -> bool:
+        """Read exactly up to a reply (not greedily) when deliveries may
+        follow it: a consumer exists, or this is basic.consume."""
+        if _CONSUME_OK in methods:
+            return True
+        for c in list(self._conn.channels.values()):
+            if getattr(c, 'callbacks', None):
+                return True
+        return False
+
+    # -- one turn with the role --------------------------------------------
+    def _turn(self, me: int, channel: Optional[LaneOwner],
+              methods: Sequence[spec.MethodSig], deadline: Optional[float],
+              started: float, exact: bool, handshake: bool,
+              buffered_only: bool = False) -> bool:
+        """With the role just taken: read and parse (stopping right after
+        ``channel``'s reply among ``methods``), hand the methods over,
+        give the role back, run the lanes that fall to this thread.
+        Return whether any ran."""
+        self._holder = me
+        self._stop_channel = channel
+        self._stop_methods = methods
+        self._stopped = False
+        mine: List[LaneOwner] = []
+        try:
+            self._pump(deadline, started, channel is not None and
+                       not handshake, exact, handshake, buffered_only)
+        except BaseException:
+            self._hand_over(me, claim=False)
+            raise
+        mine = self._hand_over(me)
+        if mine:
+            self._run_lanes(mine, me)
+            return True
+        return False
+
+    def _next_frame(self) -> Any:
+        try:
+            return self.frames.next_frame()
+        except PEER_PROTOCOL_ERRORS as exc:
+            self._abort(exc)
+            raise
+
+    def _pump(self, deadline: Optional[float], started: float, reply: bool,
+              exact: bool, handshake: bool, buffered_only: bool) -> None:
+        """Parse buffered frames; read the socket while none is buffered
+        and nothing was parsed yet.  Returns once something was parsed and
+        no further complete frame is buffered, or right after the reply
+        waited for.
+
+        ``deadline`` is checked between reads, so a peer streaming
+        heartbeats or body frames cannot stretch it; once it has passed,
+        one non-blocking read is still made.  With heartbeats on, wakes at
+        least every heartbeat/2 seconds to send ours and check the
+        broker's.  ``started`` is when the call began: silence is counted
+        from it or from the last read, whichever is later.
+        """
+        conn = self._conn
+        next_frame = self.frames.next_frame
+        handle = conn.on_inbound_frame
+        parsed = self._parsed
+        late = False
+        while True:
+            try:
+                frame = next_frame()
+                while frame is not None:
+                    handle(frame)  # type: ignore[misc]  # None: closed
+                    if self._stopped:
+                        return
+                    frame = next_frame()
+            except PEER_PROTOCOL_ERRORS as exc:
+                self._abort(exc)
+                raise
+            if parsed or buffered_only:
+                return
+            step = deadline
+            why = 'deadline'
+            if deadline is not None and monotonic() >= deadline:
+                if late:
+                    raise socket.timeout('timed out')
+                late = True
+            if not handshake:
+                bound = self._read_bound()
+                if bound is not None:
+                    quiet = max(self.last_read, started) + bound
+                    if step is None or quiet < step:
+                        step, why = quiet, 'silence'
+                hb = conn.heartbeat
+                if hb:
+                    now = monotonic()
+                    wake = now + hb / 2.0
+                    # tick again the moment the broker's silence reaches
+                    # heartbeat_tick's limit (2.5 intervals), not up to
+                    # half an interval after it
+                    dead_at = conn.last_heartbeat_received + 2.5 * hb + \
+                        0.001
+                    if now < dead_at < wake:
+                        wake = dead_at
+                    if step is None or wake < step:
+                        step, why = wake, 'heartbeat'
+            try:
+                self._fill(step, exact and reply, reply)
+            except socket.timeout:
+                if why == 'deadline':
+                    raise
+                if why == 'silence':
+                    raise self._silence(bound) from None
+                conn.heartbeat_tick()
+
+    def _hand_over(self, me: int, claim: bool = True
+                   ) -> List[LaneOwner]:
+        """End of a turn: put what was parsed in its lanes, give the role
+        back and wake whoever it concerns; return the lanes this thread
+        now runs (none unless ``claim``)."""
+        parsed = self._parsed
+        mine: List[LaneOwner] = []
+        self._holder = None
+        with self._lock:
+            self._role.release()
+            if parsed:
+                consumer = self._consumer_id
+                drains = claim and (
+                    consumer is None or consumer == me or
+                    not self._consumer.is_alive())  # type: ignore[union-attr]
+                ready = self._ready
+                for item in parsed:
+                    channel = item[0]
+                    lane = channel.lane
+                    lane.inbox.append(item)
+                    if lane.runner is not None:
+                        continue    # its runner takes it from the inbox
+                    waiter = lane.waiter
+                    if waiter is None:
+                        if drains:
+                            lane.runner = me
+                            mine.append(channel)
+                        else:
+                            ready[channel] = None
+                    elif waiter == me and claim:
+                        lane.runner = me
+                        mine.append(channel)
+                    elif waiter == me:
+                        ready[channel] = None
+                parsed.clear()
+                if drains and ready:
+                    mine.extend(self._claim_ready_locked(me))
+            if self._sleepers:
+                self._changed.notify_all()
+        return mine
+
+    def _claim_ready(self, me: int) -> List[LaneOwner]:
+        with self._lock:
+            return self._claim_ready_locked(me)
+
+    def _claim_ready_locked(self, me: int) -> List[LaneOwner]:
+        mine = []
+        for channel in self._ready:
+            lane = channel.lane
+            if lane.runner is None and lane.waiter in (None, me) and \
+                    lane.inbox:
+                lane.runner = me
+                mine.append(channel)
+        self._ready.clear()
+        return mine
+
+    # -- running lanes -----------------------------------------------------
+    def _run_lanes(self, channels: List[LaneOwner], me: int) -> None:
+        """Run lanes claimed for this thread.  Should one raise, the
+        lanes not yet run are released for someone else."""
+        for i, channel in enumerate(channels):
+            try:
+                self._run_lane(channel, me, claimed=True)
+            except BaseException:
+                with self._lock:
+                    for rest in channels[i + 1:]:
+                        rest.lane.runner = None
+                        self._reassign(rest)
+                raise
+
+    def _run_lane(self, channel: LaneOwner, me: int,
+                  claimed: bool = False) -> None:
+        """Dispatch ``channel``'s inbox in order (claiming the lane first
+        unless ``claimed``); with this thread already running it further
+        up the stack (a callback waiting for a reply on its own channel),
+        run what came since, as py-amqp does."""
+        lane = channel.lane
+        inbox = lane.inbox
+        outer: Optional[int] = None
+        if not claimed:
+            with self._lock:
+                runner = lane.runner
+                if (runner is not None and runner != me) or not inbox:
+                    return
+                outer = runner
+                lane.runner = me
+        dispatch = channel.dispatch_method
+        try:
+            while True:
+                try:
+                    item = inbox.popleft()
+                except IndexError:
+                    lane.runner = outer
+                    if outer is None and (inbox or lane.waiter not in (
+                            None, me) or not channel.channel_id):
+                        if self._after_run(channel, me):
+                            continue
+                    return
+                dispatch(item[1], item[2], item[3])
+        except PEER_PROTOCOL_ERRORS as exc:
+            # a method that does not decode: the peer broke the protocol
+            lane.runner = outer
+            self._abort(exc)
+            raise
+        except BaseException:
+            with self._lock:
+                lane.runner = outer
+                if outer is None:
+                    self._reassign(channel)
+                if self._sleepers:
+                    self._changed.notify_all()
+            raise
+
+    def _after_run(self, channel: LaneOwner, me: int) -> bool:
+        """A lane was let go with something in it, or after running for
+        another thread's wait: take it back (True) if nobody else may run
+        it, else wake whoever should."""
+        lane = channel.lane
+        with self._lock:
+            if lane.inbox and lane.runner is None and \
+                    lane.waiter in (None, me):
+                lane.runner = me
+                self._ready.pop(channel, None)
+                return True
+            if self._sleepers:
+                self._changed.notify_all()
+        return False
+
+    def _reassign(self, channel: LaneOwner) -> None:
+        """(Holding the lock) a lane with nobody running it: its waiter
+        runs it, else the next drain_events."""
+        lane = channel.lane
+        if lane.inbox and lane.runner is None and lane.waiter is None:
+            self._ready[channel] = None
+        if self._sleepers:
+            self._changed.notify_all()
+
+    # -- sleeping ----------------------------------------------------------
+    def _sleep(self, lane: Optional[Lane], done: Optional[Callable[[], bool]],
+               deadline: Optional[float], started: float,
+               draining: bool, may_read: bool = True) -> None:
+        """Wait until the role is free (when ``may_read``), something is
+        handed to this thread, the thread running ``lane`` let it go, the
+        connection fails, or the bound passes (the caller then checks its
+        deadline)."""
+        wake = deadline
+        bound = self._read_bound()
+        if bound is not None:
+            quiet = max(self.last_read, started) + bound
+            if wake is None or quiet < wake:
+                wake = quiet
+        with self._lock:
+            if self.failure is not None or \
+                    (may_read and not self._role.locked()):
+                return
+            if done is not None and done():
+                return
+            if lane is not None and lane.runner is None and (
+                    lane.inbox or not may_read):
+                return
+            if draining and self._ready:
+                return
+            timeout = None if wake is None else wake - monotonic()
+            if timeout is not None and timeout <= 0:
+                return
+            self._sleepers += 1
+            try:
+                self._changed.wait(timeout)
+            finally:
+                self._sleepers -= 1
+
+    def _check_time(self, deadline: Optional[float], started: float,
+                    handshake: bool) -> None:
+        """Raise when the call's deadline or the read bound has passed
+        (for a thread that is not reading)."""
+        now = monotonic()
+        if deadline is not None and now >= deadline:
+            raise socket.timeout('timed out')
+        if not handshake:
+            bound = self._read_bound()
+            if bound is not None and \
+                    now >= max(self.last_read, started) + bound:
+                raise self._silence(bound)
+
+    def _read_bound(self) -> Optional[float]:
+        transport = self._conn.transport
+        return None if transport is None else transport.read_bound()
+
+    def _silence(self, bound: Optional[float]) -> ReadTimeout:
+        transport = self._conn.transport
+        where = '' if transport is None else ' from %s:%s' % (
+            transport.host, transport.port)
+        return ReadTimeout('nothing received%s for %ss (read_timeout, or the '
+                       'timeout set on the socket)' % (where, bound))
+
+    # -- reading the socket ------------------------------------------------
+    def _fill(self, deadline: Optional[float], exact: bool,
+              wait_first: bool = False) -> None:
+        """Read once from the socket into the frame buffer.
+
+        ``exact`` (TCP only) reads no byte past the end of the first
+        complete method: one peek finds where it ends, one read takes it,
+        and what follows stays in the socket, readable for event loops
+        (py-amqp reads frame by frame and kombu relies on the same).  A
+        broken socket or stream closes the connection; ``socket.timeout``
+        does not.
+        """
+        transport = self._conn.transport
+        if transport is None:
+            failure = self.failure
+            if failure is not None:
+                raise _copy(failure)
+            raise RecoverableConnectionError('connection is closed')
+        frames = self.frames
+        try:
+            if frames.collecting and self._fill_body(transport, frames,
+                                                     deadline, exact):
+                self.last_read = monotonic()
+                return
+            if exact and transport.can_peek:
+                peeked = transport.recv(READ_SIZE, deadline, peek=True,
+                                        wait_first=wait_first)
+                if len(frames):
+                    pending = frames.unread()
+                    end = method_end(pending + peeked)
+                    size = len(peeked) if end is None else \
+                        max(end - len(pending), 1)
+                else:
+                    end = method_end(peeked)
+                    size = len(peeked) if end is None else end
+                data = transport.recv(size, deadline)
+            else:
+                data = transport.recv(READ_SIZE, deadline,
+                                      wait_first=wait_first)
+        except socket.timeout:
+            raise
+        except OSError as exc:   # ConnectionLost included
+            self._lost(exc)
+            raise
+        # when the peer was last heard: silence counts from here, not
+        # from the heartbeat_tick that first notices these bytes
+        self.last_read = monotonic()
+        frames.feed(data)
+
+    @staticmethod
+    def _fill_body(transport: AbstractTransport, frames: FrameBuffer,
+                   deadline: Optional[float], exact: bool) -> bool:
+        """Receive the rest of a large body straight into place when the
+        buffer ends inside one; return whether it did."""
+        if transport.can_scatter:
+            # the rest of the body, and the frame boundaries in it, in one
+            # scatter read (and, unless ``exact``, a little of what follows)
+            views = frames.direct_targets(tail=not exact)
+            if views is None:
+                return False
+            frames.direct_filled_many(transport.recv_into_many(views,
+                                                               deadline))
+            return True
+        target = frames.direct_target()   # the rest of one body frame
+        if target is None:
+            return False
+        frames.direct_filled(transport.recv_into(target, deadline))
+        if transport.pending():   # TLS: what came along with it
+            frames.feed(transport.recv(READ_SIZE, deadline))
+        return True
+
+
+def _names(methods: Sequence[spec.MethodSig]) -> str:
+    return ', '.join(spec.method_name(m) or str(m) for m in methods)
+
+
+def _copy(exc: BaseException) -> BaseException:
+    """The connection's failure, to raise in one more thread: a copy, so
+    that threads do not share (and extend) one traceback."""
+    try:
+        clone = copy.copy(exc)
+    except Exception:  # an exception class that cannot be copied
+        return RecoverableConnectionError(str(exc))
+    clone.__traceback__ = None
+    return clone
