@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from itertools import repeat
 from time import monotonic
 from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Dict, List,
                     Literal, Optional, Protocol, Sequence, Tuple, TypeVar,
@@ -134,6 +135,10 @@ class ConnectionLike(Protocol):
     def forget_channel(self, channel: AbstractChannel,
                        awaiting_close_ok: bool = False) -> None:
         """Unregister a channel that is gone."""
+
+    def note_consumer(self, channel: AbstractChannel) -> None:
+        """``channel`` registered a consumer (deliveries may follow
+        replies on the connection from now on)."""
 
     @property
     def reply_timeout(self) -> Optional[float]:
@@ -255,7 +260,7 @@ class AbstractChannel:
         if wait and callback is None and not self._wait_replaced():
             return self._call(sig, payload, content,
                               wait if isinstance(wait, list) else [wait],
-                              returns_tuple, conn.reply_timeout)
+                              returns_tuple, conn.reply_timeout, writer)
         writer(spec.FRAME_METHOD, self.channel_id, sig, payload, content)
         p = None
         if callback:   # py-amqp's: a promise of the send, fulfilled now
@@ -269,7 +274,7 @@ class AbstractChannel:
     def _call(self, sig: spec.MethodSig, payload: bytes,
               content: Optional[Message], methods: List[spec.MethodSig],
               returns_tuple: bool, timeout: Optional[float],
-              abandon: bool = True
+              writer: Optional[FrameWriter] = None, abandon: bool = True
               ) -> Union[MethodArg, Tuple[MethodArg, ...]]:
         """Write a method and wait for one of ``methods``, the reply
         registered first.  ``timeout`` bounds the wait; when it (or the
@@ -277,17 +282,28 @@ class AbstractChannel:
         after :meth:`_abandon_wait` (with ``abandon``; else the plain
         ``socket.timeout``)."""
         conn = self.connection
-        if conn is None or conn.frame_writer is None:
+        if writer is None:
+            writer = None if conn is None else conn.frame_writer
+        if conn is None or writer is None:
             raise RecoverableConnectionError(
                 'channel %r is closed' % (self.channel_id,))
         p = _Reply()
-        previous = self._expect(methods, p)
+        pending = self._pending
+        # (usually nothing else waits on this channel: then whatever is
+        # left in ``pending`` afterwards is this call's)
+        previous = self._expect(methods, p) if pending else None
+        if previous is None:
+            pending.update(zip(methods, repeat(p)))
         try:
-            conn.frame_writer(spec.FRAME_METHOD, self.channel_id, sig,
-                              payload, content)
+            writer(spec.FRAME_METHOD, self.channel_id, sig, payload, content)
             deadline = None if timeout is None else monotonic() + timeout
             try:
-                args = self._await(conn, p, methods, deadline)
+                conn.wait_until(self, lambda: p.ready, deadline, methods)
+                # after the reply is in hand, so that raising does not
+                # lose it
+                if conn.deferred_errors:
+                    conn.raise_deferred(self)
+                args = p.args[1:]
             except ReplyTimeout:
                 raise
             except socket.timeout as exc:
@@ -295,16 +311,22 @@ class AbstractChannel:
                     raise
                 raise self._timed_out(exc, methods, timeout) from None
         finally:
-            self._unexpect(previous, p)
+            if previous is None:
+                pending.clear()
+            else:
+                self._unexpect(previous, p)
         if returns_tuple:
             return args
         return args[0] if args else None
 
     def _wait_replaced(self) -> bool:
         """True when :meth:`wait` was replaced on this channel or its
-        class (kombu's tests do): replies must then go through it."""
-        return 'wait' in vars(self) or \
-            type(self).wait is not AbstractChannel.wait
+        class (kombu's tests do): replies must then go through it.
+
+        (Asked of the bound method: reading the instance's ``__dict__``
+        would make CPython keep the channel's attributes in a real dict,
+        and every attribute access slower, from then on.)"""
+        return getattr(self.wait, '__func__', None) is not _WAIT
 
     def _expect(self, methods: List[spec.MethodSig], p: Waiter
                 ) -> List[Tuple[spec.MethodSig, Optional[Waiter]]]:
@@ -514,3 +536,7 @@ class AbstractChannel:
         if conn is not None and conn.deferred_errors and \
                 conn.waiting_channel is None:
             conn.raise_deferred(self)  # dispatched from drain_events
+
+
+#: the stock :meth:`AbstractChannel.wait`, to tell when it was replaced
+_WAIT = AbstractChannel.wait

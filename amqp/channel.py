@@ -664,6 +664,9 @@ class Channel(AbstractChannel):
                            consumer: _Consumer) -> None:
         callback, on_cancel, no_ack = consumer
         self.callbacks[consumer_tag] = callback
+        connection = self.connection
+        if connection is not None:
+            connection.note_consumer(self)
         if on_cancel:
             self.cancel_callbacks[consumer_tag] = on_cancel
         if no_ack:
@@ -876,10 +879,14 @@ class Channel(AbstractChannel):
         tag = confirms.published(on_confirm, mandatory, exchange,
                                  routing_key)
         try:
-            with connection.transport.having_timeout(  # type: ignore[union-attr]
-                    timeout):
+            if timeout is None:
                 writer(spec.FRAME_METHOD, self.channel_id, _Basic.Publish,
                        payload, msg)
+            else:
+                with connection.transport.having_timeout(  # type: ignore[union-attr]
+                        timeout):
+                    writer(spec.FRAME_METHOD, self.channel_id,
+                           _Basic.Publish, payload, msg)
         except BaseException:
             transport = connection.transport
             if transport is not None and transport.broken is None and \
@@ -960,8 +967,7 @@ class Channel(AbstractChannel):
         connection (acks reach _on_basic_ack as they are dispatched),
         instead of one wait() per ack.  None when wait() was replaced on
         this channel (kombu's tests do that): then it is called per ack."""
-        if 'wait' in vars(self) or \
-                type(self).wait is not AbstractChannel.wait:
+        if self._wait_replaced():
             return None
         connection = self.connection
         if connection is None:

@@ -264,6 +264,11 @@ class Connection(AbstractChannel):
         #: who reads the socket and hands each method to its thread
         #: (replaced at each connect)
         self._reader = self._new_reader()
+        #: errors for channels that arrived during another channel's wait,
+        #: as (channel, exception), oldest first; raised by raise_deferred
+        #: (the reader's list, which it guards)
+        self.deferred_errors: List[Tuple[AbstractChannel, BaseException]] = \
+            self._reader.deferred  # type: ignore[assignment]
         #: the buffer of frames read but not yet handled, offered to the
         #: frame handler (None while the wire trace is on)
         self.inbound_frames: Optional[FrameBuffer] = None
@@ -456,6 +461,7 @@ class Connection(AbstractChannel):
         self.bytes_sent = self.bytes_recv = 0
         self.prev_sent = self.prev_recv = None
         self._reader = reader = self._new_reader()
+        self.deferred_errors = reader.deferred  # type: ignore[assignment]
         self.lane = Lane()
         self.transport = self.Transport(
             self.host, self.connect_timeout, self.ssl, self.read_timeout,
@@ -642,7 +648,7 @@ class Connection(AbstractChannel):
 
     @transport.setter
     def transport(self, transport: Optional[AbstractTransport]) -> None:
-        self._transport = transport
+        self._transport = self._reader.transport = transport
 
     @property
     def on_inbound_frame(self) -> Optional[FrameHandler]:
@@ -654,7 +660,7 @@ class Connection(AbstractChannel):
     @on_inbound_frame.setter
     def on_inbound_frame(self, on_inbound_frame: Optional[FrameHandler]
                          ) -> None:
-        self._on_inbound_frame = on_inbound_frame
+        self._on_inbound_frame = self._reader.handler = on_inbound_frame
 
     @property
     def frame_writer(self) -> Optional[FrameWriter]:
@@ -704,6 +710,13 @@ class Connection(AbstractChannel):
             else:
                 self.channel_ids.release(channel_id)
         self._reader.forget(channel)
+
+    def note_consumer(self, channel: AbstractChannel) -> None:
+        """``channel`` registered a consumer: from now on a reply wait
+        reads exactly up to its reply, leaving the deliveries that may
+        follow it in the socket for the event loop (see
+        :mod:`amqp.reader`)."""
+        self._reader.note_consumer(channel)
 
     def channel(self, channel_id: Optional[int] = None,
                 callback: Optional[Callable[..., object]] = None
@@ -782,14 +795,8 @@ class Connection(AbstractChannel):
     def waiting_channel(self) -> Optional[AbstractChannel]:
         """The channel (or this connection) the calling thread is in a
         synchronous wait on, or None."""
-        return cast(Optional[AbstractChannel], self._reader.waiting_channel)
-
-    @property
-    def deferred_errors(self) -> List[Tuple[AbstractChannel, BaseException]]:
-        """Errors for channels that arrived during another channel's wait,
-        as (channel, exception), oldest first; raised by raise_deferred."""
-        return cast(List[Tuple[AbstractChannel, BaseException]],
-                    self._reader.deferred)
+        return cast('Optional[AbstractChannel]',
+                    self._reader.waiting_channel)
 
     def defer_error(self, channel: AbstractChannel,
                     exc: BaseException) -> None:
@@ -1060,6 +1067,7 @@ class Connection(AbstractChannel):
             self._finalizer.detach()
             self._finalizer = None
         transport, self._transport = self._transport, None
+        self._reader.transport = None
         if transport is not None:
             try:
                 transport.close()
@@ -1074,7 +1082,7 @@ class Connection(AbstractChannel):
         self._reader.fail(None)
         del self._reader.deferred[:]
         self._frame_writer = None
-        self._on_inbound_frame = None
+        self._on_inbound_frame = self._reader.handler = None
         self._handshake_complete = False
         self.is_closing = False
 

@@ -76,6 +76,7 @@ PEER_PROTOCOL_ERRORS = (FrameError, FrameSyntaxError, UnexpectedFrame,
                         AMQPNotImplementedError, InvalidCommand)
 
 _CONNECTION_CLOSE = spec.Connection.Close
+_ACK = spec.Basic.Ack
 _CONSUME_OK = spec.Basic.ConsumeOk
 
 #: A complete method as parsed: (channel, method_sig, payload, content).
@@ -125,14 +126,6 @@ class ReadingConnection(Protocol):
         """Open channels by id."""
 
     @property
-    def transport(self) -> Optional[AbstractTransport]:
-        """The transport, None once closed."""
-
-    @property
-    def on_inbound_frame(self) -> Optional[FrameHandler]:
-        """The frame handler."""
-
-    @property
     def heartbeat(self) -> float:
         """The negotiated heartbeat interval (0: none)."""
 
@@ -142,11 +135,6 @@ class ReadingConnection(Protocol):
 
     def heartbeat_tick(self, rate: float = 2) -> None:
         """Send a heartbeat when due; raise when the broker went quiet."""
-
-
-class _Waiting(threading.local):
-    #: the channel this thread is in a synchronous wait on
-    channel: Optional[LaneOwner] = None
 
 
 class Reader:
@@ -164,6 +152,9 @@ class Reader:
                  gone: Callable[[int, spec.MethodSig], None],
                  max_message_size: Optional[int] = None) -> None:
         self._conn = connection
+        #: the connection's transport and frame handler (it sets them)
+        self.transport: Optional[AbstractTransport] = None
+        self.handler: Optional[FrameHandler] = None
         self._lost = lost
         self._abort = abort
         self._gone = gone
@@ -188,18 +179,24 @@ class Reader:
         self._consumer_id: Optional[int] = None
         #: lanes waiting for drain_events, in the order they became ready
         self._ready: Dict[LaneOwner, None] = {}
+        #: channels that registered consumers (some may have none left)
+        self._consuming: Dict[LaneOwner, None] = {}
         #: methods parsed in the current turn (the role holder's only)
         self._parsed: List[Parsed] = []
         self._stop_channel: Optional[LaneOwner] = None
         self._stop_methods: Sequence[spec.MethodSig] = ()
         self._stopped = False
-        self._waiting = _Waiting()
+        #: the reply waited for may be dispatched as soon as it is parsed
+        self._direct = False
+        #: thread ident -> the channel it is in a synchronous wait on
+        #: (a dict, not a threading.local: several times cheaper)
+        self._waits: Dict[int, LaneOwner] = {}
 
     # -- state others read -------------------------------------------------
     @property
     def waiting_channel(self) -> Optional[LaneOwner]:
         """The channel the calling thread is in a synchronous wait on."""
-        return self._waiting.channel
+        return self._waits.get(_get_ident())
 
     def has_pending(self) -> bool:
         """True when a complete frame is buffered or methods wait for
@@ -236,9 +233,10 @@ class Reader:
         with self._lock:
             self._ready.pop(channel, None)
             channel.lane.inbox.clear()
-            if self.deferred:
-                self.deferred[:] = [(ch, exc) for ch, exc in self.deferred
-                                    if ch is not channel]
+            deferred = self.deferred
+            if deferred:   # the same list object: others hold it
+                deferred[:] = [(ch, exc) for ch, exc in deferred
+                               if ch is not channel]
             if self._sleepers:   # whoever waits on it stops waiting
                 self._changed.notify_all()
 
@@ -260,10 +258,17 @@ class Reader:
             # which ends every wait at once (the handler raises).
             channel.dispatch_method(method_sig, payload, content)
             return
-        self._parsed.append((channel, method_sig, payload, content))
         if channel is self._stop_channel and \
                 method_sig in self._stop_methods:
             self._stopped = True
+            if self._direct and not self._parsed and \
+                    not channel.lane.inbox and channel.lane.runner is None:
+                # The reply this thread waits for, with nothing before it
+                # for its channel: handled here, as its own lane would
+                # (replies carry no consumer callbacks).
+                channel.dispatch_method(method_sig, payload, content)
+                return
+        self._parsed.append((channel, method_sig, payload, content))
 
     # -- waits -------------------------------------------------------------
     def wait_until(self, channel: LaneOwner, done: Callable[[], bool],
@@ -277,54 +282,70 @@ class Reader:
         nothing for the read bound (not while ``handshake``)."""
         me = _get_ident()
         lane = channel.lane
-        waiting = self._waiting
-        outer_channel = waiting.channel
-        waiting.channel = channel
-        with self._lock:
-            outer_waiter = lane.waiter
-            lane.waiter = me
+        waits = self._waits
+        outer_channel = waits.get(me)
+        waits[me] = channel
+        # (no lock needed: a hand-over that misses it puts the method in
+        # the lane for drain_events, where this loop takes it all the same)
+        outer_waiter = lane.waiter
+        lane.waiter = me
         started = monotonic()
         exact: Optional[bool] = None
         try:
             while True:
-                if lane.inbox and lane.runner in (None, me):
-                    self._run_lane(channel, me)
-                if done():
-                    return
-                failure = self.failure
-                if failure is not None:
-                    raise _copy(failure)
-                # another thread is dispatching this channel's methods
-                # (maybe this wait's reply): let it finish, read nothing
-                busy = lane.runner not in (None, me)
-                if channel.connection is None and not busy:
+                runner = lane.runner
+                free = runner is None or runner == me
+                if free:
+                    if lane.inbox:
+                        self._run_lane(channel, me)
                     if done():
                         return
-                    raise RecoverableConnectionError(
-                        'channel %r closed while waiting for %s' % (
-                            channel.channel_id, _names(methods)))
-                if not busy and self._role.acquire(False):
-                    if exact is None:
-                        try:
+                    if self.failure is not None or channel.connection is None:
+                        if done():
+                            return
+                        self._raise_closed(channel, methods)
+                    if self._role.acquire(False):
+                        if exact is None:
                             exact = self._exact(methods)
-                        except BaseException:
-                            self._role.release()
-                            raise
-                    self._turn(me, channel, methods, deadline, started,
-                               exact, handshake)
-                    continue
+                        self._turn(me, channel, methods, deadline, started,
+                                   exact, handshake)
+                        if done():
+                            return
+                        continue
+                elif done():
+                    return
+                # (when not ``free``, another thread is dispatching this
+                # channel's methods, maybe this wait's reply: let it
+                # finish, read nothing meanwhile)
                 self._check_time(deadline, started, handshake)
-                self._sleep(lane, done, deadline, started, False, not busy)
+                self._sleep(lane, done, deadline, started, False, free)
         finally:
-            waiting.channel = outer_channel
-            with self._lock:
-                lane.waiter = outer_waiter
-                if lane.inbox and lane.runner is None and \
-                        outer_waiter is None:
-                    # arrived behind the reply: for drain_events
-                    self._ready[channel] = None
-                    if self._sleepers:
-                        self._changed.notify_all()
+            if outer_channel is None:
+                del waits[me]
+            else:
+                waits[me] = outer_channel
+            lane.waiter = outer_waiter
+            if lane.inbox and outer_waiter is None:
+                self._release_lane(channel)
+
+    def _raise_closed(self, channel: LaneOwner,
+                      methods: Sequence[spec.MethodSig]) -> None:
+        failure = self.failure
+        if failure is not None:
+            raise _copy(failure)
+        raise RecoverableConnectionError(
+            'channel %r closed while waiting for %s' % (
+                channel.channel_id, _names(methods)))
+
+    def _release_lane(self, channel: LaneOwner) -> None:
+        """A wait ended with methods in its lane (they arrived behind the
+        reply): they are for drain_events."""
+        lane = channel.lane
+        with self._lock:
+            if lane.inbox and lane.runner is None and lane.waiter is None:
+                self._ready[channel] = None
+                if self._sleepers:
+                    self._changed.notify_all()
 
     def drain(self, deadline: Optional[float]) -> None:
         """``drain_events``: dispatch at least one method, then every
@@ -372,10 +393,11 @@ class Reader:
         self._stop_channel, self._stopped = None, False
         try:
             frame = self._next_frame()
+            transport = self.transport
             while frame is None:
-                self._fill(deadline, False)
+                self._fill(transport, deadline, False)
                 frame = self._next_frame()
-            handler = self._conn.on_inbound_frame
+            handler = self.handler
             if handler is None:
                 raise RecoverableConnectionError('connection is closed')
             try:
@@ -389,14 +411,22 @@ class Reader:
         self._run_lanes(self._hand_over(me), me)
         return completed
 
+    def note_consumer(self, channel: LaneOwner) -> None:
+        """``channel`` registered a consumer."""
+        self._consuming[channel] = None
+
     def _exact(self, methods: Sequence[spec.MethodSig]) -> bool:
         """Read exactly up to a reply (not greedily) when deliveries may
         follow it: a consumer exists, or this is basic.consume."""
         if _CONSUME_OK in methods:
             return True
-        for c in list(self._conn.channels.values()):
-            if getattr(c, 'callbacks', None):
-                return True
+        consuming = self._consuming
+        if consuming:
+            for c in list(consuming):
+                if c.connection is not None and \
+                        getattr(c, 'callbacks', None):
+                    return True
+                consuming.pop(c, None)   # (no consumer left)
         return False
 
     # -- one turn with the role --------------------------------------------
@@ -412,18 +442,22 @@ class Reader:
         self._stop_channel = channel
         self._stop_methods = methods
         self._stopped = False
-        mine: List[LaneOwner] = []
+        # publisher confirms run on_confirm callbacks: never under the role
+        self._direct = channel is not None and not handshake and \
+            _ACK not in methods
         try:
-            self._pump(deadline, started, channel is not None and
-                       not handshake, exact, handshake, buffered_only)
+            self._pump(deadline, started, exact, handshake, buffered_only)
         except BaseException:
             self._hand_over(me, claim=False)
             raise
         mine = self._hand_over(me)
-        if mine:
+        if not mine:
+            return False
+        if len(mine) == 1:
+            self._run_lane(mine[0], me, claimed=True)
+        else:
             self._run_lanes(mine, me)
-            return True
-        return False
+        return True
 
     def _next_frame(self) -> Any:
         try:
@@ -432,7 +466,7 @@ class Reader:
             self._abort(exc)
             raise
 
-    def _pump(self, deadline: Optional[float], started: float, reply: bool,
+    def _pump(self, deadline: Optional[float], started: float,
               exact: bool, handshake: bool, buffered_only: bool) -> None:
         """Parse buffered frames; read the socket while none is buffered
         and nothing was parsed yet.  Returns once something was parsed and
@@ -448,8 +482,16 @@ class Reader:
         """
         conn = self._conn
         next_frame = self.frames.next_frame
-        handle = conn.on_inbound_frame
+        handle = self.handler
         parsed = self._parsed
+        transport = self.transport
+        reply = self._stop_channel is not None and not handshake
+        exact = exact and reply
+        # without a read bound or heartbeats, each read simply waits for
+        # the deadline
+        bound = None if handshake or transport is None else \
+            transport.read_bound()
+        timed = bound is not None or (conn.heartbeat and not handshake)
         late = False
         while True:
             try:
@@ -464,33 +506,16 @@ class Reader:
                 raise
             if parsed or buffered_only:
                 return
-            step = deadline
-            why = 'deadline'
             if deadline is not None and monotonic() >= deadline:
                 if late:
                     raise socket.timeout('timed out')
                 late = True
-            if not handshake:
-                bound = self._read_bound()
-                if bound is not None:
-                    quiet = max(self.last_read, started) + bound
-                    if step is None or quiet < step:
-                        step, why = quiet, 'silence'
-                hb = conn.heartbeat
-                if hb:
-                    now = monotonic()
-                    wake = now + hb / 2.0
-                    # tick again the moment the broker's silence reaches
-                    # heartbeat_tick's limit (2.5 intervals), not up to
-                    # half an interval after it
-                    dead_at = conn.last_heartbeat_received + 2.5 * hb + \
-                        0.001
-                    if now < dead_at < wake:
-                        wake = dead_at
-                    if step is None or wake < step:
-                        step, why = wake, 'heartbeat'
+            if not timed:
+                self._fill(transport, deadline, exact, reply)
+                continue
+            step, why = self._step(deadline, started, bound)
             try:
-                self._fill(step, exact and reply, reply)
+                self._fill(transport, step, exact, reply)
             except socket.timeout:
                 if why == 'deadline':
                     raise
@@ -498,8 +523,32 @@ class Reader:
                     raise self._silence(bound) from None
                 conn.heartbeat_tick()
 
-    def _hand_over(self, me: int, claim: bool = True
-                   ) -> List[LaneOwner]:
+    def _step(self, deadline: Optional[float], started: float,
+              bound: Optional[float]) -> Tuple[Optional[float], str]:
+        """How long the next read may wait, and what ends it: the call's
+        ``'deadline'``, the read bound (``'silence'``, counted from the
+        last read or the start of the call, whichever is later) or the
+        next ``'heartbeat'`` tick (every heartbeat/2 seconds, and the
+        moment the broker's silence reaches heartbeat_tick's limit)."""
+        step, why = deadline, 'deadline'
+        if bound is not None:
+            quiet = max(self.last_read, started) + bound
+            if step is None or quiet < step:
+                step, why = quiet, 'silence'
+        conn = self._conn
+        hb = conn.heartbeat
+        if hb:
+            now = monotonic()
+            wake = now + hb / 2.0
+            # (2.5 intervals: heartbeat_tick's limit, plus a millisecond)
+            dead_at = conn.last_heartbeat_received + 2.5 * hb + 0.001
+            if now < dead_at < wake:
+                wake = dead_at
+            if step is None or wake < step:
+                step, why = wake, 'heartbeat'
+        return step, why
+
+    def _hand_over(self, me: int, claim: bool = True) -> List[LaneOwner]:
         """End of a turn: put what was parsed in its lanes, give the role
         back and wake whoever it concerns; return the lanes this thread
         now runs (none unless ``claim``)."""
@@ -508,36 +557,42 @@ class Reader:
         self._holder = None
         with self._lock:
             self._role.release()
-            if parsed:
-                consumer = self._consumer_id
-                drains = claim and (
-                    consumer is None or consumer == me or
-                    not self._consumer.is_alive())  # type: ignore[union-attr]
-                ready = self._ready
-                for item in parsed:
-                    channel = item[0]
-                    lane = channel.lane
-                    lane.inbox.append(item)
-                    if lane.runner is not None:
-                        continue    # its runner takes it from the inbox
-                    waiter = lane.waiter
-                    if waiter is None:
-                        if drains:
-                            lane.runner = me
-                            mine.append(channel)
-                        else:
-                            ready[channel] = None
-                    elif waiter == me and claim:
+            drains: Optional[bool] = None
+            for item in parsed:
+                channel = item[0]
+                lane = channel.lane
+                lane.inbox.append(item)
+                if lane.runner is not None:
+                    continue    # its runner takes it from the inbox
+                waiter = lane.waiter
+                if waiter is None:
+                    if drains is None:
+                        drains = claim and self._drains(me)
+                    if drains:
                         lane.runner = me
                         mine.append(channel)
-                    elif waiter == me:
-                        ready[channel] = None
+                    else:
+                        self._ready[channel] = None
+                elif waiter == me:
+                    if claim:
+                        lane.runner = me
+                        mine.append(channel)
+                    else:
+                        self._ready[channel] = None
+            if parsed:
                 parsed.clear()
-                if drains and ready:
+                if drains and self._ready:
                     mine.extend(self._claim_ready_locked(me))
             if self._sleepers:
                 self._changed.notify_all()
         return mine
+
+    def _drains(self, me: int) -> bool:
+        """Whether lanes with nobody waiting on them are run by this
+        thread: it is the consumer thread, or there is none (alive)."""
+        consumer = self._consumer
+        return consumer is None or self._consumer_id == me or \
+            not consumer.is_alive()
 
     def _claim_ready(self, me: int) -> List[LaneOwner]:
         with self._lock:
@@ -587,16 +642,15 @@ class Reader:
         dispatch = channel.dispatch_method
         try:
             while True:
-                try:
+                while inbox:
                     item = inbox.popleft()
-                except IndexError:
-                    lane.runner = outer
-                    if outer is None and (inbox or lane.waiter not in (
-                            None, me) or not channel.channel_id):
-                        if self._after_run(channel, me):
-                            continue
+                    dispatch(item[1], item[2], item[3])
+                lane.runner = outer
+                if outer is not None or not (
+                        inbox or lane.waiter not in (None, me) or
+                        not channel.channel_id) or \
+                        not self._after_run(channel, me):
                     return
-                dispatch(item[1], item[2], item[3])
         except PEER_PROTOCOL_ERRORS as exc:
             # a method that does not decode: the peer broke the protocol
             lane.runner = outer
@@ -683,18 +737,19 @@ class Reader:
                 raise self._silence(bound)
 
     def _read_bound(self) -> Optional[float]:
-        transport = self._conn.transport
+        transport = self.transport
         return None if transport is None else transport.read_bound()
 
     def _silence(self, bound: Optional[float]) -> ReadTimeout:
-        transport = self._conn.transport
+        transport = self.transport
         where = '' if transport is None else ' from %s:%s' % (
             transport.host, transport.port)
         return ReadTimeout('nothing received%s for %ss (read_timeout, or the '
                        'timeout set on the socket)' % (where, bound))
 
     # -- reading the socket ------------------------------------------------
-    def _fill(self, deadline: Optional[float], exact: bool,
+    def _fill(self, transport: Optional[AbstractTransport],
+              deadline: Optional[float], exact: bool,
               wait_first: bool = False) -> None:
         """Read once from the socket into the frame buffer.
 
@@ -705,8 +760,7 @@ class Reader:
         broken socket or stream closes the connection; ``socket.timeout``
         does not.
         """
-        transport = self._conn.transport
-        if transport is None:
+        if transport is None or self.transport is None:
             failure = self.failure
             if failure is not None:
                 raise _copy(failure)

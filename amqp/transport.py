@@ -224,6 +224,9 @@ class _AbstractTransport:
     _decrypts = False
     #: the socket is in non-blocking mode (TLS, or no MSG_DONTWAIT)
     _nonblocking = not _DONTWAIT
+    #: the socket timeout the transport keeps: None (blocking) or 0.0
+    #: (non-blocking), as ``_nonblocking`` says
+    _mode: Optional[float] = 0.0 if _nonblocking else None
     #: A timeout the application set on the open socket
     #: (``transport.sock.settimeout(t)``, as celery does to bound its
     #: shutdown): adopted as a bound on each read and write, the socket
@@ -250,6 +253,7 @@ class _AbstractTransport:
         self.raise_on_initial_eintr = raise_on_initial_eintr
         self.host, self.port = to_host_port(host, self.default_port)
         self.connect_timeout = connect_timeout
+        self._read_bound: Optional[float] = None
         self.read_timeout = read_timeout
         self.socket_settings = socket_settings
         self._deadline: Deadline = None   # end of connect_timeout
@@ -296,6 +300,7 @@ class _AbstractTransport:
             # Deadlines are per call from now on (see the module doc).
             self.sock.settimeout(self._mode)
             self.socket_timeout = None
+            self._read_bound = self._read_timeout
             self.connected = True
         except (OSError, ssl.SSLError):
             if self.sock and not self.connected:
@@ -305,12 +310,6 @@ class _AbstractTransport:
                     pass
                 self.sock = None
             raise
-
-    @property
-    def _mode(self) -> Optional[float]:
-        """The socket timeout the transport keeps: None (blocking) or 0.0
-        (non-blocking)."""
-        return 0.0 if self._nonblocking else None
 
     def _adopt_socket_timeout(self, sock: socket.socket) -> None:
         """The application set a timeout on the open socket: keep it as
@@ -325,7 +324,19 @@ class _AbstractTransport:
         # settimeout(0) asks for non-blocking calls, not for a bound of
         # zero: nothing to adopt
         self.socket_timeout = timeout or None
+        self._read_bound = _smaller(self._read_timeout, self.socket_timeout)
         self._update_plain_writes()
+
+    @property
+    def read_timeout(self) -> Optional[float]:
+        """Longest silence of the peer a read waits through (None: no
+        limit)."""
+        return self._read_timeout
+
+    @read_timeout.setter
+    def read_timeout(self, value: Optional[float]) -> None:
+        self._read_timeout = value
+        self._read_bound = _smaller(value, self.socket_timeout)
 
     def read_bound(self) -> Optional[float]:
         """The longest silence a read accepts: the smaller of
@@ -333,7 +344,7 @@ class _AbstractTransport:
         sock = self.sock
         if sock is not None and sock.gettimeout() != self._mode:
             self._adopt_socket_timeout(sock)
-        return _smaller(self.read_timeout, self.socket_timeout)
+        return self._read_bound
 
     def _remaining(self) -> Optional[float]:
         """Seconds left of the connect deadline (None: no limit)."""
@@ -752,6 +763,7 @@ class SSLTransport(_AbstractTransport):
     can_scatter = False
     _decrypts = True
     _nonblocking = True
+    _mode = 0.0
 
     def __init__(self, host: str, connect_timeout: Optional[float] = None,
                  ssl: Union[bool, Dict[str, Any], 'ssl.SSLContext',
