@@ -14,7 +14,6 @@ Frames are read and written with pika's codec, never ours.
 """
 import queue
 import threading
-import time
 
 import pika.frame
 from pika.spec import Basic, Channel, Confirm, Connection, Queue
@@ -163,14 +162,6 @@ class Server:
             self.confirming.add(channel)
             self.reply(channel, Confirm.SelectOk())
         return None
-
-
-def wait_for(predicate, timeout=5.0, what='condition'):
-    """Poll ``predicate`` until true; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, 'timed out waiting for ' + what
-        time.sleep(0.005)
 
 
 def run_threads(*targets, timeout=10):

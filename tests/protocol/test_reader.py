@@ -16,7 +16,7 @@ from amqp.exceptions import (ConnectionForced, RecoverableConnectionError,
                              ReplyTimeout)
 from amqp.transport import ConnectionLost
 
-from .servers import Server, run_threads, wait_for
+from .servers import Server, run_threads
 
 
 @pytest.fixture
