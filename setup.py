@@ -26,7 +26,7 @@ setup(
                 'a drop-in replacement for py-amqp 5.x',
     long_description=read('README.rst'),
     long_description_content_type='text/x-rst',
-    packages=['amqp'],
+    packages=['amqp', 'amqp.cli'],
     # PEP 561: amqp ships its types (setuptools 69+ would add the marker
     # anyway; older ones need it named)
     package_data={'amqp': ['py.typed']},

@@ -1,7 +1,7 @@
 """``python -m amqp``: the command line (see :mod:`amqp.cli`).
 
 Without a subcommand it runs the publish/consume round trip of
-:mod:`amqp.cli_roundtrip`; ``python -m amqp --help`` lists the rest.
+:mod:`amqp.cli.roundtrip`; ``python -m amqp --help`` lists the rest.
 """
 import sys
 

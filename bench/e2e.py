@@ -976,7 +976,7 @@ def run_soak_script(args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--url', help='broker URL (default: start a throwaway '
-                   'RabbitMQ with amqp._localbroker.LocalBroker)')
+                   'RabbitMQ with amqp.cli.localbroker.LocalBroker)')
     p.add_argument('-n', type=int, default=20000,
                    help='messages for publish, consume, consume_ack and '
                    'pipelined (default 20000)')
@@ -1041,7 +1041,7 @@ def main(argv=None):
     broker = None
     if not args.url:
         sys.path.insert(0, REPO)
-        from amqp._localbroker import LocalBroker
+        from amqp.cli.localbroker import LocalBroker
         print('starting a throwaway RabbitMQ...', file=sys.stderr)
         broker = LocalBroker().start()
         args.url = broker.url

@@ -3,7 +3,7 @@ the comparison in docs/reliability.rst.
 
     .venv/bin/python bench/faults.py --venv /tmp/amqp-compat-reference-...
 
-Starts a throwaway RabbitMQ node (``amqp._localbroker``), then runs each
+Starts a throwaway RabbitMQ node (``amqp.cli.localbroker``), then runs each
 scenario in a worker process (this script with ``--worker``): ours with
 the repository on ``PYTHONPATH``, py-amqp with the reference virtualenv's
 interpreter run from outside the repository.  The workers put
@@ -184,7 +184,7 @@ def main():
     if args.worker:
         return worker(*args.worker)
     sys.path.insert(0, str(ROOT))
-    from amqp._localbroker import LocalBroker
+    from amqp.cli.localbroker import LocalBroker
     theirs = str(Path(args.venv) / 'bin' / 'python')
     with LocalBroker() as node:
         pid = node.ctl('eval', 'os:getpid().').strip().strip('"')

@@ -328,7 +328,7 @@ def main(argv=None):
     broker = None
     if not args.url:
         sys.path.insert(0, e2e.REPO)
-        from amqp._localbroker import LocalBroker
+        from amqp.cli.localbroker import LocalBroker
         print('starting a throwaway RabbitMQ...', file=sys.stderr)
         broker = LocalBroker().start()
         args.url = broker.url

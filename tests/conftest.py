@@ -111,14 +111,14 @@ def _option_unset(config, name):
 @pytest.fixture(scope='session')
 def _rabbitmq_environment(request, tmp_path_factory):
     """Install RabbitMQ if needed and confine the node to loopback."""
-    from amqp import _localbroker
+    from amqp.cli import localbroker
 
     config = request.config
-    _localbroker.ensure_installed(
+    localbroker.ensure_installed(
         config.getoption('rabbitmq_server')
         or config.getini('rabbitmq_server'))
     # mirakuru starts the node with os.environ plus its own variables.
-    os.environ.update(_localbroker.loopback_env())
+    os.environ.update(localbroker.loopback_env())
     if _option_unset(config, 'rabbitmq_plugindir'):
         plugindir = tmp_path_factory.mktemp('rabbitmq-plugins')
         (plugindir / 'plugins').write_text('[].\n')
@@ -134,19 +134,19 @@ def _rabbitmq_environment(request, tmp_path_factory):
         epmd_was_running = False
     yield
     if not epmd_was_running:  # the node below has stopped by now
-        _localbroker.stop_idle_epmd()
+        localbroker.stop_idle_epmd()
 
 
 @pytest.fixture(scope='session')
 def broker(request):
     """A RabbitMQ node for the session: host, port, url and ctl()."""
-    from amqp import _localbroker
+    from amqp.cli import localbroker
 
     request.getfixturevalue('_rabbitmq_environment')
     executor = request.getfixturevalue('_rabbitmq_executor')
     # mirakuru only waited for the port; wait for the protocol too.
     deadline = time.monotonic() + 30
-    while not _localbroker.probe(executor.host, executor.port):
+    while not localbroker.probe(executor.host, executor.port):
         if time.monotonic() > deadline:
             pytest.fail('RabbitMQ accepts TCP but does not answer AMQP')
         time.sleep(0.2)
@@ -157,14 +157,14 @@ def broker(request):
 def tls_broker(tmp_path_factory):
     """A second RabbitMQ node with a TLS listener (``tls_port``) and the
     test certificates (``certs``, see ``tests/tlsbroker.py``)."""
-    from amqp import _localbroker
+    from amqp.cli import localbroker
     from tlsbroker import CLIENT_CN, TLSBroker, make_certificates
 
     certs = make_certificates(str(tmp_path_factory.mktemp('tls-certs')))
     broker = TLSBroker(certs, timeout=90)
     try:
         broker.start()
-    except _localbroker.BrokerError as exc:
+    except localbroker.BrokerError as exc:
         pytest.fail('TLS RabbitMQ node did not start: %s' % exc)
     try:
         # start() waited for the plain listener; both open together.

@@ -3,7 +3,7 @@ certificates (``testkit.make_certificates``) and a LocalBroker with a
 TLS listener that requires a client certificate and offers EXTERNAL
 authentication.  ``tests/conftest.py`` starts one per session (the
 ``tls_broker`` fixture) for the integration and compat tests alike."""
-from amqp import _localbroker
+from amqp.cli import localbroker
 from testkit import CLIENT_CN, make_certificates
 
 __all__ = ('CLIENT_CN', 'make_certificates', 'TLSBroker',
@@ -11,7 +11,7 @@ __all__ = ('CLIENT_CN', 'make_certificates', 'TLSBroker',
 
 
 # -- the TLS node --------------------------------------------------------
-class TLSBroker(_localbroker.LocalBroker):
+class TLSBroker(localbroker.LocalBroker):
     """A LocalBroker with a TLS listener, EXTERNAL auth and the
     rabbitmq_auth_mechanism_ssl plugin (one per test session)."""
 
@@ -23,8 +23,8 @@ class TLSBroker(_localbroker.LocalBroker):
     node_prefix = 'amqp-tls'
 
     def config_lines(self):
-        taken = _localbroker._CTL_DIST_PORTS + (self.port,)
-        self.tls_port = _localbroker.free_port(exclude=taken)
+        taken = localbroker._CTL_DIST_PORTS + (self.port,)
+        self.tls_port = localbroker.free_port(exclude=taken)
         self.reserved_ports.append(self.tls_port)
         c = self.certs
         return [

@@ -32,9 +32,9 @@ REFERENCE_VENV = Path(tempfile.gettempdir()) / (
 
 @pytest.fixture(autouse=True)
 def _our_amqp():
-    # py-amqp has no _localbroker: importing it here means a virtualenv
-    # where py-amqp shadows this package.
-    assert (OURS / '_localbroker.py').exists(), (
+    # py-amqp has no amqp.cli: missing here means a virtualenv where
+    # py-amqp shadows this package.
+    assert (OURS / 'cli' / 'localbroker.py').exists(), (
         f'tests import py-amqp from {OURS}, not this package: install it '
         f'or run with PYTHONPATH={ROOT}')
 

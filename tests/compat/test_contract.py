@@ -408,7 +408,7 @@ def test_pip_install_with_kombu_and_celery_keeps_us(tmp_path, broker,
                     + pip.stderr[-2000:])
     check = subprocess.run(
         [str(python), '-c',
-         'import amqp, amqp._localbroker, kombu.transport.pyamqp, celery; '
+         'import amqp, amqp.cli.localbroker, kombu.transport.pyamqp, celery; '
          'print(amqp.__version__, amqp.__file__)'],
         cwd=str(tmp_path), capture_output=True, text=True, env=env)
     assert check.returncode == 0, check.stderr

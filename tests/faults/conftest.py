@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from amqp import Connection, _localbroker
+from amqp import Connection
+from amqp.cli import localbroker
 
 from .proxy import Proxy
 
@@ -21,7 +22,7 @@ def proxy(broker):
     p.close()
 
 
-class FaultNode(_localbroker.LocalBroker):
+class FaultNode(localbroker.LocalBroker):
     """A node this suite may stop, restart, pause and alarm."""
 
     node_prefix = 'amqp-faults'
@@ -42,7 +43,7 @@ class FaultNode(_localbroker.LocalBroker):
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if _localbroker.probe(self.host, self.port, timeout=2):
+                if localbroker.probe(self.host, self.port, timeout=2):
                     return
             except OSError:
                 pass
@@ -55,7 +56,7 @@ def fault_node():
     node = FaultNode(timeout=90)
     try:
         node.start()
-    except _localbroker.BrokerError as exc:
+    except localbroker.BrokerError as exc:
         pytest.fail('throwaway RabbitMQ node did not start: %s' % exc)
     try:
         yield node

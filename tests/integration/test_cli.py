@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 import amqp
-from amqp.cli_commands import (EXIT_EMPTY, EXIT_LOGIN, EXIT_NOT_AMQP,
+from amqp.cli.commands import (EXIT_EMPTY, EXIT_LOGIN, EXIT_NOT_AMQP,
                                EXIT_NOT_FOUND, EXIT_REFUSED,
                                EXIT_UNCONFIRMED, EXIT_UNREACHABLE,
                                EXIT_USAGE, EXIT_VHOST)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from amqp.cli_commands import EXIT_CODES
+from amqp.cli.commands import EXIT_CODES
 
 DOCS = Path(__file__).parents[2] / 'docs'
 #: pages deliberately left out of the toctree (none today)

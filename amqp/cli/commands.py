@@ -26,8 +26,8 @@ from typing import (TYPE_CHECKING, Any, Callable, Dict, List, Optional,
 from urllib.parse import parse_qsl, urlsplit
 
 import amqp
-from . import exceptions
-from .cli_roundtrip import redact
+from .. import exceptions
+from .roundtrip import redact
 
 if TYPE_CHECKING:
     #: what ``signal.signal`` takes and returns

@@ -3,7 +3,7 @@ against a real broker.
 
 Connects to ``--url`` (default ``$AMQP_URL`` or
 ``amqp://guest:guest@localhost:5672//``); when nothing answers there it
-starts a throwaway RabbitMQ on 127.0.0.1 (see ``amqp._localbroker``).
+starts a throwaway RabbitMQ on 127.0.0.1 (see ``amqp.cli.localbroker``).
 Then, through the public API only, it declares an exclusive auto-delete
 queue, checks one message through ``basic_get``, publishes ``--count``
 messages with properties and headers, consumes them with
@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, TextIO, Tuple, TypedDict
 from urllib.parse import unquote, urlsplit
 
 import amqp
-from amqp import _localbroker
+from . import localbroker
 from amqp.serialization import EncodableValue
 
 DEFAULT_URL = 'amqp://guest:guest@localhost:5672//'
@@ -282,7 +282,7 @@ def _answers(host: str, port: int) -> bool:
     """True if an AMQP broker answers at host:port, False if nothing
     listens there; raises RoundTripError if something else does."""
     try:
-        if _localbroker.probe(host, port, timeout=5.0):
+        if localbroker.probe(host, port, timeout=5.0):
             return True
     except OSError:
         return False
@@ -304,7 +304,7 @@ def run(url: str, count: int, no_local_broker: bool = False) -> int:
         print('FAILED: {0}'.format(exc), file=sys.stderr)
         return 2
 
-    broker: Optional[_localbroker.LocalBroker] = None
+    broker: Optional[localbroker.LocalBroker] = None
     where = redact(url)
     try:
         if not _answers(params['host'], params['port']):
@@ -313,7 +313,7 @@ def run(url: str, count: int, no_local_broker: bool = False) -> int:
             print('Nothing answers at {0}; starting a throwaway RabbitMQ on '
                   '127.0.0.1 ...'.format(where), flush=True)
             t = time.monotonic()
-            broker = _localbroker.LocalBroker().start()
+            broker = localbroker.LocalBroker().start()
             print('RabbitMQ node {0} ready on port {1} in {2:.1f} s'.format(
                 broker.node, broker.port, time.monotonic() - t), flush=True)
             params = parse_url(broker.url)
@@ -322,7 +322,7 @@ def run(url: str, count: int, no_local_broker: bool = False) -> int:
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         return 130
-    except (RoundTripError, _localbroker.BrokerError) as exc:
+    except (RoundTripError, localbroker.BrokerError) as exc:
         print('FAILED: {0}'.format(exc), file=sys.stderr)
         return 1
     except amqp.AMQPError as exc:

@@ -1,11 +1,11 @@
 """The ``amqp`` command line (also ``python -m amqp``).
 
 Without a subcommand it runs the publish/consume round trip of
-:mod:`amqp.cli_roundtrip` (and starts a throwaway local RabbitMQ when
+:mod:`amqp.cli.roundtrip` (and starts a throwaway local RabbitMQ when
 nothing answers at the URL).  The subcommands poke at a broker from the
 shell: ``ping``, ``publish``, ``consume``, ``get``, ``declare-queue``,
 ``declare-exchange``, ``bind``, ``unbind``, ``purge``, ``delete`` and
-``shell``.  They are implemented in :mod:`amqp.cli_commands`; this module
+``shell``.  They are implemented in :mod:`amqp.cli.commands`; this module
 builds the argument parser and turns errors into exit codes and one-line
 messages (:data:`EXIT_CODES`).
 """
@@ -18,9 +18,9 @@ import sys
 import textwrap
 from typing import Any, Optional, Sequence, Tuple, Union
 
-from . import cli_commands as commands
-from . import cli_roundtrip
-from .cli_commands import EXIT_CODES
+from . import commands
+from . import roundtrip as cli_roundtrip
+from .commands import EXIT_CODES
 
 __all__ = ('main', 'build_parser', 'EXIT_CODES')
 

@@ -22,7 +22,7 @@ import time
 from typing import (IO, Dict, Iterable, List, Mapping, Optional, Sequence,
                     TypeVar)
 
-from .spec import PROTOCOL_HEADER
+from ..spec import PROTOCOL_HEADER
 
 __all__ = ('LocalBroker', 'BrokerError', 'ensure_installed',
            'loopback_env', 'probe', 'RABBITMQ_SERVER', 'RABBITMQ_CTL')
