@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amqp import serialization, spec
+from amqp import serialization, spec, tables
 from amqp.exceptions import AMQPError, FrameSyntaxError
 from amqp.serialization import (decode_properties_basic, decode_table, dumps,
                                 dumps_method,
@@ -468,7 +468,7 @@ def test_text_that_is_not_encodable_names_the_key(value, where):
 def test_timestamp_must_be_finite():
     for value in (float('inf'), float('nan')):
         with pytest.raises(ValueError, match='expires_at'):
-            serialization._enc_timestamp(value, 'expires_at')
+            tables.enc_timestamp(value, 'expires_at')
         with pytest.raises(ValueError, match='timestamp'):
             encode_properties_basic({'timestamp': value})
     with pytest.raises(ValueError, match='when'):
@@ -911,11 +911,11 @@ def test_header_frame_payload():
 # The encoders' caches stay bounded and never change what is encoded.
 
 def test_key_cache_is_bounded_and_transparent():
-    for i in range(serialization._KEY_CACHE_MAX * 2 + 3):
+    for i in range(tables._KEY_CACHE_MAX * 2 + 3):
         key = 'k%d' % i
         assert encode_table({key: 1}) == table(
             bytes((len(key),)) + key.encode() + b'I\x00\x00\x00\x01')
-    assert len(serialization._KEY_CACHE) <= serialization._KEY_CACHE_MAX
+    assert len(tables._KEY_CACHE) <= tables._KEY_CACHE_MAX
     with pytest.raises(ValueError, match='255'):  # never cached
         encode_table({'k' * 256: 1})
     with pytest.raises(ValueError, match='255'):

@@ -24,18 +24,19 @@ LAYERS = {
     'spec': 0, '_version': 0, 'utils': 0,
     'platform': 1,
     'exceptions': 1,
-    'serialization': 2, 'transport': 2,
-    'basic_message': 3, 'sasl': 3,
+    'tables': 2, 'transport': 2,
+    'serialization': 3,
+    'basic_message': 4, 'sasl': 4,
     # protocol's basic_return_t carries a Message (a typing-only import)
-    'method_framing': 4, 'protocol': 4,
-    'wire': 5, 'reader': 5,
-    '_confirms': 6, 'abstract_channel': 6,
-    'channel': 7,
-    'connection': 8,
+    'method_framing': 5, 'protocol': 5,
+    'wire': 6, 'reader': 6,
+    '_confirms': 7, 'abstract_channel': 7,
+    'channel': 8,
+    'connection': 9,
     # the command line sits on top of the public API
-    '__init__': 9,
-    'cli.localbroker': 3, 'cli.roundtrip': 10, 'cli.commands': 11, 'cli': 12,
-    '__main__': 13,
+    '__init__': 10,
+    'cli.localbroker': 3, 'cli.roundtrip': 11, 'cli.commands': 12, 'cli': 13,
+    '__main__': 14,
 }
 #: transport sits beside the codec: it may import only exceptions (and
 #: the platform constants py-amqp's transport re-exports), and only
@@ -43,7 +44,8 @@ LAYERS = {
 ONLY_IMPORTS = {'transport': {'exceptions', 'platform'}}
 IMPORTED_ONLY_BY = {'transport': {'connection', 'reader', '__init__'}}
 #: Pure modules never touch the operating system (STYLE.md).
-PURE = ('spec', 'serialization', 'basic_message', 'method_framing')
+PURE = ('spec', 'tables', 'serialization', 'basic_message',
+        'method_framing')
 IO_MODULES = {'socket', 'ssl', 'select', 'time'}
 
 
