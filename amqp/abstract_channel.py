@@ -58,6 +58,9 @@ MethodHandler = Callable[..., object]
 class ChannelIdsLike(Protocol):
     """The channel id allocator of a connection."""
 
+    #: the highest id (the negotiated channel_max)
+    limit: int
+
     def allocate(self) -> int:
         """Take the lowest free id."""
 

@@ -1,4 +1,6 @@
-"""The AMQP connection: handshake, channels, event loop, heartbeats, close.
+"""The AMQP connection: channels, event loop, close (the handshake and
+heartbeats in :mod:`amqp.handshake` and :mod:`amqp.heartbeats`, the reading
+in :mod:`amqp.reader`).
 
 Public API as py-amqp 5.x's ``amqp.connection.Connection``; see
 docs/connection.rst for where we deliberately differ (bounded waits, TLS
@@ -18,7 +20,6 @@ from time import monotonic
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List,
                     Mapping, Optional, Sequence, Set, Tuple, Type, TypeVar,
                     Union, cast)
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from vine import ensure_promise
 
@@ -32,7 +33,9 @@ from .exceptions import (AMQPDeprecationWarning, AMQPError,  # noqa: F401
                          FrameSyntaxError, InvalidCommand, MessageNacked,
                          RecoverableChannelError, RecoverableConnectionError,
                          ResourceError, UnexpectedFrame, error_for_code)
-from .method_framing import HEARTBEAT_FRAME, frame_handler, frame_writer
+from .handshake import Handshake
+from .heartbeats import AMQP_HEARTBEAT_LOGGER, Heartbeats  # noqa: F401
+from .method_framing import frame_handler, frame_writer
 from .reader import PEER_PROTOCOL_ERRORS, Lane, Reader
 from .serialization import dumps, dumps_method
 from .transport import AbstractTransport, Transport
@@ -70,10 +73,6 @@ __all__ = ('Connection',)
 _C = TypeVar('_C', bound='Connection')
 
 logger = AMQP_LOGGER = logging.getLogger('amqp')
-#: py-amqp's logger for heartbeat_tick's DEBUG records; logging configs
-#: name it to silence or raise heartbeat chatter on its own.
-AMQP_HEARTBEAT_LOGGER = logging.getLogger(
-    'amqp.connection.Connection.heartbeat_tick')
 
 #: Default :attr:`Connection.library_properties` (py-amqp's module-level
 #: name): sent in connection.start-ok as the client properties.
@@ -111,53 +110,49 @@ _START_OF_METHOD_ON_CHANNEL_0 = bytes((spec.FRAME_METHOD, 0, 0))
 
 _PEER_PROTOCOL_ERRORS = PEER_PROTOCOL_ERRORS
 
-_MECHANISMS: Dict[str, Callable[[Optional[str], Optional[str]],
-                                 sasl.SASL]] = {
-    'PLAIN': lambda user, pw: sasl.PLAIN(user, pw),
-    'AMQPLAIN': lambda user, pw: sasl.AMQPLAIN(user, pw),
-    'EXTERNAL': lambda user, pw: sasl.EXTERNAL(),
-    'GSSAPI': lambda user, pw: sasl.GSSAPI(user),
-}
-
-
 class ChannelIds:
     """The channel ids of one connection: which are taken, which free.
 
     An id is taken from :meth:`allocate` (or :meth:`claim`) until
     :meth:`release`; ids run from 1 to ``limit`` (the negotiated
-    channel_max).
+    channel_max).  Threads may open channels at the same time: a lock
+    makes each take atomic.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used: Set[int] = set()
+        self._lock = threading.Lock()
 
     def allocate(self) -> int:
         """Take the lowest free id; ResourceError when none is left."""
         used = self.used
-        for channel_id in range(1, self.limit + 1):
-            if channel_id not in used:
-                used.add(channel_id)
-                return channel_id
+        with self._lock:
+            for channel_id in range(1, self.limit + 1):
+                if channel_id not in used:
+                    used.add(channel_id)
+                    return channel_id
         raise ResourceError(
             'No free channel ids, current={}, channel_max={}'.format(
                 len(used), self.limit), spec.Channel.Open)
 
     def claim(self, channel_id: int) -> int:
         """Take ``channel_id``; ConnectionError when it is taken."""
-        if channel_id in self.used:
-            raise ConnectionError('Channel %r already open' % (channel_id,))
-        if not 0 < channel_id <= self.limit:
-            raise ResourceError('channel id %r outside 1..%d' % (
-                channel_id, self.limit), spec.Channel.Open)
-        self.used.add(channel_id)
+        with self._lock:
+            if channel_id in self.used:
+                raise ConnectionError('Channel %r already open'
+                                      % (channel_id,))
+            if not 0 < channel_id <= self.limit:
+                raise ResourceError('channel id %r outside 1..%d' % (
+                    channel_id, self.limit), spec.Channel.Open)
+            self.used.add(channel_id)
         return channel_id
 
     def release(self, channel_id: int) -> None:
         self.used.discard(channel_id)
 
 
-class Connection(AbstractChannel):
+class Connection(Handshake, Heartbeats):
     """An AMQP connection to a broker (a blocking socket transport).
 
     Created unconnected; :meth:`connect` (or ``with``) opens the socket and
@@ -300,78 +295,6 @@ class Connection(AbstractChannel):
         self.channel_ids = ChannelIds(self.channel_max)
         # ids of channels closed without close-ok yet: taken until it comes
         self._closing_ids: Set[int] = set()
-
-    # -- construction helpers -------------------------------------------
-    @staticmethod
-    def _select_auth(authentication: Union[sasl.SASL, Iterable[sasl.SASL]],
-                     login_method: Optional[str],
-                     login_response: Union[str, bytes, None],
-                     userid: Optional[str], password: Optional[str]
-                     ) -> Tuple[sasl.SASL, ...]:
-        if authentication:
-            if isinstance(authentication, sasl.SASL):
-                return (authentication,)
-            return tuple(authentication)
-        if login_method is not None:
-            factory = _MECHANISMS.get(login_method)
-            if factory is not None:
-                if login_method in ('PLAIN', 'AMQPLAIN') and \
-                        (userid is None or password is None):
-                    raise ValueError('login_method %s needs userid and '
-                                     'password' % login_method)
-                return (factory(userid, password),)
-            if login_response is not None:
-                return (sasl.RAW(login_method, login_response),)
-            raise ValueError('unknown login_method %r: use one of %s, or '
-                             'give login_response' % (
-                                 login_method, ', '.join(sorted(_MECHANISMS))))
-        return (sasl.GSSAPI(userid, fail_soft=True), sasl.EXTERNAL(),
-                sasl.AMQPLAIN(userid, password), sasl.PLAIN(userid, password))
-
-    @classmethod
-    def from_url(cls: Type[_C], url: str, **kwargs: Any) -> _C:
-        """Build a Connection from ``amqp://`` or ``amqps://`` URL.
-
-        ``amqps://user:pass@host:5671/vhost?heartbeat=30&connect_timeout=5``.
-        The vhost is the URL path with one leading ``/`` removed and
-        percent-decoding applied (``%2F`` is ``/``; an empty path means
-        ``/``).  Query parameters become keyword arguments (numbers
-        converted); explicit ``kwargs`` win.
-        """
-        parts = urlsplit(url)
-        if parts.scheme not in ('amqp', 'amqps', 'pyamqp'):
-            raise ValueError('unsupported URL scheme %r (expected amqp:// or '
-                             'amqps://)' % parts.scheme)
-        secure = parts.scheme == 'amqps'
-        try:
-            if '@' in url[url.index('//') + 2:] and '@' not in parts.netloc:
-                raise ValueError('"@" after the host')
-            port = parts.port or (5671 if secure else 5672)
-        except ValueError:
-            # urlsplit's message would quote the "port", which is often a
-            # piece of the password: say what is wrong without it.
-            raise ValueError(
-                'cannot parse the host and port of this AMQP URL; a user '
-                'name or password containing "/", "?", "#" or "@" must be '
-                'percent-encoded (e.g. "/" as %2F)') from None
-        host = parts.hostname or 'localhost'
-        if ':' in host:
-            host = '[%s]' % host
-        opts: Dict[str, Any] = {
-            'host': '%s:%d' % (host, port),
-            'userid': unquote(parts.username) if parts.username is not None
-            else 'guest',
-            'password': unquote(parts.password) if parts.password is not None
-            else 'guest',
-            'virtual_host': unquote(parts.path[1:]) if len(parts.path) > 1
-            else '/',
-        }
-        if secure:
-            opts['ssl'] = True
-        for key, value in parse_qsl(parts.query):
-            opts[key] = _coerce(value)
-        opts.update(kwargs)
-        return cls(**opts)
 
     def __repr__(self) -> str:
         # State at a glance for the REPL; never the password.
@@ -526,107 +449,6 @@ class Connection(AbstractChannel):
             callback()
         return None
 
-    def _not_amqp(self) -> FrameError:
-        """The error for a peer whose first bytes are no AMQP frame: say
-        what it sent instead of what the frame parser thought of it."""
-        data = self._reader.frames.unread()
-        if data[:4] == spec.PROTOCOL_HEADER[:4] and len(data) >= 8:
-            return FrameError(
-                '%s does not speak AMQP 0-9-1: it answered with protocol '
-                'header %r (0-9-1 is %r)' % (self.host, data[:8],
-                                             spec.PROTOCOL_HEADER))
-        preview = data[:60]
-        return FrameError(
-            '%s is not an AMQP 0-9-1 server: it sent %r%s' % (
-                self.host, preview,
-                '...' if len(data) > len(preview) else ''))
-
-    def _on_start(self, version_major: int, version_minor: int,
-                  server_properties: FieldTable,
-                  mechanisms: Union[str, bytes], locales: str,
-                  argsig: str = spec.args_of(spec.Connection.StartOk)
-                  ) -> None:
-        self.version_major = version_major
-        self.version_minor = version_minor
-        self.server_properties = server_properties
-        if isinstance(mechanisms, str):
-            mechanisms = mechanisms.encode('utf-8', 'surrogateescape')
-        self.mechanisms = mechanisms.split(b' ')
-        self.locales = locales.split(' ')
-        logger.debug('Start from server, version: %d.%d, properties: %s, '
-                     'mechanisms: %s, locales: %s', version_major,
-                     version_minor, server_properties, self.mechanisms,
-                     self.locales)
-        client_properties = self.client_properties
-        scap = self.server_capabilities
-        cap = dict(cast('EncodableTable',
-                        client_properties.get('capabilities') or {}))
-        cap.update({name: enable for name, enable in
-                    self.negotiate_capabilities.items() if scap.get(name)})
-        if cap:
-            client_properties['capabilities'] = cap
-        else:
-            client_properties.pop('capabilities', None)
-        for auth in self.authentication:
-            if auth.mechanism in self.mechanisms:
-                response = auth.start(self)
-                if response is not NotImplemented:
-                    break
-        else:
-            raise ConnectionError(
-                "Couldn't find appropriate auth mechanism (can offer: {}; "
-                "available: {})".format(
-                    ', '.join(m.mechanism.decode()
-                              for m in self.authentication if m.mechanism),
-                    ', '.join(m.decode('utf-8', 'replace')
-                              for m in self.mechanisms)))
-        self._auth = auth
-        self.send_method(spec.Connection.StartOk, argsig,
-                         (client_properties, auth.mechanism, response,
-                          self.locale))
-
-    def _on_secure(self, challenge: Union[str, bytes]) -> None:
-        if isinstance(challenge, str):
-            challenge = challenge.encode('utf-8', 'surrogateescape')
-        response = self._auth.challenge(challenge)
-        self.send_method(spec.Connection.SecureOk,
-                         spec.args_of(spec.Connection.SecureOk), (response,))
-
-    def _on_tune(self, channel_max: int, frame_max: int,
-                 server_heartbeat: int,
-                 argsig: str = spec.args_of(spec.Connection.TuneOk)
-                 ) -> None:
-        if frame_max and frame_max < spec.FRAME_MIN_SIZE:
-            raise InvalidCommand(
-                'server proposed frame_max=%d; AMQP 0-9-1 requires at '
-                'least %d' % (frame_max, spec.FRAME_MIN_SIZE),
-                spec.Connection.Tune)
-        self.channel_max = _negotiate(self.channel_max, channel_max)
-        self.channel_ids.limit = self.channel_max
-        self.frame_max = _negotiate(self.frame_max, frame_max)
-        self.server_heartbeat = server_heartbeat or 0
-        client_heartbeat = self.client_heartbeat or 0
-        # 0 on our side disables heartbeats; otherwise the lower non-zero.
-        if not client_heartbeat:
-            self.heartbeat = 0
-        elif not self.server_heartbeat:
-            self.heartbeat = int(client_heartbeat)
-        else:
-            self.heartbeat = min(self.server_heartbeat, int(client_heartbeat))
-        self._reader.frames.max_payload = self.frame_max - \
-            spec.FRAME_OVERHEAD
-        self.send_method(spec.Connection.TuneOk, argsig,
-                         (self.channel_max, self.frame_max, self.heartbeat))
-        self.on_tune_ok()
-        self.last_heartbeat_sent = self.last_heartbeat_received = monotonic()
-        self.send_method(spec.Connection.Open,
-                         spec.args_of(spec.Connection.Open),
-                         (self.virtual_host, '', False))
-
-    def _on_open_ok(self, known_hosts: str = '') -> None:
-        self._handshake_complete = True
-        self.on_open(self)
-
     def _connect_on_first_use(self, what: str) -> None:
         """py-amqp connects a connection used before connect() (with a
         deprecation warning); so do we, but only one that never completed
@@ -679,12 +501,6 @@ class Connection(AbstractChannel):
         connection, as py-amqp does; None once closed)."""
         transport = self.transport
         return transport.sock if transport is not None else None
-
-    @property
-    def server_capabilities(self) -> FieldTable:
-        """The capabilities table the server sent in connection.start."""
-        return cast('FieldTable',
-                    self.server_properties.get('capabilities') or {})
 
     # -- channels -------------------------------------------------------
     def _get_free_channel_id(self) -> int:
@@ -884,99 +700,6 @@ class Connection(AbstractChannel):
             return min(self.connect_timeout, CLOSE_OK_TIMEOUT)
         return CLOSE_OK_TIMEOUT
 
-    # -- heartbeats -----------------------------------------------------
-    def send_heartbeat(self) -> None:
-        """Send a heartbeat frame now."""
-        self._connect_on_first_use('send_heartbeat()')
-        writer = self._frame_writer
-        if writer is None:
-            raise RecoverableConnectionError('connection is closed')
-        # set together with the frame writer, cleared together with it
-        self._transport.write(HEARTBEAT_FRAME)  # type: ignore[union-attr]
-        self.bytes_sent += 1
-        if self._tracing:
-            wire.heartbeat(self.host, '>')
-
-    def heartbeat_tick(self, rate: float = 2) -> None:
-        """Send a heartbeat when due; raise ConnectionForced when the
-        broker has been silent too long.
-
-        ``rate`` is how many times per heartbeat interval the caller
-        calls this (kombu's ``heartbeat_check(rate=...)``; values <= 0 mean
-        2): a heartbeat goes out once nothing was sent for
-        ``heartbeat / rate`` seconds, and the connection is declared dead
-        once nothing was received for two intervals plus one calling
-        period, ``2 * heartbeat + heartbeat / rate`` (2.5 intervals at the
-        default rate).  Any frame counts as a heartbeat, both ways.
-        :meth:`drain_events` also calls it while waiting.
-        """
-        hb_debug = AMQP_HEARTBEAT_LOGGER.debug
-        hb_debug('heartbeat_tick : for connection %s', self._connection_id)
-        if not self.heartbeat:
-            return
-        if not rate or rate <= 0:
-            rate = 2
-        period = self.heartbeat / rate
-        now = monotonic()
-        sent_now, recv_now = self.bytes_sent, self.bytes_recv
-        if self.prev_sent is None or self.prev_sent != sent_now:
-            self.last_heartbeat_sent = now
-        if self.prev_recv is None or self.prev_recv != recv_now:
-            # Frames came in since the last tick: the broker was heard at
-            # the read that brought them (now if they came another way).
-            last_read = self._reader.last_read
-            self.last_heartbeat_received = last_read if \
-                last_read > self.last_heartbeat_received else now
-        hb_debug('heartbeat_tick : Prev sent/recv: %s/%s, now - %s/%s, '
-                 'monotonic - %s, last_heartbeat_sent - %s, heartbeat int. '
-                 '- %s for connection %s', self.prev_sent, self.prev_recv,
-                 sent_now, recv_now, now, self.last_heartbeat_sent,
-                 self.heartbeat, self._connection_id)
-        self.prev_sent, self.prev_recv = sent_now, recv_now
-        if now - self.last_heartbeat_sent >= period:
-            hb_debug('heartbeat_tick: sending heartbeat for connection %s',
-                     self._connection_id)
-            self.send_heartbeat()
-            self.last_heartbeat_sent = monotonic()
-            self.prev_sent = self.bytes_sent
-        if self.last_heartbeat_received and \
-                now - self.last_heartbeat_received > \
-                2 * self.heartbeat + period:
-            exc = ConnectionForced('Too many heartbeats missed')
-            self._transport_lost(exc)
-            raise exc
-
-    def _start_heartbeat_thread(self) -> None:
-        stop = threading.Event()
-        interval = self.heartbeat / 2.0
-        # A weak reference: a connection the application dropped is not
-        # kept alive (nor its socket open) by its heartbeat thread.
-        thread = threading.Thread(
-            target=_heartbeat_loop, args=(weakref.ref(self), stop, interval),
-            name='amqp-heartbeat', daemon=True)
-        thread.start()
-        self._heartbeat_thread = (thread, stop)
-
-    def _beat(self, interval: float) -> bool:
-        """One tick of the heartbeat thread; False when it should end.
-
-        Sends only when nothing was sent for ``interval`` and no other
-        thread is writing; takes no lock a reader holds.
-        """
-        transport = self._transport
-        if transport is None or not transport.connected:
-            return False
-        if monotonic() - self.last_heartbeat_sent >= interval:
-            try:
-                if transport.write_heartbeat(HEARTBEAT_FRAME):
-                    self.bytes_sent += 1
-                    self.last_heartbeat_sent = monotonic()
-                    if self._tracing:
-                        wire.heartbeat(self.host, '>')
-            except (OSError, RecoverableConnectionError):
-                return False
-        return True
-
     # -- blocked --------------------------------------------------------
     def _on_blocked(self, reason: str = '') -> None:
         self.blocked = reason or 'connection blocked'
@@ -1098,16 +821,6 @@ class Connection(AbstractChannel):
                                 wait=spec.Connection.UpdateSecretOk)
 
 
-def _heartbeat_loop(ref: weakref.ref[Connection], stop: threading.Event,
-                    interval: float) -> None:
-    """The heartbeat thread: holds its connection only during a tick."""
-    while not stop.wait(interval):
-        conn = ref()
-        if conn is None or not conn._beat(interval):
-            return
-        del conn
-
-
 def _close_dropped(transport: AbstractTransport) -> None:
     """Close the socket of a connection that was garbage-collected
     without close() (weakref.finalize callback)."""
@@ -1115,26 +828,3 @@ def _close_dropped(transport: AbstractTransport) -> None:
         transport.close()
     except OSError:
         pass
-
-
-def _negotiate(ours: int, theirs: int) -> int:
-    """The lower of two limits where 0 means 'no limit' (spec 1.4.2.6)."""
-    if not ours:
-        return theirs
-    if not theirs:
-        return ours
-    return min(ours, theirs)
-
-
-def _coerce(value: str) -> Union[int, float, bool, str]:
-    for conv in (int, float):
-        try:
-            return conv(value)
-        except ValueError:
-            pass
-    lowered = value.lower()
-    if lowered in ('true', 'yes', 'on'):
-        return True
-    if lowered in ('false', 'no', 'off'):
-        return False
-    return value

@@ -184,7 +184,7 @@ def test_heartbeat_tick_rate_sets_both_thresholds(fake_broker, rate,
     """heartbeat_tick(rate): send after heartbeat/rate of silence on our
     side, give up after 2 intervals plus heartbeat/rate of silence from
     the broker (py-amqp's documented meaning of rate)."""
-    import amqp.connection as connection_module
+    import amqp.heartbeats as connection_module
     broker = fake_broker(lambda peer: (peer.handshake(heartbeat=2),
                                        peer.wait_closed(timeout=10)))
     conn = broker.connect(heartbeat=2)

@@ -32,6 +32,7 @@ LAYERS = {
     'wire': 6, 'reader': 6,
     '_confirms': 7, 'abstract_channel': 7,
     'channel': 8,
+    'handshake': 8, 'heartbeats': 8,
     'connection': 9,
     # the command line sits on top of the public API
     '__init__': 10,
@@ -42,7 +43,8 @@ LAYERS = {
 #: the platform constants py-amqp's transport re-exports), and only
 #: connection may import it (the rest of the package is I/O-free).
 ONLY_IMPORTS = {'transport': {'exceptions', 'platform'}}
-IMPORTED_ONLY_BY = {'transport': {'connection', 'reader', '__init__'}}
+IMPORTED_ONLY_BY = {'transport': {'connection', 'reader', 'handshake',
+                                  'heartbeats', '__init__'}}
 #: Pure modules never touch the operating system (STYLE.md).
 PURE = ('spec', 'tables', 'serialization', 'basic_message',
         'method_framing')
