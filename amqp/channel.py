@@ -12,28 +12,27 @@ Spec: AMQP 0-9-1 sections 1.5 (channel) to 1.9 (tx); RabbitMQ extensions
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import socket
 from collections import defaultdict
 from queue import Queue
-from time import monotonic
-from typing import (TYPE_CHECKING, Any, Callable, DefaultDict, Dict, List,
-                    Literal, Optional, Protocol, Sequence, Set, Tuple,
+from typing import (TYPE_CHECKING, Callable, DefaultDict, Dict, List,
+                    Literal, Optional, Sequence, Set, Tuple,
                     TypeVar, Union, cast, overload)
 
 from vine import Thenable, ensure_promise, promise
 
 from . import spec
-from ._confirms import ConfirmCallback, Confirms, PublishBatch
-from .abstract_channel import AbstractChannel, ConnectionLike, MethodArg
+from ._confirms import Confirms
+from .abstract_channel import MethodArg
 from .basic_message import Message
 from .exceptions import (AMQPError, ChannelError, ChannelNotOpen,
                          ConsumerCancelled, ContentTooLarge,
-                         PublishConfirmError, RecoverableConnectionError,
+                         RecoverableConnectionError,
                          ReplyTimeout, error_for_code)
 from .method_framing import OversizedContent
 from .protocol import queue_declare_ok_t
+from .publishing import ChannelConnection, PublishBody, Publishing
 from .serialization import (EncodableTable, EncodableValue, dumps_method,
                             method_encoder)
 
@@ -65,8 +64,6 @@ _encode_ack = method_encoder(_Basic.Ack)
 ConsumerCallback = Callable[[Message], object]
 #: ``on_cancel(consumer_tag)`` of :meth:`Channel.basic_consume`.
 CancelCallback = Callable[[str], object]
-#: The body of a message that can be published.
-PublishBody = Union[bytes, bytearray, memoryview, str]
 #: A consumer not yet registered: (callback, on_cancel, no_ack).
 _Consumer = Tuple[Optional[ConsumerCallback], Optional[CancelCallback], bool]
 #: The arguments of basic.get-ok, then the message.
@@ -77,50 +74,7 @@ _Sent = Union[promise, MethodArg, Tuple[MethodArg, ...]]
 _R = TypeVar('_R')
 
 
-class ChannelConnection(ConnectionLike, Protocol):
-    """What a :class:`Channel` needs of its connection: the interface every
-    channel uses (:class:`~amqp.abstract_channel.ConnectionLike`) and the
-    settings of :class:`~amqp.connection.Connection` it reads."""
-
-    @property
-    def confirm_publish(self) -> object:
-        """Whether every basic_publish waits for its confirm (truth
-        value)."""
-
-    @property
-    def blocked(self) -> Optional[str]:
-        """Why the broker blocks publishing (connection.blocked), or
-        None."""
-
-    @property
-    def blocked_timeout(self) -> Optional[float]:
-        """Longest a publish waits while the connection is blocked."""
-
-    @property
-    def close_timeout(self) -> float:
-        """Longest a close waits for close-ok."""
-
-    def drain_events(self, timeout: Optional[float] = None) -> object:
-        """Dispatch incoming methods; ``socket.timeout`` when none came."""
-
-
-def _forwards_to(target: Callable[_P, object]
-                 ) -> Callable[[Callable[..., _R]], Callable[_P, _R]]:
-    """Give a method that forwards ``*args, **kwargs`` unchanged to
-    ``target`` the parameters of ``target``: for type checkers (through the
-    ParamSpec) and for help() and inspect (``__signature__``).
-
-    The method itself is returned as it is, so calls cost what they did.
-    """
-    def forwarding(method: Callable[..., _R]) -> Callable[_P, _R]:
-        signature = inspect.signature(target).replace(
-            return_annotation=inspect.signature(method).return_annotation)
-        setattr(method, '__signature__', signature)
-        return method
-    return forwarding
-
-
-class Channel(AbstractChannel):
+class Channel(Publishing):
     """An AMQP channel on a :class:`~amqp.connection.Connection`.
 
     ``Channel(connection, channel_id=None, auto_decode=True, on_open=None)``
@@ -805,268 +759,6 @@ class Channel(AbstractChannel):
         if self.auto_decode and msg.properties.get('content_encoding'):
             self._decode_body(msg)
         return msg
-
-    # -- publishing -----------------------------------------------------
-    def _basic_publish(self, msg: Message[PublishBody], exchange: str = '',
-                       routing_key: str = '', mandatory: bool = False,
-                       immediate: bool = False,
-                       timeout: Optional[float] = None,
-                       confirm_timeout: Optional[float] = None,
-                       argsig: str = _PUBLISH_ARGS,
-                       on_confirm: Optional[ConfirmCallback] = None
-                       ) -> Optional[int]:
-        """Publish ``msg`` (basic.publish); see :meth:`basic_publish`.
-
-        ``timeout`` bounds the socket write.  In confirm mode returns the
-        publish's delivery tag, and with ``confirm_timeout`` also waits up
-        to that long for its confirm (raising as
-        :meth:`basic_publish_confirm` does); otherwise returns None and
-        ``confirm_timeout`` has nothing to wait for.
-        """
-        if not self.is_open or self.connection is None:
-            self._ensure_open()
-        if on_confirm is not None and not callable(on_confirm):
-            raise TypeError('on_confirm must be callable, not %s'
-                            % type(on_confirm).__name__)
-        if type(msg) is not Message or type(msg.body) is not bytes:
-            # (the common case, a Message with a bytes body, skips this)
-            if not hasattr(msg, 'properties') or not hasattr(msg, 'body'):
-                raise TypeError('msg must be an amqp.Message, not %s'
-                                % type(msg).__name__)
-            if not isinstance(msg.body,
-                              (bytes, bytearray, memoryview, str)):
-                raise TypeError('msg.body must be bytes or str, not %s'
-                                % type(msg.body).__name__)
-        # Publishing to the same destination again is the common case: the
-        # encoded arguments of the last publish are reused.
-        key = self._publish_key
-        if key is not None and key[0] is mandatory and key[1] is immediate \
-                and key[2] == exchange and key[3] == routing_key \
-                and argsig == _PUBLISH_ARGS:
-            payload = self._publish_args
-        else:
-            payload = dumps_method(_Basic.Publish, argsig, (
-                0, exchange, routing_key, mandatory, immediate))
-            if argsig == _PUBLISH_ARGS and type(exchange) is str and \
-                    type(routing_key) is str:
-                self._publish_key = (mandatory, immediate, exchange,
-                                     routing_key)
-                self._publish_args = payload
-        # _ensure_open() above raised unless there is a connection
-        connection: ChannelConnection = \
-            self.connection  # type: ignore[assignment]
-        if connection.blocked is not None and connection.blocked_timeout:
-            self._wait_unblocked(connection)
-        confirms = self._confirms
-        if on_confirm is not None and not confirms.selected:
-            self.confirm_select()
-        writer = connection.frame_writer
-        if writer is None:
-            raise RecoverableConnectionError('connection already closed')
-        if not confirms.selected:
-            if timeout is not None:
-                # a transport is open while the frame writer is set
-                with connection.transport.having_timeout(  # type: ignore[union-attr]
-                        timeout):
-                    writer(spec.FRAME_METHOD, self.channel_id,
-                           _Basic.Publish, payload, msg)
-            else:
-                writer(spec.FRAME_METHOD, self.channel_id, _Basic.Publish,
-                       payload, msg)
-            return None
-        # The tag is recorded before the write: its ack may be read by
-        # another thread the moment the publish is out.
-        tag = confirms.published(on_confirm, mandatory, exchange,
-                                 routing_key)
-        try:
-            if timeout is None:
-                writer(spec.FRAME_METHOD, self.channel_id, _Basic.Publish,
-                       payload, msg)
-            else:
-                with connection.transport.having_timeout(  # type: ignore[union-attr]
-                        timeout):
-                    writer(spec.FRAME_METHOD, self.channel_id,
-                           _Basic.Publish, payload, msg)
-        except BaseException:
-            transport = connection.transport
-            if transport is not None and transport.broken is None and \
-                    transport.connected:
-                # nothing was sent (a cut-off write breaks the transport)
-                confirms.withdraw(tag)
-            raise
-        if confirm_timeout is not None:
-            self._await_confirm(tag, confirm_timeout)
-        return tag
-
-    def _wait_unblocked(self, connection: ChannelConnection) -> None:
-        # called only with a blocked_timeout set
-        deadline = monotonic() + (connection.blocked_timeout or 0)
-        while connection.blocked is not None:
-            remaining = deadline - monotonic()
-            if remaining <= 0:
-                raise RecoverableConnectionError(
-                    'connection blocked by the broker (%s) for longer than '
-                    'blocked_timeout=%ss' % (connection.blocked,
-                                             connection.blocked_timeout))
-            try:
-                connection.drain_events(timeout=remaining)
-            except socket.timeout:
-                pass
-
-    # basic_publish and basic_publish_confirm forward the caller's
-    # arguments to _basic_publish unchanged.  _forwards_to gives them its
-    # parameters for type checkers (a ParamSpec) and for help() (the
-    # __signature__), and returns the method itself: no wrapper, no
-    # duplicated signature to keep in step, a call costs what it did.
-    # (The Any below is that of the forwarded arguments, which callers see
-    # typed as _basic_publish's.)
-    @_forwards_to(_basic_publish)
-    def basic_publish(self, *args: Any, **kwargs: Any) -> Optional[int]:
-        """Publish a message: ``basic_publish(msg, exchange='',
-        routing_key='', mandatory=False, immediate=False, timeout=None,
-        confirm_timeout=None, argsig='Bssbb', *, on_confirm=None)``.
-
-        With ``Connection(confirm_publish=True)`` the arguments go, as
-        given, to :meth:`basic_publish_confirm`, which waits for the
-        broker's ack.  ``timeout`` bounds the socket write.
-        ``on_confirm(delivery_tag, outcome)`` (keyword only; puts the
-        channel in confirm mode) is called once the broker settles this
-        publish, with ``outcome`` one of ``'ack'``, ``'nack'``,
-        ``'returned'``.  Returns the delivery tag in confirm mode (None
-        otherwise).  Invalid arguments raise TypeError/ValueError before
-        anything is sent.
-        """
-        if self._confirm_publish:
-            return self.basic_publish_confirm(*args, **kwargs)
-        return self._basic_publish(*args, **kwargs)
-
-    @_forwards_to(_basic_publish)
-    def basic_publish_confirm(self, *args: Any, **kwargs: Any) -> None:
-        """Publish and wait for the broker's confirm; arguments as
-        :meth:`basic_publish`.
-
-        Raises MessageNacked on basic.nack, the return's error (NoRoute,
-        NoConsumers) when a mandatory publish comes back and no
-        ``events['basic_return']`` handler is set, and
-        :class:`~amqp._confirms.ConfirmTimeout` (a ``socket.timeout``)
-        when no confirm arrives within ``confirm_timeout`` (or
-        ``timeout``).
-        """
-        confirm_timeout = kwargs.pop('confirm_timeout', None)
-        if not self._confirms.selected:
-            self.confirm_select()
-        tag = self._basic_publish(*args, **kwargs)
-        timeout = confirm_timeout or kwargs.get('timeout')
-        # in confirm mode (selected above) every publish has a tag
-        self._await_confirm(tag, timeout)  # type: ignore[arg-type]
-        return None
-
-    def _confirm_drain(self) -> Optional[
-            Callable[[Callable[[], bool], Optional[float]], None]]:
-        """How to wait for many acks at once: one wait_until on the
-        connection (acks reach _on_basic_ack as they are dispatched),
-        instead of one wait() per ack.  None when wait() was replaced on
-        this channel (kombu's tests do that): then it is called per ack."""
-        if self._wait_replaced():
-            return None
-        connection = self.connection
-        if connection is None:
-            return None
-
-        def drain(done: Callable[[], bool], deadline: Optional[float]
-                  ) -> None:
-            connection.wait_until(self, done, deadline, _ACK_OR_NACK)
-            connection.raise_deferred(self)
-        return drain
-
-    def _await_confirm(self, tag: int, timeout: Optional[float]) -> None:
-        confirms = self._confirms
-        unsettled = confirms.unsettled
-        confirms.wait(self.wait, lambda: tag not in unsettled, timeout,
-                      'delivery tag %d' % tag, self._confirm_drain())
-        exc = confirms.outcome(tag)
-        if exc is not None and not self.events.get('basic_return'):
-            raise exc
-
-    def confirm_select(self, nowait: bool = False) -> None:
-        """Put the channel in publisher-confirm mode (confirm.select).
-
-        Delivery tags count publishes from 1 after the first call; calling
-        it again is harmless.
-        """
-        self._send(spec.Confirm.Select, _args(spec.Confirm.Select),
-                   (nowait,), wait=None if nowait else spec.Confirm.SelectOk)
-        self._confirms.select()
-
-    def _on_basic_ack(self, delivery_tag: int, multiple: bool) -> None:
-        self._confirms.settle(delivery_tag, multiple, False)
-        for callback in self.events['basic_ack']:
-            callback(delivery_tag, multiple)
-
-    def _on_basic_nack(self, delivery_tag: int, multiple: bool,
-                       requeue: bool = False) -> None:
-        self._confirms.settle(delivery_tag, multiple, True)
-        for callback in self.events['basic_nack']:
-            callback(delivery_tag, multiple)
-
-    def wait_for_confirms(self, timeout: Optional[float] = None) -> bool:
-        """Wait until every publish so far is confirmed; return True.
-
-        Raises :class:`~amqp.exceptions.PublishConfirmError` whose
-        ``nacked``, ``returned`` and ``unconfirmed`` name the delivery tags
-        that were nacked, returned (mandatory, unroutable) or still
-        unconfirmed when ``timeout`` ran out, since the previous call.
-        """
-        confirms = self._confirms
-        if not confirms.selected:
-            raise ChannelError('wait_for_confirms needs confirm_select() '
-                               'first')
-        unsettled = confirms.unsettled
-        try:
-            confirms.wait(self.wait, lambda: not unsettled, timeout,
-                          '%d publishes' % len(unsettled),
-                          self._confirm_drain())
-        except PublishConfirmError as exc:
-            nacked, returned = confirms.take_failures()
-            exc.nacked, exc.returned = tuple(nacked), tuple(returned)
-            raise
-        nacked, returned = confirms.take_failures()
-        if nacked or returned:
-            raise PublishConfirmError(
-                'publishes not accepted: nacked=%s returned=%s' % (
-                    nacked, returned), nacked=nacked, returned=returned)
-        return True
-
-    def create_publish_batch(self, max_size: int) -> PublishBatch:
-        """kombu 5.7 ``Producer.batch()`` hook: a
-        :class:`~amqp._confirms.PublishBatch` on this channel."""
-        return PublishBatch(
-            self, max_size, self._basic_publish, self._select_confirms_once,
-            lambda: self._confirm_publish or self._confirms.selected)
-
-    def _select_confirms_once(self) -> None:
-        if not self._confirms.selected:
-            self.confirm_select()
-
-    #: kombu 5.7 probes this before using :meth:`create_publish_batch`.
-    supports_batch_publish = True
-
-    def _on_basic_return(self, reply_code: int, reply_text: str,
-                         exchange: str, routing_key: str,
-                         message: Message) -> None:
-        exc = error_for_code(reply_code, reply_text, _Basic.Return,
-                             ChannelError)
-        confirming = self._confirms.selected
-        if confirming:
-            self._confirms.returned(exc, exchange, routing_key)
-        handlers = self.events.get('basic_return')
-        if not handlers:
-            if confirming:
-                return  # reported by wait_for_confirms / the confirm wait
-            self._raise_or_defer(exc)
-            return
-        for callback in handlers:
-            callback(exc, exchange, routing_key, message)
 
     # -- transactions ---------------------------------------------------
     def tx_select(self) -> object:

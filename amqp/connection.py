@@ -701,6 +701,23 @@ class Connection(Handshake, Heartbeats):
         return CLOSE_OK_TIMEOUT
 
     # -- blocked --------------------------------------------------------
+    def wait_unblocked(self, timeout: float) -> None:
+        """Wait until the broker unblocks the connection (a publish with
+        ``blocked_timeout`` set does); RecoverableConnectionError when it
+        still blocks after ``timeout`` seconds.
+
+        Waits on the connection's own methods (connection.unblocked), so
+        a publishing thread does not become the consumer thread.
+        """
+        deadline = monotonic() + timeout
+        try:
+            self.wait_until(self, lambda: self.blocked is None, deadline,
+                            [spec.Connection.Unblocked])
+        except socket.timeout:
+            raise RecoverableConnectionError(
+                'connection blocked by the broker (%s) for longer than '
+                'blocked_timeout=%ss' % (self.blocked, timeout)) from None
+
     def _on_blocked(self, reason: str = '') -> None:
         self.blocked = reason or 'connection blocked'
         if self.on_blocked:

@@ -317,6 +317,8 @@ class Reader:
                 # (when not ``free``, another thread is dispatching this
                 # channel's methods, maybe this wait's reply: let it
                 # finish, read nothing meanwhile)
+                if lane.waiter is None:
+                    lane.waiter = me   # (another waiter left the lane)
                 self._check_time(deadline, started, handshake)
                 self._sleep(lane, done, deadline, started, False, free)
         finally:
@@ -324,9 +326,21 @@ class Reader:
                 del waits[me]
             else:
                 waits[me] = outer_channel
-            lane.waiter = outer_waiter
-            if lane.inbox and outer_waiter is None:
+            if lane.waiter == me:
+                if outer_waiter is not None and outer_waiter != me:
+                    # several threads wait on one lane (the connection's,
+                    # channel 0): hand it to one that still waits on it
+                    outer_waiter = self._still_waiting(channel)
+                lane.waiter = outer_waiter
+            if lane.inbox and lane.waiter is None:
                 self._release_lane(channel)
+
+    def _still_waiting(self, channel: LaneOwner) -> Optional[int]:
+        """A thread in a wait on ``channel``, or None."""
+        for ident, waited in list(self._waits.items()):
+            if waited is channel:
+                return ident
+        return None
 
     def _raise_closed(self, channel: LaneOwner,
                       methods: Sequence[spec.MethodSig]) -> None:

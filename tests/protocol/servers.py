@@ -72,7 +72,13 @@ class Server:
 
     def later(self, seconds, fn, *args):
         """Run ``fn(*args)`` in ``seconds`` from a timer thread."""
-        timer = threading.Timer(seconds, fn, args)
+        def run():
+            try:
+                fn(*args)
+            except OSError:
+                if not self.closed.is_set():
+                    raise   # (sends after the client left are moot)
+        timer = threading.Timer(seconds, run)
         timer.daemon = True
         timer.start()
         return timer

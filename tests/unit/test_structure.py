@@ -31,13 +31,14 @@ LAYERS = {
     'method_framing': 5, 'protocol': 5,
     'wire': 6, 'reader': 6,
     '_confirms': 7, 'abstract_channel': 7,
-    'channel': 8,
-    'handshake': 8, 'heartbeats': 8,
-    'connection': 9,
+    # parts of Channel and Connection kept in modules of their own
+    'publishing': 8, 'handshake': 8, 'heartbeats': 8,
+    'channel': 9,
+    'connection': 10,
+    '__init__': 11,
     # the command line sits on top of the public API
-    '__init__': 10,
-    'cli.localbroker': 3, 'cli.roundtrip': 11, 'cli.commands': 12, 'cli': 13,
-    '__main__': 14,
+    'cli.localbroker': 3, 'cli.roundtrip': 12, 'cli.commands': 13, 'cli': 14,
+    '__main__': 15,
 }
 #: transport sits beside the codec: it may import only exceptions (and
 #: the platform constants py-amqp's transport re-exports), and only
