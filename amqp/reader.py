@@ -422,7 +422,8 @@ class Reader:
         except BaseException:
             self._hand_over(me, claim=False)
             raise
-        self._run_lanes(self._hand_over(me), me)
+        mine, nested = self._hand_over(me)
+        self._run_lanes(mine, me, nested)
         return completed
 
     def note_consumer(self, channel: LaneOwner) -> None:
@@ -464,7 +465,10 @@ class Reader:
         except BaseException:
             self._hand_over(me, claim=False)
             raise
-        mine = self._hand_over(me)
+        mine, nested = self._hand_over(me)
+        if nested:
+            self._run_lanes(mine, me, nested)
+            return True
         if not mine:
             return False
         if len(mine) == 1:
@@ -562,12 +566,16 @@ class Reader:
                 step, why = wake, 'heartbeat'
         return step, why
 
-    def _hand_over(self, me: int, claim: bool = True) -> List[LaneOwner]:
+    def _hand_over(self, me: int, claim: bool = True
+                   ) -> Tuple[List[LaneOwner], Optional[List[LaneOwner]]]:
         """End of a turn: put what was parsed in its lanes, give the role
         back and wake whoever it concerns; return the lanes this thread
-        now runs (none unless ``claim``)."""
+        now runs (none unless ``claim``), and those it was already running
+        further up its stack (a callback that reads: run nested, as
+        py-amqp does), or None."""
         parsed = self._parsed
         mine: List[LaneOwner] = []
+        nested: Optional[List[LaneOwner]] = None
         self._holder = None
         with self._lock:
             self._role.release()
@@ -576,8 +584,19 @@ class Reader:
                 channel = item[0]
                 lane = channel.lane
                 lane.inbox.append(item)
-                if lane.runner is not None:
-                    continue    # its runner takes it from the inbox
+                runner = lane.runner
+                if runner is not None:
+                    # its runner takes it from the inbox; that may be this
+                    # thread, in a callback of that channel which reads
+                    if runner == me and claim and lane.waiter != me:
+                        if drains is None:
+                            drains = self._drains(me)
+                        if drains:
+                            if nested is None:
+                                nested = []
+                            if channel not in nested:
+                                nested.append(channel)
+                    continue
                 waiter = lane.waiter
                 if waiter is None:
                     if drains is None:
@@ -599,7 +618,7 @@ class Reader:
                     mine.extend(self._claim_ready_locked(me))
             if self._sleepers:
                 self._changed.notify_all()
-        return mine
+        return mine, nested
 
     def _drains(self, me: int) -> bool:
         """Whether lanes with nobody waiting on them are run by this
@@ -624,9 +643,11 @@ class Reader:
         return mine
 
     # -- running lanes -----------------------------------------------------
-    def _run_lanes(self, channels: List[LaneOwner], me: int) -> None:
-        """Run lanes claimed for this thread.  Should one raise, the
-        lanes not yet run are released for someone else."""
+    def _run_lanes(self, channels: List[LaneOwner], me: int,
+                   nested: Optional[List[LaneOwner]] = None) -> None:
+        """Run lanes claimed for this thread, then those it runs further
+        up its stack (``nested``).  Should one raise, the claimed lanes
+        not yet run are released for someone else."""
         for i, channel in enumerate(channels):
             try:
                 self._run_lane(channel, me, claimed=True)
@@ -636,6 +657,8 @@ class Reader:
                         rest.lane.runner = None
                         self._reassign(rest)
                 raise
+        for channel in nested or ():
+            self._run_lane(channel, me)
 
     def _run_lane(self, channel: LaneOwner, me: int,
                   claimed: bool = False) -> None:

@@ -463,3 +463,27 @@ def test_closing_a_channel_while_its_reply_is_being_run_elsewhere(
         reader.join(5)
     assert Channel  # (pika's names used by the server's defaults)
     conn.close()
+
+
+def test_drain_events_inside_a_callback_runs_that_channels_next_delivery(
+        server):
+    """A callback that calls drain_events gets the next delivery of its own
+    channel dispatched inside it, as in py-amqp (the lane is already this
+    thread's, further up its stack)."""
+    srv = server()
+    conn = srv.connect()
+    ch = conn.channel()
+    seen = []
+
+    def callback(message):
+        seen.append(message.body)
+        if message.body == b'first':
+            srv.deliver(1, 'c', 2, b'second')
+            conn.drain_events(timeout=2)
+            seen.append('inner drain returned')
+
+    ch.basic_consume('q', consumer_tag='c', callback=callback)
+    srv.deliver(1, 'c', 1, b'first')
+    conn.drain_events(timeout=2)
+    assert seen == [b'first', b'second', 'inner drain returned']
+    conn.close()
