@@ -76,6 +76,8 @@ PEER_PROTOCOL_ERRORS = (FrameError, FrameSyntaxError, UnexpectedFrame,
                         AMQPNotImplementedError, InvalidCommand)
 
 _CONNECTION_CLOSE = spec.Connection.Close
+#: what a hand-over with nothing for this thread returns (never changed)
+_NONE: List[Any] = []
 _ACK = spec.Basic.Ack
 _CONSUME_OK = spec.Basic.ConsumeOk
 
@@ -574,16 +576,28 @@ class Reader:
         further up its stack (a callback that reads: run nested, as
         py-amqp does), or None."""
         parsed = self._parsed
+        self._holder = None
+        if not parsed:
+            # (a reply wait whose reply was dispatched as it came) nothing
+            # to hand over: give the role back, wake whoever waits for it
+            self._role.release()
+            if self._sleepers:
+                with self._lock:
+                    self._changed.notify_all()
+            return _NONE, None
         mine: List[LaneOwner] = []
         nested: Optional[List[LaneOwner]] = None
-        self._holder = None
         with self._lock:
             self._role.release()
             drains: Optional[bool] = None
+            last = None
             for item in parsed:
                 channel = item[0]
                 lane = channel.lane
                 lane.inbox.append(item)
+                if channel is last:
+                    continue    # decided with the method before it
+                last = channel
                 runner = lane.runner
                 if runner is not None:
                     # its runner takes it from the inbox; that may be this
@@ -612,10 +626,9 @@ class Reader:
                         mine.append(channel)
                     else:
                         self._ready[channel] = None
-            if parsed:
-                parsed.clear()
-                if drains and self._ready:
-                    mine.extend(self._claim_ready_locked(me))
+            parsed.clear()
+            if drains and self._ready:
+                mine.extend(self._claim_ready_locked(me))
             if self._sleepers:
                 self._changed.notify_all()
         return mine, nested
@@ -741,21 +754,25 @@ class Reader:
             if wake is None or quiet < wake:
                 wake = quiet
         with self._lock:
-            if self.failure is not None or \
-                    (may_read and not self._role.locked()):
-                return
-            if done is not None and done():
-                return
-            if lane is not None and lane.runner is None and (
-                    lane.inbox or not may_read):
-                return
-            if draining and self._ready:
-                return
-            timeout = None if wake is None else wake - monotonic()
-            if timeout is not None and timeout <= 0:
-                return
+            # Counted before the role is looked at: a thread that gives
+            # the role back without the lock (see _hand_over) then either
+            # sees this sleeper and wakes it, or gave it back before the
+            # look below.
             self._sleepers += 1
             try:
+                if self.failure is not None or \
+                        (may_read and not self._role.locked()):
+                    return
+                if done is not None and done():
+                    return
+                if lane is not None and lane.runner is None and (
+                        lane.inbox or not may_read):
+                    return
+                if draining and self._ready:
+                    return
+                timeout = None if wake is None else wake - monotonic()
+                if timeout is not None and timeout <= 0:
+                    return
                 self._changed.wait(timeout)
             finally:
                 self._sleepers -= 1
