@@ -9,15 +9,13 @@ class), kept in a module of its own; the confirm bookkeeping itself is
 from __future__ import annotations
 
 import inspect
-from typing import (TYPE_CHECKING, Any, Callable, DefaultDict, List, Literal,
-                    Optional, Protocol, Sequence, Set, Tuple, TypeVar, Union,
-                    overload)
+from typing import (TYPE_CHECKING, Any, Callable, DefaultDict, List,
+                    Optional, Protocol, Sequence, Set, Tuple, TypeVar, Union)
 
-from vine import promise
 
 from . import spec
 from ._confirms import ConfirmCallback, Confirms, PublishBatch
-from .abstract_channel import AbstractChannel, ConnectionLike, MethodArg
+from .abstract_channel import AbstractChannel, ConnectionLike
 from .basic_message import Message
 from .exceptions import (ChannelError, PublishConfirmError,
                          RecoverableConnectionError, error_for_code)
@@ -36,8 +34,6 @@ _ACK_OR_NACK = [_Basic.Ack, _Basic.Nack]
 
 #: The body of a message that can be published.
 PublishBody = Union[bytes, bytearray, memoryview, str]
-#: What send_method returns (a promise when not waiting, else the reply).
-_Sent = Union[promise, MethodArg, Tuple[MethodArg, ...]]
 
 _R = TypeVar('_R')
 
@@ -104,33 +100,12 @@ class Publishing(AbstractChannel):
 
         def _raise_or_defer(self, exc: BaseException) -> None: ...
 
-        @overload
-        def _send(self, sig: spec.MethodSig, fmt: Optional[str],
-                  args: Optional[Sequence[EncodableValue]],
-                  content: None = None, wait: None = None,
-                  returns_tuple: bool = False) -> promise: ...
-
-        @overload
-        def _send(self, sig: spec.MethodSig, fmt: Optional[str],
-                  args: Optional[Sequence[EncodableValue]],
-                  content: None = None, *,
-                  wait: Union[spec.MethodSig, List[spec.MethodSig]],
-                  returns_tuple: Literal[True]) -> Tuple[MethodArg, ...]: ...
-
-        @overload
         def _send(self, sig: spec.MethodSig, fmt: Optional[str],
                   args: Optional[Sequence[EncodableValue]],
                   content: None = None,
                   wait: Union[spec.MethodSig, List[spec.MethodSig],
                               None] = None,
-                  returns_tuple: bool = False) -> _Sent: ...
-
-        def _send(self, sig: spec.MethodSig, fmt: Optional[str],
-                  args: Optional[Sequence[EncodableValue]],
-                  content: None = None,
-                  wait: Union[spec.MethodSig, List[spec.MethodSig],
-                              None] = None,
-                  returns_tuple: bool = False) -> _Sent: ...
+                  returns_tuple: bool = False) -> object: ...
 
     def _basic_publish(self, msg: Message[PublishBody], exchange: str = '',
                        routing_key: str = '', mandatory: bool = False,

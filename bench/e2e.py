@@ -67,12 +67,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DEFAULT_VENV = '/tmp/bench-pyamqp'
 VENV_REQUIREMENTS = ('amqp==5.4.2', 'pika==1.4.4')
-LIBRARIES = ('ours', 'py-amqp', 'pika', 'minimal', 'floor')
+LIBRARIES = ('ours', 'before', 'py-amqp', 'pika', 'minimal', 'floor')
 SCENARIOS = ('publish', 'consume', 'consume_ack', 'confirm', 'get',
              'pipelined', 'publish_1mb', 'consume_1mb')
 #: what each worker can run; the others show n/a
 SUPPORTED = {
     'ours': SCENARIOS,
+    # this package from another checkout (--before PATH): a change's cost
+    # measured in the same run as the change
+    'before': SCENARIOS,
     'py-amqp': tuple(s for s in SCENARIOS if s != 'pipelined'),
     'pika': tuple(s for s in SCENARIOS if s != 'pipelined'),
     'floor': ('publish', 'consume_ack', 'publish_1mb', 'consume_1mb'),
@@ -598,6 +601,9 @@ def worker_command(lib, args, python_other, scenarios, markers=False):
     if lib in ('ours', 'floor', 'minimal'):
         env['PYTHONPATH'] = REPO
         return [sys.executable] + argv, env, REPO
+    if lib == 'before':
+        env['PYTHONPATH'] = args.before
+        return [sys.executable] + argv, env, args.before
     # '/' as cwd and no PYTHONPATH: the venv's amqp, never ours.
     return [python_other] + argv, env, '/'
 
@@ -612,7 +618,12 @@ def run_one(lib, args, python_other, scenarios, prefix=(), markers=False):
             lib, done.returncode, done.stderr[-4000:]))
     if args.profile:
         return done.stderr
-    return json.loads(done.stdout)
+    result = json.loads(done.stdout)
+    home = {'ours': REPO, 'before': args.before}.get(lib)
+    if home and not result['module'].startswith(home + os.sep):
+        raise SystemExit('worker %s imported %s, not the package in %s'
+                         % (lib, result['module'], home))
+    return result
 
 
 def summarise(runs):
@@ -667,6 +678,9 @@ def ratios(table, sc):
     out = {}
     if not ours:
         return out
+    before = _cell(table, 'before', sc)
+    if before:
+        out['before'] = ours['cpu_us_per_msg'] / before['cpu_us_per_msg']
     floor = _cell(table, 'floor', sc)
     if floor:
         out['floor'] = ours['cpu_us_per_msg'] / floor['cpu_us_per_msg']
@@ -709,6 +723,8 @@ def format_table(table, libs, scenarios):
         r = ratios(table, sc)
         if 'ours' in libs and r:
             parts = []
+            if 'before' in r:
+                parts.append('ours/before %.2f' % r['before'])
             if 'floor' in r:
                 parts.append('ours/floor %.2f' % r['floor'])
             if 'minimal' in r:
@@ -992,6 +1008,10 @@ def main(argv=None):
     p.add_argument('--repeat', type=int, default=3)
     p.add_argument('--libs', default=','.join(LIBRARIES),
                    help='comma-separated subset of %s' % ','.join(LIBRARIES))
+    p.add_argument('--before', metavar='PATH',
+                   help="another checkout of this package, run as library "
+                   "'before' beside 'ours' (e.g. a worktree of the commit "
+                   "before a change: git worktree add /tmp/before HEAD~1)")
     p.add_argument('--venv', default=DEFAULT_VENV,
                    help='virtualenv holding py-amqp 5.4.2 and pika 1.4.4')
     p.add_argument('--json', metavar='FILE',
@@ -1031,6 +1051,15 @@ def main(argv=None):
     scenarios = _scenarios(args.scenarios)
     libs = ['ours'] if args.profile else [
         x.strip() for x in args.libs.split(',') if x.strip()]
+    if args.before:
+        args.before = os.path.abspath(args.before)
+        if not os.path.isdir(os.path.join(args.before, 'amqp')):
+            p.error('--before %s: no amqp package there' % args.before)
+        if 'before' not in libs:
+            libs.insert(libs.index('ours') + 1 if 'ours' in libs else 0,
+                        'before')
+    elif 'before' in libs:
+        libs.remove('before')
     for lib in libs:
         if lib not in LIBRARIES:
             p.error('unknown library %r' % lib)

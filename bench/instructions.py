@@ -33,7 +33,7 @@ SCENARIOS = ('publish', 'consume_ack', 'get', 'confirm')
 #: The measured program: ``python -c WORKER root url scenario n``.
 WORKER = r'''
 import sys
-root, url, scenario, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+root, url, scenario, n = sys.argv[1:4] + [int(sys.argv[4])]
 sys.path.insert(0, root)
 import amqp
 assert amqp.__file__.startswith(root), amqp.__file__

@@ -8,13 +8,15 @@ import socket
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
-from pika.spec import Basic, Channel, Connection, Queue
+from pika.spec import Basic, Connection, Queue
 
 from amqp.exceptions import (ConnectionForced, RecoverableConnectionError,
                              ReplyTimeout)
 from amqp.transport import ConnectionLost
+from testkit import message_frames, method_frame
 
 from .servers import Server, run_threads
 
@@ -31,6 +33,37 @@ def server():
     yield start
     for s in servers:
         s.finish()
+
+
+def _method_bytes(channel, method):
+    return method_frame(method, channel)
+
+
+def _deliver_bytes(channel, consumer_tag, delivery_tag, body):
+    return message_frames(
+        Basic.Deliver(consumer_tag, delivery_tag, False, '', 'rk'), body,
+        channel)
+
+
+@contextmanager
+def _another_thread_reading(conn):
+    """A thread in drain_events (short timeouts) for the block."""
+    stop = threading.Event()
+
+    def drain():
+        while not stop.is_set():
+            try:
+                conn.drain_events(timeout=0.01)
+            except socket.timeout:
+                pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        reader.join(5)
 
 
 @pytest.fixture
@@ -401,38 +434,12 @@ def test_a_reply_that_comes_back_fast_is_never_missed(server,
     was written, so it is handed over all the same."""
     srv = server()
     conn = srv.connect()
-    stop = threading.Event()
-
-    def drain():
-        while not stop.is_set():
-            try:
-                conn.drain_events(timeout=0.01)
-            except socket.timeout:
-                pass
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
+    with _another_thread_reading(conn):
         for i in range(100):
             ch = conn.channel()
             assert ch.queue_declare('q%d' % i).queue == 'q%d' % i
             ch.close()
-    finally:
-        stop.set()
-        reader.join(5)
     conn.close()
-
-
-def _method_bytes(channel, method):
-    from testkit import method_frame
-    return method_frame(method, channel)
-
-
-def _deliver_bytes(channel, consumer_tag, delivery_tag, body):
-    from testkit import message_frames
-    return message_frames(
-        Basic.Deliver(consumer_tag, delivery_tag, False, '', 'rk'), body,
-        channel)
 
 
 def test_closing_a_channel_while_its_reply_is_being_run_elsewhere(
@@ -441,27 +448,12 @@ def test_closing_a_channel_while_its_reply_is_being_run_elsewhere(
     channel is closed and its id is free again."""
     srv = server()
     conn = srv.connect()
-    stop = threading.Event()
-
-    def drain():
-        while not stop.is_set():
-            try:
-                conn.drain_events(timeout=0.01)
-            except socket.timeout:
-                pass
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
+    with _another_thread_reading(conn):
         for _ in range(100):
             ch = conn.channel()
             ch.close()
             assert ch.connection is None
         assert sorted(conn.channels) == [0]
-    finally:
-        stop.set()
-        reader.join(5)
-    assert Channel  # (pika's names used by the server's defaults)
     conn.close()
 
 
