@@ -28,7 +28,7 @@ from .abstract_channel import MethodArg
 from .basic_message import Message
 from .exceptions import (AMQPError, ChannelError, ChannelNotOpen,
                          ConsumerCancelled, ContentTooLarge,
-                         RecoverableConnectionError,
+                         ReadTimeout, RecoverableConnectionError,
                          ReplyTimeout, error_for_code)
 from .method_framing import OversizedContent
 from .protocol import queue_declare_ok_t
@@ -275,6 +275,9 @@ class Channel(Publishing):
                                None, replies, False,
                                connection.close_timeout, abandon=False)
                 confirmed = True
+            except ReadTimeout as exc:
+                logger.warning('channel %s: no close-ok: %s',
+                               self.channel_id, exc)
             except socket.timeout:
                 logger.warning('channel %s: no close-ok within %ss',
                                self.channel_id, connection.close_timeout)
