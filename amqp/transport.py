@@ -582,10 +582,10 @@ class _AbstractTransport:
                 return
             self._write(s)
 
-    def _write(self, s: Union[bytes, bytearray, memoryview],
-               sent: int = 0) -> None:
-        """Send ``s`` from offset ``sent`` on (py-amqp's hook: a subclass
-        overriding it gets every write)."""
+    def _write_start(self) -> Tuple[socket.socket, Deadline, int]:
+        """For a write that is not the plain blocking send: the socket
+        (refusing a transport whose stream is cut or closed), the write's
+        deadline and the send flags that go with it."""
         if self.broken is not None:
             raise RecoverableConnectionError(self.broken)
         sock = self.sock
@@ -593,10 +593,17 @@ class _AbstractTransport:
             raise ConnectionLost('connection is closed')
         if sock.gettimeout() != self._mode:
             self._adopt_socket_timeout(sock)
-        total = len(s) if type(s) is bytes else memoryview(s).nbytes
         deadline = self._default_deadline(self.write_timeout)
         flags = _DONTWAIT if deadline is not None and \
             not self._nonblocking else 0
+        return sock, deadline, flags
+
+    def _write(self, s: Union[bytes, bytearray, memoryview],
+               sent: int = 0) -> None:
+        """Send ``s`` from offset ``sent`` on (py-amqp's hook: a subclass
+        overriding it gets every write)."""
+        sock, deadline, flags = self._write_start()
+        total = len(s) if type(s) is bytes else memoryview(s).nbytes
         view: Optional[memoryview] = memoryview(s).cast('B') if sent \
             else None
         try:
@@ -631,18 +638,9 @@ class _AbstractTransport:
             self._writev(parts)
 
     def _writev(self, parts: Sequence[Union[bytes, memoryview]]) -> None:
-        if self.broken is not None:
-            raise RecoverableConnectionError(self.broken)
-        sock = self.sock
-        if sock is None:
-            raise ConnectionLost('connection is closed')
-        if sock.gettimeout() != self._mode:
-            self._adopt_socket_timeout(sock)
+        sock, deadline, flags = self._write_start()
         views = [p for p in parts if len(p)]
         total = sum(len(p) for p in views)
-        deadline = self._default_deadline(self.write_timeout)
-        flags = _DONTWAIT if deadline is not None and \
-            not self._nonblocking else 0
         sent = 0
         first = 0
         try:
