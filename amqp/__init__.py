@@ -42,9 +42,12 @@ try:  # the public API below needs the I/O layer; keep pure modules importable
     from vine import promise  # noqa: E402
     from .channel import Channel  # noqa: E402
     from .connection import Connection  # noqa: E402
+    # sets Connection.recovering_base: Connection(recover=True) works
+    from . import recovery  # noqa: E402,F401
     from . import platform, utils  # noqa: E402,F401 - py-amqp's modules
 except ImportError as _exc:  # pragma: no cover - during bootstrap only
-    if 'amqp.channel' not in str(_exc) and 'amqp.connection' not in str(_exc):
+    if 'amqp.channel' not in str(_exc) and 'amqp.connection' not in str(_exc) \
+            and 'amqp.recovery' not in str(_exc):
         raise
 
 __all__ = (

@@ -34,7 +34,8 @@ __all__ = ('Confirms', 'ConfirmTimeout', 'PublishBatch', 'ConfirmCallback',
            'ReplyWait', 'ConfirmingChannel', 'BatchPublish')
 
 #: ``on_confirm(delivery_tag, outcome)``, outcome 'ack', 'nack' or
-#: 'returned'.
+#: 'returned'; 'lost' when automatic recovery replaced the connection
+#: before the broker settled it.
 ConfirmCallback = Callable[[int, str], object]
 #: A publish's exchange or routing key, as the caller gave it.
 _Name = Union[str, bytes]
@@ -116,6 +117,9 @@ class Confirms:
         self._pending_returns: List[AMQPError] = []
         #: unsettled mandatory publishes: tag -> (exchange, routing_key)
         self._mandatory: Dict[int, Tuple[_Name, _Name]] = {}
+        #: publishes whose connection was lost before their confirm came
+        #: (automatic recovery: the broker will never settle them)
+        self._lost: List[int] = []
 
     def select(self) -> None:
         """The broker answered confirm.select: start counting."""
@@ -272,6 +276,27 @@ class Confirms:
             nacked, self._nacked = sorted(self._nacked), []
             returned, self._returned = sorted(self._returned), {}
         return nacked, returned
+
+    def lose(self) -> List[int]:
+        """The connection was lost: every unsettled publish stays
+        unconfirmed for good.  Runs their callbacks with ``'lost'``, keeps
+        the tags for :meth:`take_lost`, and returns them."""
+        with self.lock:
+            lost = list(self.unsettled.items())
+            self.unsettled.clear()
+            self._mandatory.clear()
+            self._pending_returns = []
+            self._lost.extend(tag for tag, _ in lost)
+        for tag, callback in lost:
+            if callback is not None:
+                callback(tag, 'lost')
+        return [tag for tag, _ in lost]
+
+    def take_lost(self) -> List[int]:
+        """Tags :meth:`lose` gave up on since the last call."""
+        with self.lock:
+            lost, self._lost = self._lost, []
+        return lost
 
 
 class PublishBatch:

@@ -198,6 +198,19 @@ class Connection(Handshake, Heartbeats):
     _has_connected = False     # a handshake completed (no lazy connect)
     _tracing = False           # the amqp.wire logger was on at connect
 
+    #: The class that adds automatic recovery to a connection asked for it
+    #: (``Connection(..., recover=True)``).  :mod:`amqp.recovery` sets it
+    #: when imported (``import amqp`` does), so that this module never
+    #: imports the layer above it.
+    recovering_base: Optional[type] = None
+
+    def __new__(cls: Type[_C], *args: Any, **kwargs: Any) -> _C:
+        base = Connection.recovering_base
+        if kwargs.get('recover') and base is not None and \
+                not issubclass(cls, base):
+            cls = _with_recovery(cls, base)
+        return super().__new__(cls)
+
     def __init__(self, host: str = 'localhost:5672',
                  userid: Optional[str] = 'guest',
                  password: Optional[str] = 'guest',
@@ -800,6 +813,17 @@ class Connection(Handshake, Heartbeats):
 
     def collect(self) -> None:
         """Drop the transport and every channel without network I/O."""
+        self._drop_transport()
+        for channel in list(self.channels.values()):
+            if channel is not self:
+                channel.collect()
+        self.channels = {}
+        self.channel_ids = ChannelIds(self.channel_max)
+
+    def _drop_transport(self) -> None:
+        """Close the socket and forget the session on it (reader, frame
+        writer, heartbeat thread) without network I/O; channels are left
+        alone (automatic recovery reopens them)."""
         if self._heartbeat_thread is not None:
             self._heartbeat_thread[1].set()
             self._heartbeat_thread = None
@@ -813,11 +837,6 @@ class Connection(Handshake, Heartbeats):
                 transport.close()
             except OSError:
                 pass
-        for channel in list(self.channels.values()):
-            if channel is not self:
-                channel.collect()
-        self.channels = {}
-        self.channel_ids = ChannelIds(self.channel_max)
         self._closing_ids = set()
         self._reader.fail(None)
         del self._reader.deferred[:]
@@ -836,6 +855,22 @@ class Connection(Handshake, Heartbeats):
                                 spec.args_of(spec.Connection.UpdateSecret),
                                 (new_secret, reason),
                                 wait=spec.Connection.UpdateSecretOk)
+
+
+#: connection class -> the same class with automatic recovery
+_RECOVERING: Dict[type, type] = {}
+
+
+def _with_recovery(cls: Type[_C], base: type) -> Type[_C]:
+    """``cls`` with the recovering ``base`` mixed in (``base`` itself for
+    Connection; a subclass such as kombu's keeps its own methods)."""
+    if issubclass(base, cls) and base.__mro__[1] is cls:
+        return base
+    made = _RECOVERING.get(cls)
+    if made is None:
+        made = _RECOVERING[cls] = type(cls.__name__, (base, cls), {
+            '__module__': cls.__module__, '__qualname__': cls.__qualname__})
+    return cast('Type[_C]', made)
 
 
 def _close_dropped(transport: AbstractTransport) -> None:

@@ -22,6 +22,7 @@ __all__ = (
     'InvalidCommand', 'ChannelNotOpen', 'UnexpectedFrame', 'ResourceError',
     'NotAllowed', 'AMQPNotImplementedError', 'InternalError',
     'MessageNacked', 'Blocked', 'PublishConfirmError', 'ReplyTimeout',
+    'ReadTimeout', 'RecoveryFailed',
     'AMQPDeprecationWarning', 'error_for_code', 'ERROR_MAP',
     'METHOD_NAME_MAP',
 )
@@ -141,6 +142,13 @@ class ReadTimeout(AMQPError, socket.timeout):
 
     def __str__(self) -> str:
         return self.reply_text or 'the broker sent nothing in time'
+
+
+class RecoveryFailed(RecoverableConnectionError):
+    """Automatic recovery (``Connection(recover=True)``) gave up: its
+    ``recover_timeout`` ran out, or the broker refused the login or the
+    virtual host.  The connection is closed; the last error is the
+    ``__cause__``."""
 
 
 class ConsumerCancelled(RecoverableConnectionError):

@@ -314,12 +314,18 @@ class Publishing(AbstractChannel):
         except PublishConfirmError as exc:
             nacked, returned = confirms.take_failures()
             exc.nacked, exc.returned = tuple(nacked), tuple(returned)
+            exc.unconfirmed = tuple(sorted(set(exc.unconfirmed) |
+                                           set(confirms.take_lost())))
             raise
         nacked, returned = confirms.take_failures()
-        if nacked or returned:
+        lost = confirms.take_lost()
+        if nacked or returned or lost:
             raise PublishConfirmError(
-                'publishes not accepted: nacked=%s returned=%s' % (
-                    nacked, returned), nacked=nacked, returned=returned)
+                'publishes not accepted: nacked=%s returned=%s%s' % (
+                    nacked, returned,
+                    ' unconfirmed (connection lost)=%s' % lost if lost
+                    else ''),
+                nacked=nacked, returned=returned, unconfirmed=lost)
         return True
 
     def create_publish_batch(self, max_size: int) -> PublishBatch:

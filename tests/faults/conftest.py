@@ -22,6 +22,14 @@ def proxy(broker):
     p.close()
 
 
+@pytest.fixture
+def proxy_to_fault_node(fault_node):
+    """A proxy to the suite's own node; closed after the test."""
+    p = Proxy(fault_node.host, fault_node.port)
+    yield p
+    p.close()
+
+
 class FaultNode(localbroker.LocalBroker):
     """A node this suite may stop, restart, pause and alarm."""
 

@@ -35,10 +35,12 @@ LAYERS = {
     'publishing': 8, 'handshake': 8, 'heartbeats': 8,
     'channel': 9,
     'connection': 10,
-    '__init__': 11,
+    # automatic recovery sits above the connection
+    'recovery': 11,
+    '__init__': 12,
     # the command line sits on top of the public API
-    'cli.localbroker': 3, 'cli.roundtrip': 12, 'cli.commands': 13, 'cli': 14,
-    '__main__': 15,
+    'cli.localbroker': 3, 'cli.roundtrip': 13, 'cli.commands': 14, 'cli': 15,
+    '__main__': 16,
 }
 #: transport sits beside the codec: it may import only exceptions (and
 #: the platform constants py-amqp's transport re-exports), and only

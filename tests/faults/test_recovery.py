@@ -1,0 +1,190 @@
+"""Automatic recovery (``Connection(recover=True)``) against RabbitMQ: the
+operator closing connections, the application stopped and started, a
+cut link.  Consumers receive again, server-named queues come back with
+their bindings, qos and consumer arguments hold, acks from before the
+failure are not sent, and closing during a recovery leaves nothing
+behind."""
+import socket
+import threading
+import time
+import uuid
+from time import monotonic
+
+import pytest
+
+import amqp
+from amqp import Message
+from amqp.exceptions import PublishConfirmError, RecoverableConnectionError
+from amqp.recovery import RecoveringConnection
+
+
+def _name(prefix):
+    return '%s-%s' % (prefix, uuid.uuid4().hex[:8])
+
+
+def _drain_until(conn, predicate, timeout, what):
+    deadline = monotonic() + timeout
+    while not predicate():
+        assert monotonic() < deadline, 'timed out waiting for ' + what
+        try:
+            conn.drain_events(timeout=0.1)
+        except socket.timeout:
+            pass
+
+
+def test_off_by_default(fault_node):
+    conn = fault_node.connect()
+    assert type(conn) is amqp.Connection
+    conn.close()
+    conn = fault_node.connect(recover=True)
+    assert isinstance(conn, RecoveringConnection)
+    conn.close()
+
+
+@pytest.mark.parametrize('fault', ['close_all_connections', 'restart'])
+def test_consumer_on_a_server_named_queue_receives_again(fault_node, fault):
+    exchange = _name('recovery-x')
+    started, recovered, renamed = [], [], []
+    conn = fault_node.connect(
+        recover=True, recover_interval=0.1, heartbeat=10,
+        on_recovery_started=lambda c, exc: started.append(exc),
+        on_recovery_succeeded=lambda c: recovered.append(monotonic()),
+        on_queue_renamed=lambda old, new: renamed.append((old, new)))
+    ch = conn.channel()
+    ch.basic_qos(0, 3, False)
+    ch.exchange_declare(exchange, 'direct', auto_delete=True)
+    queue = ch.queue_declare('', exclusive=True).queue
+    ch.queue_bind(queue, exchange, 'k')
+    held = []        # deliveries not acked: prefetch 3 caps them
+    ch.basic_consume(queue, consumer_tag='the-consumer',
+                     arguments={'x-priority': 5}, callback=held.append)
+    publisher = fault_node.connect()
+    pub = publisher.channel()
+
+    def publish(n, prefix):
+        for i in range(n):
+            pub.basic_publish(Message(b'%s %d' % (prefix, i)),
+                              exchange=exchange, routing_key='k')
+
+    publish(5, b'before')
+    _drain_until(conn, lambda: len(held) == 3, 5, 'deliveries')
+    time.sleep(0.2)
+    assert len(held) == 3        # qos: 3 unacked at most
+    publisher.close()
+
+    if fault == 'close_all_connections':
+        fault_node.ctl('close_all_connections', 'recovery test')
+        back = monotonic()
+    else:
+        fault_node.ctl('stop_app')
+        fault_node.ctl('start_app')
+        fault_node.wait_ready()
+        back = monotonic()
+    stale = [m.delivery_tag for m in held]
+    del held[:]
+    # drain_events goes on across the outage: no exception
+    _drain_until(conn, lambda: conn.recoveries == 1, 30, 'recovery')
+    assert len(started) == 1 and recovered
+    assert recovered[0] - back < 2.0, recovered[0] - back
+    new_queue = conn.topology.consumers['the-consumer']['queue']
+    assert renamed == [(queue, new_queue)] and new_queue != queue
+
+    publisher = fault_node.connect()
+    pub = publisher.channel()
+    publish(5, b'after')
+    _drain_until(conn, lambda: len(held) == 3, 5, 'deliveries after')
+    time.sleep(0.2)
+    assert len(held) == 3, 'qos not restored'
+    assert [m.body for m in held] == [b'after 0', b'after 1', b'after 2']
+    assert all(m.delivery_info['consumer_tag'] == 'the-consumer'
+               for m in held)
+    # tags go on increasing; acks of the old ones are not sent
+    assert min(m.delivery_tag for m in held) > max(stale)
+    for tag in stale:
+        ch.basic_ack(tag)
+    assert ch.stale_acks == 3
+    for m in held:
+        m.ack()
+    _drain_until(conn, lambda: len(held) == 5, 5, 'the rest')
+    assert ch.is_open and conn.connected
+    # the consumer's arguments came back: a passive declare sees one
+    # consumer on the new queue
+    assert ch.queue_declare(new_queue, passive=True).consumer_count == 1
+    publisher.close()
+    conn.close()
+
+
+def test_a_cut_link_is_recovered_and_unconfirmed_publishes_reported(
+        fault_node, proxy_to_fault_node):
+    proxy = proxy_to_fault_node
+    conn = amqp.Connection(proxy.address, recover=True, recover_interval=0.1,
+                           connect_timeout=5)
+    conn.connect()
+    ch = conn.channel()
+    queue = _name('recovery-confirms')
+    ch.queue_declare(queue, durable=False, auto_delete=False)
+    ch.confirm_select()
+    outcomes = {}
+    tags = [ch.basic_publish(Message(b'%d' % i), routing_key=queue,
+                             on_confirm=lambda t, o: outcomes.setdefault(t,
+                                                                         o))
+            for i in range(3)]
+    assert ch.wait_for_confirms(timeout=5)
+    proxy.set(down='drop')           # the broker's acks never arrive
+    later = [ch.basic_publish(Message(b'lost %d' % i), routing_key=queue,
+                              on_confirm=lambda t, o: outcomes.setdefault(
+                                  t, o)) for i in range(2)]
+    time.sleep(0.2)
+    proxy.set(down='pass')
+    proxy.cut()
+    # the call in flight raises, as without recovery...
+    with pytest.raises((OSError, RecoverableConnectionError)):
+        ch.wait_for_confirms(timeout=5)
+    # ...and the next one waits for the recovery and goes on
+    tag = ch.basic_publish(Message(b'after'), routing_key=queue)
+    assert conn.recoveries == 1
+    with pytest.raises(PublishConfirmError) as info:
+        ch.wait_for_confirms(timeout=5)
+    assert info.value.unconfirmed == tuple(later)
+    assert [outcomes[t] for t in tags + later] == ['ack'] * 3 + ['lost'] * 2
+    assert tag == later[-1] + 1       # tags go on
+    assert ch.wait_for_confirms(timeout=5)
+    ch.queue_delete(queue)
+    conn.close()
+
+
+def test_closing_during_a_recovery_leaves_nothing_behind(
+        fault_node, proxy_to_fault_node):
+    proxy = proxy_to_fault_node
+    conn = amqp.Connection(proxy.address, recover=True,
+                           recover_interval=0.2, connect_timeout=2)
+    conn.connect()
+    ch = conn.channel()
+    ch.basic_consume(ch.queue_declare('', exclusive=True).queue,
+                     callback=lambda m: None)
+    threads_before = set(threading.enumerate())
+    proxy.close()                    # nothing to reconnect to
+    errors = []
+
+    def consume():
+        while True:
+            try:
+                conn.drain_events(timeout=1)
+            except socket.timeout:
+                continue   # still recovering
+            except RecoverableConnectionError as exc:
+                errors.append(exc)
+                return
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    time.sleep(1.0)                  # it is trying
+    assert conn.recovering()
+    conn.close()
+    consumer.join(5)
+    assert not consumer.is_alive()
+    assert errors and isinstance(errors[0], RecoverableConnectionError)
+    assert conn._transport is None and not conn.connected
+    assert ch.connection is None
+    time.sleep(0.5)
+    assert set(threading.enumerate()) <= threads_before
