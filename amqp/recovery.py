@@ -519,10 +519,12 @@ class RecoveringConnection(Connection):
         Redeclare exchanges, queues and bindings (True).
     ``recover_filter``
         ``recover_filter(kind, record)``: False leaves a record out.
-    ``on_recovery_started(connection, exc)``, ``on_recovery_succeeded(
-    connection)``, ``on_recovery_failed(connection, exc)``,
-    ``on_queue_renamed(old, new)``
-        Hooks; they run in the thread that recovers.
+    hooks
+        ``on_recovery_started(connection, exc)``,
+        ``on_recovery_succeeded(connection)``,
+        ``on_recovery_failed(connection, exc)`` and
+        ``on_queue_renamed(old, new)``; they run in the thread that
+        recovers.
     """
 
     Channel = RecoveringChannel
