@@ -321,6 +321,11 @@ class RecoveringChannel(Channel):
                     timeout, confirm_timeout, argsig, on_confirm)
             except RECOVERED_ERRORS as exc:
                 connection = self.connection
+                transport = None if connection is None else \
+                    connection.transport
+                if isinstance(exc, socket.timeout) and transport is not \
+                        None and transport.broken is None:
+                    raise   # a write that timed out with nothing sent
                 if attempt == 2 or connection is None or \
                         not connection.lost_to(exc):
                     raise
