@@ -188,3 +188,72 @@ def test_closing_during_a_recovery_leaves_nothing_behind(
     assert ch.connection is None
     time.sleep(0.5)
     assert set(threading.enumerate()) <= threads_before
+
+
+def test_the_next_host_is_tried(fault_node):
+    """The first host refuses connections after the failure: the
+    recovery goes on to the next one in recover_hosts."""
+    from .proxy import Proxy
+    proxy = Proxy(fault_node.host, fault_node.port)
+    direct = '%s:%d' % (fault_node.host, fault_node.port)
+    conn = amqp.Connection(proxy.address, recover=True,
+                           recover_hosts=[direct], recover_interval=0.05,
+                           connect_timeout=2)
+    conn.connect()
+    ch = conn.channel()
+    queue = ch.queue_declare('', exclusive=True).queue
+    got = []
+    ch.basic_consume(queue, callback=got.append)
+    proxy.close()             # the first host is gone for good
+    _drain_until(conn, lambda: conn.recoveries == 1, 10, 'recovery')
+    assert conn.host == direct
+    new_queue = next(iter(conn.topology.queues))
+    ch.basic_publish(Message(b'on the second host'), routing_key=new_queue)
+    _drain_until(conn, lambda: got, 5, 'a delivery')
+    conn.close()
+
+
+def test_recover_timeout_gives_up_with_recovery_failed(fault_node):
+    from amqp.exceptions import RecoveryFailed
+
+    from .proxy import Proxy
+    proxy = Proxy(fault_node.host, fault_node.port)
+    failed = []
+    conn = amqp.Connection(proxy.address, recover=True, recover_timeout=1,
+                           recover_interval=0.1, connect_timeout=1,
+                           on_recovery_failed=lambda c, e: failed.append(e))
+    conn.connect()
+    ch = conn.channel()
+    proxy.close()
+    started = monotonic()
+    with pytest.raises(RecoveryFailed) as info:
+        while True:
+            conn.drain_events(timeout=5)
+    assert 0.9 < monotonic() - started < 3
+    assert isinstance(info.value.__cause__, OSError)
+    assert failed and not conn.connected and ch.connection is None
+    with pytest.raises(RecoverableConnectionError):
+        ch.basic_publish(Message(b'x'), routing_key='q')
+
+
+def test_a_refused_login_ends_the_recovery(fault_node):
+    from amqp.exceptions import RecoveryFailed
+    user, password = 'recovery-%s' % uuid.uuid4().hex[:6], 'secret'
+    fault_node.ctl('add_user', user, password)
+    fault_node.ctl('set_permissions', '-p', '/', user, '.*', '.*', '.*')
+    try:
+        conn = fault_node.connect(userid=user, password=password,
+                                  recover=True, recover_interval=0.1)
+        conn.channel()
+        fault_node.ctl('change_password', user, 'changed')
+        fault_node.ctl('close_all_connections', 'new password')
+        started = monotonic()
+        with pytest.raises(RecoveryFailed) as info:
+            while True:
+                conn.drain_events(timeout=5)
+        assert monotonic() - started < 5
+        assert '403' in str(info.value) or 'ACCESS_REFUSED' in str(
+            info.value), info.value
+        assert not conn.connected
+    finally:
+        fault_node.ctl('delete_user', user)
