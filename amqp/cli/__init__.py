@@ -299,6 +299,11 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                         '(default: %(default)s, at most --count; 0: no '
                         'limit)')
     _ack_option(p, '(faster, but a message is lost if printing it fails)')
+    p.add_argument('--no-recover', action='store_true',
+                   help='stop at the first lost connection (by default '
+                        'the connection is recovered: reconnected, the '
+                        'consumer registered again, across a broker '
+                        'restart)')
     _output_options(p)
 
     p = add('get', 'fetch messages from a queue one at a time (basic.get)')

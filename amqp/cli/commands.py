@@ -629,8 +629,21 @@ class _StopSignals:
 
 
 def cmd_consume(args: argparse.Namespace, session: Session) -> int:
-    """Consume from a queue until --count, --timeout or Ctrl-C."""
-    ch = session.channel()
+    """Consume from a queue until --count, --timeout or Ctrl-C, across
+    lost connections unless --no-recover."""
+    def lost(conn: amqp.Connection, exc: BaseException) -> None:
+        print('connection to {0} lost ({1}); reconnecting'.format(
+            conn.host, _one_line(exc)), file=sys.stderr, flush=True)
+
+    def recovered(conn: amqp.Connection) -> None:
+        print('reconnected to {0}; consuming again'.format(conn.host),
+              file=sys.stderr, flush=True)
+
+    if args.no_recover:
+        ch = session.channel()
+    else:
+        ch = session.channel(recover=True, on_recovery_started=lost,
+                             on_recovery_succeeded=recovered)
     count = args.count
     prefetch = args.prefetch
     if count is not None and (prefetch == 0 or prefetch > count):

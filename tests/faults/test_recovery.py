@@ -257,3 +257,46 @@ def test_a_refused_login_ends_the_recovery(fault_node):
         assert not conn.connected
     finally:
         fault_node.ctl('delete_user', user)
+
+
+def test_amqp_consume_keeps_consuming_across_a_broker_restart(fault_node):
+    import subprocess
+    import sys
+    queue = _name('recovery-cli')
+    conn = fault_node.connect()
+    ch = conn.channel()
+    ch.queue_declare(queue, durable=True, auto_delete=False)
+    for i in range(3):
+        ch.basic_publish(Message(b'before %d' % i, delivery_mode=2),
+                         routing_key=queue)
+    conn.close()
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'amqp', 'consume', queue, '--count', '6',
+         '--prefetch', '1',
+         '--body-only', '--url', 'amqp://guest:guest@%s:%d//' % (
+             fault_node.host, fault_node.port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = monotonic() + 10
+        first = []
+        while len(first) < 3 and monotonic() < deadline:
+            first.append(proc.stdout.readline().strip())
+        assert first == ['before 0', 'before 1', 'before 2']
+        fault_node.ctl('stop_app')
+        fault_node.ctl('start_app')
+        fault_node.wait_ready()
+        conn = fault_node.connect()
+        ch = conn.channel()
+        for i in range(3):
+            ch.basic_publish(Message(b'after %d' % i, delivery_mode=2),
+                             routing_key=queue)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out.split('\n')[:3] == ['after 0', 'after 1', 'after 2'], out
+    assert 'lost' in err and 'reconnected' in err, err
+    assert 'consumed 6 messages' in err
+    ch.queue_delete(queue)
+    conn.close()
