@@ -39,6 +39,8 @@ setup(
         'test': [
             'pytest',
             'pytest-rabbitmq',
+            # a test that hangs fails with its stack instead of stalling CI
+            'pytest-timeout',
             'hypothesis',
             'pika',
             'cryptography',  # TLS certificates made by the tests

@@ -600,6 +600,12 @@ class RecoveringConnection(Connection):
             return True
         if not self._will_recover(exc):
             return False
+        transport = self._transport
+        if transport is not None and transport.connected and \
+                transport.broken is None:
+            # the connection is fine: ``exc`` came from elsewhere (a
+            # consumer callback writing to a closed pipe, say)
+            return False
         self._transport_lost(exc)
         return self._outage is not None
 

@@ -41,6 +41,33 @@ def test_off_by_default(fault_node):
     conn.close()
 
 
+def test_an_os_error_from_a_callback_is_not_a_lost_connection(fault_node):
+    # A consumer printing to a closed pipe raises BrokenPipeError, an
+    # OSError like a lost socket's: it reaches the caller of
+    # drain_events, and the connection (healthy) is not recovered.
+    started = []
+    conn = fault_node.connect(
+        recover=True, on_recovery_started=lambda c, exc: started.append(exc))
+    try:
+        ch = conn.channel()
+        queue = ch.queue_declare('', exclusive=True).queue
+
+        def on_message(msg):
+            ch.basic_ack(msg.delivery_tag)
+            raise BrokenPipeError(32, 'Broken pipe')
+
+        ch.basic_consume(queue, callback=on_message)
+        ch.basic_publish(Message(b'one'), routing_key=queue)
+        with pytest.raises(BrokenPipeError):
+            conn.drain_events(timeout=5)
+        assert not conn.recovering()
+        assert started == [] and conn.recoveries == 0
+        assert conn.connected
+        assert ch.queue_declare(queue, passive=True).message_count == 0
+    finally:
+        conn.close()
+
+
 @pytest.mark.parametrize('fault', ['close_all_connections', 'restart'])
 def test_consumer_on_a_server_named_queue_receives_again(fault_node, fault):
     exchange = _name('recovery-x')
