@@ -720,6 +720,9 @@ class RecoveringConnection(Connection):
             if self.recover_shuffle:
                 random.shuffle(hosts)
             for host in hosts:
+                if self._closed_by_app:
+                    raise RecoverableConnectionError(
+                        'connection to %s was closed' % (self.host,))
                 self._attempts += 1
                 try:
                     self._reconnect(host)
@@ -784,10 +787,20 @@ class RecoveringConnection(Connection):
         for channel in channels:
             self._recover_consumers(channel)
         with self._recovery:
-            self._outage = None
-            self._lost_channels = []
-            self.recoveries += 1
-            self._recovery.notify_all()
+            closed = self._closed_by_app
+            if not closed:
+                self._outage = None
+                self._lost_channels = []
+                self.recoveries += 1
+                self._recovery.notify_all()
+        if closed:
+            # the application closed the connection while this attempt
+            # was under way: it stays closed, nothing of it left open
+            Connection._transport_lost(self, None)
+            for channel in channels:
+                channel.collect()
+            raise RecoverableConnectionError(
+                'connection to %s was closed' % (self.host,))
         logger.warning('connection to %s recovered (%d channels, %d '
                        'consumers) after %.2fs', host, len(channels),
                        len(self.topology.consumers),

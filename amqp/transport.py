@@ -136,6 +136,8 @@ def _wait_ready(sock: socket.socket, write: bool, deadline: Deadline,
         timeout = deadline - monotonic()
         if timeout <= 0:
             raise socket.timeout('timed out %s %s:%s' % (verb, *peer))
+    if sock.fileno() < 0:   # closed by another thread
+        raise ConnectionLost('connection is closed')
     poll = getattr(select, 'poll', None)
     if poll is not None:
         poller = poll()
@@ -538,20 +540,25 @@ class _AbstractTransport:
                 raise ConnectionLost()
             return result
 
+    def _live_sock(self) -> socket.socket:
+        """The socket; ConnectionLost once it is closed (another thread
+        may close it while this one reads or writes)."""
+        sock = self.sock
+        if sock is None:
+            raise ConnectionLost('connection is closed')
+        return sock
+
     def _read_some(self, n: int, flags: int = 0) -> bytes:
         """One receive; with ``MSG_DONTWAIT`` in ``flags`` it raises
         BlockingIOError instead of waiting."""
-        assert self.sock is not None
-        return self.sock.recv(n, flags)
+        return self._live_sock().recv(n, flags)
 
     def _read_into(self, view: memoryview, flags: int = 0) -> int:
-        assert self.sock is not None
-        return self.sock.recv_into(view, 0, flags)
+        return self._live_sock().recv_into(view, 0, flags)
 
     def _read_into_many(self, views: Sequence[memoryview],
                         flags: int = 0) -> int:
-        assert self.sock is not None
-        n: int = self.sock.recvmsg_into(views, 0, flags)[0]
+        n: int = self._live_sock().recvmsg_into(views, 0, flags)[0]
         return n
 
     def pending(self) -> int:
@@ -699,8 +706,7 @@ class _AbstractTransport:
                    flags: int) -> int:
         """One send; blocks until some of ``data`` is sent unless
         ``flags`` has MSG_DONTWAIT."""
-        assert self.sock is not None
-        return self.sock.send(data, flags)
+        return self._live_sock().send(data, flags)
 
     def write_heartbeat(self, frame: bytes) -> bool:
         """Send a heartbeat frame from another thread.
@@ -830,7 +836,7 @@ class SSLTransport(_AbstractTransport):
                 pass
 
     def _read_some(self, n: int, flags: int = 0) -> bytes:
-        sock = self.sock
+        sock = self._live_sock()
         assert isinstance(sock, ssl.SSLSocket)
         with self._tls_lock:
             data = sock.recv(n)
@@ -846,7 +852,7 @@ class SSLTransport(_AbstractTransport):
         self.write(b''.join(parts))
 
     def _read_into(self, view: memoryview, flags: int = 0) -> int:
-        sock = self.sock
+        sock = self._live_sock()
         assert isinstance(sock, ssl.SSLSocket)
         with self._tls_lock:
             return sock.recv_into(view)
@@ -857,9 +863,9 @@ class SSLTransport(_AbstractTransport):
 
     def _send_some(self, data: Union[bytes, bytearray, memoryview],
                    flags: int) -> int:
-        assert self.sock is not None
+        sock = self._live_sock()
         with self._tls_lock:
-            return self.sock.send(data)
+            return sock.send(data)
 
 
 _PROTOCOL_VERSIONS = {

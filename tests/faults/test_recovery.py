@@ -10,6 +10,7 @@ import time
 import uuid
 from time import monotonic
 
+import psutil
 import pytest
 
 import amqp
@@ -180,17 +181,44 @@ def test_a_cut_link_is_recovered_and_unconfirmed_publishes_reported(
     conn.close()
 
 
+def _sockets_to(port):
+    """This process's TCP sockets connected to ``port``."""
+    return [c for c in psutil.Process().net_connections('tcp')
+            if c.raddr and c.raddr.port == port]
+
+
+@pytest.mark.parametrize('during', ['backoff', 'handshake', 'topology'])
 def test_closing_during_a_recovery_leaves_nothing_behind(
-        fault_node, proxy_to_fault_node):
+        fault_node, proxy_to_fault_node, during):
+    # backoff: nothing to reconnect to, the recovery waits between
+    # attempts; handshake: an attempt is under way (the proxy holds the
+    # handshake) when close() comes; topology: the new connection is up
+    # and the recovery is redeclaring when close() comes
+    from .proxy import PASS, STALL
     proxy = proxy_to_fault_node
+    redeclaring, closed = threading.Event(), threading.Event()
+
+    def recover_filter(kind, record):
+        redeclaring.set()
+        closed.wait(5)
+        return True
+
     conn = amqp.Connection(proxy.address, recover=True,
-                           recover_interval=0.2, connect_timeout=2)
+                           recover_interval=0.2, connect_timeout=3,
+                           recover_filter=recover_filter)
     conn.connect()
     ch = conn.channel()
+    ch.exchange_declare(_name('racing-close'), 'fanout', auto_delete=True)
     ch.basic_consume(ch.queue_declare('', exclusive=True).queue,
                      callback=lambda m: None)
     threads_before = set(threading.enumerate())
-    proxy.close()                    # nothing to reconnect to
+    if during == 'backoff':
+        proxy.close()                # nothing to reconnect to
+    elif during == 'handshake':
+        proxy.set(up=STALL, down=STALL)
+        proxy.cut()
+    else:
+        proxy.cut()
     errors = []
 
     def consume():
@@ -205,16 +233,26 @@ def test_closing_during_a_recovery_leaves_nothing_behind(
 
     consumer = threading.Thread(target=consume, daemon=True)
     consumer.start()
-    time.sleep(1.0)                  # it is trying
+    if during == 'backoff':
+        time.sleep(1.0)              # it is trying
+    elif during == 'handshake':
+        proxy.wait_links(2)          # the attempt's handshake is held
+        time.sleep(0.2)
+    else:
+        assert redeclaring.wait(5)
     assert conn.recovering()
     conn.close()
+    closed.set()
+    proxy.set(up=PASS, down=PASS)    # (handshake: let it complete)
     consumer.join(5)
     assert not consumer.is_alive()
     assert errors and isinstance(errors[0], RecoverableConnectionError)
     assert conn._transport is None and not conn.connected
-    assert ch.connection is None
+    assert ch.connection is None and not ch.is_open
+    assert conn.recoveries == 0
     time.sleep(0.5)
     assert set(threading.enumerate()) <= threads_before
+    assert _sockets_to(proxy.port) == []
 
 
 def test_the_next_host_is_tried(fault_node):

@@ -365,6 +365,34 @@ def test_closing_the_connection_ends_drain_events_in_another_thread(server):
     assert time.monotonic() - started < 2
 
 
+@pytest.mark.parametrize('timeout', [None, 10])
+def test_collecting_the_connection_ends_a_read_in_another_thread(server,
+                                                                 timeout):
+    # collect() (kombu's on a connection error) closes the socket without
+    # I/O while another thread reads it, blocked in recv or in poll: that
+    # read ends at once with a typed error, never AssertionError/EBADF
+    srv = server()
+    conn = srv.connect()
+    entered = threading.Event()
+
+    def drain():
+        entered.set()
+        conn.drain_events(timeout=timeout)
+
+    def collect():
+        entered.wait(5)
+        time.sleep(0.2)
+        conn.collect()
+        return 'collected'
+
+    started = time.monotonic()
+    results = run_threads(drain, collect)
+    assert results[1] == 'collected'
+    assert isinstance(results[0], RecoverableConnectionError), results[0]
+    assert time.monotonic() - started < 2
+    assert not conn.connected
+
+
 def test_a_callback_may_make_synchronous_calls(server):
     """Re-entrancy: a consumer callback declares queues on its own
     channel and on another one, from inside drain_events."""
