@@ -37,7 +37,7 @@ from . import spec
 from .channel import Channel
 from .connection import Connection
 from .exceptions import (AccessRefused, AMQPError, ChannelError,
-                         ConnectionForced, NotAllowed,
+                         ConnectionForced, InternalError, NotAllowed,
                          RecoverableConnectionError, RecoveryFailed,
                          ResourceLocked)
 
@@ -58,8 +58,10 @@ _get_ident = threading.get_ident
 
 #: What ends a connection that recovery brings back: a lost socket (EOF,
 #: reset, TLS error: OSError), the broker's CONNECTION_FORCED and missed
-#: heartbeats (ConnectionForced).
-RECOVERED_ERRORS = (OSError, ConnectionForced)
+#: heartbeats (ConnectionForced), and INTERNAL_ERROR, which RabbitMQ
+#: sends instead of CONNECTION_FORCED to some connections of a node that
+#: is shutting down (InternalError).
+RECOVERED_ERRORS = (OSError, ConnectionForced, InternalError)
 #: What recovery never retries: the broker refused the login or the vhost.
 _FINAL_ERRORS = (AccessRefused, NotAllowed)
 
@@ -817,6 +819,8 @@ class RecoveringConnection(Connection):
         with topology.lock:
             exchanges = list(topology.exchanges.values())
             queues = list(topology.queues.values())
+            if not (exchanges or queues or topology.bindings):
+                return      # nothing declared: no channel to open
         step = _Plain(self)
         try:
             step.open()

@@ -115,7 +115,10 @@ def test_losing_a_quorum_queues_leader_loses_nothing(cluster):
     hosts = [n.address for n in cluster]
     queue = 'qq-endurance-%s' % uuid.uuid4().hex[:6]
     options = dict(recover_hosts=hosts, recover_interval=0.1)
+    lost = []      # when the consumer's connection went down
     consumer = Consumer(hosts[0], queue, {'x-queue-type': 'quorum'},
+                        on_recovery_started=lambda c, e: lost.append(
+                            monotonic()),
                         **options)
     publisher = Publisher(hosts[0], queue, **options)
     consumer.start()
@@ -137,11 +140,11 @@ def test_losing_a_quorum_queues_leader_loses_nothing(cluster):
             wait(lambda: consumer.deliveries() >= before + BETWEEN, 30,
                  'deliveries before the fault')
             recovered = consumer.conn.recoveries
+            del lost[:]
             node.ctl('stop_app')
-            down = monotonic()
             wait(lambda: consumer.conn.recoveries > recovered and
-                 consumer.last > down, 30, 'deliveries after the fault')
-            gaps.append(consumer.last - down)
+                 consumer.last > lost[0], 30, 'deliveries after the fault')
+            gaps.append(consumer.last - lost[0])
             new_leader = _leader(others[0], queue)
             assert new_leader in (others[0].node, others[1].node)
             elections.append(new_leader)
@@ -152,12 +155,16 @@ def test_losing_a_quorum_queues_leader_loses_nothing(cluster):
     print('measured: recovery endurance (quorum queue leader lost, 3 '
           'nodes), %d failures, %d confirmed, %d delivered, %d '
           'duplicates, %d lost; receiving again %.2f s at most after the '
-          'leader stopped (median %.2f s)' % (
+          'connection to the leader was lost (median %.2f s); %d '
+          'recoveries' % (
               ROUNDS, len(confirmed), consumer.deliveries(), duplicates,
-              len(missing), max(gaps), sorted(gaps)[len(gaps) // 2]))
+              len(missing), max(gaps), sorted(gaps)[len(gaps) // 2],
+              consumer.conn.recoveries))
     assert not missing, sorted(missing)[:20]
-    assert max(gaps) < 5.0, gaps
-    assert consumer.conn.recoveries == ROUNDS
+    assert max(gaps) < 2.0, gaps
+    # (a round may take two recoveries: a connection made to a node while
+    # its application stops is closed again)
+    assert consumer.conn.recoveries >= ROUNDS
     assert publisher.conn.recoveries >= ROUNDS
     ch = consumer.conn.channel()
     ch.queue_delete(queue)
