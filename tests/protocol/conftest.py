@@ -1,6 +1,7 @@
 import pytest
 
 from .fakebroker import FakeBroker
+from .servers import Server
 
 
 @pytest.fixture
@@ -17,3 +18,19 @@ def fake_broker():
     yield start
     for broker in brokers:
         broker.finish()
+
+
+@pytest.fixture
+def many_channel_server():
+    """``many_channel_server(**options)`` starts a :class:`.servers.Server`;
+    all are finished (and their errors re-raised) at teardown."""
+    servers = []
+
+    def start(**kwargs):
+        s = Server(**kwargs)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.finish()

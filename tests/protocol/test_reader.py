@@ -18,21 +18,12 @@ from amqp.exceptions import (ConnectionForced, RecoverableConnectionError,
 from amqp.transport import ConnectionLost
 from testkit import message_frames, method_frame
 
-from .servers import Server, run_threads
+from .servers import run_threads
 
 
 @pytest.fixture
-def server():
-    servers = []
-
-    def start(**kwargs):
-        s = Server(**kwargs)
-        servers.append(s)
-        return s
-
-    yield start
-    for s in servers:
-        s.finish()
+def server(many_channel_server):
+    return many_channel_server
 
 
 def _method_bytes(channel, method):
@@ -343,34 +334,14 @@ def test_each_wait_keeps_its_own_deadline(server):
     conn.close()
 
 
-def test_closing_the_connection_ends_drain_events_in_another_thread(server):
-    srv = server()
-    conn = srv.connect()
-    entered = threading.Event()
-
-    def drain():
-        entered.set()
-        conn.drain_events()
-
-    def close():
-        entered.wait(5)
-        time.sleep(0.2)
-        conn.close()
-        return 'closed'
-
-    started = time.monotonic()
-    results = run_threads(drain, close)
-    assert results[1] == 'closed'
-    assert isinstance(results[0], RecoverableConnectionError), results[0]
-    assert time.monotonic() - started < 2
-
-
-@pytest.mark.parametrize('timeout', [None, 10])
-def test_collecting_the_connection_ends_a_read_in_another_thread(server,
-                                                                 timeout):
-    # collect() (kombu's on a connection error) closes the socket without
-    # I/O while another thread reads it, blocked in recv or in poll: that
-    # read ends at once with a typed error, never AssertionError/EBADF
+@pytest.mark.parametrize('end, timeout', [
+    ('close', None), ('collect', None), ('collect', 10)])
+def test_closing_the_connection_ends_drain_events_in_another_thread(
+        server, end, timeout):
+    # close(), or collect() (kombu's on a connection error: the socket
+    # closed without I/O), while another thread reads, blocked in recv or
+    # in poll: that read ends at once with a typed error, never
+    # AssertionError or EBADF
     srv = server()
     conn = srv.connect()
     entered = threading.Event()
@@ -379,15 +350,15 @@ def test_collecting_the_connection_ends_a_read_in_another_thread(server,
         entered.set()
         conn.drain_events(timeout=timeout)
 
-    def collect():
+    def close():
         entered.wait(5)
         time.sleep(0.2)
-        conn.collect()
-        return 'collected'
+        getattr(conn, end)()
+        return 'closed'
 
     started = time.monotonic()
-    results = run_threads(drain, collect)
-    assert results[1] == 'collected'
+    results = run_threads(drain, close)
+    assert results[1] == 'closed'
     assert isinstance(results[0], RecoverableConnectionError), results[0]
     assert time.monotonic() - started < 2
     assert not conn.connected

@@ -9,21 +9,11 @@ from pika.spec import Connection, Queue
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 from amqp.exceptions import FrameError, RecoverableConnectionError
 
-from .servers import Server
 
 
 @pytest.fixture
-def servers():
-    started = []
-
-    def start(**kwargs):
-        s = Server(**kwargs)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.finish()
+def servers(many_channel_server):
+    return many_channel_server
 
 
 def _closing_on_declare(reply_code, reply_text):
