@@ -39,6 +39,45 @@ _MECHANISMS: Dict[str, Callable[[Optional[str], Optional[str]],
 }
 
 
+
+def url_options(url: str) -> Dict[str, Any]:
+    """The keyword arguments of a Connection that an ``amqp://`` or
+    ``amqps://`` URL names (see :meth:`Handshake.from_url`)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ('amqp', 'amqps', 'pyamqp'):
+        raise ValueError('unsupported URL scheme %r (expected amqp:// or '
+                         'amqps://)' % parts.scheme)
+    secure = parts.scheme == 'amqps'
+    try:
+        if '@' in url[url.index('//') + 2:] and '@' not in parts.netloc:
+            raise ValueError('"@" after the host')
+        port = parts.port or (5671 if secure else 5672)
+    except ValueError:
+        # urlsplit's message would quote the "port", which is often a
+        # piece of the password: say what is wrong without it.
+        raise ValueError(
+            'cannot parse the host and port of this AMQP URL; a user '
+            'name or password containing "/", "?", "#" or "@" must be '
+            'percent-encoded (e.g. "/" as %2F)') from None
+    host = parts.hostname or 'localhost'
+    if ':' in host:
+        host = '[%s]' % host
+    opts: Dict[str, Any] = {
+        'host': '%s:%d' % (host, port),
+        'userid': unquote(parts.username) if parts.username is not None
+        else 'guest',
+        'password': unquote(parts.password) if parts.password is not None
+        else 'guest',
+        'virtual_host': unquote(parts.path[1:]) if len(parts.path) > 1
+        else '/',
+    }
+    if secure:
+        opts['ssl'] = True
+    for key, value in parse_qsl(parts.query):
+        opts[key] = _coerce(value)
+    return opts
+
+
 class Handshake(AbstractChannel):
     """Login mechanisms, connection.start/secure/tune/open-ok handlers and
     :meth:`from_url`, for :class:`~amqp.connection.Connection`."""
@@ -109,38 +148,7 @@ class Handshake(AbstractChannel):
         ``/``).  Query parameters become keyword arguments (numbers
         converted); explicit ``kwargs`` win.
         """
-        parts = urlsplit(url)
-        if parts.scheme not in ('amqp', 'amqps', 'pyamqp'):
-            raise ValueError('unsupported URL scheme %r (expected amqp:// or '
-                             'amqps://)' % parts.scheme)
-        secure = parts.scheme == 'amqps'
-        try:
-            if '@' in url[url.index('//') + 2:] and '@' not in parts.netloc:
-                raise ValueError('"@" after the host')
-            port = parts.port or (5671 if secure else 5672)
-        except ValueError:
-            # urlsplit's message would quote the "port", which is often a
-            # piece of the password: say what is wrong without it.
-            raise ValueError(
-                'cannot parse the host and port of this AMQP URL; a user '
-                'name or password containing "/", "?", "#" or "@" must be '
-                'percent-encoded (e.g. "/" as %2F)') from None
-        host = parts.hostname or 'localhost'
-        if ':' in host:
-            host = '[%s]' % host
-        opts: Dict[str, Any] = {
-            'host': '%s:%d' % (host, port),
-            'userid': unquote(parts.username) if parts.username is not None
-            else 'guest',
-            'password': unquote(parts.password) if parts.password is not None
-            else 'guest',
-            'virtual_host': unquote(parts.path[1:]) if len(parts.path) > 1
-            else '/',
-        }
-        if secure:
-            opts['ssl'] = True
-        for key, value in parse_qsl(parts.query):
-            opts[key] = _coerce(value)
+        opts = url_options(url)
         opts.update(kwargs)
         return cls(**opts)
 

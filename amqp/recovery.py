@@ -36,6 +36,7 @@ from typing import (TYPE_CHECKING, Any, Callable, Dict, List, Optional,
 from . import spec
 from .channel import Channel
 from .connection import Connection
+from .handshake import url_options
 from .exceptions import (AccessRefused, AMQPError, ChannelError,
                          ConnectionForced, InternalError, NotAllowed,
                          RecoverableConnectionError, RecoveryFailed,
@@ -561,8 +562,8 @@ class RecoveringConnection(Connection):
                                  '%r' % (name, value))
         #: recovery is on (False: this connection behaves as any other)
         self.recover = bool(recover)
-        self.recover_hosts = [host] + [h for h in recover_hosts
-                                       if h != host]
+        hosts = [self._recovery_host(h) for h in recover_hosts]
+        self.recover_hosts = [host] + [h for h in hosts if h != host]
         self.recover_shuffle = recover_shuffle
         self.recover_interval = recover_interval
         self.recover_max_interval = recover_max_interval
@@ -590,6 +591,31 @@ class RecoveringConnection(Connection):
         self._stop = threading.Event()
         #: the channels to reopen, while the connection is down
         self._lost_channels: List[RecoveringChannel] = []
+
+    def _recovery_host(self, entry: str) -> str:
+        """``host:port`` of a ``recover_hosts`` entry, which may be a URL
+        (``amqp://user@node2:5672/vhost``) naming this connection's user
+        and virtual host."""
+        entry = entry.strip()
+        if '://' not in entry:
+            return entry
+        opts = url_options(entry)
+        for key, what in (('userid', 'user'),
+                          ('virtual_host', 'virtual host')):
+            if opts[key] != getattr(self, key):
+                raise ValueError(
+                    'recover_hosts: %s names %s %r, the connection %r '
+                    '(hosts to recover on are tried with the '
+                    "connection's own credentials and virtual host)" % (
+                        entry.split('://', 1)[0] + '://' + opts['host'],
+                        what, opts[key], getattr(self, key)))
+        if bool(opts.get('ssl')) != bool(self.ssl):
+            raise ValueError(
+                'recover_hosts: %s does not match the connection, which '
+                'uses %s' % (entry.split('://', 1)[0] + '://' + opts['host'],
+                             'TLS' if self.ssl else 'no TLS'))
+        host: str = opts['host']
+        return host
 
     # -- state ----------------------------------------------------------------
     def recovering(self) -> bool:

@@ -261,9 +261,10 @@ def test_the_next_host_is_tried(fault_node):
     from .proxy import Proxy
     proxy = Proxy(fault_node.host, fault_node.port)
     direct = '%s:%d' % (fault_node.host, fault_node.port)
+    # (given as a URL, as an application may have it)
     conn = amqp.Connection(proxy.address, recover=True,
-                           recover_hosts=[direct], recover_interval=0.05,
-                           connect_timeout=2)
+                           recover_hosts=['amqp://guest@%s/' % direct],
+                           recover_interval=0.05, connect_timeout=2)
     conn.connect()
     ch = conn.channel()
     queue = ch.queue_declare('', exclusive=True).queue

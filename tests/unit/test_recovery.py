@@ -125,3 +125,29 @@ def test_a_subclass_keeps_its_own_methods_with_recovery():
 def test_bad_intervals_are_refused(name):
     with pytest.raises(ValueError, match=name):
         amqp.Connection('localhost:1', recover=True, **{name: -1})
+
+
+def test_recover_hosts_may_be_urls_of_the_same_user_and_vhost():
+    conn = amqp.Connection(
+        'h1:5672', recover=True,
+        recover_hosts='amqp://guest:guest@h2/, h3:5673,amqp://h4:5674/%2F')
+    assert conn.recover_hosts == ['h1:5672', 'h2:5672', 'h3:5673',
+                                  'h4:5674']
+    conn = amqp.Connection.from_url(
+        'amqps://u:p@h1/v?recover=true&recover_hosts='
+        'amqps%3A%2F%2Fu%3Ap%40h2%2Fv,amqps%3A%2F%2Fu%40h3%3A5999%2Fv')
+    assert conn.recover_hosts == ['h1:5671', 'h2:5671', 'h3:5999']
+
+
+@pytest.mark.parametrize('url, problem', [
+    ('amqp://bob:hunter2@h2/', "user 'bob'"),
+    ('amqp://guest:hunter2@h2/other', "virtual host 'other'"),
+    ('amqps://guest:hunter2@h2/', 'no TLS'),
+])
+def test_a_recover_hosts_url_for_another_user_vhost_or_tls_is_refused(
+        url, problem):
+    with pytest.raises(ValueError) as raised:
+        amqp.Connection('h1:5672', recover=True, recover_hosts=[url])
+    assert problem in str(raised.value)
+    assert 'h2:' in str(raised.value)
+    assert 'hunter2' not in str(raised.value)
