@@ -552,14 +552,15 @@ class Connection(Handshake, Heartbeats):
                 ) -> _Channel:
         """Return the open Channel ``channel_id``, or open a new one."""
         self._check_open()
-        try:
-            # None is never a key (a new channel is opened); channel 0 is
-            # the connection itself, as in py-amqp.
-            return self.channels[channel_id]  # type: ignore[index,return-value]
-        except KeyError:
-            channel = self.Channel(self, channel_id, on_open=callback)
-            channel.open()
-            return channel
+        # None is never a key (a new channel is opened); channel 0 is the
+        # connection itself, as in py-amqp.
+        found = None if channel_id is None else \
+            self.channels.get(channel_id)
+        if found is not None:
+            return found  # type: ignore[return-value]
+        channel = self.Channel(self, channel_id, on_open=callback)
+        channel.open()
+        return channel
 
     def _check_open(self, what: str = 'channel()') -> None:
         self._connect_on_first_use(what)

@@ -857,13 +857,19 @@ class RecoveringConnection(Connection):
                                record['type'], False, record['durable'],
                                record['auto_delete'], False,
                                record['arguments'])
+            left_out = set()
             for record in queues:
                 if self._wanted('queue', record):
                     self._recover_queue(step, record)
+                else:
+                    left_out.add(record['queue'])
             with topology.lock:
                 bindings = [dict(b) for b in topology.bindings]
             for record in bindings:
-                if not self._wanted('binding', record):
+                # (a queue left out takes its bindings along)
+                if record['kind'] == 'queue' and \
+                        record['destination'] in left_out or \
+                        not self._wanted('binding', record):
                     continue
                 method = _Plain.queue_bind if record['kind'] == 'queue' \
                     else _Plain.exchange_bind

@@ -181,6 +181,77 @@ def test_a_cut_link_is_recovered_and_unconfirmed_publishes_reported(
     conn.close()
 
 
+def test_topology_comes_back_as_declared_and_as_changed(fault_node):
+    """Exchanges, an exchange-to-exchange binding, queue bindings and a
+    transaction channel come back; what was unbound, deleted or filtered
+    out does not."""
+    src, dst = _name('rec-src'), _name('rec-dst')
+    kept, unbound, deleted, skipped = (
+        _name('rec-kept'), _name('rec-unbound'), _name('rec-deleted'),
+        _name('rec-skip'))
+    conn = fault_node.connect(
+        recover=True, recover_interval=0.1,
+        recover_filter=lambda kind, record: record.get('queue') != skipped)
+    ch, tx = conn.channel(), conn.channel()
+    ch.exchange_declare(src, 'topic', auto_delete=False)
+    ch.exchange_declare(dst, 'fanout', auto_delete=False)
+    ch.exchange_bind(dst, src, 'a.*')
+    for q in (kept, unbound, deleted, skipped):
+        ch.queue_declare(q, exclusive=True)
+        ch.queue_bind(q, dst)
+    ch.queue_unbind(unbound, dst)
+    ch.queue_delete(deleted)
+    tx.tx_select()
+    # the broker forgets all of it but the exchanges: delete them too
+    admin = fault_node.connect()
+    admin_ch = admin.channel()
+    admin_ch.exchange_delete(src)
+    admin_ch.exchange_delete(dst)
+    fault_node.ctl('close_all_connections', 'recovery test')
+    _drain_until(conn, lambda: conn.recoveries == 1, 30, 'recovery')
+    assert conn.recovery_errors == 0
+    admin = fault_node.connect()           # (closed with the others)
+    admin_ch = admin.channel()
+
+    tx.basic_publish(Message(b'routed'), exchange=src, routing_key='a.b')
+    tx.tx_commit()                 # 406 if the channel were not in tx mode
+    assert ch.queue_declare(kept, passive=True).message_count == 1
+    assert ch.queue_declare(unbound, passive=True).message_count == 0
+    for gone in (deleted, skipped):
+        probe = admin.channel()
+        with pytest.raises(amqp.NotFound):
+            probe.queue_declare(gone, passive=True)
+    admin_ch.exchange_delete(src)
+    admin_ch.exchange_delete(dst)
+    admin.close()
+    conn.close()
+
+
+def test_consumers_come_back_without_topology_recovery(fault_node):
+    """recover_topology=False: nothing is redeclared, but consumers are
+    registered again (a pitfall of other clients)."""
+    queue = _name('rec-durable')
+    admin = fault_node.connect()
+    admin_ch = admin.channel()
+    admin_ch.queue_declare(queue, durable=True, auto_delete=False)
+    conn = fault_node.connect(recover=True, recover_interval=0.1,
+                              recover_topology=False)
+    ch = conn.channel()
+    got = []
+    ch.basic_consume(queue, callback=got.append, no_ack=True)
+    fault_node.ctl('close_all_connections', 'recovery test')
+    _drain_until(conn, lambda: conn.recoveries == 1, 30, 'recovery')
+    admin = fault_node.connect()
+    admin_ch = admin.channel()
+    assert admin_ch.queue_declare(queue, passive=True).consumer_count == 1
+    admin_ch.basic_publish(Message(b'still here'), routing_key=queue)
+    _drain_until(conn, lambda: got, 5, 'a delivery')
+    assert got[0].body == b'still here'
+    conn.close()
+    admin_ch.queue_delete(queue)
+    admin.close()
+
+
 def _sockets_to(port):
     """This process's TCP sockets connected to ``port``."""
     return [c for c in psutil.Process().net_connections('tcp')
