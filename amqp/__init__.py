@@ -26,6 +26,12 @@ VERSION = version_info = version_info_t(
 del _m, re
 
 from .basic_message import Message  # noqa: E402
+from .serialization import speedups as _compiled  # noqa: E402
+
+#: True when the compiled twins (``amqp._speedups``) are in use: built at
+#: install time, and not turned off with AMQP_NO_SPEEDUPS=1.
+SPEEDUPS = _compiled is not None
+del _compiled
 from .exceptions import (AccessRefused, AMQPError,  # noqa: E402
                          AMQPNotImplementedError, ChannelError, ChannelNotOpen,
                          ConnectionError, ConnectionForced, ConsumerCancelled,

@@ -41,6 +41,7 @@ naming the field, raised before anything reaches the wire.
 from __future__ import annotations
 
 import linecache
+import os
 import struct
 from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
                     Tuple, Union)
@@ -509,10 +510,14 @@ def _property_plan(flags: int) -> Tuple[Tuple[str, str], ...]:
 _PLANS: Dict[int, Tuple[Tuple[str, str], ...]] = {}
 
 
-def decode_properties_basic(
+def decode_properties_basic_py(
         buf: Buffer, offset: int = 0
 ) -> Tuple[Dict[str, EncodableValue], int]:
     """Decode basic content properties; returns (dict, offset).
+
+    The pure-Python specification of :func:`decode_properties_basic`
+    (which is this function, or its compiled twin in
+    ``amqp._speedups``).
 
     The values are :data:`FieldValue` s; the dict is typed as one any
     encodable value may be stored in, since it becomes a message's
@@ -565,6 +570,37 @@ def decode_properties_basic(
         raise
     except DECODE_ERRORS as exc:
         raise syntax('truncated content header (%s)' % exc) from None
+
+
+#: (properties, offset) from a content header's property part
+PropertiesDecoder = Callable[[Buffer, int], Tuple[Dict[str, EncodableValue],
+                                                  int]]
+
+
+def _load_speedups() -> Any:
+    """The compiled twins (``amqp._speedups``), configured; None when they
+    were not built or ``AMQP_NO_SPEEDUPS`` is set (to anything but 0)."""
+    if os.environ.get('AMQP_NO_SPEEDUPS', '') not in ('', '0'):
+        return None
+    try:
+        from . import _speedups
+    except ImportError:
+        return None
+    _speedups.configure(tuple((name, fmt) for name, fmt, _ in _PROP_FLAGS),
+                        dec_table, decode_properties_basic_py)
+    return _speedups
+
+
+#: The compiled twins in use (``amqp._speedups``), or None: the pure path.
+#: Chosen once, at import.
+speedups = _load_speedups()
+
+#: Decode basic content properties; returns (dict, offset).  Raises
+#: FrameSyntaxError on malformed input.  (The compiled twin when
+#: :data:`speedups` is set, else :func:`decode_properties_basic_py`.)
+decode_properties_basic: PropertiesDecoder = \
+    decode_properties_basic_py if speedups is None else \
+    speedups.decode_properties_basic
 
 
 def encode_header_frame_payload(

@@ -19,6 +19,7 @@ import uuid
 
 import pika.frame
 import pika.spec
+from hypothesis import strategies as st
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -397,3 +398,51 @@ class SigPeer:
         got, args = self.recv_method()
         assert got == tuple(sig), (got, sig)
         return args
+
+
+# ---------------------------------------------------------------------------
+# Hypothesis strategies: field tables and basic properties as the encoders
+# take them (and the decoders give them back).
+
+_keys = st.text(max_size=12)
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-2 ** 63, max_value=2 ** 63 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    # a byte array ('x') comes back as bytes; plain bytes go out as a
+    # longstr (py-amqp's choice) and come back as text when UTF-8
+    st.binary(max_size=20).map(bytearray),
+    st.builds(lambda unscaled, scale: decimal.Decimal(unscaled).scaleb(-scale),
+              st.integers(min_value=-2 ** 31, max_value=2 ** 31 - 1),
+              st.integers(min_value=0, max_value=20)),
+    st.datetimes(min_value=datetime.datetime(1970, 1, 1),
+                 max_value=datetime.datetime(9999, 12, 31)).map(
+                     lambda d: d.replace(microsecond=0)),
+)
+_values = st.recursive(
+    _scalars,
+    lambda children: st.one_of(st.lists(children, max_size=4),
+                               st.dictionaries(_keys, children, max_size=4)),
+    max_leaves=20)
+tables_strategy = st.dictionaries(_keys, _values, max_size=6)
+
+
+_shortstr = st.text(max_size=40)
+properties_strategy = st.fixed_dictionaries({}, optional={
+    'content_type': _shortstr,
+    'content_encoding': _shortstr,
+    'application_headers': tables_strategy,
+    'delivery_mode': st.integers(0, 255),
+    'priority': st.integers(0, 255),
+    'correlation_id': _shortstr,
+    'reply_to': _shortstr,
+    'expiration': _shortstr,
+    'message_id': _shortstr,
+    'timestamp': st.integers(0, 2 ** 64 - 1),
+    'type': _shortstr,
+    'user_id': _shortstr,
+    'app_id': _shortstr,
+    'cluster_id': _shortstr,
+})

@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import sys
 import textwrap
 from typing import Any, Optional, Sequence, Tuple, Union
+
+import amqp
 
 from . import commands
 from . import roundtrip as cli_roundtrip
@@ -216,6 +219,13 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
                        help='print only the bodies, one per line')
 
 
+def version_line() -> str:
+    """``amqp X.Y.Z (compiled speedups: on|off), Python X.Y.Z``."""
+    return 'amqp %s (compiled speedups: %s), %s %s' % (
+        amqp.__version__, 'on' if amqp.SPEEDUPS else 'off',
+        platform.python_implementation(), platform.python_version())
+
+
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     """The argument parser of the ``amqp`` command."""
     parser = argparse.ArgumentParser(
@@ -227,6 +237,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                     '(if nothing answers at the URL, a throwaway RabbitMQ\n'
                     'is started on 127.0.0.1 for the run).',
         epilog=_epilog())
+    parser.add_argument('--version', action='version',
+                        version=version_line())
     _common_options(parser, top_level=True)
     roundtrip = parser.add_argument_group('round trip (no command)')
     roundtrip.add_argument(

@@ -20,6 +20,8 @@ from amqp.exceptions import AMQPError, FrameSyntaxError
 from amqp.serialization import (decode_properties_basic, decode_table, dumps,
                                 dumps_method,
                                 encode_properties_basic, encode_table, loads)
+from testkit import properties_strategy as _properties  # noqa: I001
+from testkit import tables_strategy as _tables
 from testkit import (ALL_PROPERTIES, CROSS_TABLE, basic_properties,
                      method_payload, naive_utc, pika_method_class)
 
@@ -962,56 +964,12 @@ def test_surrogate_escaped_text_goes_out_as_it_came_in():
 # ---------------------------------------------------------------------------
 # Hypothesis: round trips and garbage.
 
-_keys = st.text(max_size=12)
-_scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-2 ** 63, max_value=2 ** 63 - 1),
-    st.floats(allow_nan=False),
-    st.text(max_size=20),
-    # a byte array ('x') comes back as bytes; plain bytes go out as a
-    # longstr (py-amqp's choice) and come back as text when UTF-8
-    st.binary(max_size=20).map(bytearray),
-    st.builds(lambda unscaled, scale: Decimal(unscaled).scaleb(-scale),
-              st.integers(min_value=-2 ** 31, max_value=2 ** 31 - 1),
-              st.integers(min_value=0, max_value=20)),
-    st.datetimes(min_value=datetime(1970, 1, 1),
-                 max_value=datetime(9999, 12, 31)).map(
-                     lambda d: d.replace(microsecond=0)),
-)
-_values = st.recursive(
-    _scalars,
-    lambda children: st.one_of(st.lists(children, max_size=4),
-                               st.dictionaries(_keys, children, max_size=4)),
-    max_leaves=20)
-_tables = st.dictionaries(_keys, _values, max_size=6)
-
-
 @SETTINGS
 @given(_tables)
 def test_any_table_round_trips(value):
     wire = encode_table(value)
     assert decode_table(wire) == (value, len(wire))
     assert loads('F', dumps('F', (value,)))[0] == [value]
-
-
-_shortstr = st.text(max_size=40)
-_properties = st.fixed_dictionaries({}, optional={
-    'content_type': _shortstr,
-    'content_encoding': _shortstr,
-    'application_headers': _tables,
-    'delivery_mode': st.integers(0, 255),
-    'priority': st.integers(0, 255),
-    'correlation_id': _shortstr,
-    'reply_to': _shortstr,
-    'expiration': _shortstr,
-    'message_id': _shortstr,
-    'timestamp': st.integers(0, 2 ** 64 - 1),
-    'type': _shortstr,
-    'user_id': _shortstr,
-    'app_id': _shortstr,
-    'cluster_id': _shortstr,
-})
 
 
 @SETTINGS

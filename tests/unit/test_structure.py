@@ -18,10 +18,12 @@ PACKAGE = Path(__file__).resolve().parents[2] / 'amqp'
 MODULES = {p.stem: p for p in sorted(PACKAGE.glob('*.py'))}
 MODULES.update({('cli' if p.stem == '__init__' else 'cli.' + p.stem): p
                 for p in sorted((PACKAGE / 'cli').glob('*.py'))})
+#: compiled modules, read from their type stubs
+MODULES.update({p.stem: p for p in sorted(PACKAGE.glob('_*.pyi'))})
 
 #: The module map: a module may import only modules of a lower layer.
 LAYERS = {
-    'spec': 0, '_version': 0, 'utils': 0,
+    'spec': 0, '_version': 0, 'utils': 0, '_speedups': 0,
     'platform': 1,
     'exceptions': 1,
     'tables': 2, 'transport': 2,
@@ -47,7 +49,10 @@ LAYERS = {
 #: connection may import it (the rest of the package is I/O-free).
 ONLY_IMPORTS = {'transport': {'exceptions', 'platform'}}
 IMPORTED_ONLY_BY = {'transport': {'connection', 'reader', 'handshake',
-                                  'heartbeats', '__init__'}}
+                                  'heartbeats', '__init__'},
+                    # the compiled twins are chosen once, where their pure
+                    # twins live (STYLE.md)
+                    '_speedups': {'serialization'}}
 #: Pure modules never touch the operating system (STYLE.md).
 PURE = ('spec', 'tables', 'serialization', 'basic_message',
         'method_framing')
