@@ -13,6 +13,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdarg.h>
 #include <string.h>
 
 /* Property bits 15..2 (bit 15 is the first property): name and format
@@ -201,6 +202,281 @@ slow:
     return pure(buf, offset_obj);
 }
 
+/* ---------------------------------------------------------------------
+ * ArgsDecoder(fmt, pure): the twin of serialization.decoder_for(fmt), a
+ * callable decoder(buf, offset) -> ([values], offset).  Scalars and
+ * shortstrs are decoded here; longstrs, tables, arrays and timestamps go
+ * through the pure helpers; anything malformed through ``pure``. */
+
+static PyObject *dec_str;        /* tables.dec_str(raw) */
+static PyObject *dec_array;      /* tables.dec_array(buf, offset, end) */
+static PyObject *dec_timestamp;  /* tables.dec_timestamp(seconds) */
+
+#define MAX_FIELDS 32
+
+typedef struct {
+    PyObject_HEAD
+    char fmt[MAX_FIELDS + 1];
+    Py_ssize_t nfields;
+    PyObject *pure;
+    StrCache *strings;           /* one per field (shortstrs only) */
+} ArgsDecoder;
+
+static void ArgsDecoder_dealloc(PyObject *op)
+{
+    ArgsDecoder *self = (ArgsDecoder *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    Py_XDECREF(self->pure);
+    if (self->strings != NULL) {
+        for (Py_ssize_t k = 0; k < self->nfields; k++)
+            Py_XDECREF(self->strings[k].value);
+        PyMem_Free(self->strings);
+    }
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *ArgsDecoder_new(PyTypeObject *type, PyObject *args,
+                                 PyObject *kwargs)
+{
+    PyObject *fmt, *pure;
+    if (!PyArg_ParseTuple(args, "UO", &fmt, &pure))
+        return NULL;
+    PyObject *ascii = PyUnicode_AsASCIIString(fmt);
+    if (ascii == NULL)
+        return NULL;
+    const char *f = PyBytes_AsString(ascii);
+    Py_ssize_t n = PyBytes_Size(ascii);
+    if (n > MAX_FIELDS || strspn(f, "oBlLfsSxFATb") != (size_t)n) {
+        Py_DECREF(ascii);
+        PyErr_Format(PyExc_ValueError, "format %R: not for ArgsDecoder", fmt);
+        return NULL;
+    }
+    allocfunc alloc = (allocfunc)PyType_GetSlot(type, Py_tp_alloc);
+    ArgsDecoder *self = (ArgsDecoder *)alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(ascii);
+        return NULL;
+    }
+    memcpy(self->fmt, f, (size_t)n);
+    self->fmt[n] = 0;
+    self->nfields = n;
+    Py_DECREF(ascii);
+    Py_INCREF(pure);
+    self->pure = pure;
+    self->strings = PyMem_Calloc((size_t)(n ? n : 1), sizeof(StrCache));
+    if (self->strings == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)self;
+}
+
+/* call a pure helper; NULL with the error cleared (so that the pure
+ * decoder reports it) when it raised an Exception */
+static PyObject *helper(PyObject *fn, const char *argfmt, ...);
+
+static PyObject *ArgsDecoder_call(PyObject *op, PyObject *args,
+                                  PyObject *kwargs)
+{
+    ArgsDecoder *self = (ArgsDecoder *)op;
+    PyObject *buf, *offset_obj;
+    if (!PyArg_UnpackTuple(args, "decode", 2, 2, &buf, &offset_obj))
+        return NULL;
+    Py_ssize_t i = PyLong_AsSsize_t(offset_obj);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    char *data;
+    Py_ssize_t end;
+    if (!PyBytes_Check(buf) || i < 0 || dec_str == NULL ||
+        PyBytes_AsStringAndSize(buf, &data, &end) < 0)
+        return PyObject_CallFunctionObjArgs(self->pure, buf, offset_obj,
+                                            NULL);
+    const unsigned char *b = (const unsigned char *)data;
+    PyObject *values = PyList_New(self->nfields);
+    if (values == NULL)
+        return NULL;
+    const char *f = self->fmt;
+    Py_ssize_t k = 0;
+    while (k < self->nfields) {
+        PyObject *v = NULL;
+        char c = f[k];
+        if (c == 'b') {
+            if (i >= end)
+                goto slow;
+            unsigned octet = b[i++];
+            for (int bit = 0; bit < 8 && k < self->nfields && f[k] == 'b';
+                 bit++, k++) {
+                PyObject *flag = (octet >> bit) & 1 ? Py_True : Py_False;
+                Py_INCREF(flag);
+                PyList_SetItem(values, k, flag);
+            }
+            continue;
+        }
+        switch (c) {
+        case 'o':
+            if (i >= end)
+                goto slow;
+            v = PyLong_FromLong(b[i]);
+            i += 1;
+            break;
+        case 'B':
+            if (end - i < 2)
+                goto slow;
+            v = PyLong_FromLong((long)u16(b + i));
+            i += 2;
+            break;
+        case 'l':
+            if (end - i < 4)
+                goto slow;
+            v = PyLong_FromUnsignedLong(
+                (unsigned long)((u16(b + i) << 16) | u16(b + i + 2)));
+            i += 4;
+            break;
+        case 'L':
+            if (end - i < 8)
+                goto slow;
+            v = PyLong_FromUnsignedLongLong(u64(b + i));
+            i += 8;
+            break;
+        case 'f': {
+            if (end - i < 4)
+                goto slow;
+            uint32_t raw = (u16(b + i) << 16) | u16(b + i + 2);
+            float x;
+            memcpy(&x, &raw, 4);
+            v = PyFloat_FromDouble((double)x);
+            i += 4;
+            break;
+        }
+        case 's': {
+            if (i >= end)
+                goto slow;
+            Py_ssize_t n = b[i];
+            if (i + 1 + n > end)
+                goto slow;
+            v = shortstr((const char *)b + i + 1, n, &self->strings[k]);
+            i += 1 + n;
+            break;
+        }
+        case 'S':
+        case 'x': {
+            if (end - i < 4)
+                goto slow;
+            Py_ssize_t n = (Py_ssize_t)((u16(b + i) << 16) | u16(b + i + 2));
+            i += 4;
+            if (n > end - i)
+                goto slow;
+            v = PyBytes_FromStringAndSize((const char *)b + i, n);
+            i += n;
+            if (v != NULL && c == 'S') {
+                PyObject *raw = v;
+                v = helper(dec_str, "O", raw);
+                Py_DECREF(raw);
+                if (v == NULL && !PyErr_Occurred())
+                    goto slow;
+            }
+            break;
+        }
+        case 'T':
+            if (end - i < 8)
+                goto slow;
+            v = helper(dec_timestamp, "K", (unsigned long long)u64(b + i));
+            if (v == NULL && !PyErr_Occurred())
+                goto slow;
+            i += 8;
+            break;
+        default: {   /* 'F', 'A': value and the offset after it */
+            PyObject *r = helper(c == 'F' ? dec_table : dec_array, "Onn",
+                                 buf, i, end);
+            if (r == NULL) {
+                if (!PyErr_Occurred())
+                    goto slow;
+                goto fail;
+            }
+            if (!PyTuple_Check(r) || PyTuple_Size(r) != 2) {
+                Py_DECREF(r);
+                goto slow;
+            }
+            v = PyTuple_GetItem(r, 0);
+            Py_XINCREF(v);
+            i = PyLong_AsSsize_t(PyTuple_GetItem(r, 1));
+            Py_DECREF(r);
+            if (i == -1 && PyErr_Occurred()) {
+                Py_XDECREF(v);
+                goto fail;
+            }
+        }
+        }
+        if (v == NULL)
+            goto fail;
+        PyList_SetItem(values, k, v);   /* steals v */
+        k++;
+    }
+    return Py_BuildValue("(Nn)", values, i);
+slow:
+    Py_DECREF(values);
+    return PyObject_CallFunctionObjArgs(self->pure, buf, offset_obj, NULL);
+fail:
+    Py_DECREF(values);
+    return NULL;
+}
+
+static PyObject *helper(PyObject *fn, const char *argfmt, ...)
+{
+    va_list va;
+    va_start(va, argfmt);
+    PyObject *argtuple = Py_VaBuildValue(argfmt, va);
+    va_end(va);
+    if (argtuple == NULL)
+        return NULL;
+    if (!PyTuple_Check(argtuple)) {
+        PyObject *one = PyTuple_Pack(1, argtuple);
+        Py_DECREF(argtuple);
+        if (one == NULL)
+            return NULL;
+        argtuple = one;
+    }
+    PyObject *r = PyObject_CallObject(fn, argtuple);
+    Py_DECREF(argtuple);
+    if (r == NULL && PyErr_ExceptionMatches(PyExc_Exception))
+        PyErr_Clear();
+    return r;
+}
+
+static PyType_Slot ArgsDecoder_slots[] = {
+    {Py_tp_new, ArgsDecoder_new},
+    {Py_tp_dealloc, ArgsDecoder_dealloc},
+    {Py_tp_call, ArgsDecoder_call},
+    {Py_tp_doc, "ArgsDecoder(fmt, pure): decoder(buf, offset) -> "
+                "([values], offset), the compiled twin of the pure decoder "
+                "serialization.decoder_for(fmt) makes (``pure``)."},
+    {0, NULL},
+};
+
+static PyType_Spec ArgsDecoder_spec = {
+    "amqp._speedups.ArgsDecoder", sizeof(ArgsDecoder), 0,
+    Py_TPFLAGS_DEFAULT, ArgsDecoder_slots,
+};
+
+static PyObject *configure_args(PyObject *self, PyObject *args)
+{
+    PyObject *s, *a, *t;
+    if (!PyArg_UnpackTuple(args, "configure_args", 3, 3, &s, &a, &t))
+        return NULL;
+    Py_INCREF(s);
+    Py_XDECREF(dec_str);
+    dec_str = s;
+    Py_INCREF(a);
+    Py_XDECREF(dec_array);
+    dec_array = a;
+    Py_INCREF(t);
+    Py_XDECREF(dec_timestamp);
+    dec_timestamp = t;
+    Py_RETURN_NONE;
+}
+
 static PyObject *configure(PyObject *self, PyObject *args)
 {
     PyObject *plan, *table, *twin;
@@ -251,6 +527,10 @@ static PyMethodDef methods[] = {
      "configure(plan, dec_table, pure_twin): what the property flags mean, "
      "the field-table decoder and the pure decoder (called on malformed "
      "input, so that errors are the pure path's)."},
+    {"configure_args", configure_args, METH_VARARGS,
+     "configure_args(dec_str, dec_array, dec_timestamp): the pure helpers "
+     "ArgsDecoder calls for longstrs, arrays and timestamps (tables: "
+     "configure's dec_table)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -260,4 +540,16 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    PyObject *type = PyType_FromSpec(&ArgsDecoder_spec);
+    if (type == NULL || PyModule_AddObject(m, "ArgsDecoder", type) < 0) {
+        Py_XDECREF(type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -382,12 +382,29 @@ def method_encoder(method_sig: spec.MethodSig) -> Encoder:
 
 
 def decoder_for(fmt: str) -> Decoder:
-    """Return the cached generated decoder for ``fmt``."""
+    """Return the cached decoder for ``fmt``: the generated one, or its
+    compiled twin when :data:`speedups` is set (see :func:`decoder_for_py`)."""
     try:
         return _DECODERS[fmt]
     except KeyError:
-        dec = _DECODERS[fmt] = _compile_decoder(fmt)
+        dec = decoder_for_py(fmt)
+        if speedups is not None:
+            dec = speedups.ArgsDecoder(fmt, dec)
+        _DECODERS[fmt] = dec
         return dec
+
+
+def decoder_for_py(fmt: str) -> Decoder:
+    """The pure-Python decoder for ``fmt`` (the specification of its
+    compiled twin), cached."""
+    try:
+        return _PY_DECODERS[fmt]
+    except KeyError:
+        dec = _PY_DECODERS[fmt] = _compile_decoder(fmt)
+        return dec
+
+
+_PY_DECODERS: Dict[str, Decoder] = {}
 
 
 def dumps(format: Union[str, bytes],
@@ -588,6 +605,7 @@ def _load_speedups() -> Any:
         return None
     _speedups.configure(tuple((name, fmt) for name, fmt, _ in _PROP_FLAGS),
                         dec_table, decode_properties_basic_py)
+    _speedups.configure_args(dec_str, dec_array, dec_timestamp)
     return _speedups
 
 

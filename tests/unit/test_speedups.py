@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import amqp
-from amqp import serialization
+from amqp import serialization, spec
 from amqp.exceptions import FrameSyntaxError
 from amqp.serialization import decode_properties_basic_py, \
     encode_properties_basic
 
-from testkit import properties_strategy
+from testkit import properties_strategy, tables_strategy
 
 speedups = serialization.speedups
 compiled = pytest.mark.skipif(
@@ -119,3 +119,81 @@ def test_other_buffers_and_offsets_are_taken_as_the_pure_path_takes_them():
 def test_invalid_utf8_decodes_as_the_pure_path_does():
     wire = b'\x80\x00' + bytes([3]) + b'a\xffb'
     assert _same(wire) == ('ok', ({'content_type': 'a\udcffb'}, 6))
+
+
+# ---------------------------------------------------------------------------
+# Method arguments: ArgsDecoder, the twin of decoder_for(fmt)
+
+_FORMATS = sorted({m.args for m in spec.METHODS.values()} |
+                  {'ATfx', 'bbbbbbbbbb', 'oBlLf', 'SxF'})
+_LETTER_VALUES = {
+    'b': st.booleans(),
+    'o': st.integers(0, 255),
+    'B': st.integers(0, 2 ** 16 - 1),
+    'l': st.integers(0, 2 ** 32 - 1),
+    'L': st.integers(0, 2 ** 64 - 1),
+    'f': st.floats(width=32, allow_nan=False),
+    's': st.text(max_size=40),
+    'S': st.text(max_size=60),
+    'x': st.binary(max_size=60),
+    'F': tables_strategy,
+    'A': st.lists(st.integers(-2 ** 31, 2 ** 31 - 1), max_size=5),
+    'T': st.integers(0, 2 ** 40),
+}
+
+
+def _same_args(fmt, buf, offset=0):
+    def run(fn):
+        try:
+            return 'ok', fn(buf, offset)
+        except FrameSyntaxError as exc:
+            return 'error', (type(exc), str(exc))
+    pure = run(serialization.decoder_for_py(fmt))
+    fast = run(speedups.ArgsDecoder(fmt, serialization.decoder_for_py(fmt)))
+    assert fast == pure, (fmt, buf, offset)
+    return pure
+
+
+@compiled
+def test_decoder_for_hands_out_the_twin():
+    for fmt in _FORMATS:
+        assert isinstance(serialization.decoder_for(fmt),
+                          speedups.ArgsDecoder)
+
+
+@compiled
+@SETTINGS
+@given(st.sampled_from(_FORMATS), st.data())
+def test_any_arguments_decode_the_same(fmt, data):
+    values = [data.draw(_LETTER_VALUES[c]) for c in fmt]
+    wire = serialization.dumps(fmt, values)
+    prefix = data.draw(st.binary(max_size=4))
+    kind, (decoded, offset) = _same_args(fmt, prefix + wire, len(prefix))
+    assert kind == 'ok' and offset == len(prefix) + len(wire)
+
+
+@compiled
+@SETTINGS
+@given(st.sampled_from(_FORMATS), st.data())
+def test_mutated_and_truncated_arguments_fail_the_same(fmt, data):
+    values = [data.draw(_LETTER_VALUES[c]) for c in fmt]
+    wire = bytearray(serialization.dumps(fmt, values))
+    for _ in range(data.draw(st.integers(0, 3))):
+        if wire:
+            wire[data.draw(st.integers(0, len(wire) - 1))] = \
+                data.draw(st.integers(0, 255))
+    _same_args(fmt, bytes(wire[:data.draw(st.integers(0, len(wire)))]))
+    _same_args(fmt, bytes(wire))
+
+
+@compiled
+@SETTINGS
+@given(st.sampled_from(_FORMATS), st.binary(max_size=64))
+def test_garbage_arguments_fail_the_same(fmt, data):
+    _same_args(fmt, data)
+
+
+@compiled
+def test_a_bad_format_is_refused():
+    with pytest.raises(ValueError):
+        speedups.ArgsDecoder('sQ', serialization.decoder_for_py('s'))
