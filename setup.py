@@ -75,6 +75,9 @@ setup(
     package_data={'amqp': ['py.typed', '_speedups.pyi']},
     ext_modules=speedups(),
     cmdclass={'build_ext': OptionalBuildExt},
+    # a wheel with the module is cp39-abi3: every CPython from 3.9 on
+    options={'bdist_wheel': {'py_limited_api': 'cp39'}} if speedups()
+    else {},
     include_package_data=False,
     zip_safe=False,
     python_requires='>=3.9',
