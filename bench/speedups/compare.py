@@ -98,8 +98,9 @@ def build_mypyc(tmp):
 
 
 def package_path(buf):
-    """The package's pure path: FrameBuffer, then the deliver and
-    content-header decoders (no channel dispatch)."""
+    """The package's path: FrameBuffer, then the deliver and
+    content-header decoders (no channel dispatch); with the compiled
+    twins it has, or pure with AMQP_NO_SPEEDUPS=1."""
     from amqp import spec
     from amqp.method_framing import FrameBuffer
     from amqp.serialization import decode_header_frame_payload, loads
@@ -143,6 +144,7 @@ def main():
 
 
 def run(args, tmp):
+    import amqp
     interpreted = load(os.path.join(HERE, 'kernel.py'), 'kernel_py')
     c2, c2_size = build_c(tmp, 'O2')
     c3, c3_size = build_c(tmp, 'O3')
@@ -154,7 +156,9 @@ def run(args, tmp):
     buf = b''.join(delivery(i, body) for i in range(args.n))
     expected = interpreted.parse_deliveries(buf)
     candidates = [
-        ('package pure path (FrameBuffer + decoders)', package_path, None),
+        ('package path, speedups %s' % (
+            'on' if amqp.SPEEDUPS else 'off (AMQP_NO_SPEEDUPS)'),
+         package_path, None),
         ('kernel.py, CPython', interpreted.parse_deliveries, None),
         ('kernel.py, mypyc', mypyc_mod.parse_deliveries, mypyc_size),
         ('C, stable API, -O2', c2.parse_deliveries, c2_size),
