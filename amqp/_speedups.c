@@ -22,6 +22,9 @@ static PyObject *prop_names[16];
 static char prop_formats[16];
 static PyObject *dec_table;      /* tables.dec_table(buf, offset, end) */
 static PyObject *pure_twin;      /* serialization's pure decoder */
+static PyObject *dec_str;        /* tables.dec_str(raw) */
+static PyObject *dec_array;      /* tables.dec_array(buf, offset, end) */
+static PyObject *dec_timestamp;  /* tables.dec_timestamp(seconds) */
 
 /* The strings that repeat from message to message (content type, app id,
  * ...): the last value of each property is kept with its bytes and handed
@@ -76,6 +79,136 @@ static PyObject *pure(PyObject *buf, PyObject *offset)
     return PyObject_CallFunctionObjArgs(pure_twin, buf, offset, NULL);
 }
 
+/* Call a pure helper; NULL with the error cleared (so that the pure
+ * decoder reports it) when it raised an Exception. */
+static PyObject *helper(PyObject *fn, const char *argfmt, ...)
+{
+    va_list va;
+    va_start(va, argfmt);
+    PyObject *argtuple = Py_VaBuildValue(argfmt, va);
+    va_end(va);
+    if (argtuple == NULL)
+        return NULL;
+    if (!PyTuple_Check(argtuple)) {
+        PyObject *one = PyTuple_Pack(1, argtuple);
+        Py_DECREF(argtuple);
+        if (one == NULL)
+            return NULL;
+        argtuple = one;
+    }
+    PyObject *r = PyObject_CallObject(fn, argtuple);
+    Py_DECREF(argtuple);
+    if (r == NULL && PyErr_ExceptionMatches(PyExc_Exception))
+        PyErr_Clear();
+    return r;
+}
+
+
+/* One field of format letter ``c`` (not a bit) at b[*pi]: a new reference,
+ * with *pi moved past it; or NULL, with *slow set (and no error) when the
+ * input is for the pure decoder to judge, or with an error set.
+ * ``raw_timestamp``: a 'T' is the seconds as an int (content properties)
+ * rather than dec_timestamp's value (method arguments). */
+static PyObject *decode_field(char c, PyObject *buf, const unsigned char *b,
+                              Py_ssize_t *pi, Py_ssize_t end,
+                              StrCache *cache, int raw_timestamp, int *slow)
+{
+    Py_ssize_t i = *pi;
+    PyObject *v = NULL;
+    Py_ssize_t need = c == 'o' || c == 's' ? 1 : c == 'B' ? 2 :
+        c == 'l' || c == 'f' || c == 'S' || c == 'x' ? 4 :
+        c == 'L' || c == 'T' ? 8 : 0;
+    if (end - i < need) {
+        *slow = 1;
+        return NULL;
+    }
+    switch (c) {
+    case 'o':
+        v = PyLong_FromLong(b[i]);
+        i += 1;
+        break;
+    case 'B':
+        v = PyLong_FromLong((long)u16(b + i));
+        i += 2;
+        break;
+    case 'l':
+        v = PyLong_FromUnsignedLong(
+            (unsigned long)((u16(b + i) << 16) | u16(b + i + 2)));
+        i += 4;
+        break;
+    case 'L':
+        v = PyLong_FromUnsignedLongLong(u64(b + i));
+        i += 8;
+        break;
+    case 'f': {
+        uint32_t raw = (u16(b + i) << 16) | u16(b + i + 2);
+        float x;
+        memcpy(&x, &raw, 4);
+        v = PyFloat_FromDouble((double)x);
+        i += 4;
+        break;
+    }
+    case 's': {
+        Py_ssize_t n = b[i];
+        if (i + 1 + n > end) {
+            *slow = 1;
+            return NULL;
+        }
+        v = shortstr((const char *)b + i + 1, n, cache);
+        i += 1 + n;
+        break;
+    }
+    case 'S':
+    case 'x': {
+        Py_ssize_t n = (Py_ssize_t)((u16(b + i) << 16) | u16(b + i + 2));
+        i += 4;
+        if (n > end - i) {
+            *slow = 1;
+            return NULL;
+        }
+        v = PyBytes_FromStringAndSize((const char *)b + i, n);
+        i += n;
+        if (v != NULL && c == 'S') {
+            PyObject *raw = v;
+            v = helper(dec_str, "O", raw);
+            Py_DECREF(raw);
+        }
+        break;
+    }
+    case 'T':
+        if (raw_timestamp)
+            v = PyLong_FromUnsignedLongLong(u64(b + i));
+        else
+            v = helper(dec_timestamp, "K", (unsigned long long)u64(b + i));
+        i += 8;
+        break;
+    case 'F':
+    case 'A': {   /* the value and the offset after it */
+        PyObject *r = helper(c == 'F' ? dec_table : dec_array, "Onn", buf,
+                             i, end);
+        if (r == NULL)
+            break;
+        if (!PyTuple_Check(r) || PyTuple_Size(r) != 2) {
+            Py_DECREF(r);
+            break;     /* (slow: the pure decoder says what is wrong) */
+        }
+        v = PyTuple_GetItem(r, 0);
+        Py_XINCREF(v);
+        i = PyLong_AsSsize_t(PyTuple_GetItem(r, 1));
+        Py_DECREF(r);
+        if (i == -1 && PyErr_Occurred()) {
+            Py_XDECREF(v);
+            return NULL;
+        }
+        break;
+    }
+    }
+    if (v == NULL && !PyErr_Occurred())
+        *slow = 1;
+    *pi = i;
+    return v;
+}
+
 static PyObject *decode_properties_basic(PyObject *self, PyObject *args)
 {
     PyObject *buf, *offset_obj = NULL;
@@ -120,62 +253,12 @@ static PyObject *decode_properties_basic(PyObject *self, PyObject *args)
     for (int bit = 15; bit > 1 && flags; bit--) {
         if (!(flags & (1u << bit)))
             continue;
-        PyObject *value;
-        switch (prop_formats[bit]) {
-        case 's': {
-            if (i >= end)
-                goto slow_props;
-            Py_ssize_t n = b[i];
-            if (i + 1 + n > end)
-                goto slow_props;
-            value = shortstr((const char *)b + i + 1, n, &caches[bit]);
-            i += 1 + n;
-            break;
-        }
-        case 'o':
-            if (i >= end)
-                goto slow_props;
-            value = PyLong_FromLong(b[i]);
-            i += 1;
-            break;
-        case 'T':
-            if (end - i < 8)
-                goto slow_props;
-            value = PyLong_FromUnsignedLongLong(u64(b + i));
-            i += 8;
-            break;
-        case 'F': {
-            /* the pure table decoder: it raises its own errors */
-            PyObject *r = PyObject_CallFunction(dec_table, "Onn", buf, i,
-                                                end);
-            if (r == NULL) {
-                /* the pure twin turns what the table decoder raised into
-                 * its own error; KeyboardInterrupt and the like go up */
-                if (!PyErr_ExceptionMatches(PyExc_Exception))
-                    goto fail;
-                PyErr_Clear();
-                goto slow_props;
-            }
-            if (!PyTuple_Check(r) || PyTuple_Size(r) != 2) {
-                Py_DECREF(r);
-                PyErr_SetString(PyExc_TypeError,
-                                "dec_table must return (value, offset)");
-                goto fail;
-            }
-            value = PyTuple_GetItem(r, 0);
-            Py_ssize_t next = PyLong_AsSsize_t(PyTuple_GetItem(r, 1));
-            Py_XINCREF(value);
-            Py_DECREF(r);
-            if (next == -1 && PyErr_Occurred()) {
-                Py_XDECREF(value);
-                goto fail;
-            }
-            i = next;
-            break;
-        }
-        default:    /* a flag no basic property has */
+        int slow = 0;
+        PyObject *value = prop_formats[bit] ? decode_field(
+            prop_formats[bit], buf, b, &i, end, &caches[bit], 1, &slow) :
+            NULL;
+        if (value == NULL && (slow || !prop_formats[bit]))
             goto slow_props;
-        }
         if (value == NULL)
             goto fail;
         int r = PyDict_SetItem(props, prop_names[bit], value);
@@ -208,9 +291,6 @@ slow:
  * shortstrs are decoded here; longstrs, tables, arrays and timestamps go
  * through the pure helpers; anything malformed through ``pure``. */
 
-static PyObject *dec_str;        /* tables.dec_str(raw) */
-static PyObject *dec_array;      /* tables.dec_array(buf, offset, end) */
-static PyObject *dec_timestamp;  /* tables.dec_timestamp(seconds) */
 
 #define MAX_FIELDS 32
 
@@ -273,10 +353,6 @@ static PyObject *ArgsDecoder_new(PyTypeObject *type, PyObject *args,
     return (PyObject *)self;
 }
 
-/* call a pure helper; NULL with the error cleared (so that the pure
- * decoder reports it) when it raised an Exception */
-static PyObject *helper(PyObject *fn, const char *argfmt, ...);
-
 static PyObject *ArgsDecoder_call(PyObject *op, PyObject *args,
                                   PyObject *kwargs)
 {
@@ -314,101 +390,10 @@ static PyObject *ArgsDecoder_call(PyObject *op, PyObject *args,
             }
             continue;
         }
-        switch (c) {
-        case 'o':
-            if (i >= end)
-                goto slow;
-            v = PyLong_FromLong(b[i]);
-            i += 1;
-            break;
-        case 'B':
-            if (end - i < 2)
-                goto slow;
-            v = PyLong_FromLong((long)u16(b + i));
-            i += 2;
-            break;
-        case 'l':
-            if (end - i < 4)
-                goto slow;
-            v = PyLong_FromUnsignedLong(
-                (unsigned long)((u16(b + i) << 16) | u16(b + i + 2)));
-            i += 4;
-            break;
-        case 'L':
-            if (end - i < 8)
-                goto slow;
-            v = PyLong_FromUnsignedLongLong(u64(b + i));
-            i += 8;
-            break;
-        case 'f': {
-            if (end - i < 4)
-                goto slow;
-            uint32_t raw = (u16(b + i) << 16) | u16(b + i + 2);
-            float x;
-            memcpy(&x, &raw, 4);
-            v = PyFloat_FromDouble((double)x);
-            i += 4;
-            break;
-        }
-        case 's': {
-            if (i >= end)
-                goto slow;
-            Py_ssize_t n = b[i];
-            if (i + 1 + n > end)
-                goto slow;
-            v = shortstr((const char *)b + i + 1, n, &self->strings[k]);
-            i += 1 + n;
-            break;
-        }
-        case 'S':
-        case 'x': {
-            if (end - i < 4)
-                goto slow;
-            Py_ssize_t n = (Py_ssize_t)((u16(b + i) << 16) | u16(b + i + 2));
-            i += 4;
-            if (n > end - i)
-                goto slow;
-            v = PyBytes_FromStringAndSize((const char *)b + i, n);
-            i += n;
-            if (v != NULL && c == 'S') {
-                PyObject *raw = v;
-                v = helper(dec_str, "O", raw);
-                Py_DECREF(raw);
-                if (v == NULL && !PyErr_Occurred())
-                    goto slow;
-            }
-            break;
-        }
-        case 'T':
-            if (end - i < 8)
-                goto slow;
-            v = helper(dec_timestamp, "K", (unsigned long long)u64(b + i));
-            if (v == NULL && !PyErr_Occurred())
-                goto slow;
-            i += 8;
-            break;
-        default: {   /* 'F', 'A': value and the offset after it */
-            PyObject *r = helper(c == 'F' ? dec_table : dec_array, "Onn",
-                                 buf, i, end);
-            if (r == NULL) {
-                if (!PyErr_Occurred())
-                    goto slow;
-                goto fail;
-            }
-            if (!PyTuple_Check(r) || PyTuple_Size(r) != 2) {
-                Py_DECREF(r);
-                goto slow;
-            }
-            v = PyTuple_GetItem(r, 0);
-            Py_XINCREF(v);
-            i = PyLong_AsSsize_t(PyTuple_GetItem(r, 1));
-            Py_DECREF(r);
-            if (i == -1 && PyErr_Occurred()) {
-                Py_XDECREF(v);
-                goto fail;
-            }
-        }
-        }
+        int slow = 0;
+        v = decode_field(c, buf, b, &i, end, &self->strings[k], 0, &slow);
+        if (slow)
+            goto slow;
         if (v == NULL)
             goto fail;
         PyList_SetItem(values, k, v);   /* steals v */
@@ -421,28 +406,6 @@ slow:
 fail:
     Py_DECREF(values);
     return NULL;
-}
-
-static PyObject *helper(PyObject *fn, const char *argfmt, ...)
-{
-    va_list va;
-    va_start(va, argfmt);
-    PyObject *argtuple = Py_VaBuildValue(argfmt, va);
-    va_end(va);
-    if (argtuple == NULL)
-        return NULL;
-    if (!PyTuple_Check(argtuple)) {
-        PyObject *one = PyTuple_Pack(1, argtuple);
-        Py_DECREF(argtuple);
-        if (one == NULL)
-            return NULL;
-        argtuple = one;
-    }
-    PyObject *r = PyObject_CallObject(fn, argtuple);
-    Py_DECREF(argtuple);
-    if (r == NULL && PyErr_ExceptionMatches(PyExc_Exception))
-        PyErr_Clear();
-    return r;
 }
 
 static PyType_Slot ArgsDecoder_slots[] = {
@@ -460,20 +423,22 @@ static PyType_Spec ArgsDecoder_spec = {
     Py_TPFLAGS_DEFAULT, ArgsDecoder_slots,
 };
 
+/* *slot = value, keeping a reference (and dropping the old one) */
+static void keep(PyObject **slot, PyObject *value)
+{
+    Py_INCREF(value);
+    Py_XDECREF(*slot);
+    *slot = value;
+}
+
 static PyObject *configure_args(PyObject *self, PyObject *args)
 {
     PyObject *s, *a, *t;
     if (!PyArg_UnpackTuple(args, "configure_args", 3, 3, &s, &a, &t))
         return NULL;
-    Py_INCREF(s);
-    Py_XDECREF(dec_str);
-    dec_str = s;
-    Py_INCREF(a);
-    Py_XDECREF(dec_array);
-    dec_array = a;
-    Py_INCREF(t);
-    Py_XDECREF(dec_timestamp);
-    dec_timestamp = t;
+    keep(&dec_str, s);
+    keep(&dec_array, a);
+    keep(&dec_timestamp, t);
     Py_RETURN_NONE;
 }
 
@@ -504,18 +469,12 @@ static PyObject *configure(PyObject *self, PyObject *args)
             return NULL;
         }
         int bit = 15 - k;
-        Py_INCREF(name);
-        Py_XDECREF(prop_names[bit]);
-        prop_names[bit] = name;
+        keep(&prop_names[bit], name);
         prop_formats[bit] = letter;
         Py_CLEAR(caches[bit].value);
     }
-    Py_INCREF(table);
-    Py_XDECREF(dec_table);
-    dec_table = table;
-    Py_INCREF(twin);
-    Py_XDECREF(pure_twin);
-    pure_twin = twin;
+    keep(&dec_table, table);
+    keep(&pure_twin, twin);
     Py_RETURN_NONE;
 }
 
