@@ -423,6 +423,146 @@ static PyType_Spec ArgsDecoder_spec = {
     Py_TPFLAGS_DEFAULT, ArgsDecoder_slots,
 };
 
+/* ---------------------------------------------------------------------
+ * ContentTaker(frames): the twin of frames.take_content (a FrameBuffer),
+ * called as taker(channel) -> (header payload, body) or None.  Reads
+ * the buffer's attributes as the method does; a buffer that is not bytes
+ * (a bytearray while a large frame collects) goes to the method itself. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *frames;
+} ContentTaker;
+
+static PyObject *str_buf, *str_pos, *str_collecting, *str_max_payload,
+    *str_collect_min, *str_take_content;
+
+static void ContentTaker_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    Py_XDECREF(((ContentTaker *)op)->frames);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *ContentTaker_new(PyTypeObject *type, PyObject *args,
+                                  PyObject *kwargs)
+{
+    PyObject *frames;
+    if (!PyArg_UnpackTuple(args, "ContentTaker", 1, 1, &frames))
+        return NULL;
+    allocfunc alloc = (allocfunc)PyType_GetSlot(type, Py_tp_alloc);
+    ContentTaker *self = (ContentTaker *)alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    Py_INCREF(frames);
+    self->frames = frames;
+    return (PyObject *)self;
+}
+
+static Py_ssize_t int_attr(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    Py_ssize_t n = PyLong_AsSsize_t(v);
+    Py_DECREF(v);
+    return n;
+}
+
+static PyObject *ContentTaker_call(PyObject *op, PyObject *args,
+                                   PyObject *kwargs)
+{
+    PyObject *frames = ((ContentTaker *)op)->frames;
+    PyObject *channel_obj;
+    if (!PyArg_UnpackTuple(args, "take_content", 1, 1, &channel_obj))
+        return NULL;
+    long channel = PyLong_AsLong(channel_obj);
+    if (channel == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *buf = PyObject_GetAttr(frames, str_buf);
+    if (buf == NULL)
+        return NULL;
+    if (!PyBytes_Check(buf)) {
+        Py_DECREF(buf);
+        return PyObject_CallMethodObjArgs(frames, str_take_content,
+                                          channel_obj, NULL);
+    }
+    PyObject *result = NULL;
+    PyObject *collecting = PyObject_GetAttr(frames, str_collecting);
+    if (collecting == NULL)
+        goto done;
+    int busy = PyObject_IsTrue(collecting);
+    Py_DECREF(collecting);
+    if (busy < 0)
+        goto done;
+    Py_ssize_t pos = int_attr(frames, str_pos);
+    Py_ssize_t max_payload = int_attr(frames, str_max_payload);
+    Py_ssize_t collect_min = int_attr(frames, str_collect_min);
+    if (PyErr_Occurred())
+        goto done;
+    const unsigned char *b = (const unsigned char *)PyBytes_AsString(buf);
+    Py_ssize_t have = PyBytes_Size(buf);
+    if (busy || pos < 0 || have - pos < 7)
+        goto none;
+    uint32_t size = (u16(b + pos + 3) << 16) | u16(b + pos + 5);
+    if (b[pos] != 2 || (long)u16(b + pos + 1) != channel || size < 12 ||
+        (Py_ssize_t)size > max_payload || (Py_ssize_t)size >= have - pos - 7)
+        goto none;
+    Py_ssize_t hstart = pos + 7, hend = hstart + (Py_ssize_t)size;
+    if (b[hend] != 0xCE)
+        goto none;
+    uint64_t body_size = u64(b + hstart + 4);
+    Py_ssize_t next = hend + 1;
+    Py_ssize_t bstart = 0, bend = 0;
+    if (body_size) {
+        if (have - next < 7 || body_size >= (uint64_t)collect_min)
+            goto none;
+        uint32_t bsize = (u16(b + next + 3) << 16) | u16(b + next + 5);
+        if (b[next] != 3 || (long)u16(b + next + 1) != channel ||
+            (uint64_t)bsize != body_size ||
+            (Py_ssize_t)bsize >= have - next - 7)
+            goto none;
+        bstart = next + 7;
+        bend = bstart + (Py_ssize_t)bsize;
+        if (b[bend] != 0xCE)
+            goto none;
+        next = bend + 1;
+    }
+    PyObject *new_pos = PyLong_FromSsize_t(next);
+    if (new_pos == NULL)
+        goto done;
+    int set = PyObject_SetAttr(frames, str_pos, new_pos);
+    Py_DECREF(new_pos);
+    if (set < 0)
+        goto done;
+    result = Py_BuildValue("(y#y#)", (const char *)b + hstart,
+                           hend - hstart, (const char *)b + bstart,
+                           bend - bstart);
+    goto done;
+none:
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    Py_DECREF(buf);
+    return result;
+}
+
+static PyType_Slot ContentTaker_slots[] = {
+    {Py_tp_new, ContentTaker_new},
+    {Py_tp_dealloc, ContentTaker_dealloc},
+    {Py_tp_call, ContentTaker_call},
+    {Py_tp_doc, "ContentTaker(frames): taker(channel), the compiled twin "
+                "of frames.take_content(channel) for a FrameBuffer."},
+    {0, NULL},
+};
+
+static PyType_Spec ContentTaker_spec = {
+    "amqp._speedups.ContentTaker", sizeof(ContentTaker), 0,
+    Py_TPFLAGS_DEFAULT, ContentTaker_slots,
+};
+
 /* *slot = value, keeping a reference (and dropping the old one) */
 static void keep(PyObject **slot, PyObject *value)
 {
@@ -507,6 +647,22 @@ PyMODINIT_FUNC PyInit__speedups(void)
     PyObject *type = PyType_FromSpec(&ArgsDecoder_spec);
     if (type == NULL || PyModule_AddObject(m, "ArgsDecoder", type) < 0) {
         Py_XDECREF(type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    type = PyType_FromSpec(&ContentTaker_spec);
+    if (type == NULL || PyModule_AddObject(m, "ContentTaker", type) < 0) {
+        Py_XDECREF(type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if ((str_buf = PyUnicode_InternFromString("buf")) == NULL ||
+        (str_pos = PyUnicode_InternFromString("pos")) == NULL ||
+        (str_collecting = PyUnicode_InternFromString("collecting")) == NULL ||
+        (str_max_payload = PyUnicode_InternFromString("max_payload")) == NULL ||
+        (str_collect_min = PyUnicode_InternFromString("collect_min")) == NULL ||
+        (str_take_content = PyUnicode_InternFromString("take_content")) ==
+            NULL) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,5 +1,5 @@
 # Type information for the optional compiled module (amqp/_speedups.c).
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 def configure(plan: Tuple[Tuple[str, str], ...],
               dec_table: Callable[..., Any],
@@ -12,3 +12,7 @@ def configure_args(dec_str: Callable[..., Any], dec_array: Callable[..., Any],
 class ArgsDecoder:
     def __init__(self, fmt: str, pure: Callable[..., Any]) -> None: ...
     def __call__(self, buf: Any, offset: int) -> Tuple[List[Any], int]: ...
+
+class ContentTaker:
+    def __init__(self, frames: Any) -> None: ...
+    def __call__(self, channel: int) -> Optional[Tuple[bytes, bytes]]: ...

@@ -35,7 +35,7 @@ from . import spec
 from .basic_message import Message, OutboundBody, serialized_properties
 from .exceptions import FrameError, FrameSyntaxError, UnexpectedFrame
 from .serialization import (decode_header_frame_payload,
-                            encode_properties_basic)
+                            encode_properties_basic, speedups)
 
 __all__ = ('FrameBuffer', 'frame_handler', 'frame_writer', 'method_end',
            'HEARTBEAT_FRAME', 'OversizedContent', 'Frame', 'FrameWriter',
@@ -561,7 +561,9 @@ def frame_handler(connection: InboundConnection, callback: MethodCallback,
     # in one call here, not three.
     frames: Optional[FrameBuffer] = getattr(connection, 'inbound_frames',
                                             None)
-    take_content = None if frames is None else frames.take_content
+    take_content = None if frames is None else \
+        frames.take_content if speedups is None or \
+        type(frames) is not FrameBuffer else speedups.ContentTaker(frames)
 
     def on_frame(frame: Frame) -> bool:
         frame_type, channel, buf = frame

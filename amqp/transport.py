@@ -532,8 +532,10 @@ class _AbstractTransport:
                 continue
             except socket.timeout:
                 raise   # a timeout is not a broken socket
-            except OSError:
+            except OSError as exc:
                 self.connected = False
+                if sock.fileno() < 0:   # closed by another thread
+                    raise ConnectionLost('connection is closed') from exc
                 raise
             if not result:
                 self.connected = False
