@@ -600,6 +600,8 @@ class RecoveringConnection(Connection):
         if '://' not in entry:
             return entry
         opts = url_options(entry)
+        host: str = opts['host']
+        shown = entry.split('://', 1)[0] + '://' + host   # no credentials
         for key, what in (('userid', 'user'),
                           ('virtual_host', 'virtual host')):
             if opts[key] != getattr(self, key):
@@ -607,14 +609,11 @@ class RecoveringConnection(Connection):
                     'recover_hosts: %s names %s %r, the connection %r '
                     '(hosts to recover on are tried with the '
                     "connection's own credentials and virtual host)" % (
-                        entry.split('://', 1)[0] + '://' + opts['host'],
-                        what, opts[key], getattr(self, key)))
+                        shown, what, opts[key], getattr(self, key)))
         if bool(opts.get('ssl')) != bool(self.ssl):
             raise ValueError(
                 'recover_hosts: %s does not match the connection, which '
-                'uses %s' % (entry.split('://', 1)[0] + '://' + opts['host'],
-                             'TLS' if self.ssl else 'no TLS'))
-        host: str = opts['host']
+                'uses %s' % (shown, 'TLS' if self.ssl else 'no TLS'))
         return host
 
     # -- state ----------------------------------------------------------------
