@@ -16,6 +16,12 @@
 #include <stdarg.h>
 #include <string.h>
 
+#ifndef PyBUF_WRITE
+/* PyMemoryView_FromMemory's flag; in the limited API's headers from 3.11
+ * on, with the value it has always had */
+#define PyBUF_WRITE 0x200
+#endif
+
 /* Property bits 15..2 (bit 15 is the first property): name and format
  * letter, from configure(). */
 static PyObject *prop_names[16];
@@ -563,6 +569,754 @@ static PyType_Spec ContentTaker_spec = {
     Py_TPFLAGS_DEFAULT, ContentTaker_slots,
 };
 
+/* ---------------------------------------------------------------------
+ * Holders: the types below keep references to Python objects (a frame
+ * buffer, a connection, callbacks) given to their constructor, in order.
+ * They take part in garbage collection: a connection holds its frame
+ * handler, which holds the connection. */
+
+#define MAX_REFS 10
+
+typedef struct {
+    PyObject_HEAD
+    int nrefs;
+    PyObject *ref[MAX_REFS];
+    /* FrameHandler: the last method signature seen, reused while the
+     * class and method ids repeat */
+    unsigned last_class, last_method;
+    PyObject *last_sig;
+} Holder;
+
+static int Holder_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    Holder *self = (Holder *)op;
+    for (int k = 0; k < self->nrefs; k++)
+        Py_VISIT(self->ref[k]);
+    Py_VISIT(Py_TYPE(op));
+    return 0;
+}
+
+static int Holder_clear(PyObject *op)
+{
+    Holder *self = (Holder *)op;
+    for (int k = 0; k < self->nrefs; k++)
+        Py_CLEAR(self->ref[k]);
+    Py_CLEAR(self->last_sig);
+    return 0;
+}
+
+static void Holder_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    Holder_clear(op);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(op);
+    Py_DECREF(tp);
+}
+
+/* A new holder of the ``n`` positional arguments of ``args``. */
+static PyObject *holder_new(PyTypeObject *type, PyObject *args,
+                            PyObject *kwargs, int n, const char *name)
+{
+    if ((kwargs != NULL && PyDict_Size(kwargs)) || !PyTuple_Check(args) ||
+        PyTuple_Size(args) != n) {
+        PyErr_Format(PyExc_TypeError, "%s takes %d positional arguments",
+                     name, n);
+        return NULL;
+    }
+    allocfunc alloc = (allocfunc)PyType_GetSlot(type, Py_tp_alloc);
+    Holder *self = (Holder *)alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->nrefs = n;
+    for (int k = 0; k < n; k++) {
+        self->ref[k] = PyTuple_GetItem(args, k);
+        Py_INCREF(self->ref[k]);
+    }
+    return (PyObject *)self;
+}
+
+#define HOLDER_SLOTS \
+    {Py_tp_dealloc, Holder_dealloc}, \
+    {Py_tp_traverse, Holder_traverse}, \
+    {Py_tp_clear, Holder_clear}
+
+#define HOLDER_FLAGS (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC)
+
+/* obj.name += delta (an int attribute) */
+static int add_to_attr(PyObject *obj, PyObject *name, long delta)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    PyObject *d = PyLong_FromLong(delta);
+    if (d == NULL) {
+        Py_DECREF(v);
+        return -1;
+    }
+    PyObject *sum = PyNumber_Add(v, d);
+    Py_DECREF(v);
+    Py_DECREF(d);
+    if (sum == NULL)
+        return -1;
+    int r = PyObject_SetAttr(obj, name, sum);
+    Py_DECREF(sum);
+    return r;
+}
+
+static PyObject *str_next_frame, *str_body_view, *str_max_body,
+    *str_bytes_recv, *str_bytes_sent, *str_frame_max, *str_max_message_size,
+    *str_body, *str_properties, *str_channel, *str_delivery_info,
+    *str_frame_method, *str_frame_args, *str_body_size;
+
+/* ---------------------------------------------------------------------
+ * NextFrame(frames): reader() -> (frame_type, channel, payload) or None,
+ * the twin of frames.next_frame() for a FrameBuffer in its usual state
+ * (a bytes buffer, no large body being collected).  Anything else --
+ * collecting, a frame that starts a collection, any malformed frame -- is
+ * the method's. */
+
+static PyObject *NextFrame_new(PyTypeObject *type, PyObject *args,
+                               PyObject *kwargs)
+{
+    return holder_new(type, args, kwargs, 1, "NextFrame");
+}
+
+static PyObject *NextFrame_call(PyObject *op, PyObject *args,
+                                PyObject *kwargs)
+{
+    PyObject *frames = ((Holder *)op)->ref[0];
+    PyObject *buf = NULL, *result = NULL;
+    PyObject *view = PyObject_GetAttr(frames, str_body_view);
+    if (view == NULL)
+        return NULL;
+    int idle = view == Py_None;
+    Py_DECREF(view);
+    if (!idle)
+        goto pure;
+    buf = PyObject_GetAttr(frames, str_buf);
+    if (buf == NULL)
+        return NULL;
+    if (!PyBytes_Check(buf))
+        goto pure;
+    Py_ssize_t pos = int_attr(frames, str_pos);
+    if (pos == -1 && PyErr_Occurred())
+        goto done;
+    const unsigned char *b = (const unsigned char *)PyBytes_AsString(buf);
+    Py_ssize_t have = PyBytes_Size(buf);
+    if (pos < 0 || pos > have)
+        goto pure;
+    if (have - pos < 7) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto done;
+    }
+    unsigned frame_type = b[pos];
+    unsigned channel = u16(b + pos + 1);
+    Py_ssize_t size = (Py_ssize_t)((u16(b + pos + 3) << 16) |
+                                   u16(b + pos + 5));
+    Py_ssize_t max_payload = int_attr(frames, str_max_payload);
+    if (max_payload == -1 && PyErr_Occurred())
+        goto done;
+    if (size > max_payload)
+        goto pure;
+    Py_ssize_t start = pos + 7, end = start + size;
+    if (have <= end) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto done;
+    }
+    if (b[end] != 0xCE)
+        goto pure;
+    if (frame_type == 2 && size >= 12) {
+        /* a header whose body the buffer would collect: the method's */
+        uint64_t body_size = u64(b + start + 4);
+        Py_ssize_t lo = int_attr(frames, str_collect_min);
+        if (lo == -1 && PyErr_Occurred())
+            goto done;
+        if (body_size >= (uint64_t)(lo < 0 ? 0 : lo))
+            goto pure;
+    }
+    PyObject *new_pos = PyLong_FromSsize_t(end + 1);
+    if (new_pos == NULL)
+        goto done;
+    int set = PyObject_SetAttr(frames, str_pos, new_pos);
+    Py_DECREF(new_pos);
+    if (set < 0)
+        goto done;
+    result = Py_BuildValue("(IIy#)", frame_type, channel,
+                           (const char *)b + start, size);
+    goto done;
+pure:
+    result = PyObject_CallMethodObjArgs(frames, str_next_frame, NULL);
+done:
+    Py_XDECREF(buf);
+    return result;
+}
+
+static PyType_Slot NextFrame_slots[] = {
+    {Py_tp_new, NextFrame_new},
+    {Py_tp_call, NextFrame_call},
+    HOLDER_SLOTS,
+    {Py_tp_doc, "NextFrame(frames): reader() -> frame or None, the "
+                "compiled twin of frames.next_frame() for a FrameBuffer."},
+    {0, NULL},
+};
+
+static PyType_Spec NextFrame_spec = {
+    "amqp._speedups.NextFrame", sizeof(Holder), 0, HOLDER_FLAGS,
+    NextFrame_slots,
+};
+
+/* ---------------------------------------------------------------------
+ * FrameHandler(pure, partial, connection, callback, content_methods,
+ * methods, take_content, message_type, content): on_frame(frame), the
+ * twin of the closure method_framing.frame_handler returns (``pure``),
+ * sharing its state (``partial``: channel -> content being assembled).
+ * A method frame on a channel with nothing partial is handled here: a
+ * content method whose header and body ``take_content`` finds buffered
+ * whole becomes a Message built here; everything else (header and body
+ * frames, heartbeats, content not yet whole, malformed frames, content
+ * over max_message_size) goes to ``pure``, or to ``content`` (the
+ * closure's _content) for a header this code does not take. */
+
+enum { FH_PURE, FH_PARTIAL, FH_CONN, FH_CALLBACK, FH_CONTENT_METHODS,
+       FH_METHODS, FH_TAKE, FH_MESSAGE, FH_CONTENT, FH_NREFS };
+
+static PyObject *FrameHandler_new(PyTypeObject *type, PyObject *args,
+                                  PyObject *kwargs)
+{
+    return holder_new(type, args, kwargs, FH_NREFS, "FrameHandler");
+}
+
+static PyObject *decode_properties_basic(PyObject *self, PyObject *args);
+
+/* The Message for a content header payload and body; NULL with no error
+ * set when the pure _content is to judge it. */
+static PyObject *build_message(Holder *self, PyObject *header,
+                               PyObject *body, PyObject *sig,
+                               PyObject *payload)
+{
+    Py_ssize_t n = PyBytes_Size(header);
+    const unsigned char *h = (const unsigned char *)PyBytes_AsString(header);
+    if (h == NULL || n < 14 || u16(h) != 60)
+        return NULL;
+    uint64_t body_size = u64(h + 4);
+    PyObject *limit = PyObject_GetAttr(self->ref[FH_CONN],
+                                       str_max_message_size);
+    if (limit == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+    } else {
+        int set = limit != Py_None && PyObject_IsTrue(limit);
+        Py_DECREF(limit);
+        if (set)
+            return NULL;    /* the pure path weighs it */
+    }
+    PyObject *dargs = Py_BuildValue("(Oi)", header, 12);
+    if (dargs == NULL)
+        return NULL;
+    PyObject *decoded = decode_properties_basic(NULL, dargs);
+    Py_DECREF(dargs);
+    if (decoded == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_Exception))
+            PyErr_Clear();      /* the pure path raises it again */
+        return NULL;
+    }
+    PyObject *props = PyTuple_GetItem(decoded, 0);
+    PyTypeObject *mtype = (PyTypeObject *)self->ref[FH_MESSAGE];
+    allocfunc alloc = (allocfunc)PyType_GetSlot(mtype, Py_tp_alloc);
+    PyObject *msg = alloc(mtype, 0);
+    PyObject *size_obj = PyLong_FromUnsignedLongLong(body_size);
+    if (msg == NULL || size_obj == NULL ||
+        PyObject_SetAttr(msg, str_body, body) < 0 ||
+        PyObject_SetAttr(msg, str_properties, props) < 0 ||
+        PyObject_SetAttr(msg, str_channel, Py_None) < 0 ||
+        PyObject_SetAttr(msg, str_delivery_info, Py_None) < 0 ||
+        PyObject_SetAttr(msg, str_frame_method, sig) < 0 ||
+        PyObject_SetAttr(msg, str_frame_args, payload) < 0 ||
+        PyObject_SetAttr(msg, str_body_size, size_obj) < 0) {
+        Py_CLEAR(msg);
+    }
+    Py_XDECREF(size_obj);
+    Py_DECREF(decoded);
+    return msg;
+}
+
+static PyObject *FrameHandler_call(PyObject *op, PyObject *args,
+                                   PyObject *kwargs)
+{
+    Holder *self = (Holder *)op;
+    PyObject *frame;
+    if (!PyArg_UnpackTuple(args, "on_frame", 1, 1, &frame))
+        return NULL;
+    PyObject *payload;
+    if (!PyTuple_Check(frame) || PyTuple_Size(frame) != 3 ||
+        !PyBytes_Check(payload = PyTuple_GetItem(frame, 2)))
+        goto pure;
+    PyObject *type_obj = PyTuple_GetItem(frame, 0);
+    PyObject *channel_obj = PyTuple_GetItem(frame, 1);
+    if (!PyLong_Check(type_obj) || PyLong_AsLong(type_obj) != 1)
+        goto pure;
+    if (PyErr_Occurred())
+        return NULL;
+    int busy = PyDict_Contains(self->ref[FH_PARTIAL], channel_obj);
+    if (busy < 0)
+        return NULL;
+    Py_ssize_t plen = PyBytes_Size(payload);
+    if (busy || plen < 4)
+        goto pure;
+    const unsigned char *p = (const unsigned char *)PyBytes_AsString(payload);
+    unsigned class_id = u16(p), method_id = u16(p + 2);
+    if (self->last_sig == NULL || self->last_class != class_id ||
+        self->last_method != method_id) {
+        PyObject *sig = Py_BuildValue("(II)", class_id, method_id);
+        if (sig == NULL)
+            return NULL;
+        Py_XDECREF(self->last_sig);
+        self->last_sig = sig;
+        self->last_class = class_id;
+        self->last_method = method_id;
+    }
+    PyObject *sig = self->last_sig;
+    Py_INCREF(sig);      /* a callback may replace last_sig */
+    PyObject *result = NULL, *content = Py_None;
+    Py_INCREF(content);
+    int is_content = PySet_Contains(self->ref[FH_CONTENT_METHODS], sig);
+    if (is_content < 0)
+        goto done;
+    if (!is_content) {
+        int known = PyDict_Contains(self->ref[FH_METHODS], sig);
+        if (known < 0)
+            goto done;
+        if (!known) {
+            Py_DECREF(sig);
+            Py_DECREF(content);
+            goto pure;
+        }
+        if (add_to_attr(self->ref[FH_CONN], str_bytes_recv, 1) < 0)
+            goto done;
+    } else {
+        PyObject *whole = PyObject_CallFunctionObjArgs(self->ref[FH_TAKE],
+                                                       channel_obj, NULL);
+        if (whole == NULL)
+            goto done;
+        if (whole == Py_None) {
+            Py_DECREF(whole);
+            Py_DECREF(sig);
+            Py_DECREF(content);
+            goto pure;
+        }
+        PyObject *header = PyTuple_GetItem(whole, 0);
+        PyObject *body = PyTuple_GetItem(whole, 1);
+        if (add_to_attr(self->ref[FH_CONN], str_bytes_recv,
+                        PyBytes_Size(body) ? 3 : 2) < 0) {
+            Py_DECREF(whole);
+            goto done;
+        }
+        Py_DECREF(content);
+        content = build_message(self, header, body, sig, payload);
+        if (content == NULL && !PyErr_Occurred())
+            content = PyObject_CallFunctionObjArgs(
+                self->ref[FH_CONTENT], header, body, sig, payload, NULL);
+        Py_DECREF(whole);
+        if (content == NULL)
+            goto done;
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(
+        self->ref[FH_CALLBACK], channel_obj, sig, payload, content, NULL);
+    if (r != NULL) {
+        Py_DECREF(r);
+        Py_INCREF(Py_True);
+        result = Py_True;
+    }
+done:
+    Py_DECREF(sig);
+    Py_XDECREF(content);
+    return result;
+pure:
+    return PyObject_CallFunctionObjArgs(self->ref[FH_PURE], frame, NULL);
+}
+
+static PyType_Slot FrameHandler_slots[] = {
+    {Py_tp_new, FrameHandler_new},
+    {Py_tp_call, FrameHandler_call},
+    HOLDER_SLOTS,
+    {Py_tp_doc, "FrameHandler(pure, partial, connection, callback, "
+                "content_methods, methods, take_content, message_type, "
+                "content): on_frame(frame), the compiled twin of the "
+                "closure frame_handler returns."},
+    {0, NULL},
+};
+
+static PyType_Spec FrameHandler_spec = {
+    "amqp._speedups.FrameHandler", sizeof(Holder), 0, HOLDER_FLAGS,
+    FrameHandler_slots,
+};
+
+/* ---------------------------------------------------------------------
+ * FrameWriter(pure, connection, write, encode_properties, message_type):
+ * write_frame(type_, channel, method_sig, args, content=None), the twin
+ * of the function method_framing.frame_writer returns (``pure``).  A
+ * method alone, or with a Message whose body is bytes small enough for
+ * one frame (and not written scatter-gather), is built here into one
+ * bytes object and written with one ``write`` call; anything else, and
+ * any frame over frame_max, is the pure writer's. */
+
+enum { FW_PURE, FW_CONN, FW_WRITE, FW_ENCODE_PROPS, FW_MESSAGE, FW_NREFS };
+
+#define SCATTER_MIN 32768
+
+static PyObject *FrameWriter_new(PyTypeObject *type, PyObject *args,
+                                 PyObject *kwargs)
+{
+    return holder_new(type, args, kwargs, FW_NREFS, "FrameWriter");
+}
+
+static unsigned char *put_frame_header(unsigned char *o, unsigned type,
+                                       unsigned channel, uint32_t size)
+{
+    o[0] = (unsigned char)type;
+    o[1] = (unsigned char)(channel >> 8);
+    o[2] = (unsigned char)channel;
+    o[3] = (unsigned char)(size >> 24);
+    o[4] = (unsigned char)(size >> 16);
+    o[5] = (unsigned char)(size >> 8);
+    o[6] = (unsigned char)size;
+    return o + 7;
+}
+
+static PyObject *FrameWriter_call(PyObject *op, PyObject *args,
+                                  PyObject *kwargs)
+{
+    Holder *self = (Holder *)op;
+    PyObject *type_obj, *channel_obj, *sig, *margs, *content = Py_None;
+    PyObject *props = NULL, *frame = NULL, *body = NULL;
+    if (kwargs != NULL && PyDict_Size(kwargs))
+        goto pure;
+    if (!PyArg_UnpackTuple(args, "write_frame", 4, 5, &type_obj,
+                           &channel_obj, &sig, &margs, &content))
+        return NULL;
+    if (margs == Py_None)
+        margs = NULL;
+    else if (!PyBytes_Check(margs))
+        goto pure;
+    if (!PyLong_Check(type_obj) || !PyLong_Check(channel_obj) ||
+        !PyTuple_Check(sig) || PyTuple_Size(sig) != 2)
+        goto pure;
+    long type_ = PyLong_AsLong(type_obj);
+    long channel = PyLong_AsLong(channel_obj);
+    long class_id = PyLong_AsLong(PyTuple_GetItem(sig, 0));
+    long method_id = PyLong_AsLong(PyTuple_GetItem(sig, 1));
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        goto pure;
+    }
+    if (type_ < 0 || type_ > 255 || channel < 0 || channel > 65535 ||
+        class_id < 0 || class_id > 65535 || method_id < 0 ||
+        method_id > 65535)
+        goto pure;
+    Py_ssize_t alen = margs == NULL ? 0 : PyBytes_Size(margs);
+    PyObject *fm = PyObject_GetAttr(self->ref[FW_CONN], str_frame_max);
+    if (fm == NULL)
+        return NULL;
+    Py_ssize_t frame_max = 0;
+    if (fm != Py_None) {
+        frame_max = PyLong_Check(fm) ? PyLong_AsSsize_t(fm) : -1;
+        if (frame_max < 0) {
+            PyErr_Clear();
+            Py_DECREF(fm);
+            goto pure;
+        }
+    }
+    Py_DECREF(fm);
+    if (alen > 0xFFFFFFF0 || (frame_max && alen + 12 > frame_max))
+        goto pure;
+    Py_ssize_t blen = 0, plen = 0;
+    int nframes = 1;
+    if (content != Py_None) {
+        if ((PyObject *)Py_TYPE(content) != self->ref[FW_MESSAGE])
+            goto pure;
+        body = PyObject_GetAttr(content, str_body);
+        if (body == NULL)
+            return NULL;
+        if (!PyBytes_Check(body))
+            goto pure;
+        blen = PyBytes_Size(body);
+        if (blen >= SCATTER_MIN || (frame_max && blen > frame_max - 8))
+            goto pure;
+        PyObject *properties = PyObject_GetAttr(content, str_properties);
+        if (properties == NULL)
+            goto fail;
+        props = PyObject_CallFunctionObjArgs(self->ref[FW_ENCODE_PROPS],
+                                             properties, NULL);
+        Py_DECREF(properties);
+        if (props == NULL)
+            goto fail;
+        if (!PyBytes_Check(props))
+            goto pure;
+        plen = PyBytes_Size(props);
+        if (plen > 0xFFFFFF00 || (frame_max && plen + 20 > frame_max))
+            goto pure;
+        nframes = blen ? 3 : 2;
+    }
+    Py_ssize_t total = 12 + alen;
+    if (content != Py_None)
+        total += 20 + plen + (blen ? 8 + blen : 0);
+    frame = PyBytes_FromStringAndSize(NULL, total);
+    if (frame == NULL)
+        goto fail;
+    unsigned char *o = (unsigned char *)PyBytes_AsString(frame);
+    o = put_frame_header(o, (unsigned)type_, (unsigned)channel,
+                         (uint32_t)(alen + 4));
+    *o++ = (unsigned char)(class_id >> 8);
+    *o++ = (unsigned char)class_id;
+    *o++ = (unsigned char)(method_id >> 8);
+    *o++ = (unsigned char)method_id;
+    if (alen)
+        memcpy(o, PyBytes_AsString(margs), (size_t)alen);
+    o += alen;
+    *o++ = 0xCE;
+    if (content != Py_None) {
+        o = put_frame_header(o, 2, (unsigned)channel, (uint32_t)(12 + plen));
+        *o++ = 0;       /* class 60 (basic), weight 0 */
+        *o++ = 60;
+        *o++ = 0;
+        *o++ = 0;
+        uint64_t bs = (uint64_t)blen;
+        for (int k = 7; k >= 0; k--)
+            *o++ = (unsigned char)(bs >> (8 * k));
+        if (plen)
+            memcpy(o, PyBytes_AsString(props), (size_t)plen);
+        o += plen;
+        *o++ = 0xCE;
+        if (blen) {
+            o = put_frame_header(o, 3, (unsigned)channel, (uint32_t)blen);
+            memcpy(o, PyBytes_AsString(body), (size_t)blen);
+            o += blen;
+            *o++ = 0xCE;
+        }
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(self->ref[FW_WRITE], frame,
+                                               NULL);
+    if (r == NULL)
+        goto fail;
+    Py_DECREF(r);
+    Py_DECREF(frame);
+    Py_XDECREF(props);
+    Py_XDECREF(body);
+    if (add_to_attr(self->ref[FW_CONN], str_bytes_sent, nframes) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(frame);
+    Py_XDECREF(props);
+    Py_XDECREF(body);
+    return NULL;
+pure:
+    Py_XDECREF(props);
+    Py_XDECREF(body);
+    return PyObject_Call(self->ref[FW_PURE], args, kwargs);
+}
+
+static PyType_Slot FrameWriter_slots[] = {
+    {Py_tp_new, FrameWriter_new},
+    {Py_tp_call, FrameWriter_call},
+    HOLDER_SLOTS,
+    {Py_tp_doc, "FrameWriter(pure, connection, write, encode_properties, "
+                "message_type): write_frame(type_, channel, method_sig, "
+                "args, content=None), the compiled twin of the function "
+                "frame_writer returns."},
+    {0, NULL},
+};
+
+static PyType_Spec FrameWriter_spec = {
+    "amqp._speedups.FrameWriter", sizeof(Holder), 0, HOLDER_FLAGS,
+    FrameWriter_slots,
+};
+
+/* ---------------------------------------------------------------------
+ * ArgsEncoder(fmt, pure): encode(values) -> bytes, the twin of the pure
+ * encoder serialization makes for ``fmt`` (octets, shorts, longs,
+ * long-longs, bits and shortstrs only).  Values of exactly the expected
+ * types and ranges are encoded here; anything else (a bool for an int,
+ * an int subclass, a shortstr over 255 bytes, ...) goes to ``pure``,
+ * which converts it or raises the error naming the field. */
+
+typedef struct {
+    PyObject_HEAD
+    char fmt[MAX_FIELDS + 1];
+    Py_ssize_t nfields;
+    PyObject *pure;
+} ArgsEncoder;
+
+static void ArgsEncoder_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    Py_XDECREF(((ArgsEncoder *)op)->pure);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *ArgsEncoder_new(PyTypeObject *type, PyObject *args,
+                                 PyObject *kwargs)
+{
+    PyObject *fmt, *pure;
+    if (!PyArg_ParseTuple(args, "UO", &fmt, &pure))
+        return NULL;
+    PyObject *ascii = PyUnicode_AsASCIIString(fmt);
+    if (ascii == NULL)
+        return NULL;
+    const char *f = PyBytes_AsString(ascii);
+    Py_ssize_t n = PyBytes_Size(ascii);
+    if (n > MAX_FIELDS || strspn(f, "oBlLbs") != (size_t)n) {
+        Py_DECREF(ascii);
+        PyErr_Format(PyExc_ValueError, "format %R: not for ArgsEncoder", fmt);
+        return NULL;
+    }
+    allocfunc alloc = (allocfunc)PyType_GetSlot(type, Py_tp_alloc);
+    ArgsEncoder *self = (ArgsEncoder *)alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(ascii);
+        return NULL;
+    }
+    memcpy(self->fmt, f, (size_t)n);
+    self->fmt[n] = 0;
+    self->nfields = n;
+    Py_DECREF(ascii);
+    Py_INCREF(pure);
+    self->pure = pure;
+    return (PyObject *)self;
+}
+
+static PyObject *ArgsEncoder_call(PyObject *op, PyObject *args,
+                                  PyObject *kwargs)
+{
+    ArgsEncoder *self = (ArgsEncoder *)op;
+    PyObject *values;
+    if (!PyArg_UnpackTuple(args, "encode", 1, 1, &values))
+        return NULL;
+    Py_ssize_t n = self->nfields;
+    if (!(PyTuple_CheckExact(values) || PyList_CheckExact(values)) ||
+        PySequence_Size(values) != n)
+        goto pure;
+    /* sizes first: every value checked before anything is built */
+    unsigned char out[MAX_FIELDS * 256 + 8];
+    unsigned char *o = out;
+    const char *f = self->fmt;
+    Py_ssize_t k = 0;
+    while (k < n) {
+        char c = f[k];
+        PyObject *v = PyTuple_CheckExact(values) ?
+            PyTuple_GetItem(values, k) : PyList_GetItem(values, k);
+        if (c == 'b') {
+            unsigned octet = 0;
+            for (int bit = 0; bit < 8 && k < n && f[k] == 'b'; bit++, k++) {
+                v = PyTuple_CheckExact(values) ?
+                    PyTuple_GetItem(values, k) : PyList_GetItem(values, k);
+                if (v == Py_True)
+                    octet |= 1u << bit;
+                else if (v != Py_False)
+                    goto pure;
+            }
+            *o++ = (unsigned char)octet;
+            continue;
+        }
+        if (c == 's') {
+            if (!PyUnicode_CheckExact(v))
+                goto pure;
+            Py_ssize_t len;
+            PyObject *raw = PyUnicode_AsUTF8String(v);
+            if (raw == NULL) {
+                PyErr_Clear();
+                goto pure;
+            }
+            len = PyBytes_Size(raw);
+            if (len > 255) {
+                Py_DECREF(raw);
+                goto pure;
+            }
+            *o++ = (unsigned char)len;
+            memcpy(o, PyBytes_AsString(raw), (size_t)len);
+            o += len;
+            Py_DECREF(raw);
+            k++;
+            continue;
+        }
+        if (!PyLong_CheckExact(v))
+            goto pure;
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        unsigned long long u;
+        if (overflow > 0) {
+            u = PyLong_AsUnsignedLongLong(v);
+            if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                goto pure;
+            }
+        } else if (overflow < 0 || x < 0) {
+            goto pure;
+        } else {
+            u = (unsigned long long)x;
+        }
+        int width = c == 'o' ? 1 : c == 'B' ? 2 : c == 'l' ? 4 : 8;
+        if (width < 8 && u >> (8 * width))
+            goto pure;
+        for (int byte = width - 1; byte >= 0; byte--)
+            *o++ = (unsigned char)(u >> (8 * byte));
+        k++;
+    }
+    return PyBytes_FromStringAndSize((const char *)out, o - out);
+pure:
+    return PyObject_CallFunctionObjArgs(self->pure, values, NULL);
+}
+
+static PyType_Slot ArgsEncoder_slots[] = {
+    {Py_tp_new, ArgsEncoder_new},
+    {Py_tp_dealloc, ArgsEncoder_dealloc},
+    {Py_tp_call, ArgsEncoder_call},
+    {Py_tp_doc, "ArgsEncoder(fmt, pure): encode(values) -> bytes, the "
+                "compiled twin of the pure encoder for ``fmt``."},
+    {0, NULL},
+};
+
+static PyType_Spec ArgsEncoder_spec = {
+    "amqp._speedups.ArgsEncoder", sizeof(ArgsEncoder), 0,
+    Py_TPFLAGS_DEFAULT, ArgsEncoder_slots,
+};
+
+/* ---------------------------------------------------------------------
+ * body_buffer(n) -> (bytes, memoryview): a new bytes object of n bytes
+ * and a writable view of its contents, for a large body to be received
+ * straight into the object the message keeps (no copy into it after).
+ * The view does not keep the bytes alive: the caller keeps both, writes
+ * only before handing the bytes out, and drops the view then. */
+
+static PyObject *body_buffer(PyObject *self, PyObject *arg)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 2) {
+        /* (the empty and one-byte bytes objects may be shared) */
+        PyErr_SetString(PyExc_ValueError, "body_buffer: size below 2");
+        return NULL;
+    }
+    PyObject *b = PyBytes_FromStringAndSize(NULL, n);
+    if (b == NULL)
+        return NULL;
+    PyObject *view = PyMemoryView_FromMemory(PyBytes_AsString(b), n,
+                                             PyBUF_WRITE);
+    if (view == NULL) {
+        Py_DECREF(b);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", b, view);
+}
+
 /* *slot = value, keeping a reference (and dropping the old one) */
 static void keep(PyObject **slot, PyObject *value)
 {
@@ -622,6 +1376,9 @@ static PyMethodDef methods[] = {
     {"decode_properties_basic", decode_properties_basic, METH_VARARGS,
      "decode_properties_basic(buf, offset=0) -> (properties, offset): the "
      "compiled twin of amqp.serialization's."},
+    {"body_buffer", body_buffer, METH_O,
+     "body_buffer(n) -> (bytes, memoryview): a new bytes object of n bytes "
+     "(n >= 2) and a writable view of it, to receive a body into."},
     {"configure", configure, METH_VARARGS,
      "configure(plan, dec_table, pure_twin): what the property flags mean, "
      "the field-table decoder and the pure decoder (called on malformed "
@@ -650,11 +1407,20 @@ PyMODINIT_FUNC PyInit__speedups(void)
         Py_DECREF(m);
         return NULL;
     }
-    type = PyType_FromSpec(&ContentTaker_spec);
-    if (type == NULL || PyModule_AddObject(m, "ContentTaker", type) < 0) {
-        Py_XDECREF(type);
-        Py_DECREF(m);
-        return NULL;
+    static struct { PyType_Spec *spec; const char *name; } types[] = {
+        {&ContentTaker_spec, "ContentTaker"},
+        {&NextFrame_spec, "NextFrame"},
+        {&FrameHandler_spec, "FrameHandler"},
+        {&FrameWriter_spec, "FrameWriter"},
+        {&ArgsEncoder_spec, "ArgsEncoder"},
+    };
+    for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
+        type = PyType_FromSpec(types[k].spec);
+        if (type == NULL || PyModule_AddObject(m, types[k].name, type) < 0) {
+            Py_XDECREF(type);
+            Py_DECREF(m);
+            return NULL;
+        }
     }
     if ((str_buf = PyUnicode_InternFromString("buf")) == NULL ||
         (str_pos = PyUnicode_InternFromString("pos")) == NULL ||
@@ -662,6 +1428,22 @@ PyMODINIT_FUNC PyInit__speedups(void)
         (str_max_payload = PyUnicode_InternFromString("max_payload")) == NULL ||
         (str_collect_min = PyUnicode_InternFromString("collect_min")) == NULL ||
         (str_take_content = PyUnicode_InternFromString("take_content")) ==
+            NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    static struct { PyObject **slot; const char *text; } names[] = {
+        {&str_next_frame, "next_frame"}, {&str_body_view, "_body_view"},
+        {&str_max_body, "max_body"}, {&str_bytes_recv, "bytes_recv"},
+        {&str_bytes_sent, "bytes_sent"}, {&str_frame_max, "frame_max"},
+        {&str_max_message_size, "max_message_size"}, {&str_body, "body"},
+        {&str_properties, "properties"}, {&str_channel, "channel"},
+        {&str_delivery_info, "delivery_info"},
+        {&str_frame_method, "frame_method"}, {&str_frame_args, "frame_args"},
+        {&str_body_size, "body_size"},
+    };
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+        if ((*names[k].slot = PyUnicode_InternFromString(names[k].text)) ==
             NULL) {
         Py_DECREF(m);
         return NULL;

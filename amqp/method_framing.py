@@ -37,7 +37,7 @@ from .exceptions import FrameError, FrameSyntaxError, UnexpectedFrame
 from .serialization import (decode_header_frame_payload,
                             encode_properties_basic, speedups)
 
-__all__ = ('FrameBuffer', 'frame_handler', 'frame_writer', 'method_end',
+__all__ = ('FrameBuffer', 'frame_reader', 'frame_handler', 'frame_writer', 'method_end',
            'HEARTBEAT_FRAME', 'OversizedContent', 'Frame', 'FrameWriter',
            'FrameHandler', 'MethodCallback', 'InboundConnection',
            'OutboundConnection', 'ByteSink')
@@ -132,6 +132,11 @@ COLLECT_MAX = 1 << 31
 _METHODS = spec.METHODS
 _CONTENT_METHODS = spec.CONTENT_METHODS
 
+#: ``body_buffer(n) -> (bytes, writable memoryview)`` from the compiled
+#: module, or None: large bodies then collect in a bytearray, copied out
+#: once complete.
+_body_buffer = None if speedups is None else speedups.body_buffer
+
 
 class FrameBuffer:
     """Incremental frame parser: feed bytes, take complete frames.
@@ -168,7 +173,9 @@ class FrameBuffer:
     #: frame handler, which refuses what max_message_size refuses)
     max_body: int
     collect_min: int
-    _body: Optional[bytearray]
+    #: the body being collected: a bytearray, or with the compiled
+    #: module the bytes object that the message will keep
+    _body: Union[bytearray, bytes, None]
     _body_view: Optional[memoryview]
     _body_channel: int
     _body_filled: int
@@ -203,6 +210,9 @@ class FrameBuffer:
         self.collecting = False
         self._body = None
         self._body_view = None
+        # (views of a body given out for a scatter read that did not
+        # happen go with it)
+        self._plan = None
         self._body_channel = -1
         self._body_filled = 0
         self._direct_left = 0
@@ -302,22 +312,32 @@ class FrameBuffer:
                                       len(self._body_view)))
 
     def _start_body(self, channel: int, body_size: int) -> None:
-        body = self._spare
-        if body is None or len(body) < body_size:
-            body = bytearray(body_size)
-            if body_size <= REUSE_MAX:
-                self._spare = body
-        self._body = body
+        if _body_buffer is not None and body_size > 1:
+            # the body is received into the bytes object the message
+            # keeps: no copy once it is complete
+            self._body, self._body_view = _body_buffer(body_size)
+        else:
+            body = self._spare
+            if body is None or len(body) < body_size:
+                body = bytearray(body_size)
+                if body_size <= REUSE_MAX:
+                    self._spare = body
+            self._body = body
+            self._body_view = memoryview(body)[:body_size]
         self.collecting = True
-        self._body_view = memoryview(body)[:body_size]
         self._body_channel = channel
         self._body_filled = 0
 
     def _finish_body(self) -> Frame:
         view = self._body_view
+        body = self._body
         channel = self._body_channel
         assert view is not None
         self._end_body()
+        if type(body) is bytes:
+            # complete: nothing writes into it from here on
+            view.release()
+            return _FRAME_BODY, channel, body
         return _FRAME_BODY, channel, view.tobytes()
 
     def direct_target(self) -> Optional[memoryview]:
@@ -515,6 +535,15 @@ class FrameBuffer:
         self._end_body()
 
 
+def frame_reader(frames: FrameBuffer) -> Callable[[], Optional[Frame]]:
+    """``frames.next_frame``, or its compiled twin for a plain
+    :class:`FrameBuffer` when the compiled module is in use."""
+    if speedups is not None and type(frames) is FrameBuffer:
+        reader: Callable[[], Optional[Frame]] = speedups.NextFrame(frames)
+        return reader
+    return frames.next_frame
+
+
 # final: a channel tells it from a Message by ``type(x) is
 # OversizedContent`` (the cheapest test), which narrows only a final class.
 @final
@@ -658,6 +687,13 @@ def frame_handler(connection: InboundConnection, callback: MethodCallback,
         msg.body_size = body_size
         return msg
 
+    if speedups is not None and take_content is not None:
+        # the compiled twin: method frames (content taken whole included)
+        # handled in one call; everything else goes to on_frame
+        handler: FrameHandler = speedups.FrameHandler(
+            on_frame, partial, connection, callback, content_methods,
+            _METHODS, take_content, Message, _content)
+        return handler
     return on_frame
 
 
@@ -824,4 +860,10 @@ def frame_writer(connection: OutboundConnection,
         writev(parts)
         connection.bytes_sent += 2 + (body_size + chunk - 1) // chunk
 
+    if speedups is not None:
+        # the compiled twin: a method, or one with a small bytes body,
+        # built into one bytes object; anything else goes to write_frame
+        writer: FrameWriter = speedups.FrameWriter(
+            write_frame, connection, write, encode_properties_basic, Message)
+        return writer
     return write_frame

@@ -56,7 +56,7 @@ from . import spec
 from .exceptions import (AMQPNotImplementedError, FrameError,
                          FrameSyntaxError, InvalidCommand, ReadTimeout,
                          RecoverableConnectionError, UnexpectedFrame)
-from .method_framing import READ_SIZE, FrameBuffer, method_end
+from .method_framing import READ_SIZE, FrameBuffer, frame_reader, method_end
 
 if TYPE_CHECKING:
     from .basic_message import Message
@@ -162,6 +162,8 @@ class Reader:
         self._gone = gone
         #: what was read from the socket and not yet parsed
         self.frames = FrameBuffer()
+        #: frames.next_frame (or its compiled twin)
+        self._take_frame = frame_reader(self.frames)
         if max_message_size:
             # bodies collected whole are never larger than that
             self.frames.max_body = max_message_size
@@ -481,7 +483,7 @@ class Reader:
 
     def _next_frame(self) -> Any:
         try:
-            return self.frames.next_frame()
+            return self._take_frame()
         except PEER_PROTOCOL_ERRORS as exc:
             self._abort(exc)
             raise
@@ -501,7 +503,7 @@ class Reader:
         from it or from the last read, whichever is later.
         """
         conn = self._conn
-        next_frame = self.frames.next_frame
+        next_frame = self._take_frame
         handle = self.handler
         parsed = self._parsed
         transport = self.transport

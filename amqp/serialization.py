@@ -249,6 +249,12 @@ def _compile_encoder(fmt: str,
         lines.append('    return b"".join((%s,))' % ', '.join(parts))
     encode: Encoder = _generate('encode', lines, 'encoder %s%s' % (
         fmt, ' (%s)' % ', '.join(names) if names else ''))
+    twins = globals().get('speedups')   # (None until it is loaded)
+    if twins is not None and fmt and not fmt.strip('oBlLbs'):
+        # integers, bits and shortstrs: the compiled twin, which gives any
+        # other value to the generated encoder
+        compiled: Encoder = twins.ArgsEncoder(fmt, encode)
+        return compiled
     return encode
 
 
