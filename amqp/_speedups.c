@@ -809,11 +809,24 @@ static PyObject *build_message(Holder *self, PyObject *header,
         if (!PyErr_ExceptionMatches(PyExc_AttributeError))
             return NULL;
         PyErr_Clear();
-    } else {
-        int set = limit != Py_None && PyObject_IsTrue(limit);
+    } else if (limit != Py_None) {
+        /* (an int: over it, the pure path makes an OversizedContent;
+         * anything else is for the pure path to weigh) */
+        int over = 1;
+        if (PyLong_CheckExact(limit)) {
+            int overflow = 0;
+            long long most = PyLong_AsLongLongAndOverflow(limit, &overflow);
+            if (most == -1 && PyErr_Occurred())
+                PyErr_Clear();
+            else if (overflow > 0 || most == 0 ||
+                     (most > 0 && body_size <= (uint64_t)most))
+                over = 0;
+        }
         Py_DECREF(limit);
-        if (set)
-            return NULL;    /* the pure path weighs it */
+        if (over)
+            return NULL;
+    } else {
+        Py_DECREF(limit);
     }
     PyObject *dargs = Py_BuildValue("(Oi)", header, 12);
     if (dargs == NULL)

@@ -436,7 +436,8 @@ def test_frames_become_the_same_method_calls(data):
     wire = _stream(data)
     chunks = _chunks(data, wire)
     max_payload = data.draw(st.sampled_from([131064, 200]))
-    limit = data.draw(st.sampled_from([None, None, 0, 3, 100]))
+    limit = data.draw(st.sampled_from([None, None, 0, 3, 100, 2 ** 70,
+                                       -1, 1.5]))
     collect_min = data.draw(st.sampled_from([65536, 60]))
     results = []
     for pure in (True, False):
