@@ -37,7 +37,8 @@ from .exceptions import FrameError, FrameSyntaxError, UnexpectedFrame
 from .serialization import (decode_header_frame_payload,
                             encode_properties_basic, speedups)
 
-__all__ = ('FrameBuffer', 'frame_reader', 'frame_handler', 'frame_writer', 'method_end',
+__all__ = ('FrameBuffer', 'frame_reader', 'frame_handler', 'frame_writer',
+           'method_end',
            'HEARTBEAT_FRAME', 'OversizedContent', 'Frame', 'FrameWriter',
            'FrameHandler', 'MethodCallback', 'InboundConnection',
            'OutboundConnection', 'ByteSink')

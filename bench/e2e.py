@@ -66,8 +66,13 @@ from urllib.parse import unquote, urlparse
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DEFAULT_VENV = '/tmp/bench-pyamqp'
+#: py-amqp 5.4.2 built with its Cython speedups (CELERY_ENABLE_SPEEDUPS)
+DEFAULT_CYTHON_VENV = '/tmp/bench-pyamqp-cython'
 VENV_REQUIREMENTS = ('amqp==5.4.2', 'pika==1.4.4')
-LIBRARIES = ('ours', 'before', 'py-amqp', 'pika', 'minimal', 'floor')
+#: ours: with the compiled module where it is built; ours-pure: the same
+#: checkout with AMQP_NO_SPEEDUPS=1
+LIBRARIES = ('ours', 'ours-pure', 'before', 'py-amqp', 'py-amqp-cython',
+             'pika', 'minimal', 'floor')
 SCENARIOS = ('publish', 'consume', 'consume_ack', 'confirm', 'get',
              'pipelined', 'publish_1mb', 'consume_1mb')
 #: what each worker can run; the others show n/a
@@ -76,7 +81,9 @@ SUPPORTED = {
     # this package from another checkout (--before PATH): a change's cost
     # measured in the same run as the change
     'before': SCENARIOS,
+    'ours-pure': SCENARIOS,
     'py-amqp': tuple(s for s in SCENARIOS if s != 'pipelined'),
+    'py-amqp-cython': tuple(s for s in SCENARIOS if s != 'pipelined'),
     'pika': tuple(s for s in SCENARIOS if s != 'pipelined'),
     'floor': ('publish', 'consume_ack', 'publish_1mb', 'consume_1mb'),
     'minimal': ('publish', 'consume_ack', 'confirm', 'get', 'pipelined',
@@ -543,6 +550,7 @@ def run_worker(args):
     mod = sys.modules['pika' if args.worker == 'pika' else 'amqp']
     json.dump({'library': args.worker, 'version': mod.__version__,
                'module': mod.__file__, 'python': platform.python_version(),
+               'speedups': getattr(mod, 'SPEEDUPS', None),
                'results': results}, sys.stdout)
 
 
@@ -580,6 +588,33 @@ def ensure_venv(venv):
     return python
 
 
+def ensure_cython_venv(venv):
+    """Create ``venv`` with py-amqp 5.4.2 built from source with its
+    Cython speedups (its setup.py compiles five modules when
+    CELERY_ENABLE_SPEEDUPS is set) unless present."""
+    python = os.path.join(venv, 'bin', 'python')
+    check = ('import amqp, amqp.serialization as s, sys; '
+             'sys.exit(amqp.__version__ != "5.4.2" or '
+             'not s.__file__.endswith(".so"))')
+    env = _clean_env()
+    if os.path.exists(python) and subprocess.call(
+            [python, '-c', check], env=env, cwd='/') == 0:
+        return python
+    print('creating %s: py-amqp 5.4.2 built with Cython' % venv,
+          file=sys.stderr)
+    if not os.path.exists(python):
+        subprocess.check_call([sys.executable, '-m', 'venv', venv])
+    subprocess.check_call([python, '-m', 'pip', 'install', '-q', 'cython',
+                           'setuptools', 'wheel', 'vine'], env=env)
+    subprocess.check_call([python, '-m', 'pip', 'install', '-q',
+                           '--no-build-isolation', '--no-binary', 'amqp',
+                           '--force-reinstall', '--no-deps',
+                           'amqp==5.4.2'],
+                          env=dict(env, CELERY_ENABLE_SPEEDUPS='1'))
+    subprocess.check_call([python, '-c', check], env=env, cwd='/')
+    return python
+
+
 def _clean_env():
     env = dict(os.environ)
     env.pop('PYTHONPATH', None)
@@ -598,9 +633,14 @@ def worker_command(lib, args, python_other, scenarios, markers=False):
     if markers:
         argv.append('--markers')
     env = _clean_env()
-    if lib in ('ours', 'floor', 'minimal'):
+    env.pop('AMQP_NO_SPEEDUPS', None)
+    if lib in ('ours', 'ours-pure', 'floor', 'minimal'):
         env['PYTHONPATH'] = REPO
+        if lib == 'ours-pure':
+            env['AMQP_NO_SPEEDUPS'] = '1'
         return [sys.executable] + argv, env, REPO
+    if lib == 'py-amqp-cython':
+        return [args.python_cython] + argv, env, '/'
     if lib == 'before':
         env['PYTHONPATH'] = args.before
         return [sys.executable] + argv, env, args.before
@@ -619,7 +659,13 @@ def run_one(lib, args, python_other, scenarios, prefix=(), markers=False):
     if args.profile:
         return done.stderr
     result = json.loads(done.stdout)
-    home = {'ours': REPO, 'before': args.before}.get(lib)
+    home = {'ours': REPO, 'ours-pure': REPO, 'before': args.before}.get(lib)
+    if lib in ('ours', 'ours-pure') and \
+            result.get('speedups') is not (lib == 'ours'):
+        if lib == 'ours-pure' or args.require_speedups:
+            raise SystemExit('worker %s ran with the compiled module %s'
+                             % (lib, 'on' if result.get('speedups')
+                                else 'off'))
     if home and not result['module'].startswith(home + os.sep):
         raise SystemExit('worker %s imported %s, not the package in %s'
                          % (lib, result['module'], home))
@@ -681,6 +727,9 @@ def ratios(table, sc):
     before = _cell(table, 'before', sc)
     if before:
         out['before'] = ours['cpu_us_per_msg'] / before['cpu_us_per_msg']
+    pure = _cell(table, 'ours-pure', sc)
+    if pure:
+        out['pure'] = ours['cpu_us_per_msg'] / pure['cpu_us_per_msg']
     floor = _cell(table, 'floor', sc)
     if floor:
         out['floor'] = ours['cpu_us_per_msg'] / floor['cpu_us_per_msg']
@@ -690,11 +739,15 @@ def ratios(table, sc):
         if floor:
             out['minimal_floor'] = minimal['cpu_us_per_msg'] / \
                 floor['cpu_us_per_msg']
-    for lib in ('py-amqp', 'pika'):
+    for lib in OTHERS:
         other = _cell(table, lib, sc)
         if other:
             out[lib] = other['cpu_us_per_msg'] / ours['cpu_us_per_msg']
     return out
+
+
+#: the other libraries, whose CPU is given as a multiple of ours
+OTHERS = ('py-amqp', 'py-amqp-cython', 'pika')
 
 
 def format_table(table, libs, scenarios):
@@ -725,13 +778,14 @@ def format_table(table, libs, scenarios):
             parts = []
             if 'before' in r:
                 parts.append('ours/before %.2f' % r['before'])
+            if 'pure' in r:
+                parts.append('ours/pure %.2f' % r['pure'])
             if 'floor' in r:
                 parts.append('ours/floor %.2f' % r['floor'])
             if 'minimal' in r:
                 parts.append('ours/minimal %.2f' % r['minimal'])
-            others = ['%s %.1fx' % ('py-amqp' if lib == 'py-amqp' else lib,
-                                    r[lib])
-                      for lib in ('py-amqp', 'pika') if lib in r]
+            others = ['%s %.1fx' % (lib, r[lib])
+                      for lib in OTHERS if lib in r]
             parts += others
             line += ' | ' + ', '.join(parts)
         lines.append(line)
@@ -753,7 +807,9 @@ def format_rst(table, libs, scenarios):
         cols.append('ours / floor')
     if 'minimal' in libs:
         cols.append('ours / minimal')
-    for lib in ('py-amqp', 'pika'):
+    if 'ours-pure' in libs:
+        cols.append('ours / ours-pure')
+    for lib in OTHERS:
         if lib in libs:
             cols.append('%s / ours' % lib)
     rows = []
@@ -771,7 +827,9 @@ def format_rst(table, libs, scenarios):
             row.append('%.2f' % r['floor'] if 'floor' in r else '')
         if 'minimal' in libs:
             row.append('%.2f' % r['minimal'] if 'minimal' in r else '')
-        for lib in ('py-amqp', 'pika'):
+        if 'ours-pure' in libs:
+            row.append('%.2f' % r['pure'] if 'pure' in r else '')
+        for lib in OTHERS:
             if lib in libs:
                 row.append('%.1fx' % r[lib] if lib in r else '')
         rows.append(row)
@@ -834,6 +892,41 @@ def targets(table):
                 line += '; protocol floor %.1f us user, %.1f us CPU' % (
                     m['user_us_per_msg'], m['cpu_us_per_msg'])
             lines.append(line)
+    lines += speedups_targets(table)
+    return lines
+
+
+#: issue 19's targets for the compiled module, CPU per message:
+#: (scenario, measured against, ratio ours/other, at most or at least)
+SPEEDUPS_TARGETS = (
+    ('consume_ack', 'ours-pure', 0.5, 'max'),
+    ('publish', 'ours-pure', 0.5, 'max'),
+    ('get', 'py-amqp', 0.5, 'max'),
+    ('confirm', 'py-amqp', 0.5, 'max'),
+    ('consume_1mb', 'floor', 1.1, 'max'),
+    ('publish_1mb', 'floor', 1.2, 'max'),
+)
+
+
+def speedups_targets(table):
+    """Lines checking issue 19's targets (when ours-pure ran)."""
+    if 'ours-pure' not in table or 'ours' not in table:
+        return []
+    lines = ['issue 19 (compiled module), CPU per message:']
+    for sc, other, limit, _kind in SPEEDUPS_TARGETS:
+        ours, them = _cell(table, 'ours', sc), _cell(table, other, sc)
+        if not ours or not them:
+            continue
+        r = ours['cpu_us_per_msg'] / them['cpu_us_per_msg']
+        lines.append('  %-11s ours/%s %.2f (target <= %.1f): %s' % (
+            sc, other, r, limit, 'met' if r <= limit else
+            'MISSED by %.0f%%' % ((r / limit - 1) * 100)))
+    slower = [sc for sc in SCENARIOS
+              if _cell(table, 'ours', sc) and _cell(table, 'ours-pure', sc)
+              and _cell(table, 'ours', sc)['cpu_us_per_msg'] >
+              _cell(table, 'ours-pure', sc)['cpu_us_per_msg']]
+    lines.append('  slower than the pure path: %s' % (
+        ', '.join(slower) if slower else 'nothing'))
     return lines
 
 
@@ -1014,6 +1107,12 @@ def main(argv=None):
                    "before a change: git worktree add /tmp/before HEAD~1)")
     p.add_argument('--venv', default=DEFAULT_VENV,
                    help='virtualenv holding py-amqp 5.4.2 and pika 1.4.4')
+    p.add_argument('--cython-venv', default=DEFAULT_CYTHON_VENV,
+                   help='virtualenv of py-amqp built with Cython (made '
+                   'when missing; default %(default)s)')
+    p.add_argument('--require-speedups', action='store_true',
+                   help="stop unless the 'ours' worker runs with the "
+                   'compiled module')
     p.add_argument('--json', metavar='FILE',
                    help="write results as JSON ('-' for stdout)")
     p.add_argument('--rst', metavar='FILE',
@@ -1066,6 +1165,9 @@ def main(argv=None):
     python_other = None
     if set(libs) & {'py-amqp', 'pika'}:
         python_other = ensure_venv(args.venv)
+    args.python_cython = None
+    if 'py-amqp-cython' in libs:
+        args.python_cython = ensure_cython_venv(args.cython_venv)
 
     broker = None
     if not args.url:

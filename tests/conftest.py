@@ -23,6 +23,8 @@ MARKERS = {
     'compat': 'runs kombu or celery on top of this package',
     'tls': 'talks TLS to the broker',
     'slow': 'takes more than a few seconds',
+    'stress': 'a long stress or endurance run (a minute or more); the '
+              'second pass on the pure path leaves it out',
     'faults': 'fault injection against a real broker (tests/faults)',
     'fuzz': 'feeds mutated frame streams to the connection',
     'fuzz_long': 'the long fuzz campaign (100,000 cases); deselected '

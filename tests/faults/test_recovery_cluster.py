@@ -109,6 +109,7 @@ def _move_leader(node, queue, to):
     ) % (queue, to))
 
 
+@pytest.mark.stress
 @pytest.mark.slow
 def test_losing_a_quorum_queues_leader_loses_nothing(cluster):
     by_address = {n.address: n for n in cluster}

@@ -22,6 +22,7 @@ ROUNDS = 20
 BETWEEN = 20
 
 
+@pytest.mark.stress
 @pytest.mark.slow
 @pytest.mark.parametrize('fault', ['close_all_connections', 'restart',
                                    'cut', 'stall'])

@@ -32,6 +32,7 @@ def _body(thread, n):
     return (seed * (size // len(seed) + 1))[:size]
 
 
+@pytest.mark.stress
 @pytest.mark.slow
 @pytest.mark.parametrize('switch_interval', [None, 1e-6],
                          ids=['default', 'switch-every-microsecond'])

@@ -206,6 +206,30 @@ def test_dropped_connections_do_not_live_on_in_heartbeat_threads(broker,
     assert open_on_broker() == 0
 
 
+def test_a_used_connection_is_collected_once_dropped(broker):
+    """After deliveries and acks (through the compiled frame handler and
+    writer where they are built, which hold the connection), a closed and
+    dropped connection is garbage: nothing keeps it alive."""
+    import gc
+    import weakref
+    conn = broker.connect()
+    ch = conn.channel()
+    q = ch.queue_declare('', exclusive=True).queue
+    got = []
+    ch.basic_consume(q, callback=lambda m: (
+        got.append(m.body), m.channel.basic_ack(m.delivery_tag)))
+    for i in range(3):
+        ch.basic_publish(Message(b'%d' % i), routing_key=q)
+    while len(got) < 3:
+        conn.drain_events(timeout=5)
+    assert got == [b'0', b'1', b'2']
+    conn.close()
+    ref = weakref.ref(conn)
+    del conn, ch
+    gc.collect()
+    assert ref() is None
+
+
 @pytest.mark.parametrize('first_use', [
     lambda c: c.channel(),
     lambda c: c.transport,

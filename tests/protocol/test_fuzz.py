@@ -18,7 +18,11 @@ its bound (a hard watchdog ends the process on a hang), never more
 than a few MiB allocated.
 
 The default run has a fast subset; the 100,000-case campaign runs with
-``pytest -m fuzz_long tests/protocol/test_fuzz.py``.
+``pytest -m fuzz_long tests/protocol/test_fuzz.py``, or split over
+processes with distinct case sets, e.g. two of 50,000 each::
+
+    AMQP_FUZZ_SEED=1 AMQP_FUZZ_LONG_CASES=50000 pytest -m fuzz_long ...
+    AMQP_FUZZ_SEED=2 AMQP_FUZZ_LONG_CASES=50000 pytest -m fuzz_long ...
 """
 import datetime
 import faulthandler
@@ -34,7 +38,7 @@ import tracemalloc
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from amqp import Connection, Message
@@ -349,13 +353,20 @@ def _campaign(server, cases, label, trace_memory):
     logger.setLevel(logging.ERROR)
     rss_before = _rss()
 
+    # AMQP_FUZZ_SEED: another reproducible set of cases (a long campaign
+    # split over processes, one seed each)
+    fuzz_seed = os.environ.get('AMQP_FUZZ_SEED')
+
     @settings(max_examples=cases, deadline=None, database=None,
+              derandomize=fuzz_seed is None,
               suppress_health_check=list(HealthCheck))
     @given(conversation())
     def check(case):
         stream, max_message_size = case
         run_case(server, stream, max_message_size, stats)
 
+    if fuzz_seed is not None:
+        check = seed(int(fuzz_seed))(check)
     started = time.monotonic()
     try:
         check()
