@@ -665,7 +665,7 @@ static int add_to_attr(PyObject *obj, PyObject *name, long delta)
     return r;
 }
 
-static PyObject *str_next_frame, *str_body_view, *str_max_body,
+static PyObject *str_next_frame, *str_max_body,
     *str_bytes_recv, *str_bytes_sent, *str_frame_max, *str_max_message_size,
     *str_body, *str_properties, *str_channel, *str_delivery_info,
     *str_frame_method, *str_frame_args, *str_body_size;
@@ -688,12 +688,14 @@ static PyObject *NextFrame_call(PyObject *op, PyObject *args,
 {
     PyObject *frames = ((Holder *)op)->ref[0];
     PyObject *buf = NULL, *result = NULL;
-    PyObject *view = PyObject_GetAttr(frames, str_body_view);
-    if (view == NULL)
+    PyObject *collecting = PyObject_GetAttr(frames, str_collecting);
+    if (collecting == NULL)
         return NULL;
-    int idle = view == Py_None;
-    Py_DECREF(view);
-    if (!idle)
+    int busy = PyObject_IsTrue(collecting);
+    Py_DECREF(collecting);
+    if (busy < 0)
+        return NULL;
+    if (busy)
         goto pure;
     buf = PyObject_GetAttr(frames, str_buf);
     if (buf == NULL)
@@ -1446,7 +1448,7 @@ PyMODINIT_FUNC PyInit__speedups(void)
         return NULL;
     }
     static struct { PyObject **slot; const char *text; } names[] = {
-        {&str_next_frame, "next_frame"}, {&str_body_view, "_body_view"},
+        {&str_next_frame, "next_frame"},
         {&str_max_body, "max_body"}, {&str_bytes_recv, "bytes_recv"},
         {&str_bytes_sent, "bytes_sent"}, {&str_frame_max, "frame_max"},
         {&str_max_message_size, "max_message_size"}, {&str_body, "body"},

@@ -161,7 +161,8 @@ class FrameBuffer:
     """
 
     __slots__ = ('buf', 'pos', 'max_payload', 'max_body', 'collect_min',
-                 '_body', '_body_view', '_body_channel', '_body_filled',
+                 '_body', '_body_view', '_body_size', '_body_channel',
+                 '_body_filled',
                  '_spare', '_chunk', '_plan', '_trailers', '_tail',
                  'collecting',
                  '_direct_left', '_end_pending')
@@ -177,7 +178,10 @@ class FrameBuffer:
     #: the body being collected: a bytearray, or with the compiled
     #: module the bytes object that the message will keep
     _body: Union[bytearray, bytes, None]
+    #: the body's place: made on first use (see _view)
     _body_view: Optional[memoryview]
+    #: size of the body being collected (0 when none is)
+    _body_size: int
     _body_channel: int
     _body_filled: int
     _direct_left: int
@@ -211,6 +215,7 @@ class FrameBuffer:
         self.collecting = False
         self._body = None
         self._body_view = None
+        self._body_size = 0
         # (views of a body given out for a scatter read that did not
         # happen go with it)
         self._plan = None
@@ -249,7 +254,7 @@ class FrameBuffer:
         while True:
             buf = self.buf
             pos = self.pos
-            if self._body_view is not None:
+            if self.collecting:
                 if self._direct_left:
                     return None     # the rest of a frame goes to the body
                 if self._end_pending:
@@ -259,7 +264,7 @@ class FrameBuffer:
                     self._check_end(buf, pos)
                     self.pos = pos = pos + 1
                     self._end_pending = False
-                    if self._body_filled == len(self._body_view):
+                    if self._body_filled == self._body_size:
                         return self._finish_body()
             if len(buf) - pos < _FRAME_HEADER_SIZE:
                 return None
@@ -273,16 +278,16 @@ class FrameBuffer:
                 return None
             if buf[end] != _FRAME_END_OCTET:
                 self._check_end(buf, end)
-            view = self._body_view
-            if view is not None and channel == self._body_channel:
+            if self.collecting and channel == self._body_channel:
                 if frame_type == _FRAME_BODY:
                     filled = self._body_filled
                     self._check_room(size)
+                    view = self._view()
                     view[filled:filled + size] = memoryview(buf)[
                         pos + _FRAME_HEADER_SIZE:end]
                     self._body_filled = filled + size
                     self.pos = end + 1
-                    if self._body_filled == len(view):
+                    if self._body_filled == self._body_size:
                         return self._finish_body()
                     continue
                 # anything else cuts the content short: the frame handler
@@ -305,18 +310,30 @@ class FrameBuffer:
                              % (buf[end], _FRAME_END_OCTET))
 
     def _check_room(self, size: int) -> None:
-        assert self._body_view is not None
-        if self._body_filled + size > len(self._body_view):
+        if self._body_filled + size > self._body_size:
             raise UnexpectedFrame(
                 'content body on channel %d longer than the %d bytes its '
-                'header announced' % (self._body_channel,
-                                      len(self._body_view)))
+                'header announced' % (self._body_channel, self._body_size))
 
     def _start_body(self, channel: int, body_size: int) -> None:
+        # The place for the body is made when its first bytes arrive
+        # (_view): by then the message before it has usually been
+        # dispatched and freed, and its memory is reused.
+        self.collecting = True
+        self._body_size = body_size
+        self._body_channel = channel
+        self._body_filled = 0
+
+    def _view(self) -> memoryview:
+        """The place of the body being collected, made on first use."""
+        view = self._body_view
+        if view is not None:
+            return view
+        body_size = self._body_size
         if _body_buffer is not None and body_size > 1:
             # the body is received into the bytes object the message
             # keeps: no copy once it is complete
-            self._body, self._body_view = _body_buffer(body_size)
+            self._body, view = _body_buffer(body_size)
         else:
             body = self._spare
             if body is None or len(body) < body_size:
@@ -324,16 +341,14 @@ class FrameBuffer:
                 if body_size <= REUSE_MAX:
                     self._spare = body
             self._body = body
-            self._body_view = memoryview(body)[:body_size]
-        self.collecting = True
-        self._body_channel = channel
-        self._body_filled = 0
+            view = memoryview(body)[:body_size]
+        self._body_view = view
+        return view
 
     def _finish_body(self) -> Frame:
-        view = self._body_view
+        view = self._view()
         body = self._body
         channel = self._body_channel
-        assert view is not None
         self._end_body()
         if type(body) is bytes:
             # complete: nothing writes into it from here on
@@ -349,12 +364,11 @@ class FrameBuffer:
         The buffered part of that frame is taken over first; after
         receiving into the target, call :meth:`direct_filled`.
         """
-        view = self._body_view
-        if view is None or self._end_pending:
+        if not self.collecting or self._end_pending:
             return None
         filled = self._body_filled
         if self._direct_left:
-            return view[filled:filled + self._direct_left]
+            return self._view()[filled:filled + self._direct_left]
         buf = self.buf
         pos = self.pos
         have = len(buf) - pos - _FRAME_HEADER_SIZE
@@ -367,6 +381,7 @@ class FrameBuffer:
         self._check_room(size)
         self._chunk = size
         start = pos + _FRAME_HEADER_SIZE
+        view = self._view()
         view[filled:filled + have] = memoryview(buf)[start:start + have]
         self.buf = b''
         self.pos = 0
@@ -517,7 +532,7 @@ class FrameBuffer:
         """True when a complete frame is buffered (nothing is consumed)."""
         buf = self.buf
         pos = self.pos
-        if self._body_view is not None and (self._end_pending or
+        if self.collecting and (self._end_pending or
                                             self._direct_left):
             return False
         if len(buf) - pos < _FRAME_HEADER_SIZE:
