@@ -300,17 +300,21 @@ slow:
 
 #define MAX_FIELDS 32
 
+/* ArgsDecoder and ArgsEncoder: a format, its pure twin and (decoder) the
+ * cache of each shortstr field's last value. */
 typedef struct {
     PyObject_HEAD
     char fmt[MAX_FIELDS + 1];
     Py_ssize_t nfields;
     PyObject *pure;
-    StrCache *strings;           /* one per field (shortstrs only) */
-} ArgsDecoder;
+    StrCache *strings;           /* one per field (decoder only) */
+} FmtCodec;
 
-static void ArgsDecoder_dealloc(PyObject *op)
+typedef FmtCodec ArgsDecoder;
+
+static void FmtCodec_dealloc(PyObject *op)
 {
-    ArgsDecoder *self = (ArgsDecoder *)op;
+    FmtCodec *self = (FmtCodec *)op;
     PyTypeObject *tp = Py_TYPE(op);
     Py_XDECREF(self->pure);
     if (self->strings != NULL) {
@@ -323,8 +327,9 @@ static void ArgsDecoder_dealloc(PyObject *op)
     Py_DECREF(tp);
 }
 
-static PyObject *ArgsDecoder_new(PyTypeObject *type, PyObject *args,
-                                 PyObject *kwargs)
+/* A new codec of (fmt, pure): ``fmt`` made only of ``letters``. */
+static PyObject *fmt_codec_new(PyTypeObject *type, PyObject *args,
+                               const char *letters, int with_strings)
 {
     PyObject *fmt, *pure;
     if (!PyArg_ParseTuple(args, "UO", &fmt, &pure))
@@ -334,13 +339,14 @@ static PyObject *ArgsDecoder_new(PyTypeObject *type, PyObject *args,
         return NULL;
     const char *f = PyBytes_AsString(ascii);
     Py_ssize_t n = PyBytes_Size(ascii);
-    if (n > MAX_FIELDS || strspn(f, "oBlLfsSxFATb") != (size_t)n) {
+    if (n > MAX_FIELDS || strspn(f, letters) != (size_t)n) {
         Py_DECREF(ascii);
-        PyErr_Format(PyExc_ValueError, "format %R: not for ArgsDecoder", fmt);
+        PyErr_Format(PyExc_ValueError, "format %R: not for %s", fmt,
+                     with_strings ? "ArgsDecoder" : "ArgsEncoder");
         return NULL;
     }
     allocfunc alloc = (allocfunc)PyType_GetSlot(type, Py_tp_alloc);
-    ArgsDecoder *self = (ArgsDecoder *)alloc(type, 0);
+    FmtCodec *self = (FmtCodec *)alloc(type, 0);
     if (self == NULL) {
         Py_DECREF(ascii);
         return NULL;
@@ -351,12 +357,20 @@ static PyObject *ArgsDecoder_new(PyTypeObject *type, PyObject *args,
     Py_DECREF(ascii);
     Py_INCREF(pure);
     self->pure = pure;
-    self->strings = PyMem_Calloc((size_t)(n ? n : 1), sizeof(StrCache));
-    if (self->strings == NULL) {
-        Py_DECREF(self);
-        return PyErr_NoMemory();
+    if (with_strings) {
+        self->strings = PyMem_Calloc((size_t)(n ? n : 1), sizeof(StrCache));
+        if (self->strings == NULL) {
+            Py_DECREF(self);
+            return PyErr_NoMemory();
+        }
     }
     return (PyObject *)self;
+}
+
+static PyObject *ArgsDecoder_new(PyTypeObject *type, PyObject *args,
+                                 PyObject *kwargs)
+{
+    return fmt_codec_new(type, args, "oBlLfsSxFATb", 1);
 }
 
 static PyObject *ArgsDecoder_call(PyObject *op, PyObject *args,
@@ -416,7 +430,7 @@ fail:
 
 static PyType_Slot ArgsDecoder_slots[] = {
     {Py_tp_new, ArgsDecoder_new},
-    {Py_tp_dealloc, ArgsDecoder_dealloc},
+    {Py_tp_dealloc, FmtCodec_dealloc},
     {Py_tp_call, ArgsDecoder_call},
     {Py_tp_doc, "ArgsDecoder(fmt, pure): decoder(buf, offset) -> "
                 "([values], offset), the compiled twin of the pure decoder "
@@ -425,7 +439,7 @@ static PyType_Slot ArgsDecoder_slots[] = {
 };
 
 static PyType_Spec ArgsDecoder_spec = {
-    "amqp._speedups.ArgsDecoder", sizeof(ArgsDecoder), 0,
+    "amqp._speedups.ArgsDecoder", sizeof(FmtCodec), 0,
     Py_TPFLAGS_DEFAULT, ArgsDecoder_slots,
 };
 
@@ -644,6 +658,22 @@ static PyObject *holder_new(PyTypeObject *type, PyObject *args,
 
 #define HOLDER_FLAGS (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC)
 
+/* A holder type ``Name`` of ``n`` references, called as Name_call. */
+#define HOLDER_TYPE(Name, n, doc)                                          \
+    static PyObject *Name##_new(PyTypeObject *type, PyObject *args,        \
+                                PyObject *kwargs)                          \
+    {                                                                      \
+        return holder_new(type, args, kwargs, (n), #Name);                 \
+    }                                                                      \
+    static PyType_Slot Name##_slots[] = {                                  \
+        {Py_tp_new, Name##_new}, {Py_tp_call, Name##_call}, HOLDER_SLOTS,  \
+        {Py_tp_doc, doc}, {0, NULL},                                       \
+    };                                                                     \
+    static PyType_Spec Name##_spec = {                                     \
+        "amqp._speedups." #Name, sizeof(Holder), 0, HOLDER_FLAGS,          \
+        Name##_slots,                                                      \
+    };
+
 /* obj.name += delta (an int attribute) */
 static int add_to_attr(PyObject *obj, PyObject *name, long delta)
 {
@@ -676,12 +706,6 @@ static PyObject *str_next_frame, *str_max_body,
  * (a bytes buffer, no large body being collected).  Anything else --
  * collecting, a frame that starts a collection, any malformed frame -- is
  * the method's. */
-
-static PyObject *NextFrame_new(PyTypeObject *type, PyObject *args,
-                               PyObject *kwargs)
-{
-    return holder_new(type, args, kwargs, 1, "NextFrame");
-}
 
 static PyObject *NextFrame_call(PyObject *op, PyObject *args,
                                 PyObject *kwargs)
@@ -757,19 +781,9 @@ done:
     return result;
 }
 
-static PyType_Slot NextFrame_slots[] = {
-    {Py_tp_new, NextFrame_new},
-    {Py_tp_call, NextFrame_call},
-    HOLDER_SLOTS,
-    {Py_tp_doc, "NextFrame(frames): reader() -> frame or None, the "
-                "compiled twin of frames.next_frame() for a FrameBuffer."},
-    {0, NULL},
-};
-
-static PyType_Spec NextFrame_spec = {
-    "amqp._speedups.NextFrame", sizeof(Holder), 0, HOLDER_FLAGS,
-    NextFrame_slots,
-};
+HOLDER_TYPE(NextFrame, 1,
+            "NextFrame(frames): reader() -> frame or None, the "
+            "compiled twin of frames.next_frame() for a FrameBuffer.")
 
 /* ---------------------------------------------------------------------
  * FrameHandler(pure, partial, connection, callback, content_methods,
@@ -785,12 +799,6 @@ static PyType_Spec NextFrame_spec = {
 
 enum { FH_PURE, FH_PARTIAL, FH_CONN, FH_CALLBACK, FH_CONTENT_METHODS,
        FH_METHODS, FH_TAKE, FH_MESSAGE, FH_CONTENT, FH_NREFS };
-
-static PyObject *FrameHandler_new(PyTypeObject *type, PyObject *args,
-                                  PyObject *kwargs)
-{
-    return holder_new(type, args, kwargs, FH_NREFS, "FrameHandler");
-}
 
 static PyObject *decode_properties_basic(PyObject *self, PyObject *args);
 
@@ -955,21 +963,11 @@ pure:
     return PyObject_CallFunctionObjArgs(self->ref[FH_PURE], frame, NULL);
 }
 
-static PyType_Slot FrameHandler_slots[] = {
-    {Py_tp_new, FrameHandler_new},
-    {Py_tp_call, FrameHandler_call},
-    HOLDER_SLOTS,
-    {Py_tp_doc, "FrameHandler(pure, partial, connection, callback, "
-                "content_methods, methods, take_content, message_type, "
-                "content): on_frame(frame), the compiled twin of the "
-                "closure frame_handler returns."},
-    {0, NULL},
-};
-
-static PyType_Spec FrameHandler_spec = {
-    "amqp._speedups.FrameHandler", sizeof(Holder), 0, HOLDER_FLAGS,
-    FrameHandler_slots,
-};
+HOLDER_TYPE(FrameHandler, FH_NREFS,
+            "FrameHandler(pure, partial, connection, callback, "
+            "content_methods, methods, take_content, message_type, "
+            "content): on_frame(frame), the compiled twin of the "
+            "closure frame_handler returns.")
 
 /* ---------------------------------------------------------------------
  * FrameWriter(pure, connection, write, encode_properties, message_type):
@@ -983,12 +981,6 @@ static PyType_Spec FrameHandler_spec = {
 enum { FW_PURE, FW_CONN, FW_WRITE, FW_ENCODE_PROPS, FW_MESSAGE, FW_NREFS };
 
 #define SCATTER_MIN 32768
-
-static PyObject *FrameWriter_new(PyTypeObject *type, PyObject *args,
-                                 PyObject *kwargs)
-{
-    return holder_new(type, args, kwargs, FW_NREFS, "FrameWriter");
-}
 
 static unsigned char *put_frame_header(unsigned char *o, unsigned type,
                                        unsigned channel, uint32_t size)
@@ -1136,21 +1128,11 @@ pure:
     return PyObject_Call(self->ref[FW_PURE], args, kwargs);
 }
 
-static PyType_Slot FrameWriter_slots[] = {
-    {Py_tp_new, FrameWriter_new},
-    {Py_tp_call, FrameWriter_call},
-    HOLDER_SLOTS,
-    {Py_tp_doc, "FrameWriter(pure, connection, write, encode_properties, "
-                "message_type): write_frame(type_, channel, method_sig, "
-                "args, content=None), the compiled twin of the function "
-                "frame_writer returns."},
-    {0, NULL},
-};
-
-static PyType_Spec FrameWriter_spec = {
-    "amqp._speedups.FrameWriter", sizeof(Holder), 0, HOLDER_FLAGS,
-    FrameWriter_slots,
-};
+HOLDER_TYPE(FrameWriter, FW_NREFS,
+            "FrameWriter(pure, connection, write, encode_properties, "
+            "message_type): write_frame(type_, channel, method_sig, "
+            "args, content=None), the compiled twin of the function "
+            "frame_writer returns.")
 
 /* ---------------------------------------------------------------------
  * ArgsEncoder(fmt, pure): encode(values) -> bytes, the twin of the pure
@@ -1160,51 +1142,12 @@ static PyType_Spec FrameWriter_spec = {
  * an int subclass, a shortstr over 255 bytes, ...) goes to ``pure``,
  * which converts it or raises the error naming the field. */
 
-typedef struct {
-    PyObject_HEAD
-    char fmt[MAX_FIELDS + 1];
-    Py_ssize_t nfields;
-    PyObject *pure;
-} ArgsEncoder;
-
-static void ArgsEncoder_dealloc(PyObject *op)
-{
-    PyTypeObject *tp = Py_TYPE(op);
-    Py_XDECREF(((ArgsEncoder *)op)->pure);
-    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
-    tp_free(op);
-    Py_DECREF(tp);
-}
+typedef FmtCodec ArgsEncoder;
 
 static PyObject *ArgsEncoder_new(PyTypeObject *type, PyObject *args,
                                  PyObject *kwargs)
 {
-    PyObject *fmt, *pure;
-    if (!PyArg_ParseTuple(args, "UO", &fmt, &pure))
-        return NULL;
-    PyObject *ascii = PyUnicode_AsASCIIString(fmt);
-    if (ascii == NULL)
-        return NULL;
-    const char *f = PyBytes_AsString(ascii);
-    Py_ssize_t n = PyBytes_Size(ascii);
-    if (n > MAX_FIELDS || strspn(f, "oBlLbs") != (size_t)n) {
-        Py_DECREF(ascii);
-        PyErr_Format(PyExc_ValueError, "format %R: not for ArgsEncoder", fmt);
-        return NULL;
-    }
-    allocfunc alloc = (allocfunc)PyType_GetSlot(type, Py_tp_alloc);
-    ArgsEncoder *self = (ArgsEncoder *)alloc(type, 0);
-    if (self == NULL) {
-        Py_DECREF(ascii);
-        return NULL;
-    }
-    memcpy(self->fmt, f, (size_t)n);
-    self->fmt[n] = 0;
-    self->nfields = n;
-    Py_DECREF(ascii);
-    Py_INCREF(pure);
-    self->pure = pure;
-    return (PyObject *)self;
+    return fmt_codec_new(type, args, "oBlLbs", 0);
 }
 
 static PyObject *ArgsEncoder_call(PyObject *op, PyObject *args,
@@ -1291,7 +1234,7 @@ pure:
 
 static PyType_Slot ArgsEncoder_slots[] = {
     {Py_tp_new, ArgsEncoder_new},
-    {Py_tp_dealloc, ArgsEncoder_dealloc},
+    {Py_tp_dealloc, FmtCodec_dealloc},
     {Py_tp_call, ArgsEncoder_call},
     {Py_tp_doc, "ArgsEncoder(fmt, pure): encode(values) -> bytes, the "
                 "compiled twin of the pure encoder for ``fmt``."},
@@ -1299,7 +1242,7 @@ static PyType_Slot ArgsEncoder_slots[] = {
 };
 
 static PyType_Spec ArgsEncoder_spec = {
-    "amqp._speedups.ArgsEncoder", sizeof(ArgsEncoder), 0,
+    "amqp._speedups.ArgsEncoder", sizeof(FmtCodec), 0,
     Py_TPFLAGS_DEFAULT, ArgsEncoder_slots,
 };
 

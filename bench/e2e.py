@@ -568,51 +568,59 @@ def _scenarios(spec, lib=None):
 
 # -- driver ----------------------------------------------------------------
 
-def ensure_venv(venv):
-    """Create ``venv`` with py-amqp 5.4.2 and pika 1.4.4 unless present."""
+def _ensure(venv, check, what, installs):
+    """The python of ``venv``, made with ``installs`` (a list of (pip
+    arguments, extra environment)) unless ``check`` already passes
+    there."""
     python = os.path.join(venv, 'bin', 'python')
-    check = ('import amqp, pika, sys; '
-             'sys.exit(amqp.__version__ != "5.4.2" or '
-             'pika.__version__ != "1.4.4")')
     env = _clean_env()
     if os.path.exists(python) and subprocess.call(
             [python, '-c', check], env=env, cwd='/') == 0:
         return python
-    print('creating %s with %s' % (venv, ' '.join(VENV_REQUIREMENTS)),
-          file=sys.stderr)
+    print('creating %s: %s' % (venv, what), file=sys.stderr)
     if not os.path.exists(python):
         subprocess.check_call([sys.executable, '-m', 'venv', venv])
-    subprocess.check_call([python, '-m', 'pip', 'install', '-q']
-                          + list(VENV_REQUIREMENTS), env=env)
+    for pip_args, extra in installs:
+        subprocess.check_call([python, '-m', 'pip', 'install', '-q']
+                              + pip_args, env=dict(env, **extra))
     subprocess.check_call([python, '-c', check], env=env, cwd='/')
     return python
+
+
+def ensure_venv(venv):
+    """Create ``venv`` with py-amqp 5.4.2 and pika 1.4.4 unless present."""
+    return _ensure(venv, 'import amqp, pika, sys; '
+                   'sys.exit(amqp.__version__ != "5.4.2" or '
+                   'pika.__version__ != "1.4.4")',
+                   ' '.join(VENV_REQUIREMENTS),
+                   [(list(VENV_REQUIREMENTS), {})])
 
 
 def ensure_cython_venv(venv):
     """Create ``venv`` with py-amqp 5.4.2 built from source with its
     Cython speedups (its setup.py compiles five modules when
     CELERY_ENABLE_SPEEDUPS is set) unless present."""
-    python = os.path.join(venv, 'bin', 'python')
-    check = ('import amqp, amqp.serialization as s, sys; '
-             'sys.exit(amqp.__version__ != "5.4.2" or '
-             'not s.__file__.endswith(".so"))')
-    env = _clean_env()
-    if os.path.exists(python) and subprocess.call(
-            [python, '-c', check], env=env, cwd='/') == 0:
-        return python
-    print('creating %s: py-amqp 5.4.2 built with Cython' % venv,
-          file=sys.stderr)
-    if not os.path.exists(python):
-        subprocess.check_call([sys.executable, '-m', 'venv', venv])
-    subprocess.check_call([python, '-m', 'pip', 'install', '-q', 'cython',
-                           'setuptools', 'wheel', 'vine'], env=env)
-    subprocess.check_call([python, '-m', 'pip', 'install', '-q',
-                           '--no-build-isolation', '--no-binary', 'amqp',
-                           '--force-reinstall', '--no-deps',
-                           'amqp==5.4.2'],
-                          env=dict(env, CELERY_ENABLE_SPEEDUPS='1'))
-    subprocess.check_call([python, '-c', check], env=env, cwd='/')
-    return python
+    return _ensure(venv, 'import amqp, amqp.serialization as s, sys; '
+                   'sys.exit(amqp.__version__ != "5.4.2" or '
+                   'not s.__file__.endswith(".so"))',
+                   'py-amqp 5.4.2 built with Cython',
+                   [(['cython', 'setuptools', 'wheel', 'vine'], {}),
+                    (['--no-build-isolation', '--no-binary', 'amqp',
+                      '--force-reinstall', '--no-deps', 'amqp==5.4.2'],
+                     {'CELERY_ENABLE_SPEEDUPS': '1'})])
+
+
+def start_broker(args):
+    """Start a throwaway RabbitMQ unless ``args.url`` names one; set
+    ``args.url``; return the broker to stop (or None)."""
+    if args.url:
+        return None
+    sys.path.insert(0, REPO)
+    from amqp.cli.localbroker import LocalBroker
+    print('starting a throwaway RabbitMQ...', file=sys.stderr)
+    broker = LocalBroker().start()
+    args.url = broker.url
+    return broker
 
 
 def _clean_env():
@@ -1169,13 +1177,7 @@ def main(argv=None):
     if 'py-amqp-cython' in libs:
         args.python_cython = ensure_cython_venv(args.cython_venv)
 
-    broker = None
-    if not args.url:
-        sys.path.insert(0, REPO)
-        from amqp.cli.localbroker import LocalBroker
-        print('starting a throwaway RabbitMQ...', file=sys.stderr)
-        broker = LocalBroker().start()
-        args.url = broker.url
+    broker = start_broker(args)
     try:
         if args.profile:
             print(run_one('ours', args, python_other, scenarios))

@@ -127,13 +127,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.worker:
         return worker(args.worker, args.url, args.size)
-    broker = None
-    if not args.url:
-        sys.path.insert(0, REPO)
-        from amqp.cli.localbroker import LocalBroker
-        print('starting a throwaway RabbitMQ...', file=sys.stderr)
-        broker = LocalBroker().start()
-        args.url = broker.url
+    broker = e2e.start_broker(args)
     try:
         results = [run(lib.strip(), args) for lib in args.libs.split(',')
                    if lib.strip()]
