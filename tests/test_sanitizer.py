@@ -13,6 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ['tests/unit/test_speedups.py', 'tests/unit/test_serialization.py',
+         'tests/unit/test_method_framing.py',
          'tests/protocol/test_fuzz.py']
 
 
