@@ -881,10 +881,11 @@ static PyObject *FrameHandler_call(PyObject *op, PyObject *args,
         goto pure;
     PyObject *type_obj = PyTuple_GetItem(frame, 0);
     PyObject *channel_obj = PyTuple_GetItem(frame, 1);
-    if (!PyLong_Check(type_obj) || PyLong_AsLong(type_obj) != 1)
+    if (!PyLong_CheckExact(type_obj) || !PyLong_CheckExact(channel_obj))
         goto pure;
-    if (PyErr_Occurred())
-        return NULL;
+    int overflow = 0;
+    if (PyLong_AsLongAndOverflow(type_obj, &overflow) != 1 || overflow)
+        goto pure;
     int busy = PyDict_Contains(self->ref[FH_PARTIAL], channel_obj);
     if (busy < 0)
         return NULL;
