@@ -188,31 +188,42 @@ def test_kombu_event_loop_gets_every_queued_message_after_one_drain(
     # the socket polls readable.  Deliveries decrypted with consume-ok are
     # not readable there; celery drains once after consume() for them, and
     # that one drain_events must serve all of them, not just the first.
+    # Whether the deliveries came with consume-ok is up to the network;
+    # on a loaded machine they may not: then the round is consumed and
+    # tried again, up to five times.
     from kombu.asynchronous import Hub
 
     certs = tls_broker.certs
-    with Connection(amqps_url, ssl=client_ssl_options(certs)) as conn:
-        queue = Queue(queue_name, auto_delete=True)
-        producer = Producer(conn)
-        producer.publish(0, routing_key=queue_name, declare=[queue])
-        for n in range(1, 10):
-            producer.publish(n, routing_key=queue_name)
-        handled = []
-        hub = Hub()
-        try:
-            conn.register_with_event_loop(hub)
-            consumer = Consumer(conn, [queue], callbacks=[
-                lambda body, message: (handled.append(body),
-                                       message.ack())])
-            consumer.consume()
-            assert conn.connection.frames_pending()
-            conn.drain_events(timeout=0.1)      # celery's _quick_drain
-            loop = hub.create_loop()
-            started = time.monotonic()
-            while len(handled) < 10 and time.monotonic() - started < 3:
-                next(loop)
-            assert handled == list(range(10))
-            assert time.monotonic() - started < 1
-            consumer.cancel()
-        finally:
-            hub.close()
+    rounds_with_pending = 0
+    for _ in range(5):
+        with Connection(amqps_url, ssl=client_ssl_options(certs)) as conn:
+            queue = Queue(queue_name, auto_delete=True)
+            producer = Producer(conn)
+            producer.publish(0, routing_key=queue_name, declare=[queue])
+            for n in range(1, 10):
+                producer.publish(n, routing_key=queue_name)
+            handled = []
+            hub = Hub()
+            try:
+                conn.register_with_event_loop(hub)
+                consumer = Consumer(conn, [queue], callbacks=[
+                    lambda body, message: (handled.append(body),
+                                           message.ack())])
+                consumer.consume()
+                pending = conn.connection.frames_pending()
+                conn.drain_events(timeout=0.1)      # celery's _quick_drain
+                loop = hub.create_loop()
+                started = time.monotonic()
+                while len(handled) < 10 and time.monotonic() - started < 3:
+                    next(loop)
+                assert handled == list(range(10))
+                if pending:
+                    assert time.monotonic() - started < 1
+                    rounds_with_pending += 1
+                consumer.cancel()
+            finally:
+                hub.close()
+        if rounds_with_pending:
+            break
+    assert rounds_with_pending, \
+        'in five rounds no delivery came decrypted with consume-ok'

@@ -44,7 +44,10 @@ pytestmark = pytest.mark.skipif(not os.path.exists('/proc/self/status'),
 
 
 @pytest.mark.parametrize('pure', [False, True], ids=['compiled', 'pure'])
-def test_a_large_body_costs_its_size_once_in_memory(broker, pure):
+def test_a_large_body_costs_its_size_once_in_memory(broker, pure,
+                                                    tmp_path):
+    # (run from an empty directory: python -c from the checkout would
+    # import its source tree, which has no compiled module)
     if not pure and not amqp.SPEEDUPS:
         pytest.skip('the compiled module is not in use here')
     queue = unique_name('body-memory')
@@ -64,7 +67,7 @@ def test_a_large_body_costs_its_size_once_in_memory(broker, pure):
                 [sys.executable, '-c', WORKER,
                  '%s:%d' % (broker.host, broker.port), queue, str(SIZE)],
                 env=env, capture_output=True, text=True, timeout=120,
-                check=True).stdout
+                check=True, cwd=str(tmp_path)).stdout
         finally:
             ch.queue_delete(queue)
     speedups, before, after = json.loads(out)
