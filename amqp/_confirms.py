@@ -110,6 +110,9 @@ class Confirms:
         self.seq = 0
         #: delivery tag -> per-publish callback or None
         self.unsettled: Dict[int, Optional[ConfirmCallback]] = {}
+        #: how many of ``unsettled`` have a callback (none: settling runs
+        #: no application code, see :meth:`quiet`)
+        self.callbacks = 0
         self._nacked: List[int] = []
         #: delivery tag -> the error of its basic.return
         self._returned: Dict[int, AMQPError] = {}
@@ -140,6 +143,8 @@ class Confirms:
             self.seq += 1
             tag = self.seq
             self.unsettled[tag] = on_confirm
+            if on_confirm is not None:
+                self.callbacks += 1
             if mandatory:
                 self._mandatory[tag] = (exchange, routing_key)
         return tag
@@ -150,7 +155,8 @@ class Confirms:
         with self.lock:
             if tag == self.seq:
                 self.seq -= 1
-            self.unsettled.pop(tag, None)
+            if self.unsettled.pop(tag, None) is not None:
+                self.callbacks -= 1
             self._mandatory.pop(tag, None)
 
     def returned(self, exc: AMQPError, exchange: _Name,
@@ -206,11 +212,20 @@ class Confirms:
                     mandatory.pop(tag, None)
                 callback = unsettled.pop(tag)
                 if callback is not None:
+                    self.callbacks -= 1
                     callbacks.append((tag, callback, 'nack' if nacked else
                                       'returned' if tag in returned
                                       else 'ack'))
         for tag, callback, outcome in callbacks:
             callback(tag, outcome)
+
+    def quiet(self) -> bool:
+        """Whether settling now would run no per-publish callback.
+
+        Exact at the moment it is asked: a publish recorded later cannot
+        be settled by an ack already received (it is recorded before it
+        is written)."""
+        return not self.callbacks
 
     def wait(self, channel_wait: ReplyWait, done: Callable[[], bool],
              timeout: Optional[float], what: str,
@@ -284,6 +299,7 @@ class Confirms:
         with self.lock:
             lost = list(self.unsettled.items())
             self.unsettled.clear()
+            self.callbacks = 0
             self._mandatory.clear()
             self._pending_returns = []
             self._lost.extend(tag for tag, _ in lost)

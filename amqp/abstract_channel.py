@@ -492,6 +492,12 @@ class AbstractChannel:
             return args
         return args[0] if args else None
 
+    def settles_quietly(self) -> bool:
+        """Whether a publisher confirm arriving now would run no
+        application code (channels in confirm mode say; see
+        :class:`amqp.channel.Channel`)."""
+        return False
+
     def dispatch_method(self, method_sig: spec.MethodSig, payload: bytes,
                         content: Union[Message, OversizedContent, None]
                         ) -> None:

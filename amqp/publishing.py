@@ -283,6 +283,15 @@ class Publishing(AbstractChannel):
                    (nowait,), wait=None if nowait else spec.Confirm.SelectOk)
         self._confirms.select()
 
+    def settles_quietly(self) -> bool:
+        """Whether a basic.ack or basic.nack arriving now would run no
+        application code (no ``on_confirm`` callback unsettled, no
+        ``events['basic_ack']``/``['basic_nack']`` handler): the reader
+        may then dispatch it while it holds the read role."""
+        events = self.events
+        return self._confirms.quiet() and not events.get('basic_ack') and \
+            not events.get('basic_nack')
+
     def _on_basic_ack(self, delivery_tag: int, multiple: bool) -> None:
         self._confirms.settle(delivery_tag, multiple, False)
         for callback in self.events['basic_ack']:

@@ -118,6 +118,10 @@ class LaneOwner(Protocol):
                         ) -> None:
         """Decode a method and hand it to its handler and waiter."""
 
+    def settles_quietly(self) -> bool:
+        """Whether a publisher confirm arriving now runs no application
+        code."""
+
 
 class ReadingConnection(Protocol):
     """What the reader uses of its connection (public members only; the
@@ -192,6 +196,7 @@ class Reader:
         self._stopped = False
         #: the reply waited for may be dispatched as soon as it is parsed
         self._direct = False
+        self._acks = False
         #: thread ident -> the channel it is in a synchronous wait on
         #: (a dict, not a threading.local: several times cheaper)
         self._waits: Dict[int, LaneOwner] = {}
@@ -265,8 +270,10 @@ class Reader:
         if channel is self._stop_channel and \
                 method_sig in self._stop_methods:
             self._stopped = True
-            if self._direct and not self._parsed and \
-                    not channel.lane.inbox and channel.lane.runner is None:
+            if (self._direct or
+                    (self._acks and channel.settles_quietly())) and \
+                    not self._parsed and not channel.lane.inbox and \
+                    channel.lane.runner is None:
                 # The reply this thread waits for, with nothing before it
                 # for its channel: handled here, as its own lane would
                 # (replies carry no consumer callbacks).
@@ -464,6 +471,9 @@ class Reader:
         # publisher confirms run on_confirm callbacks: never under the role
         self._direct = channel is not None and not handshake and \
             _ACK not in methods
+        # a confirm wait: its ack or nack is handled as it comes when, at
+        # that moment, settling it runs no application code
+        self._acks = not handshake and _ACK in methods
         try:
             self._pump(deadline, started, exact, handshake, buffered_only)
         except BaseException:

@@ -9,7 +9,9 @@ None for "the configured timeout").  The socket's own timeout is never
 changed after connecting: a call without a deadline blocks in the kernel
 (one system call), a call with one makes a non-blocking attempt
 (``MSG_DONTWAIT``) and waits for readiness with ``poll`` up to its own
-deadline.  Threads therefore never share a mutable socket timeout: one
+deadline.  (A receive whose deadline is a second or more away blocks in
+the kernel too: ``SO_RCVTIMEO``, set once at connect, ends it within that
+second, and the rest of the wait polls; see ``RECV_QUANTUM``.)  Threads therefore never share a mutable socket timeout: one
 thread in ``drain_events(timeout=0)`` and another writing a large body each
 get exactly their own bound.  A TLS socket is non-blocking throughout (a
 TLS read cannot be made non-blocking per call).
@@ -27,6 +29,8 @@ import re
 import select
 import socket
 import ssl
+import struct
+import sys
 import threading
 from contextlib import contextmanager
 from time import monotonic
@@ -86,6 +90,15 @@ _POLLIN = getattr(select, 'POLLIN', 1)
 _POLLOUT = getattr(select, 'POLLOUT', 4)
 _POLL_ERRORS = (_POLLIN | getattr(select, 'POLLERR', 8) |
                 getattr(select, 'POLLHUP', 16))
+
+#: Seconds a blocking TCP receive waits at most (``SO_RCVTIMEO``, set at
+#: connect where the platform takes a ``struct timeval``).  A receive whose
+#: deadline is at least this far off blocks in the kernel (one system
+#: call, as without a deadline) instead of polling first; should nothing
+#: arrive within it, the receive fails with EAGAIN and the wait goes on by
+#: ``poll`` up to the deadline.  No wait ever outlasts its deadline.
+RECV_QUANTUM = 1.0
+_TIMEVAL = struct.Struct('@ll')
 
 Deadline = Optional[float]
 
@@ -259,6 +272,9 @@ class _AbstractTransport:
         self.read_timeout = read_timeout
         self.socket_settings = socket_settings
         self._deadline: Deadline = None   # end of connect_timeout
+        #: how long a blocking receive waits at most (SO_RCVTIMEO), or
+        #: None where it is not set: see RECV_QUANTUM
+        self._quantum: Optional[float] = None
         self._handshaking = True          # connect_timeout applies
         self._local = threading.local()   # having_timeout() per thread
         self._overrides = 0               # having_timeout() blocks, any thread
@@ -400,6 +416,15 @@ class _AbstractTransport:
             except OSError as exc:
                 logger.debug('socket option %r=%r not applied: %s',
                              opt, value, exc)
+        self._quantum = None
+        if not self._nonblocking and sys.platform != 'win32':
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                                _TIMEVAL.pack(int(RECV_QUANTUM), 0))
+            except (OSError, AttributeError) as exc:
+                logger.debug('SO_RCVTIMEO not applied: %s', exc)
+            else:
+                self._quantum = RECV_QUANTUM
 
     def _setup_transport(self) -> None:
         """Hook for TLS wrapping (the socket is still blocking here)."""
@@ -511,11 +536,15 @@ class _AbstractTransport:
         elif self.socket_timeout is not None:
             deadline = min(deadline, monotonic() + self.socket_timeout)
         if deadline is not None:
-            if not self._nonblocking:
-                flags |= _DONTWAIT
-            if wait_first and not (self._decrypts and self.pending()):
-                _wait_ready(sock, False, deadline, 'reading from',
-                            (self.host, self.port))
+            quantum = self._quantum
+            # a deadline at least a quantum off: block in the kernel
+            # (SO_RCVTIMEO ends the receive in time), else poll for it
+            if quantum is None or deadline - monotonic() < quantum:
+                if not self._nonblocking:
+                    flags |= _DONTWAIT
+                if wait_first and not (self._decrypts and self.pending()):
+                    _wait_ready(sock, False, deadline, 'reading from',
+                                (self.host, self.port))
         while True:
             try:
                 result = op(arg, flags)

@@ -171,6 +171,41 @@ def test_events_basic_ack_and_nack(conn):
     assert max(acks) == 1 and nacks == [2]
 
 
+@pytest.mark.parametrize('how', ['on_confirm', 'events', 'confirm_publish'])
+def test_confirm_callbacks_may_make_calls_that_read(broker, how):
+    """A confirm is handled as soon as it is read only while settling it
+    runs no application code: a callback (per publish, or in
+    ``events``) that waits for a reply of its own runs after the read,
+    and does not hang on the read the confirm came in."""
+    conn = broker.connect(confirm_publish=how == 'confirm_publish')
+    conn.reply_timeout = 5     # a callback stuck inside the read ends soon
+    ch, other = conn.channel(), conn.channel()
+    q = ch.queue_declare('', exclusive=True).queue
+    seen = []
+
+    def depth(*args):
+        seen.append((args, other.queue_declare(q, passive=True)
+                     .message_count))
+
+    kwargs = {}
+    if how == 'on_confirm':
+        kwargs['on_confirm'] = depth
+    else:
+        ch.events['basic_ack'].add(depth)
+        ch.confirm_select()
+    ch.basic_publish(Message('a'), '', q, **kwargs)
+    ch.basic_publish(Message('b'), '', q)    # (no callback of its own)
+    assert ch.wait_for_confirms(10)
+    if how == 'on_confirm':
+        assert [args for args, _ in seen] == [(1, 'ack')]
+    elif how == 'confirm_publish':    # one wait, one ack per publish
+        assert seen == [((1, False), 1), ((2, False), 2)]
+    else:
+        assert seen[-1][0][0] == 2
+    assert all(n >= 1 for _, n in seen)
+    conn.close()
+
+
 # -- kombu 5.7 Producer.batch() -------------------------------------------
 
 def test_kombu_producer_batch(broker):

@@ -119,23 +119,44 @@ for _bound in ('read_timeout', 'connect_timeout', 'socket_timeout'):
     CASES['connection_close', _bound] = (None, 'connection closed')
 
 
-def _connect(srv, bound_name):
+def _connect(srv, bound_name, bound=BOUND):
     kwargs = {'connect_timeout': 5, 'reply_timeout': 30}
     if bound_name == 'read_timeout':
-        kwargs['read_timeout'] = BOUND
+        kwargs['read_timeout'] = bound
     elif bound_name == 'reply_timeout':
-        kwargs['reply_timeout'] = BOUND
+        kwargs['reply_timeout'] = bound
     elif bound_name == 'connect_timeout':
-        kwargs['connect_timeout'] = BOUND   # and so the close wait
+        kwargs['connect_timeout'] = bound   # and so the close wait
     return srv.connect(**kwargs)
 
 
 @pytest.mark.parametrize('call, bound_name', sorted(CASES))
 def test_a_silent_peer_is_bounded(call, bound_name):
+    _check_bounded(call, bound_name, BOUND)
+
+
+#: a bound long enough for a TCP receive to block in the kernel
+#: (amqp.transport.RECV_QUANTUM): one case of each kind of wait
+LONG_CASES = [('basic_get', 'reply_timeout'), ('queue_declare',
+                                               'read_timeout'),
+              ('basic_publish_confirm', 'own'), ('drain_events', 'own'),
+              ('drain_events', 'read_timeout'),
+              ('drain_events', 'socket_timeout')]
+
+
+@pytest.mark.parametrize('call, bound_name', LONG_CASES)
+def test_a_bound_longer_than_the_receive_quantum_holds(call, bound_name):
+    """Past RECV_QUANTUM a receive blocks in the kernel instead of
+    polling first (SO_RCVTIMEO ends it): the bound holds all the same."""
+    from amqp.transport import RECV_QUANTUM
+    _check_bounded(call, bound_name, RECV_QUANTUM + 0.4)
+
+
+def _check_bounded(call, bound_name, bound):
     expected, state = CASES[call, bound_name]
     srv = Server()
     try:
-        conn = _connect(srv, bound_name)
+        conn = _connect(srv, bound_name, bound)
         ch = conn.channel()
         if call == 'basic_cancel':
             ch.basic_consume('q', consumer_tag='c', callback=lambda m: None)
@@ -144,17 +165,17 @@ def test_a_silent_peer_is_bounded(call, bound_name):
             srv.on(silent, lambda s, channel, method: None)
         if bound_name == 'socket_timeout':
             # what celery.utils.threads.bound_open_broker_sockets does
-            conn.transport.sock.settimeout(BOUND)
+            conn.transport.sock.settimeout(bound)
         started = time.monotonic()
         try:
-            globals()['call_' + call](conn, ch, BOUND if bound_name == 'own'
+            globals()['call_' + call](conn, ch, bound if bound_name == 'own'
                                       else None)
         except Exception as exc:
             raised = exc
         else:
             raised = None
         took = time.monotonic() - started
-        assert BOUND - 0.05 <= took < BOUND + SLACK, (call, bound_name,
+        assert bound - 0.05 <= took < bound + SLACK, (call, bound_name,
                                                       took, raised)
         if expected is None:
             assert raised is None, raised
