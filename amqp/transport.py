@@ -317,6 +317,7 @@ class _AbstractTransport:
             assert self.sock is not None
             # Deadlines are per call from now on (see the module doc).
             self.sock.settimeout(self._mode)
+            self._quantum = self._set_quantum(self.sock)
             self.socket_timeout = None
             self._read_bound = self._read_timeout
             self.connected = True
@@ -328,6 +329,23 @@ class _AbstractTransport:
                     pass
                 self.sock = None
             raise
+
+    def _set_quantum(self, sock: socket.socket) -> Optional[float]:
+        """Bound each blocking receive to RECV_QUANTUM (SO_RCVTIMEO);
+        return it, or None where receives do not block in the kernel
+        (TLS, Windows, a socket library such as gevent's that keeps the
+        descriptor non-blocking and waits in its own loop)."""
+        if self._nonblocking or sys.platform == 'win32':
+            return None
+        try:
+            if not os.get_blocking(sock.fileno()):
+                return None
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                            _TIMEVAL.pack(int(RECV_QUANTUM), 0))
+        except (OSError, AttributeError, ValueError) as exc:
+            logger.debug('SO_RCVTIMEO not applied: %s', exc)
+            return None
+        return RECV_QUANTUM
 
     def _adopt_socket_timeout(self, sock: socket.socket) -> None:
         """The application set a timeout on the open socket: keep it as
@@ -416,15 +434,6 @@ class _AbstractTransport:
             except OSError as exc:
                 logger.debug('socket option %r=%r not applied: %s',
                              opt, value, exc)
-        self._quantum = None
-        if not self._nonblocking and sys.platform != 'win32':
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                                _TIMEVAL.pack(int(RECV_QUANTUM), 0))
-            except (OSError, AttributeError) as exc:
-                logger.debug('SO_RCVTIMEO not applied: %s', exc)
-            else:
-                self._quantum = RECV_QUANTUM
 
     def _setup_transport(self) -> None:
         """Hook for TLS wrapping (the socket is still blocking here)."""

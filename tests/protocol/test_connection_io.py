@@ -128,6 +128,29 @@ def test_socket_options(fake_broker):
     conn.close()
 
 
+def test_blocking_receives_end_within_the_receive_quantum(fake_broker):
+    """A TCP receive with a deadline a second or more away blocks in the
+    kernel: SO_RCVTIMEO ends it after RECV_QUANTUM.  A descriptor left
+    non-blocking (as green socket libraries keep it) gets no quantum:
+    receives there keep polling up to their deadlines."""
+    import os
+
+    from amqp.transport import _TIMEVAL, RECV_QUANTUM
+    broker = fake_broker(_then_close())
+    conn = broker.connect()
+    sock = conn.transport.sock
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                          _TIMEVAL.size)
+    assert _TIMEVAL.unpack(raw) == (int(RECV_QUANTUM), 0)
+    assert conn.transport._quantum == RECV_QUANTUM
+    os.set_blocking(sock.fileno(), False)
+    try:
+        assert conn.transport._set_quantum(sock) is None
+    finally:
+        os.set_blocking(sock.fileno(), True)
+    conn.close()
+
+
 def test_socket_settings_can_turn_nodelay_off(fake_broker):
     broker = fake_broker(_then_close())
     conn = broker.connect(socket_settings={socket.TCP_NODELAY: 0})
