@@ -468,7 +468,8 @@ class Reader:
         self._stop_channel = channel
         self._stop_methods = methods
         self._stopped = False
-        # publisher confirms run on_confirm callbacks: never under the role
+        # publisher confirms may run on_confirm callbacks: never under the
+        # role (see _acks)
         self._direct = channel is not None and not handshake and \
             _ACK not in methods
         # a confirm wait: its ack or nack is handled as it comes when, at

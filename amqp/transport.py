@@ -11,9 +11,10 @@ changed after connecting: a call without a deadline blocks in the kernel
 (``MSG_DONTWAIT``) and waits for readiness with ``poll`` up to its own
 deadline.  (A receive whose deadline is a second or more away blocks in
 the kernel too: ``SO_RCVTIMEO``, set once at connect, ends it within that
-second, and the rest of the wait polls; see ``RECV_QUANTUM``.)  Threads therefore never share a mutable socket timeout: one
-thread in ``drain_events(timeout=0)`` and another writing a large body each
-get exactly their own bound.  A TLS socket is non-blocking throughout (a
+second, and the rest of the wait polls; see ``RECV_QUANTUM``.)  Threads
+therefore never share a mutable socket timeout: one thread in
+``drain_events(timeout=0)`` and another writing a large body each get
+exactly their own bound.  A TLS socket is non-blocking throughout (a
 TLS read cannot be made non-blocking per call).
 
 A write that stops part-way through (timeout, signal, ``KeyboardInterrupt``)
