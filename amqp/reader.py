@@ -317,7 +317,8 @@ class Reader:
                         self._raise_closed(channel, methods)
                     if self._role.acquire(False):
                         if exact is None:
-                            exact = self._exact(methods)
+                            exact = self._exact(methods) if \
+                                self._consuming else _CONSUME_OK in methods
                         self._turn(me, channel, methods, deadline, started,
                                    exact, handshake)
                         if done():

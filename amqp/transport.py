@@ -249,8 +249,14 @@ class _AbstractTransport:
     #: itself put back in the mode the transport needs.  None: no bound.
     socket_timeout: Optional[float] = None
 
+    #: a receive is a plain ``sock.recv`` (no subclass replaced
+    #: ``_read_some``): :meth:`recv` makes it without the two calls
+    _plain_read = True
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if '_read_some' in cls.__dict__:
+            cls._plain_read = False
         # A subclass that replaces how bytes are received gets every
         # receive through its own code, never the scatter read.
         if 'can_scatter' not in cls.__dict__ and any(
@@ -515,9 +521,9 @@ class _AbstractTransport:
         system call fewer when nothing has arrived yet, as after sending a
         request) instead of trying a non-blocking receive first.
         """
-        data: bytes = self._receive(self._read_some, size,
-                                    _PEEK if peek else 0,
-                                    deadline, wait_first)
+        data: bytes = self._receive(
+            None if self._plain_read else self._read_some, size,
+            _PEEK if peek else 0, deadline, wait_first)
         return data
 
     def recv_into(self, view: memoryview, deadline: Deadline = None) -> int:
@@ -534,8 +540,11 @@ class _AbstractTransport:
         n: int = self._receive(self._read_into_many, views, 0, deadline)
         return n
 
-    def _receive(self, op: Callable[[Any, int], Any], arg: Any, flags: int,
-                 deadline: Deadline, wait_first: bool = False) -> Any:
+    def _receive(self, op: Optional[Callable[[Any, int], Any]], arg: Any,
+                 flags: int, deadline: Deadline,
+                 wait_first: bool = False) -> Any:
+        """``op(arg, flags)`` until it does not block (None: this
+        socket's ``recv``, as :meth:`_read_some` makes it)."""
         sock = self.sock
         if sock is None:
             raise ConnectionLost('connection is closed')
@@ -557,7 +566,10 @@ class _AbstractTransport:
                                 (self.host, self.port))
         while True:
             try:
-                result = op(arg, flags)
+                # (a socket closed meanwhile by another thread fails here
+                # with EBADF: ConnectionLost below)
+                result = sock.recv(arg, flags) if op is None else \
+                    op(arg, flags)
             except _WOULD_BLOCK as exc:
                 _wait_ready(sock, isinstance(exc, ssl.SSLWantWriteError),
                             deadline, 'reading from', (self.host, self.port))

