@@ -245,6 +245,7 @@ class Confirms:
             if drain is not None and not done():
                 try:
                     drain(done, deadline)
+                    return   # (it returns once done() is true)
                 except ReadTimeout:
                     raise
                 except socket.timeout:
@@ -275,6 +276,10 @@ class Confirms:
     def outcome(self, tag: int) -> Optional[AMQPError]:
         """Raise for a settled publish that was not accepted: MessageNacked
         for a nack; return the error of its basic.return (or None)."""
+        if not self._nacked and not self._returned:
+            # (the usual case, seen without the lock: ``tag`` is settled,
+            # so a nack or return of it was recorded before this call)
+            return None
         with self.lock:
             nacked = tag in self._nacked
             if nacked:

@@ -252,17 +252,19 @@ class Publishing(AbstractChannel):
         connection (acks reach _on_basic_ack as they are dispatched),
         instead of one wait() per ack.  None when wait() was replaced on
         this channel (kombu's tests do that): then it is called per ack."""
-        if self._wait_replaced():
+        if self._wait_replaced() or self.connection is None:
             return None
-        connection = self.connection
-        if connection is None:
-            return None
+        return self._drain_acks
 
-        def drain(done: Callable[[], bool], deadline: Optional[float]
-                  ) -> None:
-            connection.wait_until(self, done, deadline, _ACK_OR_NACK)
-            connection.raise_deferred(self)
-        return drain
+    def _drain_acks(self, done: Callable[[], bool],
+                    deadline: Optional[float]) -> None:
+        connection = self.connection
+        if connection is None:   # closed by another thread meanwhile
+            raise RecoverableConnectionError(
+                'channel %r closed while waiting for publisher confirms'
+                % (self.channel_id,))
+        connection.wait_until(self, done, deadline, _ACK_OR_NACK)
+        connection.raise_deferred(self)
 
     def _await_confirm(self, tag: int, timeout: Optional[float]) -> None:
         confirms = self._confirms

@@ -515,6 +515,7 @@ class Reader:
         from it or from the last read, whichever is later.
         """
         conn = self._conn
+        frames = self.frames
         next_frame = self._take_frame
         handle = self.handler
         parsed = self._parsed
@@ -545,6 +546,20 @@ class Reader:
                     raise socket.timeout('timed out')
                 late = True
             if not timed:
+                if not exact and transport is not None and \
+                        not frames.collecting:
+                    # the common case: one blocking receive, made here
+                    try:
+                        data = transport.recv_now(READ_SIZE, deadline)
+                    except socket.timeout:
+                        raise   # (an interrupted receive, as in _fill)
+                    except OSError as exc:   # ConnectionLost included
+                        self._lost(exc)
+                        raise
+                    if data is not None:
+                        self.last_read = monotonic()
+                        frames.feed(data)
+                        continue
                 self._fill(transport, deadline, exact, reply)
                 continue
             step, why = self._step(deadline, started, bound)

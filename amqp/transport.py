@@ -540,6 +540,46 @@ class _AbstractTransport:
         n: int = self._receive(self._read_into_many, views, 0, deadline)
         return n
 
+    def recv_now(self, size: int, deadline: Deadline) -> Optional[bytes]:
+        """What :meth:`recv` does in the reader's common case, without
+        its checks: one blocking receive, when the kernel ends it within
+        the receive quantum and nothing else bounds it (no
+        ``read_timeout``, socket timeout, ``having_timeout`` or
+        handshake; ``deadline`` None or a quantum away or more).
+        Returns None, having received nothing, when that does not hold or
+        the quantum passed: then :meth:`recv` waits the rest.  Errors as
+        :meth:`recv`."""
+        quantum = self._quantum
+        sock = self.sock
+        if quantum is None or not self._plain_read or self._handshaking \
+                or self._read_bound is not None or self._overrides or \
+                sock is None or sock.gettimeout() != self._mode or (
+                    deadline is not None and
+                    deadline - monotonic() < quantum):
+            return None
+        try:
+            data: bytes = sock.recv(size)
+        except _WOULD_BLOCK:
+            return None
+        except InterruptedError:
+            if self.raise_on_initial_eintr:   # as _receive
+                raise socket.timeout('interrupted') from None
+            return None
+        except OSError as exc:
+            raise self._receive_failed(sock, exc) from exc
+        if not data:
+            self.connected = False
+            raise ConnectionLost()
+        return data
+
+    def _receive_failed(self, sock: socket.socket,
+                        exc: OSError) -> OSError:
+        """A receive on ``sock`` raised ``exc``: what to raise."""
+        self.connected = False
+        if sock.fileno() < 0:   # closed by another thread
+            return ConnectionLost('connection is closed')
+        return exc
+
     def _receive(self, op: Optional[Callable[[Any, int], Any]], arg: Any,
                  flags: int, deadline: Deadline,
                  wait_first: bool = False) -> Any:
@@ -584,10 +624,10 @@ class _AbstractTransport:
             except socket.timeout:
                 raise   # a timeout is not a broken socket
             except OSError as exc:
-                self.connected = False
-                if sock.fileno() < 0:   # closed by another thread
-                    raise ConnectionLost('connection is closed') from exc
-                raise
+                failure = self._receive_failed(sock, exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
             if not result:
                 self.connected = False
                 raise ConnectionLost()
