@@ -695,6 +695,9 @@ static int add_to_attr(PyObject *obj, PyObject *name, long delta)
     return r;
 }
 
+/* encoded basic properties when there are none: an empty flags word */
+static PyObject *no_properties;
+
 static PyObject *str_next_frame, *str_max_body,
     *str_bytes_recv, *str_bytes_sent, *str_frame_max, *str_max_message_size,
     *str_body, *str_properties, *str_channel, *str_delivery_info,
@@ -1058,8 +1061,15 @@ static PyObject *FrameWriter_call(PyObject *op, PyObject *args,
         PyObject *properties = PyObject_GetAttr(content, str_properties);
         if (properties == NULL)
             goto fail;
-        props = PyObject_CallFunctionObjArgs(self->ref[FW_ENCODE_PROPS],
-                                             properties, NULL);
+        if (properties == Py_None || (PyDict_CheckExact(properties) &&
+                                      PyDict_Size(properties) == 0)) {
+            /* no properties: the flags word alone, as the pure encoder
+               returns it (without calling it once per publish) */
+            props = no_properties;
+            Py_INCREF(props);
+        } else
+            props = PyObject_CallFunctionObjArgs(self->ref[FW_ENCODE_PROPS],
+                                                 properties, NULL);
         Py_DECREF(properties);
         if (props == NULL)
             goto fail;
@@ -1387,7 +1397,8 @@ PyMODINIT_FUNC PyInit__speedups(void)
         (str_max_payload = PyUnicode_InternFromString("max_payload")) == NULL ||
         (str_collect_min = PyUnicode_InternFromString("collect_min")) == NULL ||
         (str_take_content = PyUnicode_InternFromString("take_content")) ==
-            NULL) {
+            NULL ||
+        (no_properties = PyBytes_FromStringAndSize("\0\0", 2)) == NULL) {
         Py_DECREF(m);
         return NULL;
     }

@@ -270,7 +270,9 @@ class Publishing(AbstractChannel):
         confirms = self._confirms
         unsettled = confirms.unsettled
         confirms.wait(self.wait, lambda: tag not in unsettled, timeout,
-                      'delivery tag %d' % tag, self._confirm_drain())
+                      'delivery tag %d' % tag,
+                      None if self._wait_replaced() or self.connection is None
+                      else self._drain_acks)   # (_confirm_drain, inline)
         exc = confirms.outcome(tag)
         if exc is not None and not self.events.get('basic_return'):
             raise exc
@@ -291,8 +293,9 @@ class Publishing(AbstractChannel):
         ``events['basic_ack']``/``['basic_nack']`` handler): the reader
         may then dispatch it while it holds the read role."""
         events = self.events
-        return self._confirms.quiet() and not events.get('basic_ack') and \
-            not events.get('basic_nack')
+        # (Confirms.quiet(), inline: asked for every ack a wait reads)
+        return not self._confirms.callbacks and \
+            not events.get('basic_ack') and not events.get('basic_nack')
 
     def _on_basic_ack(self, delivery_tag: int, multiple: bool) -> None:
         self._confirms.settle(delivery_tag, multiple, False)
