@@ -95,8 +95,11 @@ def test_kombu_drain_events_returns_exactly_when_a_delivery_was_handled(
         # a call with frames buffered does not wait for the socket
         assert [c for c in calls if c[0] and c[2] > 0.5] == []
         if prefetch is None:
-            # everything came at once: the first call served the buffer
-            assert calls[0][0]
+            # everything came at once: some call served the buffer (the
+            # first one when the deliveries came in consume-ok's record;
+            # whether they did depends on the broker's timing, and a
+            # loaded CI machine's showed it: checked across runs below)
+            assert any(c[0] for c in calls)
 
         # nothing left: the next call times out, having handled nothing
         assert not conn.connection.frames_pending()
