@@ -270,9 +270,7 @@ class Publishing(AbstractChannel):
         confirms = self._confirms
         unsettled = confirms.unsettled
         confirms.wait(self.wait, lambda: tag not in unsettled, timeout,
-                      'delivery tag %d' % tag,
-                      None if self._wait_replaced() or self.connection is None
-                      else self._drain_acks)   # (_confirm_drain, inline)
+                      'delivery tag %d' % tag, self._confirm_drain())
         exc = confirms.outcome(tag)
         if exc is not None and not self.events.get('basic_return'):
             raise exc

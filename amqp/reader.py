@@ -515,7 +515,6 @@ class Reader:
         from it or from the last read, whichever is later.
         """
         conn = self._conn
-        frames = self.frames
         next_frame = self._take_frame
         handle = self.handler
         parsed = self._parsed
@@ -546,20 +545,6 @@ class Reader:
                     raise socket.timeout('timed out')
                 late = True
             if not timed:
-                if not exact and transport is not None and \
-                        not frames.collecting:
-                    # the common case: one blocking receive, made here
-                    try:
-                        data = transport.recv_now(READ_SIZE, deadline)
-                    except socket.timeout:
-                        raise   # (an interrupted receive, as in _fill)
-                    except OSError as exc:   # ConnectionLost included
-                        self._lost(exc)
-                        raise
-                    if data is not None:
-                        self.last_read = monotonic()
-                        frames.feed(data)
-                        continue
                 self._fill(transport, deadline, exact, reply)
                 continue
             step, why = self._step(deadline, started, bound)
@@ -867,8 +852,11 @@ class Reader:
                     size = len(peeked) if end is None else end
                 data = transport.recv(size, deadline)
             else:
-                data = transport.recv(READ_SIZE, deadline,
-                                      wait_first=wait_first)
+                # the common case is one blocking receive (recv_now);
+                # anything that bounds or interrupts it goes to recv
+                data = transport.recv_now(READ_SIZE, deadline) or \
+                    transport.recv(READ_SIZE, deadline,
+                                   wait_first=wait_first)
         except socket.timeout:
             raise
         except OSError as exc:   # ConnectionLost included
