@@ -175,3 +175,17 @@ def tls_broker(tmp_path_factory):
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope='session')
+def tls_coalescing(tls_broker):
+    """A TLS front (``port``) for the TLS node that always writes
+    consume-ok and the deliveries behind it in one TLS record (see
+    ``tests/recordproxy.py``), for the tests about that case."""
+    from recordproxy import RecordProxy
+
+    proxy = RecordProxy(tls_broker.certs, tls_broker.port).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
