@@ -228,7 +228,7 @@ class Confirms:
         return not self.callbacks
 
     def wait(self, channel_wait: ReplyWait, done: Callable[[], bool],
-             timeout: Optional[float], what: str,
+             timeout: Optional[float], what: Union[str, int],
              drain: Optional[Callable[[Callable[[], bool], Optional[float]],
                                       None]] = None) -> None:
         """Wait for acks and nacks until ``done()``.
@@ -238,11 +238,15 @@ class Confirms:
         ``channel_wait`` is called for each ack or nack.  ``timeout``
         (seconds, None for no limit) bounds the whole wait; when it runs
         out, raises :class:`ConfirmTimeout` naming the unsettled tags
-        (``what`` describes the wait in its text).
+        (``what`` describes the wait in its text; an int is the delivery
+        tag waited for, formatted only then).
         """
+        if type(what) is int:
+            what = 'delivery tag %d' % what
         deadline = None if timeout is None else monotonic() + timeout
         try:
-            if drain is not None and not done():
+            if drain is not None:
+                # (the drain asks done() before it reads anything)
                 try:
                     drain(done, deadline)
                     return   # (it returns once done() is true)

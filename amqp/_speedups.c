@@ -674,20 +674,28 @@ static PyObject *holder_new(PyTypeObject *type, PyObject *args,
         Name##_slots,                                                      \
     };
 
-/* obj.name += delta (an int attribute) */
+/* obj.name += delta (an int attribute; a frame counter) */
 static int add_to_attr(PyObject *obj, PyObject *name, long delta)
 {
     PyObject *v = PyObject_GetAttr(obj, name);
     if (v == NULL)
         return -1;
-    PyObject *d = PyLong_FromLong(delta);
-    if (d == NULL) {
-        Py_DECREF(v);
-        return -1;
+    PyObject *sum;
+    long long now = PyLong_CheckExact(v) ? PyLong_AsLongLong(v) : -1;
+    if (now >= 0 && now < (1LL << 62)) {
+        /* (the usual case: cheaper than the number protocol) */
+        sum = PyLong_FromLongLong(now + delta);
+    } else {
+        PyErr_Clear();
+        PyObject *d = PyLong_FromLong(delta);
+        if (d == NULL) {
+            Py_DECREF(v);
+            return -1;
+        }
+        sum = PyNumber_Add(v, d);
+        Py_DECREF(d);
     }
-    PyObject *sum = PyNumber_Add(v, d);
     Py_DECREF(v);
-    Py_DECREF(d);
     if (sum == NULL)
         return -1;
     int r = PyObject_SetAttr(obj, name, sum);

@@ -182,8 +182,12 @@ class Connection(Handshake, Heartbeats):
 
     last_heartbeat_sent: float = 0
     last_heartbeat_received: float = 0
-    bytes_sent = 0
-    bytes_recv = 0
+    # The frame counters (py-amqp's names) are slots: the frame writer and
+    # handler add to them for every frame, and a slot is read and written
+    # without a dictionary lookup (set to 0 in __init__ and at connect).
+    __slots__ = ('bytes_sent', 'bytes_recv')
+    bytes_sent: int
+    bytes_recv: int
     prev_sent: Optional[int] = None
     prev_recv: Optional[int] = None
     server_heartbeat: Optional[int] = None
@@ -243,6 +247,7 @@ class Connection(Handshake, Heartbeats):
                  max_message_size: Optional[int] = MAX_MESSAGE_SIZE,
                  **kwargs: Any) -> None:
         self._connection_id = uuid.uuid4().hex
+        self.bytes_sent = self.bytes_recv = 0
         if channel_max is not None and not 0 <= channel_max <= 65535:
             raise ValueError('channel_max must be 0..65535, got %r'
                              % (channel_max,))
