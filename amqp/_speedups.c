@@ -703,9 +703,24 @@ static int add_to_attr(PyObject *obj, PyObject *name, long delta)
     return r;
 }
 
+/* msg.name of an amqp.Message: its slot read directly, without the
+   __getattr__ hook every lookup on a Message goes through; the hook
+   (which derives unset content state) only when the slot is unset */
+static PyObject *message_attr(PyObject *msg, PyObject *name)
+{
+    PyObject *v = PyObject_GenericGetAttr(msg, name);
+    if (v == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        v = PyObject_GetAttr(msg, name);
+    }
+    return v;
+}
+
 /* encoded basic properties when there are none: an empty flags word */
 static PyObject *no_properties;
 
+static PyObject *str_acquire, *str_release, *str_plain_writes,
+    *str_overrides, *str_sock, *str_send, *str_write_failed, *str_write_rest;
 static PyObject *str_next_frame, *str_max_body,
     *str_bytes_recv, *str_bytes_sent, *str_frame_max, *str_max_message_size,
     *str_body, *str_properties, *str_channel, *str_delivery_info,
@@ -990,7 +1005,102 @@ HOLDER_TYPE(FrameHandler, FH_NREFS,
  * bytes object and written with one ``write`` call; anything else, and
  * any frame over frame_max, is the pure writer's. */
 
-enum { FW_PURE, FW_CONN, FW_WRITE, FW_ENCODE_PROPS, FW_MESSAGE, FW_NREFS };
+enum { FW_PURE, FW_CONN, FW_WRITE, FW_ENCODE_PROPS, FW_MESSAGE,
+       FW_TRANSPORT, FW_LOCK, FW_NREFS };
+
+/* What transport.write(frame) does in its plain branch (see
+   Transport.write; keep the two in step), without calling it: under the
+   write lock, one blocking send when the transport makes plain writes and
+   no having_timeout() is in force; a short send goes on in
+   transport._write(frame, sent), a failed one is recorded by
+   transport._write_failed(exc, 0, len).  Returns 1 when written, 0 when
+   the plain branch does not apply now (nothing sent: call write), -1 on
+   error. */
+static int send_plain(PyObject *transport, PyObject *lock, PyObject *frame)
+{
+    PyObject *r = PyObject_CallMethodObjArgs(lock, str_acquire, NULL);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    int result = 0;
+    PyObject *plain = PyObject_GetAttr(transport, str_plain_writes);
+    PyObject *overrides = plain == Py_True ?
+        PyObject_GetAttr(transport, str_overrides) : NULL;
+    PyObject *sock = NULL;
+    if (plain == NULL || (plain == Py_True && overrides == NULL)) {
+        result = -1;
+        goto release;
+    }
+    if (plain != Py_True || !PyLong_CheckExact(overrides) ||
+        PyLong_AsLong(overrides) != 0)
+        goto release;           /* (0: the general write) */
+    sock = PyObject_GetAttr(transport, str_sock);
+    if (sock == NULL) {
+        result = -1;
+        goto release;
+    }
+    Py_ssize_t total = PyBytes_Size(frame);
+    r = PyObject_CallMethodObjArgs(sock, str_send, frame, NULL);
+    if (r == NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb != NULL && value != NULL)
+            PyException_SetTraceback(value, tb);
+        PyObject *zero = PyLong_FromLong(0);
+        PyObject *size = PyLong_FromSsize_t(total);
+        PyObject *f = (zero && size) ? PyObject_CallMethodObjArgs(
+            transport, str_write_failed, value ? value : Py_None, zero,
+            size, NULL) : NULL;
+        Py_XDECREF(zero);
+        Py_XDECREF(size);
+        if (f != NULL) {
+            Py_DECREF(f);
+            PyErr_Restore(type, value, tb);     /* raise what send raised */
+        } else {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
+        result = -1;
+        goto release;
+    }
+    Py_ssize_t sent = PyLong_AsSsize_t(r);
+    Py_DECREF(r);
+    if (sent == -1 && PyErr_Occurred()) {
+        result = -1;
+        goto release;
+    }
+    result = 1;
+    if (sent != total) {
+        PyObject *at = PyLong_FromSsize_t(sent);
+        r = at ? PyObject_CallMethodObjArgs(transport, str_write_rest, frame,
+                                            at, NULL) : NULL;
+        Py_XDECREF(at);
+        if (r == NULL)
+            result = -1;
+        Py_XDECREF(r);
+    }
+release:
+    Py_XDECREF(plain);
+    Py_XDECREF(overrides);
+    Py_XDECREF(sock);
+    {
+        /* (the lock is released whatever happened, an error kept) */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *u = PyObject_CallMethodObjArgs(lock, str_release, NULL);
+        if (u == NULL) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            return -1;
+        }
+        Py_DECREF(u);
+        PyErr_Restore(type, value, tb);
+    }
+    return result;
+}
 
 #define SCATTER_MIN 32768
 
@@ -1058,7 +1168,7 @@ static PyObject *FrameWriter_call(PyObject *op, PyObject *args,
     if (content != Py_None) {
         if ((PyObject *)Py_TYPE(content) != self->ref[FW_MESSAGE])
             goto pure;
-        body = PyObject_GetAttr(content, str_body);
+        body = message_attr(content, str_body);
         if (body == NULL)
             return NULL;
         if (!PyBytes_Check(body))
@@ -1066,7 +1176,7 @@ static PyObject *FrameWriter_call(PyObject *op, PyObject *args,
         blen = PyBytes_Size(body);
         if (blen >= SCATTER_MIN || (frame_max && blen > frame_max - 8))
             goto pure;
-        PyObject *properties = PyObject_GetAttr(content, str_properties);
+        PyObject *properties = message_attr(content, str_properties);
         if (properties == NULL)
             goto fail;
         if (properties == Py_None || (PyDict_CheckExact(properties) &&
@@ -1125,11 +1235,17 @@ static PyObject *FrameWriter_call(PyObject *op, PyObject *args,
             *o++ = 0xCE;
         }
     }
-    PyObject *r = PyObject_CallFunctionObjArgs(self->ref[FW_WRITE], frame,
-                                               NULL);
-    if (r == NULL)
+    int direct = self->ref[FW_LOCK] == Py_None ? 0 :
+        send_plain(self->ref[FW_TRANSPORT], self->ref[FW_LOCK], frame);
+    if (direct < 0)
         goto fail;
-    Py_DECREF(r);
+    if (!direct) {
+        PyObject *r = PyObject_CallFunctionObjArgs(self->ref[FW_WRITE], frame,
+                                                   NULL);
+        if (r == NULL)
+            goto fail;
+        Py_DECREF(r);
+    }
     Py_DECREF(frame);
     Py_XDECREF(props);
     Py_XDECREF(body);
@@ -1149,7 +1265,7 @@ pure:
 
 HOLDER_TYPE(FrameWriter, FW_NREFS,
             "FrameWriter(pure, connection, write, encode_properties, "
-            "message_type): write_frame(type_, channel, method_sig, "
+            "message_type, transport, write_lock): write_frame(type_, channel, method_sig, "
             "args, content=None), the compiled twin of the function "
             "frame_writer returns.")
 
@@ -1418,7 +1534,11 @@ PyMODINIT_FUNC PyInit__speedups(void)
         {&str_properties, "properties"}, {&str_channel, "channel"},
         {&str_delivery_info, "delivery_info"},
         {&str_frame_method, "frame_method"}, {&str_frame_args, "frame_args"},
-        {&str_body_size, "body_size"},
+        {&str_body_size, "body_size"}, {&str_acquire, "acquire"},
+        {&str_release, "release"}, {&str_plain_writes, "_plain_writes"},
+        {&str_overrides, "_overrides"}, {&str_sock, "sock"},
+        {&str_send, "send"}, {&str_write_failed, "_write_failed"},
+        {&str_write_rest, "_write"},
     };
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
         if ((*names[k].slot = PyUnicode_InternFromString(names[k].text)) ==

@@ -182,12 +182,13 @@ class Connection(Handshake, Heartbeats):
 
     last_heartbeat_sent: float = 0
     last_heartbeat_received: float = 0
-    # The frame counters (py-amqp's names) are slots: the frame writer and
-    # handler add to them for every frame, and a slot is read and written
-    # without a dictionary lookup (set to 0 in __init__ and at connect).
-    __slots__ = ('bytes_sent', 'bytes_recv')
+    # The frame counters (py-amqp's names) and frame_max are slots: the
+    # compiled frame writer and handler read them for every frame, and a
+    # slot is read and written without a dictionary lookup.
+    __slots__ = ('bytes_sent', 'bytes_recv', 'frame_max')
     bytes_sent: int
     bytes_recv: int
+    frame_max: int
     prev_sent: Optional[int] = None
     prev_recv: Optional[int] = None
     server_heartbeat: Optional[int] = None

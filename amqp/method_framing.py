@@ -879,7 +879,11 @@ def frame_writer(connection: OutboundConnection,
     if speedups is not None:
         # the compiled twin: a method, or one with a small bytes body,
         # built into one bytes object; anything else goes to write_frame
+        # (with the transport's write lock, when its write is the stock
+        # one, the writer takes write's plain branch itself)
+        lock = getattr(transport, 'plain_write_lock', None)
         writer: FrameWriter = speedups.FrameWriter(
-            write_frame, connection, write, encode_properties_basic, Message)
+            write_frame, connection, write, encode_properties_basic, Message,
+            transport if lock is not None else None, lock)
         return writer
     return write_frame

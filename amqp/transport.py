@@ -659,6 +659,15 @@ class _AbstractTransport:
         return 0
 
     # -- writing --------------------------------------------------------
+    @property
+    def plain_write_lock(self) -> Optional[threading.Lock]:
+        """The write lock, when :meth:`write` is the stock one (None when
+        a subclass or the instance replaced it): the compiled frame writer
+        then takes write's plain branch itself, under this lock."""
+        if getattr(self.write, '__func__', None) is _AbstractTransport.write:
+            return self._write_lock
+        return None
+
     def write(self, s: Union[bytes, bytearray, memoryview]) -> None:
         """Send all of ``s``, bounded by ``write_timeout`` (or
         :meth:`having_timeout`); no limit when both are None.
@@ -670,7 +679,9 @@ class _AbstractTransport:
         """
         with self._write_lock:
             if self._plain_writes and not self._overrides:
-                # The common case, kept short: one blocking send.
+                # The common case, kept short: one blocking send.  (The
+                # compiled frame writer does this branch itself: keep
+                # send_plain in _speedups.c in step.)
                 try:
                     sent = self.sock.send(s)  # type: ignore[union-attr]
                 except BaseException as exc:

@@ -258,3 +258,97 @@ def test_a_connection_used_before_connect_connects_with_a_warning(
     with pytest.raises(RecoverableConnectionError):
         conn.channel()
     assert not conn.connected
+
+
+class _SocketWith:
+    """The connection's socket, with ``send`` replaced (the OS boundary):
+    everything else goes to the real socket."""
+
+    def __init__(self, sock, send):
+        self._sock, self.send = sock, send
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+@pytest.mark.parametrize('n', [1, 9, 40])
+def test_a_short_send_is_finished_and_the_message_arrives_whole(broker, n):
+    # a blocking send may return after part of the bytes (a signal): the
+    # rest follows before anything else is written, on the compiled
+    # writer's own send as on the pure one
+    conn = broker.connect()
+    try:
+        ch = conn.channel()
+        q = ch.queue_declare('', exclusive=True).queue
+        real = conn.transport.sock
+        shorts = []
+
+        def send_short(data, flags=0):
+            if not shorts:
+                shorts.append(len(data))
+                return real.send(bytes(data)[:n])
+            return real.send(data)
+        conn.transport.sock = _SocketWith(real, send_short)
+        ch.basic_publish(Message(b'whole', content_type='text/plain'),
+                         routing_key=q)
+        ch.basic_publish(Message(b'next'), routing_key=q)
+        conn.transport.sock = real
+        assert shorts and shorts[0] > n
+        got = [ch.basic_get(q, no_ack=True) for _ in range(2)]
+        assert [m.body for m in got] == [b'whole', b'next']
+        assert got[0].properties == {'content_type': 'text/plain'}
+    finally:
+        conn.close()
+
+
+def test_a_failed_send_loses_the_connection_and_nothing_waits(broker):
+    conn = broker.connect()
+    try:
+        ch = conn.channel()
+        real = conn.transport.sock
+
+        def send_fails(data, flags=0):
+            raise ConnectionResetError(104, 'reset by the test')
+        conn.transport.sock = _SocketWith(real, send_fails)
+        with pytest.raises(ConnectionResetError, match='reset by the test'):
+            ch.basic_publish(Message(b'x'), routing_key='q')
+        assert not conn.connected
+        assert 'lost' in conn.transport.broken
+        started = time.monotonic()
+        with pytest.raises(RecoverableConnectionError):
+            ch.basic_publish(Message(b'y'), routing_key='q')
+        assert time.monotonic() - started < 0.5
+        conn.transport.sock = real
+    finally:
+        conn.close()
+
+
+def test_a_write_replaced_on_the_transport_gets_every_frame(broker):
+    # py-amqp-style instrumentation: a transport whose write is replaced
+    # (here by a subclass) sees every frame written
+    from amqp.transport import TCPTransport
+
+    seen = []
+
+    class Counting(TCPTransport):
+        def write(self, s):
+            seen.append(bytes(s))
+            super().write(s)
+
+    class Instrumented(Connection):
+        def Transport(self, host, connect_timeout, ssl=False,
+                      read_timeout=None, write_timeout=None, **kwargs):
+            return Counting(host, connect_timeout=connect_timeout,
+                            read_timeout=read_timeout,
+                            write_timeout=write_timeout, **kwargs)
+
+    conn = Instrumented('%s:%s' % (broker.host, broker.port))
+    conn.connect()
+    try:
+        ch = conn.channel()
+        q = ch.queue_declare('', exclusive=True).queue
+        before = len(seen)
+        ch.basic_publish(Message(b'counted'), routing_key=q)
+        assert any(b'counted' in s for s in seen[before:])
+    finally:
+        conn.close()
