@@ -751,7 +751,7 @@ class _AbstractTransport:
     def _writev(self, parts: Sequence[Union[bytes, memoryview]]) -> None:
         sock, deadline, flags = self._write_start()
         views = [p for p in parts if len(p)]
-        total = sum(len(p) for p in views)
+        total = sum(map(len, views))
         sent = 0
         first = 0
         try:
@@ -766,6 +766,8 @@ class _AbstractTransport:
                 except InterruptedError:
                     continue
                 sent += n
+                if sent == total:   # (usually all of it, in one call)
+                    return
                 while n:        # drop what went out, cut the part it ends in
                     size = len(views[first])
                     if n >= size:
