@@ -227,6 +227,25 @@ def drain_until(conn, predicate, timeout=5.0, what=None):
             pass
 
 
+def assert_writes_refused(conn, channel, broken):
+    """After a write that broke ``conn``'s stream: it is not connected,
+    ``transport.broken`` says ``broken``, and the next publish raises
+    RecoverableConnectionError at once instead of writing."""
+    from amqp import Message
+    from amqp.exceptions import RecoverableConnectionError
+
+    assert not conn.connected
+    assert broken in conn.transport.broken
+    started = time.monotonic()
+    try:
+        channel.basic_publish(Message(b'after'), routing_key='q')
+    except RecoverableConnectionError:
+        pass
+    else:
+        raise AssertionError('a publish after the break was written')
+    assert time.monotonic() - started < 0.5
+
+
 def drain_for(conn, seconds):
     """Serve ``conn``'s events for ``seconds`` whatever arrives; errors
     other than timeouts propagate."""

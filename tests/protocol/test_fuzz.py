@@ -397,6 +397,7 @@ def test_mutated_frame_streams_raise_only_typed_errors(server):
 
 
 @pytest.mark.fuzz_long
+@pytest.mark.timeout(3600)   # (the campaign takes minutes: not the default)
 def test_mutated_frame_streams_long_campaign(server):
     stats = _campaign(server, LONG_CASES, 'long', trace_memory=False)
     assert stats.cases >= LONG_CASES * 0.9
