@@ -1022,23 +1022,26 @@ static int send_plain(PyObject *transport, PyObject *lock, PyObject *frame)
     if (r == NULL)
         return -1;
     Py_DECREF(r);
-    int result = 0;
+    int result = -1;
+    PyObject *overrides = NULL, *sock = NULL;
     PyObject *plain = PyObject_GetAttr(transport, str_plain_writes);
-    PyObject *overrides = plain == Py_True ?
-        PyObject_GetAttr(transport, str_overrides) : NULL;
-    PyObject *sock = NULL;
-    if (plain == NULL || (plain == Py_True && overrides == NULL)) {
-        result = -1;
+    if (plain == NULL)
+        goto release;
+    if (plain != Py_True) {
+        result = 0;             /* (the general write) */
         goto release;
     }
-    if (plain != Py_True || !PyLong_CheckExact(overrides) ||
-        PyLong_AsLong(overrides) != 0)
-        goto release;           /* (0: the general write) */
+    overrides = PyObject_GetAttr(transport, str_overrides);
+    if (overrides == NULL)
+        goto release;
+    if (!PyLong_CheckExact(overrides) || PyLong_AsLong(overrides) != 0) {
+        PyErr_Clear();
+        result = 0;             /* a having_timeout() is in force */
+        goto release;
+    }
     sock = PyObject_GetAttr(transport, str_sock);
-    if (sock == NULL) {
-        result = -1;
+    if (sock == NULL)
         goto release;
-    }
     Py_ssize_t total = PyBytes_Size(frame);
     r = PyObject_CallMethodObjArgs(sock, str_send, frame, NULL);
     if (r == NULL) {
@@ -1062,25 +1065,22 @@ static int send_plain(PyObject *transport, PyObject *lock, PyObject *frame)
             Py_XDECREF(value);
             Py_XDECREF(tb);
         }
-        result = -1;
         goto release;
     }
     Py_ssize_t sent = PyLong_AsSsize_t(r);
     Py_DECREF(r);
-    if (sent == -1 && PyErr_Occurred()) {
-        result = -1;
+    if (sent == -1 && PyErr_Occurred())
         goto release;
-    }
-    result = 1;
     if (sent != total) {
         PyObject *at = PyLong_FromSsize_t(sent);
         r = at ? PyObject_CallMethodObjArgs(transport, str_write_rest, frame,
                                             at, NULL) : NULL;
         Py_XDECREF(at);
         if (r == NULL)
-            result = -1;
-        Py_XDECREF(r);
+            goto release;
+        Py_DECREF(r);
     }
+    result = 1;
 release:
     Py_XDECREF(plain);
     Py_XDECREF(overrides);
@@ -1265,8 +1265,9 @@ pure:
 
 HOLDER_TYPE(FrameWriter, FW_NREFS,
             "FrameWriter(pure, connection, write, encode_properties, "
-            "message_type, transport, write_lock): write_frame(type_, channel, method_sig, "
-            "args, content=None), the compiled twin of the function "
+            "message_type, transport, write_lock): write_frame(type_, "
+            "channel, method_sig, args, content=None), the compiled twin "
+            "of the function "
             "frame_writer returns.")
 
 /* ---------------------------------------------------------------------

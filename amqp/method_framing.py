@@ -884,6 +884,6 @@ def frame_writer(connection: OutboundConnection,
         lock = getattr(transport, 'plain_write_lock', None)
         writer: FrameWriter = speedups.FrameWriter(
             write_frame, connection, write, encode_properties_basic, Message,
-            transport if lock is not None else None, lock)
+            transport, lock)
         return writer
     return write_frame

@@ -252,10 +252,7 @@ class Publishing(AbstractChannel):
         connection (acks reach _on_basic_ack as they are dispatched),
         instead of one wait() per ack.  None when wait() was replaced on
         this channel (kombu's tests do that): then it is called per ack."""
-        # (self._wait_replaced(), inline: asked for every confirm wait)
-        if getattr(self.wait, '__func__', None) is not \
-                AbstractChannel.wait or \
-                self.connection is None:
+        if self._wait_replaced() or self.connection is None:
             return None
         return self._drain_acks
 
