@@ -1278,6 +1278,189 @@ HOLDER_TYPE(FrameWriter, FW_NREFS,
  * an int subclass, a shortstr over 255 bytes, ...) goes to ``pure``,
  * which converts it or raises the error naming the field. */
 
+/* ---------------------------------------------------------------------
+ * Pump(reader, frames, next_frame, failed, monotonic, size): the reply
+ * loop of Reader._pump in its common case, one call per wait: parse what
+ * is buffered with ``handler``; return True once the reader stopped at
+ * the reply waited for or parsed anything; else receive ``size`` bytes at
+ * most (one blocking ``sock.recv``, which SO_RCVTIMEO ends within
+ * ``quantum``) and parse
+ * again.  Returns False, having received nothing, when the Python loop
+ * must take over: ``deadline`` (monotonic seconds, or None) is less than
+ * ``quantum`` away, the receive would block (the quantum passed), or the
+ * buffer collects a large body.  A failed receive or the peer closing is
+ * ``failed(sock, exc_or_None)``'s: it returns what to raise (having
+ * marked the connection lost), or None to go on in Python (EINTR).  The caller checks the
+ * conditions of Transport.recv_now other than the deadline (see
+ * Transport.plain_sock); keep this in step with Reader._pump and _fill. */
+
+enum { PU_READER, PU_FRAMES, PU_NEXT, PU_FAILED, PU_MONOTONIC, PU_SIZE,
+       PU_NREFS };
+
+static PyObject *str_stopped, *str_parsed, *str_last_read, *str_recv,
+    *str_feed;
+
+/* ``failed(sock, exc)``: raise what it returns, or return False (the
+   Python loop goes on) when it returns None */
+static PyObject *pump_failed(Holder *self, PyObject *sock, PyObject *exc)
+{
+    PyObject *lost = PyObject_CallFunctionObjArgs(
+        self->ref[PU_FAILED], sock, exc ? exc : Py_None, NULL);
+    if (lost == NULL)
+        return NULL;
+    if (lost == Py_None) {
+        Py_DECREF(lost);
+        Py_RETURN_FALSE;
+    }
+    PyErr_SetObject((PyObject *)Py_TYPE(lost), lost);
+    Py_DECREF(lost);
+    return NULL;
+}
+
+static PyObject *Pump_call(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    Holder *self = (Holder *)op;
+    PyObject *sock, *handler, *deadline;
+    double quantum;
+    if (!PyArg_ParseTuple(args, "OOOd:Pump", &sock, &handler, &deadline,
+                          &quantum))
+        return NULL;
+    PyObject *reader = self->ref[PU_READER], *frames = self->ref[PU_FRAMES];
+    double until = 0.0;
+    if (deadline != Py_None) {
+        until = PyFloat_AsDouble(deadline);
+        if (until == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    for (;;) {
+        PyObject *frame = PyObject_CallObject(self->ref[PU_NEXT], NULL);
+        if (frame == NULL)
+            return NULL;
+        while (frame != Py_None) {
+            PyObject *r = PyObject_CallFunctionObjArgs(handler, frame, NULL);
+            Py_DECREF(frame);
+            if (r == NULL)
+                return NULL;
+            Py_DECREF(r);
+            PyObject *stopped = PyObject_GetAttr(reader, str_stopped);
+            if (stopped == NULL)
+                return NULL;
+            int yes = PyObject_IsTrue(stopped);
+            Py_DECREF(stopped);
+            if (yes < 0)
+                return NULL;
+            if (yes)
+                Py_RETURN_TRUE;
+            frame = PyObject_CallObject(self->ref[PU_NEXT], NULL);
+            if (frame == NULL)
+                return NULL;
+        }
+        Py_DECREF(frame);
+        PyObject *parsed = PyObject_GetAttr(reader, str_parsed);
+        if (parsed == NULL)
+            return NULL;
+        Py_ssize_t n = PyObject_Size(parsed);
+        Py_DECREF(parsed);
+        if (n < 0)
+            return NULL;
+        if (n > 0)
+            Py_RETURN_TRUE;
+        if (deadline != Py_None) {
+            PyObject *now = PyObject_CallObject(self->ref[PU_MONOTONIC],
+                                                NULL);
+            if (now == NULL)
+                return NULL;
+            double t = PyFloat_AsDouble(now);
+            Py_DECREF(now);
+            if (t == -1.0 && PyErr_Occurred())
+                return NULL;
+            if (until - t < quantum)
+                Py_RETURN_FALSE;
+        }
+        PyObject *collecting = PyObject_GetAttr(frames, str_collecting);
+        if (collecting == NULL)
+            return NULL;
+        int busy = PyObject_IsTrue(collecting);
+        Py_DECREF(collecting);
+        if (busy < 0)
+            return NULL;
+        if (busy)
+            Py_RETURN_FALSE;
+        PyObject *data = PyObject_CallMethodObjArgs(sock, str_recv,
+                                                    self->ref[PU_SIZE], NULL);
+        if (data == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+                PyErr_ExceptionMatches(PyExc_TimeoutError)) {
+                /* (the quantum passed: the Python loop receives again) */
+                PyErr_Clear();
+                Py_RETURN_FALSE;
+            }
+            if (!PyErr_ExceptionMatches(PyExc_OSError))
+                return NULL;
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            if (tb != NULL && value != NULL)
+                PyException_SetTraceback(value, tb);
+            Py_XDECREF(type);
+            Py_XDECREF(tb);
+            if (value == NULL)
+                return NULL;
+            PyObject *r = pump_failed(self, sock, value);
+            Py_DECREF(value);
+            return r;
+        }
+        if (!PyBytes_Check(data)) {
+            Py_DECREF(data);
+            PyErr_SetString(PyExc_TypeError, "sock.recv returned no bytes");
+            return NULL;
+        }
+        if (PyBytes_Size(data) == 0) {
+            Py_DECREF(data);
+            return pump_failed(self, sock, NULL);
+        }
+        PyObject *now = PyObject_CallObject(self->ref[PU_MONOTONIC], NULL);
+        if (now == NULL || PyObject_SetAttr(reader, str_last_read, now) < 0) {
+            Py_XDECREF(now);
+            Py_DECREF(data);
+            return NULL;
+        }
+        Py_DECREF(now);
+        /* frames.feed(data); inline when every byte was consumed */
+        PyObject *buf = PyObject_GetAttr(frames, str_buf);
+        if (buf == NULL) {
+            Py_DECREF(data);
+            return NULL;
+        }
+        Py_ssize_t pos = int_attr(frames, str_pos);
+        int fed;
+        if (pos == -1 && PyErr_Occurred()) {
+            fed = -1;
+        } else if (PyBytes_Check(buf) && PyBytes_Size(buf) - pos <= 0) {
+            fed = PyObject_SetAttr(frames, str_buf, data);
+            if (fed == 0 && pos != 0) {
+                PyObject *zero = PyLong_FromLong(0);
+                fed = zero ? PyObject_SetAttr(frames, str_pos, zero) : -1;
+                Py_XDECREF(zero);
+            }
+        } else {
+            PyObject *r = PyObject_CallMethodObjArgs(frames, str_feed, data,
+                                                     NULL);
+            fed = r == NULL ? -1 : 0;
+            Py_XDECREF(r);
+        }
+        Py_DECREF(buf);
+        Py_DECREF(data);
+        if (fed < 0)
+            return NULL;
+    }
+}
+
+HOLDER_TYPE(Pump, PU_NREFS,
+            "Pump(reader, frames, next_frame, failed, monotonic, size): "
+            "pump(sock, handler, deadline, quantum) -> bool, the reply "
+            "loop of Reader._pump in its common case.")
+
 typedef FmtCodec ArgsEncoder;
 
 static PyObject *ArgsEncoder_new(PyTypeObject *type, PyObject *args,
@@ -1507,6 +1690,7 @@ PyMODINIT_FUNC PyInit__speedups(void)
         {&FrameHandler_spec, "FrameHandler"},
         {&FrameWriter_spec, "FrameWriter"},
         {&ArgsEncoder_spec, "ArgsEncoder"},
+        {&Pump_spec, "Pump"},
     };
     for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
         type = PyType_FromSpec(types[k].spec);
@@ -1540,6 +1724,9 @@ PyMODINIT_FUNC PyInit__speedups(void)
         {&str_overrides, "_overrides"}, {&str_sock, "sock"},
         {&str_send, "send"}, {&str_write_failed, "_write_failed"},
         {&str_write_rest, "_write"},
+        {&str_stopped, "_stopped"}, {&str_parsed, "_parsed"},
+        {&str_last_read, "last_read"}, {&str_recv, "recv"},
+        {&str_feed, "feed"},
     };
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
         if ((*names[k].slot = PyUnicode_InternFromString(names[k].text)) ==

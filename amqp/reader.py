@@ -57,6 +57,8 @@ from .exceptions import (AMQPNotImplementedError, FrameError,
                          FrameSyntaxError, InvalidCommand, ReadTimeout,
                          RecoverableConnectionError, UnexpectedFrame)
 from .method_framing import READ_SIZE, FrameBuffer, frame_reader, method_end
+from .serialization import speedups
+from .transport import RECV_QUANTUM, ConnectionLost
 
 if TYPE_CHECKING:
     from .basic_message import Message
@@ -139,6 +141,10 @@ class ReadingConnection(Protocol):
     def last_heartbeat_received(self) -> float:
         """``time.monotonic()`` when the broker was last heard."""
 
+    @property
+    def last_heartbeat_sent(self) -> float:
+        """``time.monotonic()`` when heartbeat_tick last saw us send."""
+
     def heartbeat_tick(self, rate: float = 2) -> None:
         """Send a heartbeat when due; raise when the broker went quiet."""
 
@@ -168,6 +174,12 @@ class Reader:
         self.frames = FrameBuffer()
         #: frames.next_frame (or its compiled twin)
         self._take_frame = frame_reader(self.frames)
+        #: the compiled reply loop (see _pump), or None
+        self._c_pump: Any = None
+        if speedups is not None and type(self.frames) is FrameBuffer:
+            self._c_pump = speedups.Pump(self, self.frames, self._take_frame,
+                                         self._recv_failed, monotonic,
+                                         READ_SIZE)
         if max_message_size:
             # bodies collected whole are never larger than that
             self.frames.max_body = max_message_size
@@ -527,7 +539,24 @@ class Reader:
             transport.read_bound()
         timed = bound is not None or (conn.heartbeat and not handshake)
         late = False
+        # the common case, receiving included, in one compiled call: a
+        # plain socket, no read bound (reads not ``exact``)
+        pump = self._c_pump
+        sock = None if pump is None or exact or buffered_only or \
+            handshake or transport is None else transport.plain_sock()
         while True:
+            if sock is not None:
+                step, why = self._timed_step(deadline, started, bound) \
+                    if timed else (deadline, 'deadline')
+                try:
+                    if pump(sock, handle, step, RECV_QUANTUM):
+                        return
+                except PEER_PROTOCOL_ERRORS as exc:
+                    self._abort(exc)
+                    raise
+                except socket.timeout as exc:   # (EINTR, as recv_now)
+                    self._read_timed_out(exc, why, bound)
+                    continue
             try:
                 frame = next_frame()
                 while frame is not None:
@@ -547,15 +576,32 @@ class Reader:
             if not timed:
                 self._fill(transport, deadline, exact, reply)
                 continue
-            step, why = self._step(deadline, started, bound)
+            step, why = self._timed_step(deadline, started, bound)
             try:
                 self._fill(transport, step, exact, reply)
-            except socket.timeout:
-                if why == 'deadline':
-                    raise
-                if why == 'silence':
-                    raise self._silence(bound) from None
-                conn.heartbeat_tick()
+            except socket.timeout as exc:
+                self._read_timed_out(exc, why, bound)
+
+    def _read_timed_out(self, exc: socket.timeout, why: str,
+                        bound: Optional[float]) -> None:
+        """A read that ``why`` (see :meth:`_step`) bounded timed out:
+        raise ``exc`` (the call's deadline), or ReadTimeout (silence), or
+        check heartbeats."""
+        if why == 'deadline':
+            raise exc
+        if why == 'silence':
+            raise self._silence(bound) from None
+        self._conn.heartbeat_tick()
+
+    def _timed_step(self, deadline: Optional[float], started: float,
+                    bound: Optional[float]) -> Tuple[Optional[float], str]:
+        """:meth:`_step`, after a heartbeat_tick that is due: the broker's
+        frames may have ended every read before its time came."""
+        step, why = self._step(deadline, started, bound)
+        if why == 'heartbeat' and step is not None and step <= monotonic():
+            self._conn.heartbeat_tick()
+            step, why = self._step(deadline, started, bound)
+        return step, why
 
     def _step(self, deadline: Optional[float], started: float,
               bound: Optional[float]) -> Tuple[Optional[float], str]:
@@ -573,7 +619,9 @@ class Reader:
         hb = conn.heartbeat
         if hb:
             now = monotonic()
-            wake = now + hb / 2.0
+            # ours is due heartbeat/2 after the last one we sent (the
+            # broker's frames coming sooner must not put it off)
+            wake = min(now, conn.last_heartbeat_sent) + hb / 2.0
             # (2.5 intervals: heartbeat_tick's limit, plus a millisecond)
             dead_at = conn.last_heartbeat_received + 2.5 * hb + 0.001
             if now < dead_at < wake:
@@ -866,6 +914,20 @@ class Reader:
         # from the heartbeat_tick that first notices these bytes
         self.last_read = monotonic()
         frames.feed(data)
+
+    def _recv_failed(self, sock: socket.socket,
+                     exc: Optional[OSError]) -> Optional[BaseException]:
+        """The compiled reply loop's receive from ``sock`` raised ``exc``
+        (None: the peer closed the stream): None to receive again, or
+        what to raise, the connection marked lost where it is (as
+        :meth:`_fill` after ``recv_now``)."""
+        transport = self.transport
+        if transport is None:
+            return exc or ConnectionLost()
+        failure = transport.receive_failed(sock, exc)
+        if failure is not None and not isinstance(failure, socket.timeout):
+            self._lost(failure)
+        return failure
 
     @staticmethod
     def _fill_body(transport: AbstractTransport, frames: FrameBuffer,

@@ -548,7 +548,8 @@ class _AbstractTransport:
         handshake; ``deadline`` None or a quantum away or more).
         Returns None, having received nothing, when that does not hold or
         the quantum passed: then :meth:`recv` waits the rest.  Errors as
-        :meth:`recv`."""
+        :meth:`recv`.  (The compiled reply loop receives as this does,
+        where :meth:`plain_sock` allows: keep the two in step.)"""
         quantum = self._quantum
         sock = self.sock
         if quantum is None or not self._plain_read or self._handshaking \
@@ -561,16 +562,54 @@ class _AbstractTransport:
             data: bytes = sock.recv(size)
         except _WOULD_BLOCK:
             return None
-        except InterruptedError:
-            if self.raise_on_initial_eintr:   # as _receive
-                raise socket.timeout('interrupted') from None
-            return None
-        except OSError as exc:
-            raise self._receive_failed(sock, exc) from exc
+        except OSError as exc:   # (EINTR as _receive: receive_failed)
+            failure = self.receive_failed(sock, exc)
+            if failure is None:
+                return None
+            raise failure
         if not data:
-            self.connected = False
-            raise ConnectionLost()
+            raise self._closed_by_peer()
         return data
+
+    def plain_sock(self) -> Optional[socket.socket]:
+        """The socket, when a receive from it may be made as
+        :meth:`recv_now` makes it (its conditions but the deadline hold,
+        and neither a subclass nor the instance replaced it): the
+        compiled reply loop (``_speedups.Pump``) then receives itself;
+        else None.  Keep in step with :meth:`recv_now`."""
+        sock = self.sock
+        if self._quantum is None or not self._plain_read or \
+                self._handshaking or self._read_bound is not None or \
+                self._overrides or sock is None or \
+                sock.gettimeout() != self._mode or \
+                getattr(self.recv_now, '__func__', None) is not \
+                _AbstractTransport.recv_now:
+            return None
+        return sock
+
+    def receive_failed(self, sock: socket.socket, exc: Optional[OSError]
+                       ) -> Optional[BaseException]:
+        """What :meth:`recv_now` makes of ``sock.recv`` raising ``exc``
+        (None: it returned no byte, the peer closed): None to receive
+        again (an EINTR), or the exception to raise -- socket.timeout
+        (an EINTR with ``raise_on_initial_eintr``), or the connection is
+        lost (ConnectionLost, or the error)."""
+        if isinstance(exc, InterruptedError):
+            if not self.raise_on_initial_eintr:
+                return None
+            interrupted = socket.timeout('interrupted')
+            interrupted.__suppress_context__ = True
+            return interrupted
+        if exc is None:
+            return self._closed_by_peer()
+        lost = self._receive_failed(sock, exc)
+        if lost is not exc:
+            lost.__cause__ = exc
+        return lost
+
+    def _closed_by_peer(self) -> ConnectionLost:
+        self.connected = False
+        return ConnectionLost()
 
     def _receive_failed(self, sock: socket.socket,
                         exc: OSError) -> OSError:

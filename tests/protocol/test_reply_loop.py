@@ -1,0 +1,184 @@
+"""The reply loop (``Reader._pump``; where the compiled module is built,
+its common case runs in one compiled call, ``_speedups.Pump``, which
+receives from the socket itself): a reply wait with no read bound, against
+a fake broker that splits, delays, garbles or drops what it sends.  The
+suite runs on both paths (CI runs it again with ``AMQP_NO_SPEEDUPS=1``)."""
+import socket
+import struct
+
+import pytest
+from pika.spec import Basic, Queue
+
+import amqp
+from amqp.exceptions import FrameError, RecoverableConnectionError
+from amqp.transport import ConnectionLost
+from testkit import HEARTBEAT, message_frames, method_frame
+
+from .fakebroker import TIMEOUT
+
+BODY = bytes(range(256)) * 40    # 10 KiB: header and body in many pieces
+
+
+def _get_ok(body=BODY):
+    return message_frames(Basic.GetOk(7, False, 'ex', 'rk', 0), body, 1)
+
+
+def _serving(then):
+    """Handshake, channel 1, then ``then(peer)`` once basic.get came."""
+    def script(peer):
+        peer.handshake()
+        peer.serve_channel_open(1)
+        peer.expect_method(Basic.Get)
+        then(peer)
+    return script
+
+
+def _reset(peer):
+    """Drop the connection with a TCP reset (SO_LINGER 0)."""
+    peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                         struct.pack('ii', 1, 0))
+    peer.sock.close()
+
+
+def _connect(broker, **kwargs):
+    kwargs.setdefault('reply_timeout', 10 * TIMEOUT)
+    conn = broker.connect(**kwargs)
+    assert conn.transport.read_bound() is None   # (no bound: the loop's
+    return conn                                  # common case)
+
+
+def _assert_lost(conn, ch, broker):
+    """The connection is marked lost: the next call fails at once,
+    sending nothing."""
+    assert not conn.connected
+    sent = len(broker.received)
+    with pytest.raises(RecoverableConnectionError):
+        ch.basic_get('q')
+    assert len(broker.received) == sent
+
+
+def test_the_compiled_loop_serves_reply_waits_where_it_is_built(
+        fake_broker):
+    broker = fake_broker(_serving(lambda peer: (peer.send(_get_ok()),
+                                                peer.serve_close())))
+    conn = _connect(broker)
+    reader = conn._reader
+    if amqp.SPEEDUPS:
+        assert reader._c_pump is not None
+        assert conn.transport.plain_sock() is conn.transport.sock
+    else:
+        assert reader._c_pump is None
+    ch = conn.channel()
+    assert ch.basic_get('q').body == BODY
+    conn.close()
+    broker.finish()
+
+
+def test_a_reply_sent_a_byte_at_a_time_arrives_whole(fake_broker):
+    broker = fake_broker(_serving(
+        lambda peer: (peer.send_slowly(_get_ok()), peer.serve_close())))
+    conn = _connect(broker)
+    ch = conn.channel()
+    msg = ch.basic_get('q')
+    assert msg.body == BODY and msg.delivery_tag == 7
+    assert msg.delivery_info['exchange'] == 'ex'
+    conn.close()
+    broker.finish()
+
+
+@pytest.mark.parametrize('cut', [0, 5, 300])
+def test_the_peer_closing_in_a_reply_wait_loses_the_connection(
+        fake_broker, cut):
+    """EOF before the reply, or inside it: ConnectionLost, the connection
+    marked lost (nothing more is sent)."""
+    broker = fake_broker(_serving(lambda peer: peer.send(_get_ok()[:cut])))
+    conn = _connect(broker)
+    ch = conn.channel()
+    with pytest.raises(ConnectionLost):
+        ch.basic_get('q')
+    _assert_lost(conn, ch, broker)
+
+
+def test_a_reset_in_a_reply_wait_loses_the_connection(fake_broker):
+    broker = fake_broker(_serving(_reset))
+    conn = _connect(broker)
+    ch = conn.channel()
+    with pytest.raises(ConnectionResetError):
+        ch.basic_get('q')
+    _assert_lost(conn, ch, broker)
+
+
+def test_garbage_in_a_reply_wait_is_a_frame_error(fake_broker):
+    seen = {}
+
+    def then(peer):
+        peer.send(b'\x01\x00\x01\x00\x00\x00\x04abcd\xff')  # bad frame end
+        seen['close'] = peer.recv_method()   # connection.close, 501
+
+    broker = fake_broker(_serving(then))
+    conn = _connect(broker)
+    ch = conn.channel()
+    with pytest.raises(FrameError):
+        ch.basic_get('q')
+    broker.finish()
+    assert seen['close'].reply_code == 501
+    _assert_lost(conn, ch, broker)
+
+
+def _beats_while_heard(peer, seconds, got):
+    """Send a heartbeat every 0.2 s for ``seconds``; count the client's."""
+    peer.sock.settimeout(0.2)
+    beats = 0
+    while seconds > 0:
+        try:
+            frame = peer.recv_frame(skip_heartbeats=False)
+        except socket.timeout:
+            seconds -= 0.2
+            peer.send(HEARTBEAT)
+            continue
+        beats += frame.frame_type == 8
+    got['beats'] = beats
+    peer.sock.settimeout(10)
+
+
+def test_a_long_reply_wait_keeps_heartbeats_going(fake_broker):
+    """heartbeat=2: while the broker's own heartbeats keep coming, a reply
+    2.6 s late (longer than the broker lets a silent client live) reaches
+    the caller, and the client sent heartbeats meanwhile."""
+    got = {}
+
+    def script(peer):
+        peer.handshake(heartbeat=2)
+        peer.serve_channel_open(1)
+        peer.expect_method(Queue.Declare)
+        _beats_while_heard(peer, 2.6, got)
+        peer.send(method_frame(Queue.DeclareOk('q', 3, 0), 1))
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = broker.connect(heartbeat=2, reply_timeout=10)
+    ch = conn.channel()
+    assert ch.queue_declare('q').message_count == 3
+    conn.close()
+    broker.finish()
+    assert got['beats'] >= 1
+
+
+def test_drain_events_keeps_heartbeats_going_while_the_broker_beats(
+        fake_broker):
+    """docs/guide_timeouts.rst: a consumer looping on drain_events needs
+    nothing else -- even when the broker's heartbeats end no read."""
+    got = {}
+
+    def script(peer):
+        peer.handshake(heartbeat=2)
+        _beats_while_heard(peer, 2.6, got)
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = broker.connect(heartbeat=2)
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=3.2)
+    conn.close()
+    broker.finish()
+    assert got['beats'] >= 1
