@@ -449,10 +449,8 @@ class FloorDriver:
     def consume(self, name, n, body, prefetch, ack_every):
         f = self._floor()
         self.fill(f, n, body)
-        if name == 'consume_ack':
-            sample = f.consume_ack(n, len(body), prefetch, name, self.clock)
-        else:
-            sample = f.consume(n, len(body), name, self.clock)
+        # (the clients' consume_1mb acks each message too)
+        sample = f.consume_ack(n, len(body), prefetch, name, self.clock)
         f.close()
         return sample
 
@@ -474,7 +472,7 @@ class MinimalDriver(FloorDriver):
             return super().consume(name, n, body, prefetch, ack_every)
         f = self._floor()
         self.fill(f, n, body)
-        sample = f.consume_1mb(n, len(body), name, self.clock)
+        sample = f.consume_1mb(n, len(body), prefetch, name, self.clock)
         f.close()
         return sample
 

@@ -13,8 +13,8 @@ consume_ack  basic.qos + basic.consume (manual ack) sent raw; then one
              of the known delivery layout, and per message one
              ``struct.pack_into`` of the delivery tag into a pre-encoded
              basic.ack frame and one ``sendall``.
-consume      (1 MB) basic.consume with no_ack; ``recv_into`` a reusable
-             buffer until the bytes of N deliveries have arrived.
+             For 1 MB bodies (prefetch 16, as the clients consume them)
+             this is the raw-socket floor.
 
 The frames are encoded here, from the AMQP 0-9-1 layout, not with the
 codec under test.  After each loop the floor checks what it assumed: the
@@ -164,15 +164,20 @@ class Floor:
             time.sleep(0.001)
         return clock.sample(n, t0, c1)
 
-    def consume_ack(self, n, body_size, prefetch, name, clock):
-        """Consume n queued messages with one basic.ack each."""
+    def consume_ack(self, n, body_size, prefetch, name, clock,
+                    copy_bodies=False):
+        """Consume n queued messages with one basic.ack each (and, with
+        ``copy_bodies``, one copy of a body's worth of bytes into a fresh
+        ``bytes`` per message: the protocol floor's 1 MiB consume)."""
         channel = self.ch.channel_id
         per_message = delivery_bytes(self.queue, body_size, self.frame_max)
         ack = ack_frame(channel)
         start = qos_frame(channel, prefetch) + consume_frame(
             channel, self.queue, no_ack=False)
-        buf = bytearray(RECV_BUFFER)
+        buf = bytearray(max(RECV_BUFFER, body_size))
         view = memoryview(buf)
+        body_view = view[:body_size] if copy_bodies else None
+        bodies = 0
         self._take()
         sock = self.sock
         recv_into, sendall, pack_into = sock.recv_into, sock.sendall, \
@@ -185,6 +190,8 @@ class Floor:
             r = recv_into(view)
             received += r
             while received >= next_end:
+                if body_view is not None:
+                    bodies += len(body_view.tobytes())
                 got += 1
                 pack_into(ack, ACK_TAG_OFFSET, got)
                 sendall(ack)
@@ -195,30 +202,8 @@ class Floor:
         self._check_end(received, next_end - per_message, last)
         self._no_stray_bytes()
         self._give_back()
-        return clock.sample(n, t0, c1)
-
-    def consume(self, n, body_size, name, clock):
-        """Read n no_ack deliveries, counting bytes only."""
-        per_message = delivery_bytes(self.queue, body_size, self.frame_max)
-        total = CONSUME_OK_BYTES + n * per_message
-        start = consume_frame(self.ch.channel_id, self.queue, no_ack=True)
-        buf = bytearray(RECV_BUFFER)
-        view = memoryview(buf)
-        self._take()
-        sock = self.sock
-        recv_into = sock.recv_into
-        t0 = clock.start(name)
-        sock.sendall(start)
-        received = r = 0
-        while received < total:
-            r = recv_into(view)
-            received += r
-        c1 = clock.stop(name)
-        signal.alarm(0)
-        last = buf[r - 1]
-        self._check_end(received, total, last)
-        self._no_stray_bytes()
-        self._give_back()
+        if copy_bodies and bodies != n * body_size:
+            raise RuntimeError('floor: copied %d body bytes' % bodies)
         return clock.sample(n, t0, c1)
 
     @staticmethod

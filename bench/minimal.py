@@ -24,7 +24,8 @@ confirm      publish as above on a channel in confirm mode, then read
 pipelined    publish in confirm mode; after every WINDOW publishes read
              until the ack of the last one (acks may be multiple).
 consume_1mb  a lower bound rather than a client: the raw-socket floor's
-             loop plus one copy of every body into a fresh ``bytes``.  Any
+             loop (basic.qos, one basic.ack per message, as the clients
+             consume) plus one copy of every body into a fresh ``bytes``.  Any
              pure-Python client whose messages carry ``bytes`` bodies pays
              at least that: no socket call receives a body split into
              frames into one ``bytes`` object, so the body is received into
@@ -36,7 +37,6 @@ threads.  If even this misses a target of issue 11, the target cannot be
 met in pure Python, and the gap between it and this package is what
 remains to be won in pure Python.
 """
-import signal
 import struct
 import time
 
@@ -296,37 +296,9 @@ class Minimal(Floor):
         self._wait_depth(n)
         return clock.sample(n, t0, c1)
 
-    def consume_1mb(self, n, body_size, name, clock):
-        """The raw-socket floor plus one copy of each body to ``bytes``."""
-        per_message = floors.delivery_bytes(self.queue, body_size,
-                                            self.frame_max)
-        total = floors.CONSUME_OK_BYTES + n * per_message
-        start = floors.consume_frame(self.ch.channel_id, self.queue,
-                                     no_ack=True)
-        buf = bytearray(max(floors.RECV_BUFFER, body_size))
-        view = memoryview(buf)
-        body_view = view[:body_size]
-        self._take()
-        sock = self.sock
-        recv_into = sock.recv_into
-        t0 = clock.start(name)
-        sock.sendall(start)
-        received = r = 0
-        next_end = floors.CONSUME_OK_BYTES + per_message
-        bodies = 0
-        while received < total:
-            r = recv_into(view)
-            received += r
-            while received >= next_end:
-                body = body_view.tobytes()
-                bodies += len(body)
-                next_end += per_message
-        c1 = clock.stop(name)
-        signal.alarm(0)
-        self._check_end(received, total, buf[r - 1])
-        self._no_stray_bytes()
-        self._give_back()
-        if bodies != n * body_size:
-            raise RuntimeError('minimal: copied %d body bytes' % bodies)
-        return clock.sample(n, t0, c1)
+    def consume_1mb(self, n, body_size, prefetch, name, clock):
+        """The raw-socket floor (basic.qos, one basic.ack per message) plus
+        one copy of each body into a fresh ``bytes``."""
+        return Floor.consume_ack(self, n, body_size, prefetch, name, clock,
+                                 copy_bodies=True)
 
