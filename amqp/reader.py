@@ -533,17 +533,17 @@ class Reader:
         transport = self.transport
         reply = self._stop_channel is not None and not handshake
         exact = exact and reply
-        # without a read bound or heartbeats, each read simply waits for
-        # the deadline
-        bound = None if handshake or transport is None else \
-            transport.read_bound()
-        timed = bound is not None or (conn.heartbeat and not handshake)
-        late = False
         # the common case, receiving included, in one compiled call: a
         # plain socket, no read bound (reads not ``exact``)
         pump = self._c_pump
         sock = None if pump is None or exact or buffered_only or \
             handshake or transport is None else transport.plain_sock()
+        # without a read bound or heartbeats, each read simply waits for
+        # the deadline (plain_sock: there is no bound)
+        bound = None if sock is not None or handshake or \
+            transport is None else transport.read_bound()
+        timed = bound is not None or (conn.heartbeat and not handshake)
+        late = False
         while True:
             if sock is not None:
                 step, why = self._timed_step(deadline, started, bound) \
