@@ -14,7 +14,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ['tests/unit/test_speedups.py', 'tests/unit/test_serialization.py',
          'tests/unit/test_method_framing.py',
-         'tests/protocol/test_fuzz.py']
+         'tests/protocol/test_fuzz.py',
+         # the reply loop (_speedups.Pump) over a socket, its errors included
+         'tests/protocol/test_reply_loop.py']
 
 
 def _libasan():
