@@ -491,6 +491,17 @@ static Py_ssize_t int_attr(PyObject *obj, PyObject *name)
     return n;
 }
 
+/* bool(obj.name): 1, 0, or -1 with an exception set */
+static int attr_truth(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    int yes = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return yes;
+}
+
 static PyObject *ContentTaker_call(PyObject *op, PyObject *args,
                                    PyObject *kwargs)
 {
@@ -738,11 +749,7 @@ static PyObject *NextFrame_call(PyObject *op, PyObject *args,
 {
     PyObject *frames = ((Holder *)op)->ref[0];
     PyObject *buf = NULL, *result = NULL;
-    PyObject *collecting = PyObject_GetAttr(frames, str_collecting);
-    if (collecting == NULL)
-        return NULL;
-    int busy = PyObject_IsTrue(collecting);
-    Py_DECREF(collecting);
+    int busy = attr_truth(frames, str_collecting);
     if (busy < 0)
         return NULL;
     if (busy)
@@ -1342,46 +1349,32 @@ static PyObject *Pump_call(PyObject *op, PyObject *args, PyObject *kwargs)
             if (r == NULL)
                 return NULL;
             Py_DECREF(r);
-            PyObject *stopped = PyObject_GetAttr(reader, str_stopped);
-            if (stopped == NULL)
+            int stopped = attr_truth(reader, str_stopped);
+            if (stopped < 0)
                 return NULL;
-            int yes = PyObject_IsTrue(stopped);
-            Py_DECREF(stopped);
-            if (yes < 0)
-                return NULL;
-            if (yes)
+            if (stopped)
                 Py_RETURN_TRUE;
             frame = PyObject_CallObject(self->ref[PU_NEXT], NULL);
             if (frame == NULL)
                 return NULL;
         }
         Py_DECREF(frame);
-        PyObject *parsed = PyObject_GetAttr(reader, str_parsed);
-        if (parsed == NULL)
+        int parsed = attr_truth(reader, str_parsed);
+        if (parsed < 0)
             return NULL;
-        Py_ssize_t n = PyObject_Size(parsed);
-        Py_DECREF(parsed);
-        if (n < 0)
-            return NULL;
-        if (n > 0)
+        if (parsed)
             Py_RETURN_TRUE;
         if (deadline != Py_None) {
             PyObject *now = PyObject_CallObject(self->ref[PU_MONOTONIC],
                                                 NULL);
-            if (now == NULL)
-                return NULL;
-            double t = PyFloat_AsDouble(now);
-            Py_DECREF(now);
+            double t = now == NULL ? -1.0 : PyFloat_AsDouble(now);
+            Py_XDECREF(now);
             if (t == -1.0 && PyErr_Occurred())
                 return NULL;
             if (until - t < quantum)
                 Py_RETURN_FALSE;
         }
-        PyObject *collecting = PyObject_GetAttr(frames, str_collecting);
-        if (collecting == NULL)
-            return NULL;
-        int busy = PyObject_IsTrue(collecting);
-        Py_DECREF(collecting);
+        int busy = attr_truth(frames, str_collecting);
         if (busy < 0)
             return NULL;
         if (busy)

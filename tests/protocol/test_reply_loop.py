@@ -86,24 +86,24 @@ def test_a_reply_sent_a_byte_at_a_time_arrives_whole(fake_broker):
     broker.finish()
 
 
-@pytest.mark.parametrize('cut', [0, 5, 300])
-def test_the_peer_closing_in_a_reply_wait_loses_the_connection(
-        fake_broker, cut):
-    """EOF before the reply, or inside it: ConnectionLost, the connection
-    marked lost (nothing more is sent)."""
-    broker = fake_broker(_serving(lambda peer: peer.send(_get_ok()[:cut])))
-    conn = _connect(broker)
-    ch = conn.channel()
-    with pytest.raises(ConnectionLost):
-        ch.basic_get('q')
-    _assert_lost(conn, ch, broker)
+def _close_after(cut):
+    return lambda peer: peer.send(_get_ok()[:cut])
 
 
-def test_a_reset_in_a_reply_wait_loses_the_connection(fake_broker):
-    broker = fake_broker(_serving(_reset))
+@pytest.mark.parametrize('then, error', [
+    (_close_after(0), ConnectionLost),     # EOF before the reply
+    (_close_after(5), ConnectionLost),     # inside a frame header
+    (_close_after(300), ConnectionLost),   # inside the body
+    (_reset, ConnectionResetError),        # a TCP reset
+], ids=['closed', 'closed-in-header', 'closed-in-body', 'reset'])
+def test_the_peer_gone_in_a_reply_wait_loses_the_connection(
+        fake_broker, then, error):
+    """The wait raises, and the connection is marked lost (nothing more is
+    sent)."""
+    broker = fake_broker(_serving(then))
     conn = _connect(broker)
     ch = conn.channel()
-    with pytest.raises(ConnectionResetError):
+    with pytest.raises(error):
         ch.basic_get('q')
     _assert_lost(conn, ch, broker)
 
