@@ -1299,7 +1299,8 @@ HOLDER_TYPE(FrameWriter, FW_NREFS,
  * ``failed(sock, exc_or_None)``'s: it returns what to raise (having
  * marked the connection lost), or None to go on in Python (EINTR).  The caller checks the
  * conditions of Transport.recv_now other than the deadline (see
- * Transport.plain_sock); keep this in step with Reader._pump and _fill. */
+ * Transport.plain_sock); keep this in step with Reader._pump and _fill.
+ * ``done`` (optional): a confirm wait's condition, see Reader._turn. */
 
 enum { PU_READER, PU_FRAMES, PU_NEXT, PU_FAILED, PU_MONOTONIC, PU_SIZE,
        PU_NREFS };
@@ -1327,10 +1328,10 @@ static PyObject *pump_failed(Holder *self, PyObject *sock, PyObject *exc)
 static PyObject *Pump_call(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     Holder *self = (Holder *)op;
-    PyObject *sock, *handler, *deadline;
+    PyObject *sock, *handler, *deadline, *done = Py_None;
     double quantum;
-    if (!PyArg_ParseTuple(args, "OOOd:Pump", &sock, &handler, &deadline,
-                          &quantum))
+    if (!PyArg_ParseTuple(args, "OOOd|O:Pump", &sock, &handler, &deadline,
+                          &quantum, &done))
         return NULL;
     PyObject *reader = self->ref[PU_READER], *frames = self->ref[PU_FRAMES];
     double until = 0.0;
@@ -1352,8 +1353,29 @@ static PyObject *Pump_call(PyObject *op, PyObject *args, PyObject *kwargs)
             int stopped = attr_truth(reader, str_stopped);
             if (stopped < 0)
                 return NULL;
-            if (stopped)
-                Py_RETURN_TRUE;
+            if (stopped) {
+                /* a confirm wait whose ack was dispatched as it came: read
+                   on while ``done()`` is false and nothing waits in
+                   ``_parsed`` (see Reader._turn) */
+                if (done == Py_None)
+                    Py_RETURN_TRUE;
+                int parsed = attr_truth(reader, str_parsed);
+                if (parsed < 0)
+                    return NULL;
+                if (parsed)
+                    Py_RETURN_TRUE;
+                PyObject *d = PyObject_CallObject(done, NULL);
+                if (d == NULL)
+                    return NULL;
+                int finished = PyObject_IsTrue(d);
+                Py_DECREF(d);
+                if (finished < 0)
+                    return NULL;
+                if (finished)
+                    Py_RETURN_TRUE;
+                if (PyObject_SetAttr(reader, str_stopped, Py_False) < 0)
+                    return NULL;
+            }
             frame = PyObject_CallObject(self->ref[PU_NEXT], NULL);
             if (frame == NULL)
                 return NULL;
@@ -1451,8 +1473,8 @@ static PyObject *Pump_call(PyObject *op, PyObject *args, PyObject *kwargs)
 
 HOLDER_TYPE(Pump, PU_NREFS,
             "Pump(reader, frames, next_frame, failed, monotonic, size): "
-            "pump(sock, handler, deadline, quantum) -> bool, the reply "
-            "loop of Reader._pump in its common case.")
+            "pump(sock, handler, deadline, quantum, done=None) -> bool, "
+            "the reply loop of Reader._pump in its common case.")
 
 typedef FmtCodec ArgsEncoder;
 

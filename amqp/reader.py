@@ -209,6 +209,7 @@ class Reader:
         #: the reply waited for may be dispatched as soon as it is parsed
         self._direct = False
         self._acks = False
+        self._confirm_wait: Optional[Callable[[], bool]] = None
         #: thread ident -> the channel it is in a synchronous wait on
         #: (a dict, not a threading.local: several times cheaper)
         self._waits: Dict[int, LaneOwner] = {}
@@ -332,7 +333,7 @@ class Reader:
                             exact = self._exact(methods) if \
                                 self._consuming else _CONSUME_OK in methods
                         self._turn(me, channel, methods, deadline, started,
-                                   exact, handshake)
+                                   exact, handshake, done=done)
                         if done():
                             return
                         continue
@@ -472,11 +473,13 @@ class Reader:
     def _turn(self, me: int, channel: Optional[LaneOwner],
               methods: Sequence[spec.MethodSig], deadline: Optional[float],
               started: float, exact: bool, handshake: bool,
-              buffered_only: bool = False) -> bool:
+              buffered_only: bool = False,
+              done: Optional[Callable[[], bool]] = None) -> bool:
         """With the role just taken: read and parse (stopping right after
         ``channel``'s reply among ``methods``), hand the methods over,
         give the role back, run the lanes that fall to this thread.
-        Return whether any ran."""
+        Return whether any ran.  (``done``: the wait's condition, see
+        ``_confirm_wait``.)"""
         self._holder = me
         self._stop_channel = channel
         self._stop_methods = methods
@@ -488,6 +491,9 @@ class Reader:
         # a confirm wait: its ack or nack is handled as it comes when, at
         # that moment, settling it runs no application code
         self._acks = not handshake and _ACK in methods
+        # a confirm wait's acks dispatched as they come need not end the
+        # turn one by one: the compiled loop reads on until ``done()``
+        self._confirm_wait = done if self._acks else None
         try:
             self._pump(deadline, started, exact, handshake, buffered_only)
         except BaseException:
@@ -549,7 +555,8 @@ class Reader:
                 step, why = self._timed_step(deadline, started, bound) \
                     if timed else (deadline, 'deadline')
                 try:
-                    if pump(sock, handle, step, RECV_QUANTUM):
+                    if pump(sock, handle, step, RECV_QUANTUM,
+                            self._confirm_wait):
                         return
                 except PEER_PROTOCOL_ERRORS as exc:
                     self._abort(exc)

@@ -5,9 +5,11 @@ a fake broker that splits, delays, garbles or drops what it sends.  The
 suite runs on both paths (CI runs it again with ``AMQP_NO_SPEEDUPS=1``)."""
 import socket
 import struct
+import time
 
 import pytest
-from pika.spec import Basic, Queue
+from pika.spec import Basic, Confirm, Queue
+from pika.spec import Connection as PikaConnection
 
 import amqp
 from amqp.exceptions import FrameError, RecoverableConnectionError
@@ -182,3 +184,49 @@ def test_drain_events_keeps_heartbeats_going_while_the_broker_beats(
     conn.close()
     broker.finish()
     assert got['beats'] >= 1
+
+
+@pytest.mark.parametrize('with_callback', [False, True],
+                         ids=['quiet', 'on_confirm'])
+def test_a_confirm_wait_takes_acks_one_by_one_and_hands_over_the_rest(
+        fake_broker, with_callback):
+    """wait_for_confirms while the broker acks each publish on its own,
+    with a connection.blocked among the acks: every publish is confirmed,
+    in order, and the blocked callback has run when the wait returns.
+    (Acks settled as they come keep the compiled loop reading within one
+    turn; anything else ends the turn and is handed over.)"""
+    n = 6
+
+    def script(peer):
+        peer.handshake()
+        peer.serve_channel_open(1)
+        peer.expect_method(Confirm.Select)
+        peer.send(method_frame(Confirm.SelectOk(), 1))
+        for _ in range(n):
+            peer.expect_method(Basic.Publish)
+            peer.recv_frame()   # content header
+            peer.recv_frame()   # body
+        for tag in range(1, n + 1):
+            time.sleep(0.01)    # (each ack in a segment of its own)
+            peer.send(method_frame(Basic.Ack(tag, False), 1))
+            if tag == 3:
+                time.sleep(0.01)
+                peer.send(method_frame(PikaConnection.Blocked('low memory')))
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    reasons, confirmed = [], []
+    conn = _connect(broker, on_blocked=reasons.append)
+    ch = conn.channel()
+    ch.confirm_select()
+    for _ in range(n):
+        ch.basic_publish(
+            amqp.Message(b'x'), routing_key='q',
+            on_confirm=(lambda tag, outcome: confirmed.append(
+                (tag, outcome))) if with_callback else None)
+    assert ch.wait_for_confirms(timeout=10 * TIMEOUT) is True
+    assert reasons == ['low memory']
+    if with_callback:
+        assert confirmed == [(tag, 'ack') for tag in range(1, n + 1)]
+    conn.close()
+    broker.finish()
