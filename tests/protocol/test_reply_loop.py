@@ -3,6 +3,7 @@ its common case runs in one compiled call, ``_speedups.Pump``, which
 receives from the socket itself): a reply wait with no read bound, against
 a fake broker that splits, delays, garbles or drops what it sends.  The
 suite runs on both paths (CI runs it again with ``AMQP_NO_SPEEDUPS=1``)."""
+import random
 import socket
 import struct
 import time
@@ -228,5 +229,67 @@ def test_a_confirm_wait_takes_acks_one_by_one_and_hands_over_the_rest(
     assert reasons == ['low memory']
     if with_callback:
         assert confirmed == [(tag, 'ack') for tag in range(1, n + 1)]
+    conn.close()
+    broker.finish()
+
+
+def _replies(seed, count):
+    """``count`` basic.get replies (get-ok with content, or get-empty) of
+    random sizes and properties: (expected, wire bytes)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        if rng.random() < 0.2:
+            out.append((None, method_frame(Basic.GetEmpty(), 1)))
+            continue
+        body = rng.randbytes(rng.choice([0, 1, 7, 300, 5000, 140000]))
+        properties = {}
+        if rng.random() < 0.5:
+            properties['content_type'] = 'text/plain'
+        if rng.random() < 0.5:
+            properties['application_headers'] = {'n': i, 'k': 'v' * i}
+        if rng.random() < 0.3:
+            properties['priority'] = rng.randrange(10)
+        wire = message_frames(Basic.GetOk(i + 1, False, 'ex', 'rk', 0), body,
+                              1, properties)
+        out.append(((i + 1, body, properties), wire))
+    return out
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_replies_cut_at_random_points_arrive_whole(fake_broker, seed):
+    """basic.get replies and get-empties (content up to 140 kB, more than
+    one frame) sent in pieces cut at random points, some alone on the
+    wire, some run together: every reply arrives whole, with its
+    properties, on either path."""
+    replies = _replies(seed, 40)
+    rng = random.Random(seed + 100)
+
+    def script(peer):
+        peer.handshake()
+        peer.serve_channel_open(1)
+        for _, wire in replies:
+            peer.expect_method(Basic.Get)
+            at = 0
+            while at < len(wire):
+                step = rng.choice([1, 3, 8, 50, 700, 9000, 70000])
+                peer.send(wire[at:at + step])
+                at += step
+                if rng.random() < 0.3:
+                    time.sleep(0.001)
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = _connect(broker)
+    ch = conn.channel()
+    for expected, _ in replies:
+        msg = ch.basic_get('q')
+        if expected is None:
+            assert msg is None
+            continue
+        tag, body, properties = expected
+        assert (msg.delivery_tag, msg.body) == (tag, body)
+        for name, value in properties.items():
+            assert msg.properties[name] == value, name
     conn.close()
     broker.finish()
