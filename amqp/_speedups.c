@@ -1287,20 +1287,21 @@ HOLDER_TYPE(FrameWriter, FW_NREFS,
 
 /* ---------------------------------------------------------------------
  * Pump(reader, frames, next_frame, failed, monotonic, size): the reply
- * loop of Reader._pump in its common case, one call per wait: parse what
- * is buffered with ``handler``; return True once the reader stopped at
- * the reply waited for or parsed anything; else receive ``size`` bytes at
- * most (one blocking ``sock.recv``, which SO_RCVTIMEO ends within
- * ``quantum``) and parse
- * again.  Returns False, having received nothing, when the Python loop
- * must take over: ``deadline`` (monotonic seconds, or None) is less than
- * ``quantum`` away, the receive would block (the quantum passed), or the
- * buffer collects a large body.  A failed receive or the peer closing is
- * ``failed(sock, exc_or_None)``'s: it returns what to raise (having
- * marked the connection lost), or None to go on in Python (EINTR).  The caller checks the
- * conditions of Transport.recv_now other than the deadline (see
- * Transport.plain_sock); keep this in step with Reader._pump and _fill.
- * ``done`` (optional): a confirm wait's condition, see Reader._turn. */
+ * loop of Reader._pump in its common case, one call per wait.
+ * pump(sock, handler, deadline, quantum, done=None) parses what is
+ * buffered with ``handler`` and returns True once the reader stopped at
+ * the reply waited for or parsed anything; else it receives ``size``
+ * bytes at most (one blocking ``sock.recv``, which SO_RCVTIMEO ends
+ * within ``quantum``) and parses again.  It returns False, having
+ * received nothing, when the Python loop must take over: ``deadline``
+ * (monotonic seconds, or None) is less than ``quantum`` away, the receive
+ * would block (the quantum passed), or the buffer collects a large body.
+ * A failed receive or the peer closing is ``failed(sock, exc_or_None)``'s:
+ * it returns what to raise (having marked the connection lost), or None
+ * to go on in Python (EINTR).  ``done``: a confirm wait's condition (see
+ * Reader._turn).  The caller checks the conditions of Transport.recv_now
+ * other than the deadline (Transport.plain_sock); keep this in step with
+ * Reader._pump and _fill. */
 
 enum { PU_READER, PU_FRAMES, PU_NEXT, PU_FAILED, PU_MONOTONIC, PU_SIZE,
        PU_NREFS };
