@@ -15,6 +15,10 @@
 #include <stdint.h>
 #include <stdarg.h>
 #include <string.h>
+#ifndef _WIN32
+#include <sys/types.h>
+#include <sys/socket.h>
+#endif
 
 #ifndef PyBUF_WRITE
 /* PyMemoryView_FromMemory's flag; in the limited API's headers from 3.11
@@ -600,7 +604,7 @@ static PyType_Spec ContentTaker_spec = {
  * They take part in garbage collection: a connection holds its frame
  * handler, which holds the connection. */
 
-#define MAX_REFS 10
+#define MAX_REFS 14
 
 typedef struct {
     PyObject_HEAD
@@ -685,6 +689,17 @@ static PyObject *holder_new(PyTypeObject *type, PyObject *args,
         Name##_slots,                                                      \
     };
 
+/* A holder type ``Name`` with its own Name_new, called as Name_call. */
+#define HOLDER_TYPE_NEW(Name, doc)                                         \
+    static PyType_Slot Name##_slots[] = {                                  \
+        {Py_tp_new, Name##_new}, {Py_tp_call, Name##_call}, HOLDER_SLOTS,  \
+        {Py_tp_doc, doc}, {0, NULL},                                       \
+    };                                                                     \
+    static PyType_Spec Name##_spec = {                                     \
+        "amqp._speedups." #Name, sizeof(Holder), 0, HOLDER_FLAGS,          \
+        Name##_slots,                                                      \
+    };
+
 /* obj.name += delta (an int attribute; a frame counter) */
 static int add_to_attr(PyObject *obj, PyObject *name, long delta)
 {
@@ -730,7 +745,7 @@ static PyObject *message_attr(PyObject *msg, PyObject *name)
 /* encoded basic properties when there are none: an empty flags word */
 static PyObject *no_properties;
 
-static PyObject *str_acquire, *str_release, *str_plain_writes,
+static PyObject *str_fileno, *str_acquire, *str_release, *str_plain_writes,
     *str_overrides, *str_sock, *str_send, *str_write_failed, *str_write_rest;
 static PyObject *str_next_frame, *str_max_body,
     *str_bytes_recv, *str_bytes_sent, *str_frame_max, *str_max_message_size,
@@ -1013,7 +1028,58 @@ HOLDER_TYPE(FrameHandler, FH_NREFS,
  * any frame over frame_max, is the pure writer's. */
 
 enum { FW_PURE, FW_CONN, FW_WRITE, FW_ENCODE_PROPS, FW_MESSAGE,
-       FW_TRANSPORT, FW_LOCK, FW_NREFS };
+       FW_TRANSPORT, FW_LOCK, FW_ACQUIRE, FW_RELEASE,
+       FW_SOCK, FW_FILENO,      /* (kept: the socket last written to and
+                                   its bound fileno) */
+       FW_NREFS };
+
+/* What sock.send(frame) would do when the socket can take the frame at
+   once: one send(2) on its descriptor with MSG_DONTWAIT, under the GIL
+   (it cannot block).  Returns the bytes sent, or 0 when nothing was sent
+   for any reason (would block, EINTR, an error, a closed socket, no such
+   flag on this platform): the caller then calls sock.send, which blocks,
+   handles signals and raises the socket module's own exceptions.  Only
+   for a socket in blocking mode (no timeout), as the plain branch is. */
+static PyObject *socket_type;   /* socket.socket */
+
+static Py_ssize_t send_now(PyObject **ref, PyObject *sock, PyObject *frame,
+                           Py_ssize_t total)
+{
+#if defined(MSG_DONTWAIT) && !defined(_WIN32)
+    /* a plain socket.socket only: an SSLSocket's descriptor carries TLS
+       records, and other socket classes (gevent's) send their own way */
+    if (socket_type == NULL || (PyObject *)Py_TYPE(sock) != socket_type)
+        return 0;
+    if (ref[FW_SOCK] != sock) {
+        /* its bound fileno, kept while the transport keeps the socket
+           (called each time: a closed socket says -1) */
+        PyObject *fileno = PyObject_GetAttr(sock, str_fileno);
+        if (fileno == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        PyObject *old_sock = ref[FW_SOCK], *old_fileno = ref[FW_FILENO];
+        Py_INCREF(sock);
+        ref[FW_SOCK] = sock;
+        ref[FW_FILENO] = fileno;
+        Py_DECREF(old_sock);
+        Py_DECREF(old_fileno);
+    }
+    PyObject *r = PyObject_CallObject(ref[FW_FILENO], NULL);
+    long fd = r == NULL ? -1 : PyLong_AsLong(r);
+    Py_XDECREF(r);
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_Clear();
+        return 0;
+    }
+    ssize_t n = send((int)fd, PyBytes_AsString(frame), (size_t)total,
+                     MSG_DONTWAIT);
+    return n > 0 ? (Py_ssize_t)n : 0;
+#else
+    (void)ref; (void)sock; (void)frame; (void)total;
+    return 0;
+#endif
+}
 
 /* What transport.write(frame) does in its plain branch (see
    Transport.write; keep the two in step), without calling it: under the
@@ -1023,9 +1089,14 @@ enum { FW_PURE, FW_CONN, FW_WRITE, FW_ENCODE_PROPS, FW_MESSAGE,
    transport._write_failed(exc, 0, len).  Returns 1 when written, 0 when
    the plain branch does not apply now (nothing sent: call write), -1 on
    error. */
-static int send_plain(PyObject *transport, PyObject *lock, PyObject *frame)
+static int send_plain(PyObject **ref, PyObject *frame)
 {
-    PyObject *r = PyObject_CallMethodObjArgs(lock, str_acquire, NULL);
+    PyObject *transport = ref[FW_TRANSPORT], *release = ref[FW_RELEASE];
+    /* (The lock is always taken, even for a send that cannot block: a
+       thread waiting in acquire() takes a lock the moment it is released,
+       without the GIL, so a free lock seen here may be held by the time a
+       short send needs it.) */
+    PyObject *r = PyObject_CallObject(ref[FW_ACQUIRE], NULL);
     if (r == NULL)
         return -1;
     Py_DECREF(r);
@@ -1050,6 +1121,13 @@ static int send_plain(PyObject *transport, PyObject *lock, PyObject *frame)
     if (sock == NULL)
         goto release;
     Py_ssize_t total = PyBytes_Size(frame);
+    Py_ssize_t sent = send_now(ref, sock, frame, total);
+    if (sent == total) {
+        result = 1;
+        goto release;
+    }
+    if (sent > 0)
+        goto rest;
     r = PyObject_CallMethodObjArgs(sock, str_send, frame, NULL);
     if (r == NULL) {
         PyObject *type, *value, *tb;
@@ -1074,10 +1152,11 @@ static int send_plain(PyObject *transport, PyObject *lock, PyObject *frame)
         }
         goto release;
     }
-    Py_ssize_t sent = PyLong_AsSsize_t(r);
+    sent = PyLong_AsSsize_t(r);
     Py_DECREF(r);
     if (sent == -1 && PyErr_Occurred())
         goto release;
+rest:
     if (sent != total) {
         PyObject *at = PyLong_FromSsize_t(sent);
         r = at ? PyObject_CallMethodObjArgs(transport, str_write_rest, frame,
@@ -1096,7 +1175,7 @@ release:
         /* (the lock is released whatever happened, an error kept) */
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        PyObject *u = PyObject_CallMethodObjArgs(lock, str_release, NULL);
+        PyObject *u = PyObject_CallObject(release, NULL);
         if (u == NULL) {
             Py_XDECREF(type);
             Py_XDECREF(value);
@@ -1124,60 +1203,42 @@ static unsigned char *put_frame_header(unsigned char *o, unsigned type,
     return o + 7;
 }
 
-static PyObject *FrameWriter_call(PyObject *op, PyObject *args,
-                                  PyObject *kwargs)
+/* The frames of one method (with its content, if any) built into one
+   bytes object and sent: 1 when written, 0 when this is not the common
+   case (nothing sent: the pure writer's, on the same arguments), -1 on
+   error.  ``margs`` is bytes or NULL; ``content`` None or a Message. */
+static int fw_write(Holder *self, long type_, long channel, long class_id,
+                    long method_id, PyObject *margs, PyObject *content)
 {
-    Holder *self = (Holder *)op;
-    PyObject *type_obj, *channel_obj, *sig, *margs, *content = Py_None;
     PyObject *props = NULL, *frame = NULL, *body = NULL;
-    if (kwargs != NULL && PyDict_Size(kwargs))
-        goto pure;
-    if (!PyArg_UnpackTuple(args, "write_frame", 4, 5, &type_obj,
-                           &channel_obj, &sig, &margs, &content))
-        return NULL;
-    if (margs == Py_None)
-        margs = NULL;
-    else if (!PyBytes_Check(margs))
-        goto pure;
-    if (!PyLong_Check(type_obj) || !PyLong_Check(channel_obj) ||
-        !PyTuple_Check(sig) || PyTuple_Size(sig) != 2)
-        goto pure;
-    long type_ = PyLong_AsLong(type_obj);
-    long channel = PyLong_AsLong(channel_obj);
-    long class_id = PyLong_AsLong(PyTuple_GetItem(sig, 0));
-    long method_id = PyLong_AsLong(PyTuple_GetItem(sig, 1));
-    if (PyErr_Occurred()) {
-        PyErr_Clear();
-        goto pure;
-    }
     if (type_ < 0 || type_ > 255 || channel < 0 || channel > 65535 ||
         class_id < 0 || class_id > 65535 || method_id < 0 ||
         method_id > 65535)
-        goto pure;
+        return 0;
     Py_ssize_t alen = margs == NULL ? 0 : PyBytes_Size(margs);
     PyObject *fm = PyObject_GetAttr(self->ref[FW_CONN], str_frame_max);
     if (fm == NULL)
-        return NULL;
+        return -1;
     Py_ssize_t frame_max = 0;
     if (fm != Py_None) {
         frame_max = PyLong_Check(fm) ? PyLong_AsSsize_t(fm) : -1;
         if (frame_max < 0) {
             PyErr_Clear();
             Py_DECREF(fm);
-            goto pure;
+            return 0;
         }
     }
     Py_DECREF(fm);
     if (alen > 0xFFFFFFF0 || (frame_max && alen + 12 > frame_max))
-        goto pure;
+        return 0;
     Py_ssize_t blen = 0, plen = 0;
     int nframes = 1;
     if (content != Py_None) {
         if ((PyObject *)Py_TYPE(content) != self->ref[FW_MESSAGE])
-            goto pure;
+            return 0;
         body = message_attr(content, str_body);
         if (body == NULL)
-            return NULL;
+            return -1;
         if (!PyBytes_Check(body))
             goto pure;
         blen = PyBytes_Size(body);
@@ -1243,7 +1304,7 @@ static PyObject *FrameWriter_call(PyObject *op, PyObject *args,
         }
     }
     int direct = self->ref[FW_LOCK] == Py_None ? 0 :
-        send_plain(self->ref[FW_TRANSPORT], self->ref[FW_LOCK], frame);
+        send_plain(self->ref, frame);
     if (direct < 0)
         goto fail;
     if (!direct) {
@@ -1257,25 +1318,326 @@ static PyObject *FrameWriter_call(PyObject *op, PyObject *args,
     Py_XDECREF(props);
     Py_XDECREF(body);
     if (add_to_attr(self->ref[FW_CONN], str_bytes_sent, nframes) < 0)
-        return NULL;
-    Py_RETURN_NONE;
+        return -1;
+    return 1;
 fail:
     Py_XDECREF(frame);
     Py_XDECREF(props);
     Py_XDECREF(body);
-    return NULL;
+    return -1;
 pure:
     Py_XDECREF(props);
     Py_XDECREF(body);
+    return 0;
+}
+
+static PyObject *FrameWriter_call(PyObject *op, PyObject *args,
+                                  PyObject *kwargs)
+{
+    Holder *self = (Holder *)op;
+    PyObject *type_obj, *channel_obj, *sig, *margs, *content = Py_None;
+    if (kwargs != NULL && PyDict_Size(kwargs))
+        goto pure;
+    if (!PyArg_UnpackTuple(args, "write_frame", 4, 5, &type_obj,
+                           &channel_obj, &sig, &margs, &content))
+        return NULL;
+    if (margs == Py_None)
+        margs = NULL;
+    else if (!PyBytes_Check(margs))
+        goto pure;
+    if (!PyLong_Check(type_obj) || !PyLong_Check(channel_obj) ||
+        !PyTuple_Check(sig) || PyTuple_Size(sig) != 2)
+        goto pure;
+    long type_ = PyLong_AsLong(type_obj);
+    long channel = PyLong_AsLong(channel_obj);
+    long class_id = PyLong_AsLong(PyTuple_GetItem(sig, 0));
+    long method_id = PyLong_AsLong(PyTuple_GetItem(sig, 1));
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        goto pure;
+    }
+    int done = fw_write(self, type_, channel, class_id, method_id, margs,
+                        content);
+    if (done < 0)
+        return NULL;
+    if (done)
+        Py_RETURN_NONE;
+pure:
     return PyObject_Call(self->ref[FW_PURE], args, kwargs);
 }
 
-HOLDER_TYPE(FrameWriter, FW_NREFS,
+static PyObject *FrameWriter_new(PyTypeObject *type, PyObject *args,
+                                 PyObject *kwargs)
+{
+    Holder *self = (Holder *)holder_new(type, args, kwargs, FW_SOCK,
+                                        "FrameWriter");
+    if (self == NULL)
+        return NULL;
+    for (int k = FW_SOCK; k < FW_NREFS; k++) {
+        Py_INCREF(Py_None);
+        self->ref[k] = Py_None;
+    }
+    self->nrefs = FW_NREFS;
+    return (PyObject *)self;
+}
+
+HOLDER_TYPE_NEW(FrameWriter,
             "FrameWriter(pure, connection, write, encode_properties, "
-            "message_type, transport, write_lock): write_frame(type_, "
+            "message_type, transport, write_lock, acquire, release): "
+            "write_frame(type_, "
             "channel, method_sig, args, content=None), the compiled twin "
             "of the function "
             "frame_writer returns.")
+
+/* ---------------------------------------------------------------------
+ * Publish(pure, channel, channel_dict, encode_args, message_type,
+ * writer_type, method_sig): basic_publish(msg, exchange='',
+ * routing_key='', mandatory=False, immediate=False, timeout=None,
+ * confirm_timeout=None), the twin of the channel's bound _basic_publish
+ * (``pure``) for its common case: an open channel not in confirm mode, on
+ * a connection that is not blocked and has its compiled frame writer; a
+ * Message with a bytes body, str names, bool flags, no timeouts.
+ * Everything else -- any other argument, any other state, every error --
+ * is the pure method's, called on the same arguments.  The channel's
+ * state is only read here (from the instance dicts, where it is); the
+ * pure method and the channel own it.  The encoded arguments of the last
+ * destination are kept, as the pure method keeps them. */
+
+enum { PB_PURE, PB_CHANNEL, PB_DICT, PB_ENCODE, PB_MESSAGE, PB_WRITER_TYPE,
+       PB_SIG,
+       /* kept: the last destination and its encoded arguments; the
+          channel's connection and its __dict__ */
+       PB_EXCHANGE, PB_RKEY, PB_MANDATORY, PB_IMMEDIATE, PB_PAYLOAD,
+       PB_CONN, PB_CONN_DICT, PB_NREFS };
+
+static PyObject *str_dict, *str_is_open, *str_connection, *str_confirms,
+    *str_selected,
+    *str_blocked, *str_frame_writer, *str_channel_id, *str_empty,
+    *publish_keywords[7];
+
+static PyObject *Publish_new(PyTypeObject *type, PyObject *args,
+                             PyObject *kwargs)
+{
+    Holder *self = (Holder *)holder_new(type, args, kwargs, PB_EXCHANGE,
+                                        "Publish");
+    if (self == NULL)
+        return NULL;
+    for (int k = PB_EXCHANGE; k < PB_NREFS; k++) {
+        Py_INCREF(Py_None);
+        self->ref[k] = Py_None;
+    }
+    self->nrefs = PB_NREFS;
+    return (PyObject *)self;
+}
+
+/* obj.name, or NULL with no error set when it cannot be read */
+static PyObject *quiet_attr(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        PyErr_Clear();
+    return v;
+}
+
+/* obj.name read from ``dict``, obj's __dict__, where it is (instance
+   attributes: a dict lookup instead of the attribute protocol), else as
+   obj.name; NULL with no error set when it cannot be read */
+static PyObject *instance_attr(PyObject *dict, PyObject *obj, PyObject *name)
+{
+    if (PyDict_CheckExact(dict)) {
+        PyObject *v = PyDict_GetItemWithError(dict, name);
+        if (v != NULL) {
+            Py_INCREF(v);
+            return v;
+        }
+        PyErr_Clear();
+    }
+    return quiet_attr(obj, name);
+}
+
+/* 1 when the channel is in the state the twin handles; ``*writer`` and
+   ``*channel_id`` (new references) are then set. */
+static int publish_state(PyObject **ref, PyObject **writer, long *channel_id)
+{
+    int ok = 0;
+    PyObject *channel = ref[PB_CHANNEL], *dict = ref[PB_DICT];
+    PyObject *conn = NULL, *confirms = NULL, *v = NULL;
+    v = instance_attr(dict, channel, str_is_open);
+    if (v != Py_True)
+        goto done;
+    Py_CLEAR(v);
+    conn = instance_attr(dict, channel, str_connection);
+    if (conn == NULL || conn == Py_None)
+        goto done;
+    if (ref[PB_CONN] != conn) {
+        PyObject *conn_dict = PyObject_GetAttr(conn, str_dict);
+        if (conn_dict == NULL) {
+            PyErr_Clear();
+            goto done;
+        }
+        PyObject *old_conn = ref[PB_CONN], *old_dict = ref[PB_CONN_DICT];
+        Py_INCREF(conn);
+        ref[PB_CONN] = conn;
+        ref[PB_CONN_DICT] = conn_dict;
+        Py_DECREF(old_conn);
+        Py_DECREF(old_dict);
+    }
+    confirms = instance_attr(dict, channel, str_confirms);
+    if (confirms == NULL)
+        goto done;
+    v = quiet_attr(confirms, str_selected);
+    if (v != Py_False)
+        goto done;
+    Py_CLEAR(v);
+    v = instance_attr(ref[PB_CONN_DICT], conn, str_blocked);
+    if (v != Py_None)
+        goto done;
+    Py_CLEAR(v);
+    v = instance_attr(dict, channel, str_channel_id);
+    if (v == NULL || !PyLong_CheckExact(v))
+        goto done;
+    *channel_id = PyLong_AsLong(v);
+    if (*channel_id == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        goto done;
+    }
+    Py_CLEAR(v);
+    v = instance_attr(ref[PB_CONN_DICT], conn, str_frame_writer);
+    if (v == NULL || (PyObject *)Py_TYPE(v) != ref[PB_WRITER_TYPE])
+        goto done;
+    *writer = v;
+    v = NULL;
+    ok = 1;
+done:
+    Py_XDECREF(v);
+    Py_XDECREF(conn);
+    Py_XDECREF(confirms);
+    return ok;
+}
+
+/* a str equal to the kept one (the same object, usually) */
+static int same_str(PyObject *kept, PyObject *s)
+{
+    return kept == s || (kept != Py_None && PyUnicode_Compare(kept, s) == 0);
+}
+
+static PyObject *Publish_call(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    Holder *self = (Holder *)op;
+    Py_ssize_t n = PyTuple_Size(args);
+    if (n < 1 || n > 7)
+        goto pure;
+    /* msg, exchange, routing_key, mandatory, immediate, timeout,
+       confirm_timeout: the last two only as None, kombu passes them */
+    PyObject *v[7] = {NULL, str_empty, str_empty, Py_False, Py_False,
+                      Py_None, Py_None};
+    for (Py_ssize_t k = 0; k < n; k++)
+        v[k] = PyTuple_GetItem(args, k);
+    if (kwargs != NULL && PyDict_Size(kwargs)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(kwargs, &pos, &key, &value)) {
+            int k = 1;
+            while (k < 7 && key != publish_keywords[k] &&
+                   !(PyUnicode_Check(key) &&
+                     PyUnicode_Compare(key, publish_keywords[k]) == 0))
+                k++;
+            if (PyErr_Occurred())
+                return NULL;
+            if (k == 7 || k < n)    /* another keyword, or one given twice */
+                goto pure;
+            v[k] = value;
+        }
+    }
+    if (v[5] != Py_None || v[6] != Py_None)
+        goto pure;
+    PyObject *msg = v[0], *exchange = v[1], *rkey = v[2];
+    if ((PyObject *)Py_TYPE(msg) != self->ref[PB_MESSAGE] ||
+        !PyUnicode_CheckExact(exchange) || !PyUnicode_CheckExact(rkey) ||
+        (v[3] != Py_True && v[3] != Py_False) ||
+        (v[4] != Py_True && v[4] != Py_False))
+        goto pure;
+    PyObject *body = PyObject_GenericGetAttr(msg, str_body);
+    if (body == NULL) {
+        PyErr_Clear();
+        goto pure;
+    }
+    int bytes_body = PyBytes_CheckExact(body);
+    Py_DECREF(body);
+    if (!bytes_body)
+        goto pure;
+    PyObject *writer = NULL;
+    long channel_id = 0;
+    if (!publish_state(self->ref, &writer, &channel_id))
+        goto pure;
+    PyObject **ref = self->ref;
+    if (!(v[3] == ref[PB_MANDATORY] && v[4] == ref[PB_IMMEDIATE] &&
+          same_str(ref[PB_EXCHANGE], exchange) &&
+          same_str(ref[PB_RKEY], rkey))) {
+        PyObject *payload = PyObject_CallFunctionObjArgs(
+            ref[PB_ENCODE], exchange, rkey, v[3], v[4], NULL);
+        if (payload == NULL || !PyBytes_CheckExact(payload)) {
+            Py_DECREF(writer);
+            if (payload == NULL)
+                return NULL;
+            Py_DECREF(payload);
+            goto pure;
+        }
+        PyObject *old[5] = {ref[PB_EXCHANGE], ref[PB_RKEY],
+                            ref[PB_MANDATORY], ref[PB_IMMEDIATE],
+                            ref[PB_PAYLOAD]};
+        Py_INCREF(exchange);
+        Py_INCREF(rkey);
+        Py_INCREF(v[3]);
+        Py_INCREF(v[4]);
+        ref[PB_EXCHANGE] = exchange;
+        ref[PB_RKEY] = rkey;
+        ref[PB_MANDATORY] = v[3];
+        ref[PB_IMMEDIATE] = v[4];
+        ref[PB_PAYLOAD] = payload;
+        for (int k = 0; k < 5; k++)
+            Py_DECREF(old[k]);
+    }
+    PyObject *payload = ref[PB_PAYLOAD];
+    Py_INCREF(payload);
+    PyObject *sig = ref[PB_SIG];
+    int done = fw_write((Holder *)writer, 1, channel_id,
+                        PyLong_AsLong(PyTuple_GetItem(sig, 0)),
+                        PyLong_AsLong(PyTuple_GetItem(sig, 1)), payload, msg);
+    if (done == 0) {
+        /* the writer's own general case (a large body, properties it
+           does not encode itself) */
+        PyObject *t = PyLong_FromLong(1), *c = PyLong_FromLong(channel_id);
+        PyObject *r = (t && c) ? PyObject_CallFunctionObjArgs(
+            writer, t, c, sig, payload, msg, NULL) : NULL;
+        Py_XDECREF(t);
+        Py_XDECREF(c);
+        Py_XDECREF(r);
+        done = r == NULL ? -1 : 1;
+    }
+    Py_DECREF(payload);
+    Py_DECREF(writer);
+    if (done < 0)
+        return NULL;
+    Py_RETURN_NONE;
+pure:
+    return PyObject_Call(self->ref[PB_PURE], args, kwargs);
+}
+
+static PyType_Slot Publish_slots[] = {
+    {Py_tp_new, Publish_new}, {Py_tp_call, Publish_call}, HOLDER_SLOTS,
+    {Py_tp_doc, "Publish(pure, channel, channel_dict, encode_args, "
+                "message_type, writer_type, method_sig): "
+                "basic_publish(msg, exchange='', "
+                "routing_key='', mandatory=False, immediate=False, "
+                "timeout=None, confirm_timeout=None), the compiled twin of "
+                "a channel's bound _basic_publish for its common case."},
+    {0, NULL},
+};
+
+static PyType_Spec Publish_spec = {
+    "amqp._speedups.Publish", sizeof(Holder), 0, HOLDER_FLAGS, Publish_slots,
+};
 
 /* ---------------------------------------------------------------------
  * ArgsEncoder(fmt, pure): encode(values) -> bytes, the twin of the pure
@@ -1707,6 +2069,7 @@ PyMODINIT_FUNC PyInit__speedups(void)
         {&FrameWriter_spec, "FrameWriter"},
         {&ArgsEncoder_spec, "ArgsEncoder"},
         {&Pump_spec, "Pump"},
+        {&Publish_spec, "Publish"},
     };
     for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
         type = PyType_FromSpec(types[k].spec);
@@ -1743,10 +2106,33 @@ PyMODINIT_FUNC PyInit__speedups(void)
         {&str_stopped, "_stopped"}, {&str_parsed, "_parsed"},
         {&str_last_read, "last_read"}, {&str_recv, "recv"},
         {&str_feed, "feed"},
+        {&str_is_open, "is_open"}, {&str_connection, "connection"},
+        {&str_confirms, "_confirms"}, {&str_selected, "selected"},
+        {&str_blocked, "blocked"}, {&str_frame_writer, "_frame_writer"},
+        {&str_channel_id, "channel_id"}, {&str_empty, ""},
+        {&publish_keywords[1], "exchange"},
+        {&publish_keywords[2], "routing_key"},
+        {&publish_keywords[3], "mandatory"},
+        {&publish_keywords[4], "immediate"},
+        {&publish_keywords[5], "timeout"},
+        {&publish_keywords[6], "confirm_timeout"}, {&str_fileno, "fileno"},
+        {&str_dict, "__dict__"},
     };
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
         if ((*names[k].slot = PyUnicode_InternFromString(names[k].text)) ==
             NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    /* socket.socket: the one class whose descriptor send_now writes to */
+    PyObject *socket_module = PyImport_ImportModule("socket");
+    if (socket_module == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    socket_type = PyObject_GetAttrString(socket_module, "socket");
+    Py_DECREF(socket_module);
+    if (socket_type == NULL) {
         Py_DECREF(m);
         return NULL;
     }

@@ -124,7 +124,7 @@ class Channel(Publishing):
             # call.  A subclass's own basic_publish is left alone.
             self.basic_publish = (  # type: ignore[method-assign]
                 self.basic_publish_confirm if self._confirm_publish
-                else self._basic_publish)
+                else self._publish_method())
 
     def __repr__(self) -> str:
         # State at a glance for the REPL.

@@ -19,7 +19,7 @@ from .abstract_channel import AbstractChannel, ConnectionLike
 from .basic_message import Message
 from .exceptions import (ChannelError, PublishConfirmError,
                          RecoverableConnectionError, error_for_code)
-from .serialization import EncodableValue, dumps_method
+from .serialization import EncodableValue, dumps_method, speedups
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec
@@ -80,6 +80,14 @@ def _forwards_to(target: Callable[_P, object]
         setattr(method, '__signature__', signature)
         return method
     return forwarding
+
+
+def _encode_publish(exchange: str, routing_key: str, mandatory: bool,
+                    immediate: bool) -> bytes:
+    """basic.publish's arguments, encoded as Publishing._basic_publish
+    encodes them (the compiled Publish keeps the last destination's)."""
+    return dumps_method(_Basic.Publish, _PUBLISH_ARGS,
+                        (0, exchange, routing_key, mandatory, immediate))
 
 
 class Publishing(AbstractChannel):
@@ -197,6 +205,24 @@ class Publishing(AbstractChannel):
         if confirm_timeout is not None:
             self._await_confirm(tag, confirm_timeout)
         return tag
+
+    def _publish_method(self) -> Callable[..., Optional[int]]:
+        """What ``basic_publish`` is bound to outside confirm mode: the
+        bound :meth:`_basic_publish`, or with the compiled module its twin
+        ``_speedups.Publish``, which writes the common case (an open
+        channel not in confirm mode, an unblocked connection, a Message
+        with a bytes body, str names, bool flags, no other argument) itself
+        and calls :meth:`_basic_publish` for everything else.  A subclass
+        that overrides :meth:`_basic_publish` (recovery does) gets its own
+        method."""
+        pure = self._basic_publish
+        if speedups is None or \
+                type(self)._basic_publish is not Publishing._basic_publish:
+            return pure
+        twin: Callable[..., Optional[int]] = speedups.Publish(
+            pure, self, vars(self), _encode_publish, Message,
+            speedups.FrameWriter, _Basic.Publish)
+        return twin
 
     # basic_publish and basic_publish_confirm forward the caller's
     # arguments to _basic_publish unchanged.  _forwards_to gives them its

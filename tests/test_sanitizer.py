@@ -16,7 +16,10 @@ TESTS = ['tests/unit/test_speedups.py', 'tests/unit/test_serialization.py',
          'tests/unit/test_method_framing.py',
          'tests/protocol/test_fuzz.py',
          # the reply loop (_speedups.Pump) over a socket, its errors included
-         'tests/protocol/test_reply_loop.py']
+         'tests/protocol/test_reply_loop.py',
+         # basic_publish's twin (_speedups.Publish) and the writer's send
+         # through a full socket buffer, from threads
+         'tests/protocol/test_publish_twin.py']
 
 
 def _libasan():

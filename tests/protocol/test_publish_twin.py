@@ -1,0 +1,293 @@
+"""basic_publish's compiled twin (``_speedups.Publish``) against the pure
+method: the same bytes on the wire and the same errors for the same calls,
+and whole frames in order when threads publish on one connection to a
+peer that reads slowly (sends come back short or would block, and the
+rest of a frame must go out before any other thread's).
+
+The fake broker is used because the wire itself is compared, and because
+a real broker reads too fast to fill the client's send buffer.
+"""
+import struct
+import threading
+import time
+
+import pytest
+from pika.spec import Connection
+
+import amqp
+from amqp import method_framing, publishing
+from amqp.serialization import speedups
+
+from .fakebroker import CLOSE_OK
+
+compiled = pytest.mark.skipif(speedups is None,
+                              reason='the compiled module is not built')
+
+
+class _Sub(amqp.Message):
+    pass
+
+
+def _calls():
+    """(args, kwargs) of basic_publish calls: the twin's common case and
+    every kind of call it hands to the pure method."""
+    m = amqp.Message
+    return [
+        ((m(b'x'), '', 'q'), {}),
+        ((m(b'y'),), {'routing_key': 'q'}),
+        ((m(b'z'),), {'exchange': 'ex', 'routing_key': 'rk',
+                      'mandatory': True}),
+        ((m(b'z'), 'ex', 'rk', False, True), {}),
+        ((m(b'z'), 'ex', 'rk', False, True), {}),       # the kept arguments
+        ((m(b'p', content_type='a/b', headers={'k': 1}, priority=3), '',
+          'q'), {}),
+        ((m(b''), '', 'q'), {}),
+        ((m('text \u00e9'), '', 'q'), {}),
+        ((m(bytearray(b'ba')), '', 'q'), {}),
+        ((m(b'L' * 40000), '', 'q'), {}),                # scatter-gather
+        ((m(b'L' * 200000), '', 'q'), {}),               # over frame_max
+        ((m(b'x'), '', 'q\u00e9'), {}),
+        ((_Sub(b's'), '', 'q'), {}),
+        ((m(b'x'), '', 'q', 1, 0), {}),                  # ints for flags
+        ((m(b'k'),), {'exchange': 'ex', 'routing_key': 'rk',   # kombu's
+                      'mandatory': False, 'immediate': False,
+                      'timeout': None, 'confirm_timeout': None}),
+        ((m(b'x'), '', 'q', False, False, None, None), {}),
+        ((m(b'x'), '', 'q', False, False, None, 3), {}),
+        ((m(b'x'), '', 'q'), {'timeout': 5}),
+        ((m(b'x'), '', 'q'), {'argsig': 'Bssbb'}),
+        ((b'raw', '', 'q'), {}),                         # not a Message
+        ((m(b'x'), b'ex', 'q'), {}),                     # bytes exchange
+        ((m(b'x'), '', 'r' * 256), {}),                  # too long
+        ((m(b'x'), '', 'q'), {'routing_key': 'twice'}),
+        ((m(b'x'), '', 'q'), {'bogus': 1}),
+        ((), {}),
+        ((m(b'x'), '', 'q', False, False, None, None, 'Bssbb', 'extra'), {}),
+        ((m(object()), '', 'q'), {}),                    # a bad body
+        ((m(b'last'),), {}),
+    ]
+
+
+def _outcome(fn, *args, **kwargs):
+    try:
+        return 'ok', fn(*args, **kwargs)
+    except (amqp.AMQPError, ValueError, TypeError) as exc:
+        return 'error', type(exc), str(exc)
+
+
+def _serve_until_close(peer):
+    peer.handshake(heartbeat=0)
+    peer.serve_channel_open()
+    while True:
+        method = peer.recv_frame()
+        if isinstance(getattr(method, 'method', None), Connection.Close):
+            break
+    peer.send(CLOSE_OK)
+
+
+class _Pure:
+    """Channels and frame writers made in this block are the pure ones."""
+
+    def __enter__(self):
+        self.saved = (method_framing.speedups, publishing.speedups)
+        method_framing.speedups = publishing.speedups = None
+
+    def __exit__(self, *exc):
+        method_framing.speedups, publishing.speedups = self.saved
+
+
+def _publish_all(fake_broker, pure):
+    broker = fake_broker(_serve_until_close)
+    if pure:
+        with _Pure():
+            conn = broker.connect()
+            ch = conn.channel()
+    else:
+        conn = broker.connect()
+        ch = conn.channel()
+    outcomes = [_outcome(ch.basic_publish, *args, **kwargs)
+                for args, kwargs in _calls()]
+    twin = type(ch.basic_publish)
+    conn.close()
+    broker.finish()
+    return outcomes, broker.received, twin
+
+
+@compiled
+def test_the_twin_writes_and_refuses_as_the_pure_method(fake_broker):
+    outcomes, wire, twin = _publish_all(fake_broker, pure=False)
+    pure_outcomes, pure_wire, pure_twin = _publish_all(fake_broker,
+                                                       pure=True)
+    assert twin is speedups.Publish and pure_twin is not speedups.Publish
+    assert outcomes == pure_outcomes
+    assert wire == pure_wire
+    # (the calls include both kinds of outcome)
+    assert {o[0] for o in outcomes} == {'ok', 'error'}
+
+
+_OWN = [
+    ((amqp.Message(b'x'), '', 'q'), {}),
+    ((amqp.Message(b'x', content_type='t/p', headers={'a': [1, 2]}),),
+     {'routing_key': 'q'}),
+    ((amqp.Message(b'x'),), {'exchange': 'ex', 'routing_key': 'rk',
+                             'mandatory': True, 'immediate': False,
+                             'timeout': None, 'confirm_timeout': None}),
+    ((amqp.Message(b''), 'ex', 'q', False, True, None, None), {}),
+    ((amqp.Message(b'L' * 40000), '', 'q'), {}),    # the writer's general
+]
+_PURE = [
+    ((amqp.Message('str'), '', 'q'), {}),
+    ((amqp.Message(b'x'), '', 'q'), {'timeout': 1}),
+    ((amqp.Message(b'x'), '', 'q', 0), {}),
+    ((amqp.Message(b'x'), '', 'q'), {'argsig': 'Bssbb'}),
+    ((_Sub(b'x'), '', 'q'), {}),
+]
+
+
+@compiled
+def test_the_common_calls_are_the_twins_own(fake_broker):
+    """kombu's and py-amqp's usual calls never reach the pure method; any
+    other call reaches it with its arguments as given."""
+    broker = fake_broker(_serve_until_close)
+    conn = broker.connect()
+    ch = conn.channel()
+    seen = []
+
+    def pure(*args, **kwargs):
+        seen.append((args, kwargs))
+
+    twin = speedups.Publish(pure, ch, vars(ch), publishing._encode_publish,
+                            amqp.Message, speedups.FrameWriter,
+                            amqp.spec.Basic.Publish)
+    for args, kwargs in _OWN:
+        assert twin(*args, **kwargs) is None
+    assert seen == []
+    for args, kwargs in _PURE:
+        twin(*args, **kwargs)
+    assert seen == _PURE
+    sent = conn.bytes_sent
+    ch.is_open = False          # (as a closed channel is)
+    twin(*_OWN[0][0])
+    assert seen[-1] == _OWN[0] and conn.bytes_sent == sent
+    conn.close()
+    broker.finish()
+
+
+@compiled
+def test_channels_that_must_not_use_the_twin_do_not(fake_broker):
+    def script(peer):
+        peer.handshake(heartbeat=0)
+        peer.serve_channel_open()
+        peer.serve_close()
+
+    broker = fake_broker(script)
+    conn = broker.connect(confirm_publish=True)
+    ch = conn.channel()
+    # with confirm_publish every publish waits for its confirm
+    assert ch.basic_publish == ch.basic_publish_confirm
+    conn.close()
+    broker.finish()
+
+    class Overriding(amqp.Channel):
+        def _basic_publish(self, *args, **kwargs):
+            return 'own'
+
+    broker = fake_broker(script)
+    conn = broker.connect()
+    ch = Overriding(conn)
+    ch.open()
+    assert ch.basic_publish(amqp.Message(b'x')) == 'own'
+    conn.close()
+    broker.finish()
+
+
+_ENVELOPE = struct.Struct('>BHI')
+
+
+def _contents(wire, start):
+    """(routing key, body) of each basic.publish in ``wire`` from
+    ``start`` on, checking that each one's method, header and body frames
+    are adjacent (nothing written between them)."""
+    out, pos, n = [], start, len(wire)
+    while pos < n:
+        kind, channel, size = _ENVELOPE.unpack_from(wire, pos)
+        payload = wire[pos + 7:pos + 7 + size]
+        assert wire[pos + 7 + size] == 0xCE
+        pos += 8 + size
+        if kind != 1 or payload[:4] != b'\x00\x3c\x00\x28':
+            continue            # close, heartbeats: not publishes
+        klen = payload[6]
+        rlen = payload[7 + klen]
+        rkey = payload[8 + klen:8 + klen + rlen].decode()
+        kind, _, size = _ENVELOPE.unpack_from(wire, pos)
+        assert kind == 2, 'a publish without its header next'
+        body_size = struct.unpack_from('>Q', wire, pos + 7 + 4)[0]
+        pos += 8 + size
+        body = b''
+        while len(body) < body_size:
+            kind, _, size = _ENVELOPE.unpack_from(wire, pos)
+            assert kind == 3, 'a header without its body next'
+            body += wire[pos + 7:pos + 7 + size]
+            pos += 8 + size
+        out.append((rkey, body))
+    return out
+
+
+@pytest.mark.parametrize('pure', [False, True], ids=['compiled', 'pure'])
+def test_threads_publishing_through_a_full_send_buffer_keep_frames_whole(
+        fake_broker, pure):
+    threads_n, per_thread = 3, 300
+    opened = threading.Event()
+
+    def script(peer):
+        peer.handshake(heartbeat=0)
+        peer.serve_channel_open()
+        opened.set()
+        # (what the peer read past channel.open is publishes already)
+        peer.mark = len(peer.received) - len(peer._buf)
+        # a slow reader: the client's sends fill its buffer and come back
+        # short or would block, again and again
+        while True:
+            frame = peer.recv_frame()
+            if isinstance(getattr(frame, 'method', None), Connection.Close):
+                peer.send(CLOSE_OK)
+                return
+            time.sleep(0.0002)
+
+    broker = fake_broker(script)
+    if pure:
+        with _Pure():
+            conn = broker.connect()
+            ch = conn.channel()
+    else:
+        conn = broker.connect()
+        ch = conn.channel()
+        assert type(ch.basic_publish) is speedups.Publish
+    opened.wait(5)
+    errors = []
+
+    def publisher(k):
+        try:
+            for i in range(per_thread):
+                size = (i * 7919 + k * 104729) % 30000
+                body = (b'%d:%d:' % (k, i)).ljust(max(size, 16), b'.')
+                ch.basic_publish(amqp.Message(body), '', 't%d' % k)
+        except BaseException as exc:    # reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=publisher, args=(k,))
+               for k in range(threads_n)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert not errors
+    conn.close()
+    peer = broker.finish()
+    got = _contents(bytes(peer.received), peer.mark)
+    assert len(got) == threads_n * per_thread
+    for k in range(threads_n):
+        bodies = [body for rkey, body in got if rkey == 't%d' % k]
+        assert [b.split(b':')[1] for b in bodies] == \
+            [b'%d' % i for i in range(per_thread)]
+        assert all(b.startswith(b'%d:' % k) for b in bodies)
