@@ -1019,7 +1019,8 @@ HOLDER_TYPE(FrameHandler, FH_NREFS,
             "closure frame_handler returns.")
 
 /* ---------------------------------------------------------------------
- * FrameWriter(pure, connection, write, encode_properties, message_type):
+ * FrameWriter(pure, connection, write, encode_properties, message_type,
+ * transport, transport_dict, write_lock, acquire, release):
  * write_frame(type_, channel, method_sig, args, content=None), the twin
  * of the function method_framing.frame_writer returns (``pure``).  A
  * method alone, or with a Message whose body is bytes small enough for
@@ -1028,7 +1029,7 @@ HOLDER_TYPE(FrameHandler, FH_NREFS,
  * any frame over frame_max, is the pure writer's. */
 
 enum { FW_PURE, FW_CONN, FW_WRITE, FW_ENCODE_PROPS, FW_MESSAGE,
-       FW_TRANSPORT, FW_LOCK, FW_ACQUIRE, FW_RELEASE,
+       FW_TRANSPORT, FW_TRANSPORT_DICT, FW_LOCK, FW_ACQUIRE, FW_RELEASE,
        FW_SOCK, FW_FILENO,      /* (kept: the socket last written to and
                                    its bound fileno) */
        FW_NREFS };
@@ -1040,6 +1041,23 @@ enum { FW_PURE, FW_CONN, FW_WRITE, FW_ENCODE_PROPS, FW_MESSAGE,
    flag on this platform): the caller then calls sock.send, which blocks,
    handles signals and raises the socket module's own exceptions.  Only
    for a socket in blocking mode (no timeout), as the plain branch is. */
+/* obj.name, read from ``dict`` (obj's __dict__, or None) where it is
+   there: an instance attribute's dict lookup instead of the attribute
+   protocol.  Else obj.name as usual (errors included). */
+static PyObject *dict_attr(PyObject *dict, PyObject *obj, PyObject *name)
+{
+    if (PyDict_CheckExact(dict)) {
+        PyObject *v = PyDict_GetItemWithError(dict, name);
+        if (v != NULL) {
+            Py_INCREF(v);
+            return v;
+        }
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
 static PyObject *socket_type;   /* socket.socket */
 
 static Py_ssize_t send_now(PyObject **ref, PyObject *sock, PyObject *frame,
@@ -1102,14 +1120,15 @@ static int send_plain(PyObject **ref, PyObject *frame)
     Py_DECREF(r);
     int result = -1;
     PyObject *overrides = NULL, *sock = NULL;
-    PyObject *plain = PyObject_GetAttr(transport, str_plain_writes);
+    PyObject *tdict = ref[FW_TRANSPORT_DICT];
+    PyObject *plain = dict_attr(tdict, transport, str_plain_writes);
     if (plain == NULL)
         goto release;
     if (plain != Py_True) {
         result = 0;             /* (the general write) */
         goto release;
     }
-    overrides = PyObject_GetAttr(transport, str_overrides);
+    overrides = dict_attr(tdict, transport, str_overrides);
     if (overrides == NULL)
         goto release;
     if (!PyLong_CheckExact(overrides) || PyLong_AsLong(overrides) != 0) {
@@ -1117,7 +1136,7 @@ static int send_plain(PyObject **ref, PyObject *frame)
         result = 0;             /* a having_timeout() is in force */
         goto release;
     }
-    sock = PyObject_GetAttr(transport, str_sock);
+    sock = dict_attr(tdict, transport, str_sock);
     if (sock == NULL)
         goto release;
     Py_ssize_t total = PyBytes_Size(frame);
@@ -1383,7 +1402,8 @@ static PyObject *FrameWriter_new(PyTypeObject *type, PyObject *args,
 
 HOLDER_TYPE_NEW(FrameWriter,
             "FrameWriter(pure, connection, write, encode_properties, "
-            "message_type, transport, write_lock, acquire, release): "
+            "message_type, transport, transport_dict, write_lock, acquire, "
+            "release): "
             "write_frame(type_, "
             "channel, method_sig, args, content=None), the compiled twin "
             "of the function "
@@ -1439,20 +1459,14 @@ static PyObject *quiet_attr(PyObject *obj, PyObject *name)
     return v;
 }
 
-/* obj.name read from ``dict``, obj's __dict__, where it is (instance
-   attributes: a dict lookup instead of the attribute protocol), else as
-   obj.name; NULL with no error set when it cannot be read */
+/* dict_attr(dict, obj, name), or NULL with no error set when it cannot
+   be read */
 static PyObject *instance_attr(PyObject *dict, PyObject *obj, PyObject *name)
 {
-    if (PyDict_CheckExact(dict)) {
-        PyObject *v = PyDict_GetItemWithError(dict, name);
-        if (v != NULL) {
-            Py_INCREF(v);
-            return v;
-        }
+    PyObject *v = dict_attr(dict, obj, name);
+    if (v == NULL)
         PyErr_Clear();
-    }
-    return quiet_attr(obj, name);
+    return v;
 }
 
 /* 1 when the channel is in the state the twin handles; ``*writer`` and

@@ -207,9 +207,10 @@ def test_dropped_connections_do_not_live_on_in_heartbeat_threads(broker,
 
 
 def test_a_used_connection_is_collected_once_dropped(broker):
-    """After deliveries and acks (through the compiled frame handler and
-    writer where they are built, which hold the connection), a closed and
-    dropped connection is garbage: nothing keeps it alive."""
+    """After deliveries, acks and publishes (through the compiled frame
+    handler, writer and publish where they are built, which hold the
+    connection and the channel), a closed and dropped connection and its
+    channel are garbage: nothing keeps them alive."""
     import gc
     import weakref
     conn = broker.connect()
@@ -224,10 +225,11 @@ def test_a_used_connection_is_collected_once_dropped(broker):
         conn.drain_events(timeout=5)
     assert got == [b'0', b'1', b'2']
     conn.close()
-    ref = weakref.ref(conn)
+    ref, channel_ref = weakref.ref(conn), weakref.ref(ch)
     del conn, ch
     gc.collect()
-    assert ref() is None
+    # (the channel's basic_publish, compiled or bound, holds the channel)
+    assert ref() is None and channel_ref() is None
 
 
 @pytest.mark.parametrize('first_use', [
