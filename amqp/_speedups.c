@@ -604,7 +604,7 @@ static PyType_Spec ContentTaker_spec = {
  * They take part in garbage collection: a connection holds its frame
  * handler, which holds the connection. */
 
-#define MAX_REFS 14
+#define MAX_REFS 11
 
 typedef struct {
     PyObject_HEAD
@@ -1020,7 +1020,7 @@ HOLDER_TYPE(FrameHandler, FH_NREFS,
 
 /* ---------------------------------------------------------------------
  * FrameWriter(pure, connection, write, encode_properties, message_type,
- * transport, transport_dict, write_lock, acquire, release):
+ * transport, write_lock, acquire, release):
  * write_frame(type_, channel, method_sig, args, content=None), the twin
  * of the function method_framing.frame_writer returns (``pure``).  A
  * method alone, or with a Message whose body is bytes small enough for
@@ -1029,7 +1029,7 @@ HOLDER_TYPE(FrameHandler, FH_NREFS,
  * any frame over frame_max, is the pure writer's. */
 
 enum { FW_PURE, FW_CONN, FW_WRITE, FW_ENCODE_PROPS, FW_MESSAGE,
-       FW_TRANSPORT, FW_TRANSPORT_DICT, FW_LOCK, FW_ACQUIRE, FW_RELEASE,
+       FW_TRANSPORT, FW_LOCK, FW_ACQUIRE, FW_RELEASE,
        FW_SOCK, FW_FILENO,      /* (kept: the socket last written to and
                                    its bound fileno) */
        FW_NREFS };
@@ -1041,23 +1041,6 @@ enum { FW_PURE, FW_CONN, FW_WRITE, FW_ENCODE_PROPS, FW_MESSAGE,
    flag on this platform): the caller then calls sock.send, which blocks,
    handles signals and raises the socket module's own exceptions.  Only
    for a socket in blocking mode (no timeout), as the plain branch is. */
-/* obj.name, read from ``dict`` (obj's __dict__, or None) where it is
-   there: an instance attribute's dict lookup instead of the attribute
-   protocol.  Else obj.name as usual (errors included). */
-static PyObject *dict_attr(PyObject *dict, PyObject *obj, PyObject *name)
-{
-    if (PyDict_CheckExact(dict)) {
-        PyObject *v = PyDict_GetItemWithError(dict, name);
-        if (v != NULL) {
-            Py_INCREF(v);
-            return v;
-        }
-        if (PyErr_Occurred())
-            return NULL;
-    }
-    return PyObject_GetAttr(obj, name);
-}
-
 static PyObject *socket_type;   /* socket.socket */
 
 static Py_ssize_t send_now(PyObject **ref, PyObject *sock, PyObject *frame,
@@ -1120,15 +1103,14 @@ static int send_plain(PyObject **ref, PyObject *frame)
     Py_DECREF(r);
     int result = -1;
     PyObject *overrides = NULL, *sock = NULL;
-    PyObject *tdict = ref[FW_TRANSPORT_DICT];
-    PyObject *plain = dict_attr(tdict, transport, str_plain_writes);
+    PyObject *plain = PyObject_GetAttr(transport, str_plain_writes);
     if (plain == NULL)
         goto release;
     if (plain != Py_True) {
         result = 0;             /* (the general write) */
         goto release;
     }
-    overrides = dict_attr(tdict, transport, str_overrides);
+    overrides = PyObject_GetAttr(transport, str_overrides);
     if (overrides == NULL)
         goto release;
     if (!PyLong_CheckExact(overrides) || PyLong_AsLong(overrides) != 0) {
@@ -1136,7 +1118,7 @@ static int send_plain(PyObject **ref, PyObject *frame)
         result = 0;             /* a having_timeout() is in force */
         goto release;
     }
-    sock = dict_attr(tdict, transport, str_sock);
+    sock = PyObject_GetAttr(transport, str_sock);
     if (sock == NULL)
         goto release;
     Py_ssize_t total = PyBytes_Size(frame);
@@ -1402,16 +1384,15 @@ static PyObject *FrameWriter_new(PyTypeObject *type, PyObject *args,
 
 HOLDER_TYPE_NEW(FrameWriter,
             "FrameWriter(pure, connection, write, encode_properties, "
-            "message_type, transport, transport_dict, write_lock, acquire, "
-            "release): "
+            "message_type, transport, write_lock, acquire, release): "
             "write_frame(type_, "
             "channel, method_sig, args, content=None), the compiled twin "
             "of the function "
             "frame_writer returns.")
 
 /* ---------------------------------------------------------------------
- * Publish(pure, channel, channel_dict, encode_args, message_type,
- * writer_type, method_sig): basic_publish(msg, exchange='',
+ * Publish(pure, channel, encode_args, message_type, writer_type,
+ * method_sig): basic_publish(msg, exchange='',
  * routing_key='', mandatory=False, immediate=False, timeout=None,
  * confirm_timeout=None), the twin of the channel's bound _basic_publish
  * (``pure``) for its common case: an open channel not in confirm mode, on
@@ -1419,18 +1400,18 @@ HOLDER_TYPE_NEW(FrameWriter,
  * Message with a bytes body, str names, bool flags, no timeouts.
  * Everything else -- any other argument, any other state, every error --
  * is the pure method's, called on the same arguments.  The channel's
- * state is only read here (from the instance dicts, where it is); the
+ * state is only read here (through the attribute protocol: reading an
+ * instance's __dict__ would turn its inline attributes into a dict, which
+ * costs every Python attribute access on it more than it saves here); the
  * pure method and the channel own it.  The encoded arguments of the last
  * destination are kept, as the pure method keeps them. */
 
-enum { PB_PURE, PB_CHANNEL, PB_DICT, PB_ENCODE, PB_MESSAGE, PB_WRITER_TYPE,
-       PB_SIG,
-       /* kept: the last destination and its encoded arguments; the
-          channel's connection and its __dict__ */
+enum { PB_PURE, PB_CHANNEL, PB_ENCODE, PB_MESSAGE, PB_WRITER_TYPE, PB_SIG,
+       /* kept: the last destination and its encoded arguments */
        PB_EXCHANGE, PB_RKEY, PB_MANDATORY, PB_IMMEDIATE, PB_PAYLOAD,
-       PB_CONN, PB_CONN_DICT, PB_NREFS };
+       PB_NREFS };
 
-static PyObject *str_dict, *str_is_open, *str_connection, *str_confirms,
+static PyObject *str_is_open, *str_connection, *str_confirms,
     *str_selected,
     *str_blocked, *str_frame_writer, *str_channel_id, *str_empty,
     *publish_keywords[7];
@@ -1459,55 +1440,32 @@ static PyObject *quiet_attr(PyObject *obj, PyObject *name)
     return v;
 }
 
-/* dict_attr(dict, obj, name), or NULL with no error set when it cannot
-   be read */
-static PyObject *instance_attr(PyObject *dict, PyObject *obj, PyObject *name)
-{
-    PyObject *v = dict_attr(dict, obj, name);
-    if (v == NULL)
-        PyErr_Clear();
-    return v;
-}
-
 /* 1 when the channel is in the state the twin handles; ``*writer`` and
    ``*channel_id`` (new references) are then set. */
 static int publish_state(PyObject **ref, PyObject **writer, long *channel_id)
 {
     int ok = 0;
-    PyObject *channel = ref[PB_CHANNEL], *dict = ref[PB_DICT];
+    PyObject *channel = ref[PB_CHANNEL];
     PyObject *conn = NULL, *confirms = NULL, *v = NULL;
-    v = instance_attr(dict, channel, str_is_open);
+    v = quiet_attr(channel, str_is_open);
     if (v != Py_True)
         goto done;
     Py_CLEAR(v);
-    conn = instance_attr(dict, channel, str_connection);
+    conn = quiet_attr(channel, str_connection);
     if (conn == NULL || conn == Py_None)
         goto done;
-    if (ref[PB_CONN] != conn) {
-        PyObject *conn_dict = PyObject_GetAttr(conn, str_dict);
-        if (conn_dict == NULL) {
-            PyErr_Clear();
-            goto done;
-        }
-        PyObject *old_conn = ref[PB_CONN], *old_dict = ref[PB_CONN_DICT];
-        Py_INCREF(conn);
-        ref[PB_CONN] = conn;
-        ref[PB_CONN_DICT] = conn_dict;
-        Py_DECREF(old_conn);
-        Py_DECREF(old_dict);
-    }
-    confirms = instance_attr(dict, channel, str_confirms);
+    confirms = quiet_attr(channel, str_confirms);
     if (confirms == NULL)
         goto done;
     v = quiet_attr(confirms, str_selected);
     if (v != Py_False)
         goto done;
     Py_CLEAR(v);
-    v = instance_attr(ref[PB_CONN_DICT], conn, str_blocked);
+    v = quiet_attr(conn, str_blocked);
     if (v != Py_None)
         goto done;
     Py_CLEAR(v);
-    v = instance_attr(dict, channel, str_channel_id);
+    v = quiet_attr(channel, str_channel_id);
     if (v == NULL || !PyLong_CheckExact(v))
         goto done;
     *channel_id = PyLong_AsLong(v);
@@ -1516,7 +1474,7 @@ static int publish_state(PyObject **ref, PyObject **writer, long *channel_id)
         goto done;
     }
     Py_CLEAR(v);
-    v = instance_attr(ref[PB_CONN_DICT], conn, str_frame_writer);
+    v = quiet_attr(conn, str_frame_writer);
     if (v == NULL || (PyObject *)Py_TYPE(v) != ref[PB_WRITER_TYPE])
         goto done;
     *writer = v;
@@ -1640,8 +1598,8 @@ pure:
 
 static PyType_Slot Publish_slots[] = {
     {Py_tp_new, Publish_new}, {Py_tp_call, Publish_call}, HOLDER_SLOTS,
-    {Py_tp_doc, "Publish(pure, channel, channel_dict, encode_args, "
-                "message_type, writer_type, method_sig): "
+    {Py_tp_doc, "Publish(pure, channel, encode_args, message_type, "
+                "writer_type, method_sig): "
                 "basic_publish(msg, exchange='', "
                 "routing_key='', mandatory=False, immediate=False, "
                 "timeout=None, confirm_timeout=None), the compiled twin of "
@@ -2130,7 +2088,6 @@ PyMODINIT_FUNC PyInit__speedups(void)
         {&publish_keywords[4], "immediate"},
         {&publish_keywords[5], "timeout"},
         {&publish_keywords[6], "confirm_timeout"}, {&str_fileno, "fileno"},
-        {&str_dict, "__dict__"},
     };
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
         if ((*names[k].slot = PyUnicode_InternFromString(names[k].text)) ==

@@ -35,8 +35,7 @@ class FrameWriter:
     def __init__(self, pure: Callable[..., Any], connection: Any,
                  write: Callable[..., Any],
                  encode_properties: Callable[..., Any],
-                 message_type: type, transport: Any,
-                 transport_dict: Optional[Dict[str, Any]], write_lock: Any,
+                 message_type: type, transport: Any, write_lock: Any,
                  acquire: Optional[Callable[[], Any]],
                  release: Optional[Callable[[], Any]]) -> None: ...
     def __call__(self, type_: int, channel: int, method_sig: Tuple[int, int],
@@ -48,7 +47,6 @@ class ArgsEncoder:
 
 class Publish:
     def __init__(self, pure: Callable[..., Any], channel: Any,
-                 channel_dict: Dict[str, Any],
                  encode_args: Callable[..., bytes], message_type: type,
                  writer_type: type, method_sig: Tuple[int, int]) -> None: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Optional[int]: ...

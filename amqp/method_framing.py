@@ -884,8 +884,7 @@ def frame_writer(connection: OutboundConnection,
         lock = getattr(transport, 'plain_write_lock', None)
         writer: FrameWriter = speedups.FrameWriter(
             write_frame, connection, write, encode_properties_basic, Message,
-            transport, getattr(transport, '__dict__', None), lock,
-            None if lock is None else lock.acquire,
+            transport, lock, None if lock is None else lock.acquire,
             None if lock is None else lock.release)
         return writer
     return write_frame

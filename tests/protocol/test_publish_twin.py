@@ -156,7 +156,7 @@ def test_the_common_calls_are_the_twins_own(fake_broker):
     def pure(*args, **kwargs):
         seen.append((args, kwargs))
 
-    twin = speedups.Publish(pure, ch, vars(ch), publishing._encode_publish,
+    twin = speedups.Publish(pure, ch, publishing._encode_publish,
                             amqp.Message, speedups.FrameWriter,
                             amqp.spec.Basic.Publish)
     for args, kwargs in _OWN:
