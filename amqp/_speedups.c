@@ -604,7 +604,7 @@ static PyType_Spec ContentTaker_spec = {
  * They take part in garbage collection: a connection holds its frame
  * handler, which holds the connection. */
 
-#define MAX_REFS 11
+#define MAX_REFS 13
 
 typedef struct {
     PyObject_HEAD
@@ -1391,8 +1391,8 @@ HOLDER_TYPE_NEW(FrameWriter,
             "frame_writer returns.")
 
 /* ---------------------------------------------------------------------
- * Publish(pure, channel, encode_args, message_type, writer_type,
- * method_sig): basic_publish(msg, exchange='',
+ * Publish(pure, channel, channel_id, confirms, encode_args, message_type,
+ * writer_type, method_sig): basic_publish(msg, exchange='',
  * routing_key='', mandatory=False, immediate=False, timeout=None,
  * confirm_timeout=None), the twin of the channel's bound _basic_publish
  * (``pure``) for its common case: an open channel not in confirm mode, on
@@ -1403,18 +1403,19 @@ HOLDER_TYPE_NEW(FrameWriter,
  * state is only read here (through the attribute protocol: reading an
  * instance's __dict__ would turn its inline attributes into a dict, which
  * costs every Python attribute access on it more than it saves here); the
- * pure method and the channel own it.  The encoded arguments of the last
+ * pure method and the channel own it.  ``channel_id`` and ``confirms``
+ * (the channel's Confirms) are given once: a channel sets both when it
+ * is made and never again.  The encoded arguments of the last
  * destination are kept, as the pure method keeps them. */
 
-enum { PB_PURE, PB_CHANNEL, PB_ENCODE, PB_MESSAGE, PB_WRITER_TYPE, PB_SIG,
+enum { PB_PURE, PB_CHANNEL, PB_CHANNEL_ID, PB_CONFIRMS, PB_ENCODE,
+       PB_MESSAGE, PB_WRITER_TYPE, PB_SIG,
        /* kept: the last destination and its encoded arguments */
        PB_EXCHANGE, PB_RKEY, PB_MANDATORY, PB_IMMEDIATE, PB_PAYLOAD,
        PB_NREFS };
 
-static PyObject *str_is_open, *str_connection, *str_confirms,
-    *str_selected,
-    *str_blocked, *str_frame_writer, *str_channel_id, *str_empty,
-    *publish_keywords[7];
+static PyObject *str_is_open, *str_connection, *str_selected, *str_blocked,
+    *str_frame_writer, *str_empty, *publish_keywords[7];
 
 static PyObject *Publish_new(PyTypeObject *type, PyObject *args,
                              PyObject *kwargs)
@@ -1446,7 +1447,7 @@ static int publish_state(PyObject **ref, PyObject **writer, long *channel_id)
 {
     int ok = 0;
     PyObject *channel = ref[PB_CHANNEL];
-    PyObject *conn = NULL, *confirms = NULL, *v = NULL;
+    PyObject *conn = NULL, *v = NULL;
     v = quiet_attr(channel, str_is_open);
     if (v != Py_True)
         goto done;
@@ -1454,10 +1455,7 @@ static int publish_state(PyObject **ref, PyObject **writer, long *channel_id)
     conn = quiet_attr(channel, str_connection);
     if (conn == NULL || conn == Py_None)
         goto done;
-    confirms = quiet_attr(channel, str_confirms);
-    if (confirms == NULL)
-        goto done;
-    v = quiet_attr(confirms, str_selected);
+    v = quiet_attr(ref[PB_CONFIRMS], str_selected);
     if (v != Py_False)
         goto done;
     Py_CLEAR(v);
@@ -1465,15 +1463,11 @@ static int publish_state(PyObject **ref, PyObject **writer, long *channel_id)
     if (v != Py_None)
         goto done;
     Py_CLEAR(v);
-    v = quiet_attr(channel, str_channel_id);
-    if (v == NULL || !PyLong_CheckExact(v))
-        goto done;
-    *channel_id = PyLong_AsLong(v);
+    *channel_id = PyLong_AsLong(ref[PB_CHANNEL_ID]);
     if (*channel_id == -1 && PyErr_Occurred()) {
         PyErr_Clear();
         goto done;
     }
-    Py_CLEAR(v);
     v = quiet_attr(conn, str_frame_writer);
     if (v == NULL || (PyObject *)Py_TYPE(v) != ref[PB_WRITER_TYPE])
         goto done;
@@ -1483,7 +1477,6 @@ static int publish_state(PyObject **ref, PyObject **writer, long *channel_id)
 done:
     Py_XDECREF(v);
     Py_XDECREF(conn);
-    Py_XDECREF(confirms);
     return ok;
 }
 
@@ -1598,8 +1591,8 @@ pure:
 
 static PyType_Slot Publish_slots[] = {
     {Py_tp_new, Publish_new}, {Py_tp_call, Publish_call}, HOLDER_SLOTS,
-    {Py_tp_doc, "Publish(pure, channel, encode_args, message_type, "
-                "writer_type, method_sig): "
+    {Py_tp_doc, "Publish(pure, channel, channel_id, confirms, encode_args, "
+                "message_type, writer_type, method_sig): "
                 "basic_publish(msg, exchange='', "
                 "routing_key='', mandatory=False, immediate=False, "
                 "timeout=None, confirm_timeout=None), the compiled twin of "
@@ -2079,9 +2072,8 @@ PyMODINIT_FUNC PyInit__speedups(void)
         {&str_last_read, "last_read"}, {&str_recv, "recv"},
         {&str_feed, "feed"},
         {&str_is_open, "is_open"}, {&str_connection, "connection"},
-        {&str_confirms, "_confirms"}, {&str_selected, "selected"},
-        {&str_blocked, "blocked"}, {&str_frame_writer, "_frame_writer"},
-        {&str_channel_id, "channel_id"}, {&str_empty, ""},
+        {&str_selected, "selected"}, {&str_blocked, "blocked"},
+        {&str_frame_writer, "_frame_writer"}, {&str_empty, ""},
         {&publish_keywords[1], "exchange"},
         {&publish_keywords[2], "routing_key"},
         {&publish_keywords[3], "mandatory"},

@@ -47,6 +47,7 @@ class ArgsEncoder:
 
 class Publish:
     def __init__(self, pure: Callable[..., Any], channel: Any,
+                 channel_id: int, confirms: Any,
                  encode_args: Callable[..., bytes], message_type: type,
                  writer_type: type, method_sig: Tuple[int, int]) -> None: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Optional[int]: ...

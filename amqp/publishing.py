@@ -220,8 +220,8 @@ class Publishing(AbstractChannel):
                 type(self)._basic_publish is not Publishing._basic_publish:
             return pure
         twin: Callable[..., Optional[int]] = speedups.Publish(
-            pure, self, _encode_publish, Message, speedups.FrameWriter,
-            _Basic.Publish)
+            pure, self, self.channel_id, self._confirms, _encode_publish,
+            Message, speedups.FrameWriter, _Basic.Publish)
         return twin
 
     # basic_publish and basic_publish_confirm forward the caller's

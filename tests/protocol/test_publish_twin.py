@@ -156,9 +156,9 @@ def test_the_common_calls_are_the_twins_own(fake_broker):
     def pure(*args, **kwargs):
         seen.append((args, kwargs))
 
-    twin = speedups.Publish(pure, ch, publishing._encode_publish,
-                            amqp.Message, speedups.FrameWriter,
-                            amqp.spec.Basic.Publish)
+    twin = speedups.Publish(pure, ch, ch.channel_id, ch._confirms,
+                            publishing._encode_publish, amqp.Message,
+                            speedups.FrameWriter, amqp.spec.Basic.Publish)
     for args, kwargs in _OWN:
         assert twin(*args, **kwargs) is None
     assert seen == []
