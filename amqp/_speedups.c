@@ -666,28 +666,29 @@ static PyObject *holder_new(PyTypeObject *type, PyObject *args,
     return (PyObject *)self;
 }
 
+/* A holder of the ``given`` positional arguments and, after them,
+   ``total - given`` references it keeps for itself (None at first). */
+static PyObject *holder_keeping(PyTypeObject *type, PyObject *args,
+                                PyObject *kwargs, int given, int total,
+                                const char *name)
+{
+    Holder *self = (Holder *)holder_new(type, args, kwargs, given, name);
+    if (self == NULL)
+        return NULL;
+    for (int k = given; k < total; k++) {
+        Py_INCREF(Py_None);
+        self->ref[k] = Py_None;
+    }
+    self->nrefs = total;
+    return (PyObject *)self;
+}
+
 #define HOLDER_SLOTS \
     {Py_tp_dealloc, Holder_dealloc}, \
     {Py_tp_traverse, Holder_traverse}, \
     {Py_tp_clear, Holder_clear}
 
 #define HOLDER_FLAGS (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC)
-
-/* A holder type ``Name`` of ``n`` references, called as Name_call. */
-#define HOLDER_TYPE(Name, n, doc)                                          \
-    static PyObject *Name##_new(PyTypeObject *type, PyObject *args,        \
-                                PyObject *kwargs)                          \
-    {                                                                      \
-        return holder_new(type, args, kwargs, (n), #Name);                 \
-    }                                                                      \
-    static PyType_Slot Name##_slots[] = {                                  \
-        {Py_tp_new, Name##_new}, {Py_tp_call, Name##_call}, HOLDER_SLOTS,  \
-        {Py_tp_doc, doc}, {0, NULL},                                       \
-    };                                                                     \
-    static PyType_Spec Name##_spec = {                                     \
-        "amqp._speedups." #Name, sizeof(Holder), 0, HOLDER_FLAGS,          \
-        Name##_slots,                                                      \
-    };
 
 /* A holder type ``Name`` with its own Name_new, called as Name_call. */
 #define HOLDER_TYPE_NEW(Name, doc)                                         \
@@ -699,6 +700,15 @@ static PyObject *holder_new(PyTypeObject *type, PyObject *args,
         "amqp._speedups." #Name, sizeof(Holder), 0, HOLDER_FLAGS,          \
         Name##_slots,                                                      \
     };
+
+/* A holder type ``Name`` of ``n`` references, called as Name_call. */
+#define HOLDER_TYPE(Name, n, doc)                                          \
+    static PyObject *Name##_new(PyTypeObject *type, PyObject *args,        \
+                                PyObject *kwargs)                          \
+    {                                                                      \
+        return holder_new(type, args, kwargs, (n), #Name);                 \
+    }                                                                      \
+    HOLDER_TYPE_NEW(Name, doc)
 
 /* obj.name += delta (an int attribute; a frame counter) */
 static int add_to_attr(PyObject *obj, PyObject *name, long delta)
@@ -1370,16 +1380,8 @@ pure:
 static PyObject *FrameWriter_new(PyTypeObject *type, PyObject *args,
                                  PyObject *kwargs)
 {
-    Holder *self = (Holder *)holder_new(type, args, kwargs, FW_SOCK,
-                                        "FrameWriter");
-    if (self == NULL)
-        return NULL;
-    for (int k = FW_SOCK; k < FW_NREFS; k++) {
-        Py_INCREF(Py_None);
-        self->ref[k] = Py_None;
-    }
-    self->nrefs = FW_NREFS;
-    return (PyObject *)self;
+    return holder_keeping(type, args, kwargs, FW_SOCK, FW_NREFS,
+                          "FrameWriter");
 }
 
 HOLDER_TYPE_NEW(FrameWriter,
@@ -1420,16 +1422,8 @@ static PyObject *str_is_open, *str_connection, *str_selected, *str_blocked,
 static PyObject *Publish_new(PyTypeObject *type, PyObject *args,
                              PyObject *kwargs)
 {
-    Holder *self = (Holder *)holder_new(type, args, kwargs, PB_EXCHANGE,
-                                        "Publish");
-    if (self == NULL)
-        return NULL;
-    for (int k = PB_EXCHANGE; k < PB_NREFS; k++) {
-        Py_INCREF(Py_None);
-        self->ref[k] = Py_None;
-    }
-    self->nrefs = PB_NREFS;
-    return (PyObject *)self;
+    return holder_keeping(type, args, kwargs, PB_EXCHANGE, PB_NREFS,
+                          "Publish");
 }
 
 /* obj.name, or NULL with no error set when it cannot be read */

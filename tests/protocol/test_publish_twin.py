@@ -96,15 +96,19 @@ class _Pure:
         method_framing.speedups, publishing.speedups = self.saved
 
 
+def _connect(broker, pure):
+    """A connection to ``broker`` and a channel on it, pure or not."""
+    if not pure:
+        conn = broker.connect()
+        return conn, conn.channel()
+    with _Pure():
+        conn = broker.connect()
+        return conn, conn.channel()
+
+
 def _publish_all(fake_broker, pure):
     broker = fake_broker(_serve_until_close)
-    if pure:
-        with _Pure():
-            conn = broker.connect()
-            ch = conn.channel()
-    else:
-        conn = broker.connect()
-        ch = conn.channel()
+    conn, ch = _connect(broker, pure)
     outcomes = [_outcome(ch.basic_publish, *args, **kwargs)
                 for args, kwargs in _calls()]
     twin = type(ch.basic_publish)
@@ -255,14 +259,9 @@ def test_threads_publishing_through_a_full_send_buffer_keep_frames_whole(
             time.sleep(0.0002)
 
     broker = fake_broker(script)
-    if pure:
-        with _Pure():
-            conn = broker.connect()
-            ch = conn.channel()
-    else:
-        conn = broker.connect()
-        ch = conn.channel()
-        assert type(ch.basic_publish) is speedups.Publish
+    conn, ch = _connect(broker, pure)
+    twin = getattr(speedups, 'Publish', None)
+    assert (type(ch.basic_publish) is twin) is (twin is not None and not pure)
     opened.wait(5)
     errors = []
 
