@@ -47,6 +47,21 @@ def pytest_configure(config):
         config.addinivalue_line('markers', f'{name}: {description}')
 
 
+def pytest_collection_finish(session):
+    """Start the pure-path pass (tests/test_pure_path.py) now, beside this
+    one, when this session runs it."""
+    from test_pure_path import start_second_pass
+    session.config.second_pass = start_second_pass(session.items)
+
+
+def pytest_unconfigure(config):
+    """A second pass still running when this session ends (stopped early,
+    or it never waited for it) is stopped with it."""
+    second = getattr(config, 'second_pass', None)
+    if second is not None:
+        second.stop()
+
+
 def pytest_collection_modifyitems(config, items):
     _deselect_long_fuzz(config, items)
     here = Path(__file__).parent
