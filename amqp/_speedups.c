@@ -1583,8 +1583,25 @@ pure:
     return PyObject_Call(self->ref[PB_PURE], args, kwargs);
 }
 
+/* __wrapped__: the pure method, so that inspect.signature() and help()
+   in a REPL show basic_publish's parameters */
+static PyObject *Publish_wrapped(PyObject *op, void *closure)
+{
+    (void)closure;
+    PyObject *pure = ((Holder *)op)->ref[PB_PURE];
+    Py_INCREF(pure);
+    return pure;
+}
+
+static PyGetSetDef Publish_getset[] = {
+    {"__wrapped__", Publish_wrapped, NULL,
+     "the pure method this twin stands for", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyType_Slot Publish_slots[] = {
     {Py_tp_new, Publish_new}, {Py_tp_call, Publish_call}, HOLDER_SLOTS,
+    {Py_tp_getset, Publish_getset},
     {Py_tp_doc, "Publish(pure, channel, channel_id, confirms, encode_args, "
                 "message_type, writer_type, method_sig): "
                 "basic_publish(msg, exchange='', "

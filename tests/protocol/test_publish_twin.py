@@ -178,6 +178,23 @@ def test_the_common_calls_are_the_twins_own(fake_broker):
 
 
 @compiled
+def test_the_twin_shows_the_pure_methods_parameters(fake_broker):
+    """In a REPL, inspect.signature() of a channel's basic_publish shows
+    its parameters through the twin's ``__wrapped__``, as the bound method
+    the pure path uses does."""
+    import inspect
+    broker = fake_broker(_serve_until_close)
+    conn, ch = _connect(broker, pure=False)
+    assert ch.basic_publish.__wrapped__ == ch._basic_publish
+    params = list(inspect.signature(ch.basic_publish).parameters)
+    assert params[:5] == ['msg', 'exchange', 'routing_key', 'mandatory',
+                          'immediate']
+    assert params == list(inspect.signature(ch._basic_publish).parameters)
+    conn.close()
+    broker.finish()
+
+
+@compiled
 def test_channels_that_must_not_use_the_twin_do_not(fake_broker):
     def script(peer):
         peer.handshake(heartbeat=0)
