@@ -1030,7 +1030,7 @@ HOLDER_TYPE(FrameHandler, FH_NREFS,
 
 /* ---------------------------------------------------------------------
  * FrameWriter(pure, connection, write, encode_properties, message_type,
- * transport, write_lock, acquire, release):
+ * transport, write_lock):
  * write_frame(type_, channel, method_sig, args, content=None), the twin
  * of the function method_framing.frame_writer returns (``pure``).  A
  * method alone, or with a Message whose body is bytes small enough for
@@ -1039,9 +1039,10 @@ HOLDER_TYPE(FrameHandler, FH_NREFS,
  * any frame over frame_max, is the pure writer's. */
 
 enum { FW_PURE, FW_CONN, FW_WRITE, FW_ENCODE_PROPS, FW_MESSAGE,
-       FW_TRANSPORT, FW_LOCK, FW_ACQUIRE, FW_RELEASE,
-       FW_SOCK, FW_FILENO,      /* (kept: the socket last written to and
-                                   its bound fileno) */
+       FW_TRANSPORT, FW_LOCK,
+       FW_ACQUIRE, FW_RELEASE,  /* (kept: the lock's methods, bound once;
+                                   the socket last written to and its */
+       FW_SOCK, FW_FILENO,      /*  bound fileno) */
        FW_NREFS };
 
 /* What sock.send(frame) would do when the socket can take the frame at
@@ -1380,13 +1381,28 @@ pure:
 static PyObject *FrameWriter_new(PyTypeObject *type, PyObject *args,
                                  PyObject *kwargs)
 {
-    return holder_keeping(type, args, kwargs, FW_SOCK, FW_NREFS,
-                          "FrameWriter");
+    Holder *self = (Holder *)holder_keeping(type, args, kwargs, FW_ACQUIRE,
+                                            FW_NREFS, "FrameWriter");
+    PyObject *lock = self == NULL ? NULL : self->ref[FW_LOCK];
+    if (lock == NULL || lock == Py_None)
+        return (PyObject *)self;
+    PyObject *acquire = PyObject_GetAttr(lock, str_acquire);
+    PyObject *release = acquire ? PyObject_GetAttr(lock, str_release) : NULL;
+    if (release == NULL) {
+        Py_XDECREF(acquire);
+        Py_DECREF(self);
+        return NULL;
+    }
+    Py_DECREF(self->ref[FW_ACQUIRE]);   /* (None until now) */
+    Py_DECREF(self->ref[FW_RELEASE]);
+    self->ref[FW_ACQUIRE] = acquire;
+    self->ref[FW_RELEASE] = release;
+    return (PyObject *)self;
 }
 
 HOLDER_TYPE_NEW(FrameWriter,
             "FrameWriter(pure, connection, write, encode_properties, "
-            "message_type, transport, write_lock, acquire, release): "
+            "message_type, transport, write_lock): "
             "write_frame(type_, "
             "channel, method_sig, args, content=None), the compiled twin "
             "of the function "
@@ -1564,11 +1580,12 @@ static PyObject *Publish_call(PyObject *op, PyObject *args, PyObject *kwargs)
                         PyLong_AsLong(PyTuple_GetItem(sig, 0)),
                         PyLong_AsLong(PyTuple_GetItem(sig, 1)), payload, msg);
     if (done == 0) {
-        /* the writer's own general case (a large body, properties it
-           does not encode itself) */
+        /* the writer's general case (a large body, properties it does not
+           encode itself): its pure function, as the writer would call */
         PyObject *t = PyLong_FromLong(1), *c = PyLong_FromLong(channel_id);
         PyObject *r = (t && c) ? PyObject_CallFunctionObjArgs(
-            writer, t, c, sig, payload, msg, NULL) : NULL;
+            ((Holder *)writer)->ref[FW_PURE], t, c, sig, payload, msg,
+            NULL) : NULL;
         Py_XDECREF(t);
         Py_XDECREF(c);
         Py_XDECREF(r);

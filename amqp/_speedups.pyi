@@ -35,9 +35,8 @@ class FrameWriter:
     def __init__(self, pure: Callable[..., Any], connection: Any,
                  write: Callable[..., Any],
                  encode_properties: Callable[..., Any],
-                 message_type: type, transport: Any, write_lock: Any,
-                 acquire: Optional[Callable[[], Any]],
-                 release: Optional[Callable[[], Any]]) -> None: ...
+                 message_type: type, transport: Any,
+                 write_lock: Any) -> None: ...
     def __call__(self, type_: int, channel: int, method_sig: Tuple[int, int],
                  args: Optional[bytes], content: Any = ...) -> None: ...
 

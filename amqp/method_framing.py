@@ -884,7 +884,6 @@ def frame_writer(connection: OutboundConnection,
         lock = getattr(transport, 'plain_write_lock', None)
         writer: FrameWriter = speedups.FrameWriter(
             write_frame, connection, write, encode_properties_basic, Message,
-            transport, lock, None if lock is None else lock.acquire,
-            None if lock is None else lock.release)
+            transport, lock)
         return writer
     return write_frame
