@@ -184,6 +184,13 @@ class Confirms:
         unsettled = self.unsettled
         returned = self._returned
         with self.lock:
+            if not multiple and not nacked and not self._pending_returns \
+                    and not self._mandatory and \
+                    unsettled.get(delivery_tag) is None:
+                # the usual ack of one publish without a callback (or of
+                # none unsettled): nothing else to match or to run
+                unsettled.pop(delivery_tag, None)
+                return
             if multiple:
                 # tags are recorded in increasing order (dicts keep it): the
                 # ones settled are a prefix, found without scanning the

@@ -1413,9 +1413,11 @@ HOLDER_TYPE_NEW(FrameWriter,
  * writer_type, method_sig): basic_publish(msg, exchange='',
  * routing_key='', mandatory=False, immediate=False, timeout=None,
  * confirm_timeout=None), the twin of the channel's bound _basic_publish
- * (``pure``) for its common case: an open channel not in confirm mode, on
- * a connection that is not blocked and has its compiled frame writer; a
- * Message with a bytes body, str names, bool flags, no timeouts.
+ * (``pure``) for its common case: an open channel, on a connection that is
+ * not blocked and has its compiled frame writer; a Message with a bytes
+ * body, str names, bool flags, no timeouts.  In confirm mode the publish
+ * is recorded first (``confirms.published``), its tag returned, and a
+ * write that raises is reported to ``channel._publish_failed(tag)``.
  * Everything else -- any other argument, any other state, every error --
  * is the pure method's, called on the same arguments.  The channel's
  * state is only read here (through the attribute protocol: reading an
@@ -1432,6 +1434,7 @@ enum { PB_PURE, PB_CHANNEL, PB_CHANNEL_ID, PB_CONFIRMS, PB_ENCODE,
        PB_EXCHANGE, PB_RKEY, PB_MANDATORY, PB_IMMEDIATE, PB_PAYLOAD,
        PB_NREFS };
 
+static PyObject *str_published, *str_publish_failed;
 static PyObject *str_is_open, *str_connection, *str_selected, *str_blocked,
     *str_frame_writer, *str_empty, *publish_keywords[7];
 
@@ -1451,9 +1454,11 @@ static PyObject *quiet_attr(PyObject *obj, PyObject *name)
     return v;
 }
 
-/* 1 when the channel is in the state the twin handles; ``*writer`` and
-   ``*channel_id`` (new references) are then set. */
-static int publish_state(PyObject **ref, PyObject **writer, long *channel_id)
+/* 1 when the channel is in the state the twin handles; ``*writer`` (a
+   new reference), ``*channel_id`` and ``*confirming`` (whether the channel
+   is in confirm mode) are then set. */
+static int publish_state(PyObject **ref, PyObject **writer, long *channel_id,
+                         int *confirming)
 {
     int ok = 0;
     PyObject *channel = ref[PB_CHANNEL];
@@ -1466,8 +1471,9 @@ static int publish_state(PyObject **ref, PyObject **writer, long *channel_id)
     if (conn == NULL || conn == Py_None)
         goto done;
     v = quiet_attr(ref[PB_CONFIRMS], str_selected);
-    if (v != Py_False)
+    if (v != Py_False && v != Py_True)
         goto done;
+    *confirming = v == Py_True;
     Py_CLEAR(v);
     v = quiet_attr(conn, str_blocked);
     if (v != Py_None)
@@ -1543,7 +1549,8 @@ static PyObject *Publish_call(PyObject *op, PyObject *args, PyObject *kwargs)
         goto pure;
     PyObject *writer = NULL;
     long channel_id = 0;
-    if (!publish_state(self->ref, &writer, &channel_id))
+    int confirming = 0;
+    if (!publish_state(self->ref, &writer, &channel_id, &confirming))
         goto pure;
     PyObject **ref = self->ref;
     if (!(v[3] == ref[PB_MANDATORY] && v[4] == ref[PB_IMMEDIATE] &&
@@ -1575,6 +1582,18 @@ static PyObject *Publish_call(PyObject *op, PyObject *args, PyObject *kwargs)
     }
     PyObject *payload = ref[PB_PAYLOAD];
     Py_INCREF(payload);
+    PyObject *tag = NULL;
+    if (confirming) {
+        /* the tag is recorded before the write (see _basic_publish) */
+        tag = PyObject_CallMethodObjArgs(ref[PB_CONFIRMS], str_published,
+                                         Py_None, v[3], exchange, rkey,
+                                         NULL);
+        if (tag == NULL) {
+            Py_DECREF(payload);
+            Py_DECREF(writer);
+            return NULL;
+        }
+    }
     PyObject *sig = ref[PB_SIG];
     int done = fw_write((Holder *)writer, 1, channel_id,
                         PyLong_AsLong(PyTuple_GetItem(sig, 0)),
@@ -1593,8 +1612,28 @@ static PyObject *Publish_call(PyObject *op, PyObject *args, PyObject *kwargs)
     }
     Py_DECREF(payload);
     Py_DECREF(writer);
-    if (done < 0)
+    if (done < 0) {
+        if (tag != NULL) {
+            /* the channel withdraws the tag when nothing was sent; its
+               own error, should it raise, replaces the write's */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyObject *r = PyObject_CallMethodObjArgs(
+                ref[PB_CHANNEL], str_publish_failed, tag, NULL);
+            if (r == NULL) {
+                Py_XDECREF(type);
+                Py_XDECREF(value);
+                Py_XDECREF(tb);
+            } else {
+                Py_DECREF(r);
+                PyErr_Restore(type, value, tb);
+            }
+            Py_DECREF(tag);
+        }
         return NULL;
+    }
+    if (tag != NULL)
+        return tag;
     Py_RETURN_NONE;
 pure:
     return PyObject_Call(self->ref[PB_PURE], args, kwargs);
@@ -2101,6 +2140,8 @@ PyMODINIT_FUNC PyInit__speedups(void)
         {&str_feed, "feed"},
         {&str_is_open, "is_open"}, {&str_connection, "connection"},
         {&str_selected, "selected"}, {&str_blocked, "blocked"},
+        {&str_published, "published"},
+        {&str_publish_failed, "_publish_failed"},
         {&str_frame_writer, "_frame_writer"}, {&str_empty, ""},
         {&publish_keywords[1], "exchange"},
         {&publish_keywords[2], "routing_key"},

@@ -148,8 +148,25 @@ class ConnectionLike(Protocol):
         """Default bound on a synchronous method's reply (None: none)."""
 
 
-#: method signature -> the decoder of its arguments (filled as they come)
-_ARG_DECODERS: Dict[spec.MethodSig, Decoder] = {}
+#: method signature -> (its spec, the decoder of its arguments or None
+#: when it has none, whether content follows it); filled as methods come
+_DISPATCH: Dict[spec.MethodSig,
+                Tuple[spec.MethodSpec, Optional[Decoder], bool]] = {}
+
+
+def _dispatch_entry(method_sig: spec.MethodSig
+                    ) -> Tuple[spec.MethodSpec, Optional[Decoder], bool]:
+    """``_DISPATCH[method_sig]``, made the first time the method comes."""
+    try:
+        amqp_method = _METHODS[method_sig]
+    except KeyError:
+        raise AMQPNotImplementedError(
+            'Unknown AMQP method {!r}'.format(method_sig)) from None
+    entry = _DISPATCH[method_sig] = (
+        amqp_method,
+        decoder_for(amqp_method.args) if amqp_method.args else None,
+        bool(amqp_method.content))
+    return entry
 
 #: what a left-out reserved field reads as, by format letter
 _RESERVED_DEFAULTS: Dict[str, FieldValue] = {'s': '', 'S': '', 'b': False,
@@ -508,22 +525,17 @@ class AbstractChannel:
             logger.debug('channel %s closing: dropping %s', self.channel_id,
                          method_sig)
             return
-        try:
-            amqp_method = _METHODS[method_sig]
-        except KeyError:
-            raise AMQPNotImplementedError(
-                'Unknown AMQP method {!r}'.format(method_sig)) from None
+        entry = _DISPATCH.get(method_sig)
+        if entry is None:
+            entry = _dispatch_entry(method_sig)
+        amqp_method, decode, has_content = entry
         listener = self._callbacks.get(method_sig)
         one_shot = self._pending.pop(method_sig, None)
         if listener is None and one_shot is None:
             logger.debug('channel %s: no handler for %s', self.channel_id,
                          amqp_method.name)
             return
-        if amqp_method.args:
-            decode = _ARG_DECODERS.get(method_sig)
-            if decode is None:
-                decode = _ARG_DECODERS[method_sig] = \
-                    decoder_for(amqp_method.args)
+        if decode is not None:
             try:
                 args, _ = decode(payload, spec.METHOD_ARGS_OFFSET)
             except FrameSyntaxError:
@@ -533,7 +545,7 @@ class AbstractChannel:
                 args = lenient
         else:
             args = []
-        if amqp_method.content:
+        if has_content:
             # The content message rides as the last argument: the decoded
             # list is extended in place, not copied, once per delivery.
             args.append(content)  # type: ignore[arg-type]

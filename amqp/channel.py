@@ -118,13 +118,15 @@ class Channel(Publishing):
         self._consumers_pending: List[_Consumer] = []
         self._confirm_publish = bool(connection.confirm_publish)
         self._confirms = Confirms()
+        #: _basic_publish, or its compiled twin (see _publish_method)
+        self._publish = self._publish_method()
         if type(self).basic_publish is Publishing.basic_publish:
             # what basic_publish forwards to, bound once (py-amqp binds
             # basic_publish_confirm so too): a publish costs no forwarding
             # call.  A subclass's own basic_publish is left alone.
             self.basic_publish = (  # type: ignore[method-assign]
                 self.basic_publish_confirm if self._confirm_publish
-                else self._publish_method())
+                else self._publish)
 
     def __repr__(self) -> str:
         # State at a glance for the REPL.

@@ -102,6 +102,7 @@ class Publishing(AbstractChannel):
     _confirm_publish: bool
     _publish_key: Optional[Tuple[bool, bool, str, str]]
     _publish_args: Optional[bytes]
+    _publish: Callable[..., Optional[int]]
 
     if TYPE_CHECKING:
         def _ensure_open(self) -> None: ...
@@ -196,24 +197,32 @@ class Publishing(AbstractChannel):
                     writer(spec.FRAME_METHOD, self.channel_id,
                            _Basic.Publish, payload, msg)
         except BaseException:
-            transport = connection.transport
-            if transport is not None and transport.broken is None and \
-                    transport.connected:
-                # nothing was sent (a cut-off write breaks the transport)
-                confirms.withdraw(tag)
+            self._publish_failed(tag)
             raise
         if confirm_timeout is not None:
             self._await_confirm(tag, confirm_timeout)
         return tag
 
+    def _publish_failed(self, tag: int) -> None:
+        """The write of the confirm-mode publish ``tag`` raised: withdraw
+        the tag when nothing was sent (a cut-off write breaks the
+        transport, and the broker may have counted it)."""
+        connection = self.connection
+        transport = None if connection is None else connection.transport
+        if transport is not None and transport.broken is None and \
+                transport.connected:
+            self._confirms.withdraw(tag)
+
     def _publish_method(self) -> Callable[..., Optional[int]]:
-        """What ``basic_publish`` is bound to outside confirm mode: the
-        bound :meth:`_basic_publish`, or with the compiled module its twin
+        """What ``basic_publish`` is bound to (without ``confirm_publish``)
+        and :meth:`basic_publish_confirm` publishes with: the bound
+        :meth:`_basic_publish`, or with the compiled module its twin
         ``_speedups.Publish``, which writes the common case (an open
-        channel not in confirm mode, an unblocked connection, a Message
-        with a bytes body, str names, bool flags, no other argument) itself
-        and calls :meth:`_basic_publish` for everything else.  A subclass
-        that overrides :meth:`_basic_publish` (recovery does) gets its own
+        channel, an unblocked connection, a Message with a bytes body, str
+        names, bool flags, no other argument; in confirm mode recording
+        the publish first and returning its tag) itself and calls
+        :meth:`_basic_publish` for everything else.  A subclass that
+        overrides :meth:`_basic_publish` (recovery does) gets its own
         method."""
         pure = self._basic_publish
         if speedups is None or \
@@ -266,7 +275,7 @@ class Publishing(AbstractChannel):
         confirm_timeout = kwargs.pop('confirm_timeout', None)
         if not self._confirms.selected:
             self.confirm_select()
-        tag = self._basic_publish(*args, **kwargs)
+        tag = self._publish(*args, **kwargs)
         timeout = confirm_timeout or kwargs.get('timeout')
         # in confirm mode (selected above) every publish has a tag
         self._await_confirm(tag, timeout)  # type: ignore[arg-type]

@@ -274,7 +274,7 @@ class Reader:
             self._gone(channel_id, method_sig)
             return
         if self._holder != _get_ident() or (
-                method_sig == _CONNECTION_CLOSE and not channel_id):
+                not channel_id and method_sig == _CONNECTION_CLOSE):
             # Not from a read (a test or py-amqp-style code calling the
             # handler itself); or the broker closing the connection,
             # which ends every wait at once (the handler raises).
@@ -316,6 +316,13 @@ class Reader:
         started = monotonic()
         exact: Optional[bool] = None
         try:
+            if outer_waiter is None and lane.runner is None and \
+                    not lane.inbox and not handshake and \
+                    not self._consuming and self.failure is None and \
+                    channel.connection is not None and not done() and \
+                    self._quick_turn(me, channel, methods, deadline, started,
+                                     done) and done():
+                return
             while True:
                 runner = lane.runner
                 free = runner is None or runner == me
@@ -499,6 +506,11 @@ class Reader:
         except BaseException:
             self._hand_over(me, claim=False)
             raise
+        return self._run_handed_over(me)
+
+    def _run_handed_over(self, me: int) -> bool:
+        """End a turn: hand over what was parsed and run the lanes that
+        fall to this thread; return whether any ran."""
         mine, nested = self._hand_over(me)
         if nested:
             self._run_lanes(mine, me, nested)
@@ -509,6 +521,59 @@ class Reader:
             self._run_lane(mine[0], me, claimed=True)
         else:
             self._run_lanes(mine, me)
+        return True
+
+    def _quick_turn(self, me: int, channel: LaneOwner,
+                    methods: Sequence[spec.MethodSig],
+                    deadline: Optional[float], started: float,
+                    done: Callable[[], bool]) -> bool:
+        """The first turn of a wait in its common case, in one call: the
+        role is free and the compiled reply loop may receive (a plain
+        socket, no read bound, no heartbeats, no consumer so no ``exact``
+        read); what :meth:`_turn` and :meth:`_pump` would do, without
+        their general checks.  Return whether it ran (else nothing
+        changed, and :meth:`wait_until`'s loop does it all)."""
+        pump = self._c_pump
+        handle = self.handler
+        transport = self.transport
+        if pump is None or handle is None or transport is None or \
+                self._conn.heartbeat or _CONSUME_OK in methods or \
+                not self._role.acquire(False):
+            return False
+        sock = transport.plain_sock()
+        if sock is None:
+            self._hand_over(me, claim=False)   # (gives the role back)
+            return False
+        acks = _ACK in methods
+        self._holder = me
+        self._stop_channel = channel
+        self._stop_methods = methods
+        self._stopped = False
+        self._direct = not acks
+        self._acks = acks
+        self._confirm_wait = done if acks else None
+        try:
+            try:
+                finished = pump(sock, handle, deadline, RECV_QUANTUM,
+                                self._confirm_wait)
+            except PEER_PROTOCOL_ERRORS as exc:
+                self._abort(exc)
+                raise
+            if not finished:
+                # a deadline near, a large body, a receive that would
+                # block: the turn goes on in the general loop
+                self._pump(deadline, started, False, False, False)
+        except BaseException:
+            self._hand_over(me, claim=False)
+            raise
+        if self._parsed:
+            self._run_handed_over(me)
+        else:   # (the reply, dispatched as it came: nothing to hand over)
+            self._holder = None
+            self._role.release()
+            if self._sleepers:
+                with self._lock:
+                    self._changed.notify_all()
         return True
 
     def _next_frame(self) -> Any:

@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from pika.spec import Connection
+from pika.spec import Confirm, Connection
 
 import amqp
 from amqp import method_framing, publishing
@@ -26,6 +26,14 @@ compiled = pytest.mark.skipif(speedups is None,
 
 class _Sub(amqp.Message):
     pass
+
+
+class _Unencodable:
+    """A header value no field-table type carries (the same text in every
+    error message)."""
+
+    def __repr__(self):
+        return '<unencodable>'
 
 
 def _calls():
@@ -64,6 +72,8 @@ def _calls():
         ((), {}),
         ((m(b'x'), '', 'q', False, False, None, None, 'Bssbb', 'extra'), {}),
         ((m(object()), '', 'q'), {}),                    # a bad body
+        ((m(b'x', application_headers={'k': _Unencodable()}), '', 'q'), {}),
+        # (refused by the writer, before any byte is sent)
         ((m(b'last'),), {}),
     ]
 
@@ -106,12 +116,36 @@ def _connect(broker, pure):
         return conn, conn.channel()
 
 
-def _publish_all(fake_broker, pure):
-    broker = fake_broker(_serve_until_close)
+def _serve_confirms_until_close(peer):
+    peer.handshake(heartbeat=0)
+    peer.serve_channel_open()
+    peer.expect_method(Confirm.Select)
+    peer.send_method(Confirm.SelectOk(), 1)
+    while True:
+        method = peer.recv_frame()
+        if isinstance(getattr(method, 'method', None), Connection.Close):
+            break
+    peer.send(CLOSE_OK)
+
+
+def _publish_all(fake_broker, pure, confirming=False):
+    broker = fake_broker(_serve_confirms_until_close if confirming
+                         else _serve_until_close)
     conn, ch = _connect(broker, pure)
+    if confirming:
+        ch.confirm_select()
+    calls = _calls()
+    if confirming:
+        # (a confirm_timeout waits for an ack this peer never sends)
+        calls = [(args, kwargs) for args, kwargs in calls
+                 if kwargs.get('confirm_timeout') is None and
+                 (len(args) < 7 or args[6] is None)]
     outcomes = [_outcome(ch.basic_publish, *args, **kwargs)
-                for args, kwargs in _calls()]
+                for args, kwargs in calls]
     twin = type(ch.basic_publish)
+    if confirming:
+        # the tags recorded, and those the refused writes withdrew
+        outcomes.append((ch._confirms.seq, sorted(ch._confirms.unsettled)))
     conn.close()
     broker.finish()
     return outcomes, broker.received, twin
@@ -127,6 +161,23 @@ def test_the_twin_writes_and_refuses_as_the_pure_method(fake_broker):
     assert wire == pure_wire
     # (the calls include both kinds of outcome)
     assert {o[0] for o in outcomes} == {'ok', 'error'}
+
+
+@compiled
+def test_in_confirm_mode_the_twin_returns_and_withdraws_tags_as_pure(
+        fake_broker):
+    """After confirm_select the twin records each publish before writing
+    it and returns its delivery tag; a publish the writer refuses before
+    sending a byte gives its tag back, as the pure method does."""
+    outcomes, wire, twin = _publish_all(fake_broker, False, True)
+    pure_outcomes, pure_wire, _ = _publish_all(fake_broker, True, True)
+    assert twin is speedups.Publish
+    assert outcomes == pure_outcomes
+    assert wire == pure_wire
+    tags = [o[1] for o in outcomes[:-1] if o[0] == 'ok']
+    # every accepted publish has the next tag: the refused ones left none
+    assert tags == list(range(1, len(tags) + 1))
+    assert outcomes[-1] == (len(tags), tags)
 
 
 _OWN = [
