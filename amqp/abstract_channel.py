@@ -122,7 +122,7 @@ class ConnectionLike(Protocol):
     def deferred_errors(self) -> List[Tuple[AbstractChannel, BaseException]]:
         """Errors kept for channels, oldest first (see raise_deferred)."""
 
-    def wait_until(self, channel: AbstractChannel, done: Callable[[], bool],
+    def wait_until(self, channel: AbstractChannel, done: Callable[[], object],
                    deadline: Optional[float],
                    methods: Sequence[spec.MethodSig] = ()) -> None:
         """Handle frames for ``channel`` until ``done()``."""
@@ -193,21 +193,27 @@ def _decode_without_reserved(amqp_method: spec.MethodSpec, payload: bytes
     return None
 
 
-class _Reply:
+class _Reply(List[Any]):
     """What a synchronous call waits on when it was given no callback:
-    the reply's arguments once dispatched (a vine promise costs several
-    times more to make and fulfil, once per round trip)."""
+    empty until the reply is dispatched, then ``[method_sig, *arguments]``
+    (a vine promise costs several times more to make and fulfil, once per
+    round trip).  A list, so that the wait's condition is its bound
+    ``__len__``, which costs no Python frame each time it is asked."""
 
-    __slots__ = ('args', 'ready')
-
-    def __init__(self) -> None:
-        self.args: Tuple[Any, ...] = ()   # (method_sig, *arguments)
-        self.ready = False
+    __slots__ = ()
 
     def __call__(self, *args: Any) -> None:
-        if not self.ready:
-            self.args = args
-            self.ready = True
+        if not self:
+            self.extend(args)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self)
+
+    @property
+    def args(self) -> Tuple[Any, ...]:
+        """(method_sig, *arguments), or () before the reply."""
+        return tuple(self)
 
 
 #: what ``_pending`` holds: the caller's promise, or a :class:`_Reply`
@@ -318,12 +324,12 @@ class AbstractChannel:
             writer(spec.FRAME_METHOD, self.channel_id, sig, payload, content)
             deadline = None if timeout is None else monotonic() + timeout
             try:
-                conn.wait_until(self, lambda: p.ready, deadline, methods)
+                conn.wait_until(self, p.__len__, deadline, methods)
                 # after the reply is in hand, so that raising does not
                 # lose it
                 if conn.deferred_errors:
                     conn.raise_deferred(self)
-                args = p.args[1:]
+                args = tuple(p[1:])
             except ReplyTimeout:
                 raise
             except socket.timeout as exc:

@@ -611,7 +611,7 @@ class Connection(Handshake, Heartbeats):
         return self._reader.has_pending()
 
     # -- synchronous waits (the interface channels use) ------------------
-    def wait_until(self, channel: AbstractChannel, done: Callable[[], bool],
+    def wait_until(self, channel: AbstractChannel, done: Callable[[], object],
                    deadline: Optional[float],
                    methods: Sequence[spec.MethodSig] = ()) -> None:
         """Handle what arrives for ``channel``'s synchronous call until

@@ -209,7 +209,7 @@ class Reader:
         #: the reply waited for may be dispatched as soon as it is parsed
         self._direct = False
         self._acks = False
-        self._confirm_wait: Optional[Callable[[], bool]] = None
+        self._confirm_wait: Optional[Callable[[], object]] = None
         #: thread ident -> the channel it is in a synchronous wait on
         #: (a dict, not a threading.local: several times cheaper)
         self._waits: Dict[int, LaneOwner] = {}
@@ -295,7 +295,7 @@ class Reader:
         self._parsed.append((channel, method_sig, payload, content))
 
     # -- waits -------------------------------------------------------------
-    def wait_until(self, channel: LaneOwner, done: Callable[[], bool],
+    def wait_until(self, channel: LaneOwner, done: Callable[[], object],
                    deadline: Optional[float],
                    methods: Sequence[spec.MethodSig] = (),
                    handshake: bool = False) -> None:
@@ -481,7 +481,7 @@ class Reader:
               methods: Sequence[spec.MethodSig], deadline: Optional[float],
               started: float, exact: bool, handshake: bool,
               buffered_only: bool = False,
-              done: Optional[Callable[[], bool]] = None) -> bool:
+              done: Optional[Callable[[], object]] = None) -> bool:
         """With the role just taken: read and parse (stopping right after
         ``channel``'s reply among ``methods``), hand the methods over,
         give the role back, run the lanes that fall to this thread.
@@ -526,7 +526,7 @@ class Reader:
     def _quick_turn(self, me: int, channel: LaneOwner,
                     methods: Sequence[spec.MethodSig],
                     deadline: Optional[float], started: float,
-                    done: Callable[[], bool]) -> bool:
+                    done: Callable[[], object]) -> bool:
         """The first turn of a wait in its common case, in one call: the
         role is free and the compiled reply loop may receive (a plain
         socket, no read bound, no heartbeats, no consumer so no ``exact``
@@ -874,7 +874,8 @@ class Reader:
             self._changed.notify_all()
 
     # -- sleeping ----------------------------------------------------------
-    def _sleep(self, lane: Optional[Lane], done: Optional[Callable[[], bool]],
+    def _sleep(self, lane: Optional[Lane],
+               done: Optional[Callable[[], object]],
                deadline: Optional[float], started: float,
                draining: bool, may_read: bool = True) -> None:
         """Wait until the role is free (when ``may_read``), something is
