@@ -219,6 +219,25 @@ static PyObject *decode_field(char c, PyObject *buf, const unsigned char *b,
     return v;
 }
 
+/* (obj, n), stealing ``obj`` (Py_BuildValue("(Nn)") without parsing a
+   format string once per message); NULL with ``obj`` released on error */
+static PyObject *with_offset(PyObject *obj, Py_ssize_t n)
+{
+    PyObject *num = PyLong_FromSsize_t(n);
+    PyObject *t = num == NULL ? NULL : PyTuple_New(2);
+    if (t == NULL) {
+        Py_DECREF(obj);
+        Py_XDECREF(num);
+        return NULL;
+    }
+    PyTuple_SetItem(t, 0, obj);
+    PyTuple_SetItem(t, 1, num);
+    return t;
+}
+
+static PyObject *decode_properties_at(PyObject *buf, PyObject *offset_obj,
+                                      Py_ssize_t offset);
+
 static PyObject *decode_properties_basic(PyObject *self, PyObject *args)
 {
     PyObject *buf, *offset_obj = NULL;
@@ -231,6 +250,15 @@ static PyObject *decode_properties_basic(PyObject *self, PyObject *args)
         if (offset == -1 && PyErr_Occurred())
             return NULL;
     }
+    return decode_properties_at(buf, offset_obj, offset);
+}
+
+/* decode_properties_basic(buf, offset); ``offset_obj`` is ``offset`` as
+   the caller gave it, or NULL (the pure decoder is then given ``offset``
+   as a new int) */
+static PyObject *decode_properties_at(PyObject *buf, PyObject *offset_obj,
+                                      Py_ssize_t offset)
+{
     char *data;
     Py_ssize_t end;
     if (dec_table == NULL || !PyBytes_Check(buf) || offset < 0 ||
@@ -276,8 +304,7 @@ static PyObject *decode_properties_basic(PyObject *self, PyObject *args)
         if (r < 0)
             goto fail;
     }
-    PyObject *result = Py_BuildValue("(Nn)", props, i);
-    return result;
+    return with_offset(props, i);
 fail:
     Py_DECREF(props);
     return NULL;
@@ -285,11 +312,11 @@ slow_props:
     Py_DECREF(props);
 slow:
     if (offset_obj == NULL) {
-        PyObject *zero = PyLong_FromLong(0);
-        if (zero == NULL)
+        PyObject *at = PyLong_FromSsize_t(offset);
+        if (at == NULL)
             return NULL;
-        PyObject *r = pure(buf, zero);
-        Py_DECREF(zero);
+        PyObject *r = pure(buf, at);
+        Py_DECREF(at);
         return r;
     }
     return pure(buf, offset_obj);
@@ -423,7 +450,7 @@ static PyObject *ArgsDecoder_call(PyObject *op, PyObject *args,
         PyList_SetItem(values, k, v);   /* steals v */
         k++;
     }
-    return Py_BuildValue("(Nn)", values, i);
+    return with_offset(values, i);
 slow:
     Py_DECREF(values);
     return PyObject_CallFunctionObjArgs(self->pure, buf, offset_obj, NULL);
@@ -572,9 +599,20 @@ static PyObject *ContentTaker_call(PyObject *op, PyObject *args,
     Py_DECREF(new_pos);
     if (set < 0)
         goto done;
-    result = Py_BuildValue("(y#y#)", (const char *)b + hstart,
-                           hend - hstart, (const char *)b + bstart,
-                           bend - bstart);
+    {
+        PyObject *h = PyBytes_FromStringAndSize((const char *)b + hstart,
+                                                hend - hstart);
+        PyObject *bo = h == NULL ? NULL : PyBytes_FromStringAndSize(
+            (const char *)b + bstart, bend - bstart);
+        result = bo == NULL ? NULL : PyTuple_New(2);
+        if (result == NULL) {
+            Py_XDECREF(h);
+            Py_XDECREF(bo);
+            goto done;
+        }
+        PyTuple_SetItem(result, 0, h);
+        PyTuple_SetItem(result, 1, bo);
+    }
     goto done;
 none:
     Py_INCREF(Py_None);
@@ -829,8 +867,22 @@ static PyObject *NextFrame_call(PyObject *op, PyObject *args,
     Py_DECREF(new_pos);
     if (set < 0)
         goto done;
-    result = Py_BuildValue("(IIy#)", frame_type, channel,
-                           (const char *)b + start, size);
+    {
+        PyObject *t = PyLong_FromUnsignedLong(frame_type);
+        PyObject *c = t == NULL ? NULL : PyLong_FromUnsignedLong(channel);
+        PyObject *pl = c == NULL ? NULL : PyBytes_FromStringAndSize(
+            (const char *)b + start, size);
+        result = pl == NULL ? NULL : PyTuple_New(3);
+        if (result == NULL) {
+            Py_XDECREF(t);
+            Py_XDECREF(c);
+            Py_XDECREF(pl);
+            goto done;
+        }
+        PyTuple_SetItem(result, 0, t);
+        PyTuple_SetItem(result, 1, c);
+        PyTuple_SetItem(result, 2, pl);
+    }
     goto done;
 pure:
     result = PyObject_CallMethodObjArgs(frames, str_next_frame, NULL);
@@ -896,11 +948,7 @@ static PyObject *build_message(Holder *self, PyObject *header,
     } else {
         Py_DECREF(limit);
     }
-    PyObject *dargs = Py_BuildValue("(Oi)", header, 12);
-    if (dargs == NULL)
-        return NULL;
-    PyObject *decoded = decode_properties_basic(NULL, dargs);
-    Py_DECREF(dargs);
+    PyObject *decoded = decode_properties_at(header, NULL, 12);
     if (decoded == NULL) {
         if (PyErr_ExceptionMatches(PyExc_Exception))
             PyErr_Clear();      /* the pure path raises it again */

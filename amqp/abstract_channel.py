@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from itertools import repeat
 from time import monotonic
 from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Dict, List,
                     Literal, Optional, Protocol, Sequence, Tuple, TypeVar,
@@ -319,7 +318,8 @@ class AbstractChannel:
         # left in ``pending`` afterwards is this call's)
         previous = self._expect(methods, p) if pending else None
         if previous is None:
-            pending.update(zip(methods, repeat(p)))
+            for m in methods:
+                pending[m] = p
         try:
             writer(spec.FRAME_METHOD, self.channel_id, sig, payload, content)
             deadline = None if timeout is None else monotonic() + timeout
