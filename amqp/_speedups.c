@@ -652,6 +652,7 @@ typedef struct {
      * class and method ids repeat */
     unsigned last_class, last_method;
     PyObject *last_sig;
+    int last_content;   /* whether last_sig is a content method */
 } Holder;
 
 static int Holder_traverse(PyObject *op, visitproc visit, void *arg)
@@ -905,7 +906,10 @@ HOLDER_TYPE(NextFrame, 1,
  * whole becomes a Message built here; everything else (header and body
  * frames, heartbeats, content not yet whole, malformed frames, content
  * over max_message_size) goes to ``pure``, or to ``content`` (the
- * closure's _content) for a header this code does not take. */
+ * closure's _content) for a header this code does not take.  ``methods``
+ * maps every known method signature to itself: the signature handed to
+ * ``callback`` is that tuple (spec's constant), so the channel's lookups
+ * and ``in`` tests find it by identity. */
 
 enum { FH_PURE, FH_PARTIAL, FH_CONN, FH_CALLBACK, FH_CONTENT_METHODS,
        FH_METHODS, FH_TAKE, FH_MESSAGE, FH_CONTENT, FH_NREFS };
@@ -1002,30 +1006,40 @@ static PyObject *FrameHandler_call(PyObject *op, PyObject *args,
     unsigned class_id = u16(p), method_id = u16(p + 2);
     if (self->last_sig == NULL || self->last_class != class_id ||
         self->last_method != method_id) {
-        PyObject *sig = Py_BuildValue("(II)", class_id, method_id);
-        if (sig == NULL)
+        /* the known signature's own tuple (``methods`` maps each to
+           itself), so that the channel's lookups match it by identity;
+           an unknown method is the pure handler's */
+        PyObject *c = PyLong_FromUnsignedLong(class_id);
+        PyObject *m = c == NULL ? NULL : PyLong_FromUnsignedLong(method_id);
+        PyObject *key = m == NULL ? NULL : PyTuple_Pack(2, c, m);
+        Py_XDECREF(c);
+        Py_XDECREF(m);
+        if (key == NULL)
             return NULL;
+        PyObject *known = PyDict_GetItemWithError(self->ref[FH_METHODS],
+                                                  key);
+        if (known == NULL) {
+            Py_DECREF(key);
+            if (PyErr_Occurred())
+                return NULL;
+            goto pure;
+        }
+        int is_content = PySet_Contains(self->ref[FH_CONTENT_METHODS], key);
+        Py_DECREF(key);
+        if (is_content < 0)
+            return NULL;
+        Py_INCREF(known);
         Py_XDECREF(self->last_sig);
-        self->last_sig = sig;
+        self->last_sig = known;
         self->last_class = class_id;
         self->last_method = method_id;
+        self->last_content = is_content;
     }
     PyObject *sig = self->last_sig;
     Py_INCREF(sig);      /* a callback may replace last_sig */
     PyObject *result = NULL, *content = Py_None;
     Py_INCREF(content);
-    int is_content = PySet_Contains(self->ref[FH_CONTENT_METHODS], sig);
-    if (is_content < 0)
-        goto done;
-    if (!is_content) {
-        int known = PyDict_Contains(self->ref[FH_METHODS], sig);
-        if (known < 0)
-            goto done;
-        if (!known) {
-            Py_DECREF(sig);
-            Py_DECREF(content);
-            goto pure;
-        }
+    if (!self->last_content) {
         if (add_to_attr(self->ref[FH_CONN], str_bytes_recv, 1) < 0)
             goto done;
     } else {

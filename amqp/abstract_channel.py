@@ -558,7 +558,14 @@ class AbstractChannel:
         if listener is not None:
             listener(*args)
         if one_shot is not None:
-            one_shot(method_sig, *args)
+            if one_shot.__class__ is _Reply:
+                # (what its __call__ does, without the call through the
+                # class's __call__ slot: once per round trip)
+                if not one_shot:
+                    one_shot.append(method_sig)
+                    one_shot += args
+            else:
+                one_shot(method_sig, *args)
         conn = self.connection
         if conn is not None and conn.deferred_errors and \
                 conn.waiting_channel is None:

@@ -131,6 +131,9 @@ REUSE_MAX = 16 * 1024 * 1024
 COLLECT_MAX = 1 << 31
 
 _METHODS = spec.METHODS
+#: every known method signature, mapped to itself: the compiled frame
+#: handler hands out these tuples (spec's constants), not equal copies
+_SIGS: Dict[spec.MethodSig, spec.MethodSig] = {sig: sig for sig in _METHODS}
 _CONTENT_METHODS = spec.CONTENT_METHODS
 
 #: ``body_buffer(n) -> (bytes, writable memoryview)`` from the compiled
@@ -708,7 +711,7 @@ def frame_handler(connection: InboundConnection, callback: MethodCallback,
         # handled in one call; everything else goes to on_frame
         handler: FrameHandler = speedups.FrameHandler(
             on_frame, partial, connection, callback, content_methods,
-            _METHODS, take_content, Message, _content)
+            _SIGS, take_content, Message, _content)
         return handler
     return on_frame
 

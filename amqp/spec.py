@@ -353,8 +353,13 @@ def _build() -> None:
                            fmt, tuple(arg_names.split()), content,
                            tuple((class_id, r) for r in replies))
             assert len(m.arg_names) == len(fmt), m
-            METHODS[m.sig] = METHODS_BY_NAME[m.name] = m
-            values[_camel(name)] = m.sig
+            # one tuple object per signature, the key here and the
+            # constant (spec.Basic.Ack ...): lookups and ``in`` tests of
+            # the signatures the parser hands out (the same objects, see
+            # method_framing) find them by identity
+            sig = m.sig
+            METHODS[sig] = METHODS_BY_NAME[m.name] = m
+            values[_camel(name)] = sig
         if set(values) != set(cls.__annotations__):
             raise AssertionError('spec.%s declares %s; the table has %s' % (
                 cls.__name__, sorted(cls.__annotations__), sorted(values)))

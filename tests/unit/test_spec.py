@@ -195,3 +195,14 @@ def test_basic_properties_in_flag_order():
         ('type', 's'), ('user_id', 's'), ('app_id', 's'),
         ('cluster_id', 's'),
     )
+
+
+def test_each_signature_is_one_object():
+    """The keys of METHODS are the constants (spec.Basic.Ack ...), so a
+    signature handed out as one is found by identity everywhere."""
+    keys = {id(sig) for sig in spec.METHODS}
+    for cls in (spec.Connection, spec.Channel, spec.Access, spec.Exchange,
+                spec.Queue, spec.Basic, spec.Confirm, spec.Tx):
+        for name, value in vars(cls).items():
+            if isinstance(value, tuple) and not name.startswith('_'):
+                assert id(value) in keys, (cls.__name__, name)

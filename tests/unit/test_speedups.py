@@ -473,6 +473,8 @@ def test_a_delivery_taken_whole_is_a_complete_message():
     assert handler(conn.inbound_frames.next_frame()) is True
     (channel, sig, payload, msg), = got
     assert (channel, sig) == (1, (60, 60))
+    # spec's own tuple, which the channel's lookups find by identity
+    assert sig is spec.Basic.Deliver
     assert type(msg) is amqp.Message
     assert (msg.body, msg.properties, msg.body_size) == (
         b'hi', {'content_type': 'a/b'}, 2)
