@@ -248,8 +248,6 @@ class Confirms:
         (``what`` describes the wait in its text; an int is the delivery
         tag waited for, formatted only then).
         """
-        if type(what) is int:
-            what = 'delivery tag %d' % what
         deadline = None if timeout is None else monotonic() + timeout
         try:
             if drain is not None:
@@ -267,7 +265,7 @@ class Confirms:
                 if remaining is not None and remaining <= 0:
                     raise self._timed_out(
                         'no publisher confirm for %s within %ss' % (
-                            what, timeout))
+                            _described(what), timeout))
                 try:
                     channel_wait(_ACK_OR_NACK, timeout=remaining)
                 except ReadTimeout:
@@ -277,7 +275,7 @@ class Confirms:
         except ReadTimeout as exc:
             # the broker went quiet: as bounded as a confirm_timeout
             raise self._timed_out('no publisher confirm for %s: %s' % (
-                what, exc)) from None
+                _described(what), exc)) from None
 
     def _timed_out(self, text: str) -> ConfirmTimeout:
         with self.lock:
@@ -409,3 +407,9 @@ class PublishBatch:
         """Drop anything left; the batch can no longer be used."""
         self._buffer = []
         self._closed = True
+
+
+def _described(what: Union[str, int]) -> str:
+    """``what`` a confirm wait waited for, for its error's text (an int is
+    a delivery tag)."""
+    return 'delivery tag %d' % what if type(what) is int else str(what)

@@ -1933,6 +1933,30 @@ HOLDER_TYPE(Pump, PU_NREFS,
             "pump(sock, handler, deadline, quantum, done=None) -> bool, "
             "the reply loop of Reader._pump in its common case.")
 
+/* ---------------------------------------------------------------------
+ * NotIn(key, container): not_in() -> ``key not in container``, a wait's
+ * condition (a publisher confirm wait: its tag no longer unsettled) asked
+ * without a Python frame each time. */
+
+enum { NI_KEY, NI_CONTAINER, NI_NREFS };
+
+static PyObject *NotIn_call(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    Holder *self = (Holder *)op;
+    if (PyTuple_Size(args) || (kwargs != NULL && PyDict_Size(kwargs))) {
+        PyErr_SetString(PyExc_TypeError, "NotIn() takes no arguments");
+        return NULL;
+    }
+    int found = PySequence_Contains(self->ref[NI_CONTAINER],
+                                    self->ref[NI_KEY]);
+    if (found < 0)
+        return NULL;
+    return PyBool_FromLong(!found);
+}
+
+HOLDER_TYPE(NotIn, NI_NREFS,
+            "NotIn(key, container): not_in() -> key not in container.")
+
 typedef FmtCodec ArgsEncoder;
 
 static PyObject *ArgsEncoder_new(PyTypeObject *type, PyObject *args,
@@ -2164,6 +2188,7 @@ PyMODINIT_FUNC PyInit__speedups(void)
         {&ArgsEncoder_spec, "ArgsEncoder"},
         {&Pump_spec, "Pump"},
         {&Publish_spec, "Publish"},
+        {&NotIn_spec, "NotIn"},
     };
     for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
         type = PyType_FromSpec(types[k].spec);

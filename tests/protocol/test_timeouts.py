@@ -183,6 +183,10 @@ def _check_bounded(call, bound_name, bound):
             assert isinstance(raised, expected), raised
             assert isinstance(raised, socket.timeout)   # as in py-amqp
             assert str(raised)
+            if call == 'basic_publish_confirm':
+                # names the publish waited for (its tag, formatted only
+                # when the wait fails)
+                assert 'delivery tag 1' in str(raised), raised
         srv.handlers.pop(silent, None)
         _check_state(conn, ch, state)
     finally:

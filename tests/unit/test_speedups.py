@@ -621,3 +621,23 @@ def test_a_collected_body_is_the_bytes_it_was_received_into():
     assert (kind, channel, got) == (3, 1, body)
     assert type(got) is bytes
     assert fb._body is None and fb._plan is None
+
+
+@compiled
+def test_not_in_says_what_the_lambda_says():
+    """``publishing._not_in``: the compiled condition of a confirm wait
+    answers as ``lambda: key not in container`` at every moment, and
+    refuses arguments."""
+    from amqp import publishing
+    unsettled = {1: None, 2: None}
+    compiled_check = publishing._not_in(2, unsettled)
+    assert isinstance(compiled_check, speedups.NotIn)
+    assert compiled_check() is False
+    del unsettled[2]
+    assert compiled_check() is True
+    unsettled[2] = None
+    assert compiled_check() is False
+    with pytest.raises(TypeError):
+        compiled_check(1)
+    with pytest.raises(TypeError):
+        speedups.NotIn(1, None)()    # (as ``1 not in None`` raises)
