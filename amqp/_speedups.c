@@ -219,20 +219,33 @@ static PyObject *decode_field(char c, PyObject *buf, const unsigned char *b,
     return v;
 }
 
-/* (obj, n), stealing ``obj`` (Py_BuildValue("(Nn)") without parsing a
-   format string once per message); NULL with ``obj`` released on error */
+/* A tuple of the ``n`` objects in ``items``, stealing each (what
+   Py_BuildValue with "N" items makes, without parsing a format string
+   once per message); NULL, every item released, when one of them is
+   NULL (its error set) or the tuple cannot be made. */
+static PyObject *tuple_of(Py_ssize_t n, PyObject **items)
+{
+    PyObject *t = NULL;
+    for (Py_ssize_t k = 0; k < n; k++)
+        if (items[k] == NULL)
+            goto fail;
+    t = PyTuple_New(n);
+    if (t == NULL)
+        goto fail;
+    for (Py_ssize_t k = 0; k < n; k++)
+        PyTuple_SetItem(t, k, items[k]);
+    return t;
+fail:
+    for (Py_ssize_t k = 0; k < n; k++)
+        Py_XDECREF(items[k]);
+    return NULL;
+}
+
+/* (obj, n), stealing ``obj`` */
 static PyObject *with_offset(PyObject *obj, Py_ssize_t n)
 {
-    PyObject *num = PyLong_FromSsize_t(n);
-    PyObject *t = num == NULL ? NULL : PyTuple_New(2);
-    if (t == NULL) {
-        Py_DECREF(obj);
-        Py_XDECREF(num);
-        return NULL;
-    }
-    PyTuple_SetItem(t, 0, obj);
-    PyTuple_SetItem(t, 1, num);
-    return t;
+    PyObject *items[2] = {obj, PyLong_FromSsize_t(n)};
+    return tuple_of(2, items);
 }
 
 static PyObject *decode_properties_at(PyObject *buf, PyObject *offset_obj,
@@ -600,18 +613,12 @@ static PyObject *ContentTaker_call(PyObject *op, PyObject *args,
     if (set < 0)
         goto done;
     {
-        PyObject *h = PyBytes_FromStringAndSize((const char *)b + hstart,
-                                                hend - hstart);
-        PyObject *bo = h == NULL ? NULL : PyBytes_FromStringAndSize(
-            (const char *)b + bstart, bend - bstart);
-        result = bo == NULL ? NULL : PyTuple_New(2);
-        if (result == NULL) {
-            Py_XDECREF(h);
-            Py_XDECREF(bo);
-            goto done;
-        }
-        PyTuple_SetItem(result, 0, h);
-        PyTuple_SetItem(result, 1, bo);
+        PyObject *items[2] = {PyBytes_FromStringAndSize(
+            (const char *)b + hstart, hend - hstart), NULL};
+        if (items[0] != NULL)
+            items[1] = PyBytes_FromStringAndSize((const char *)b + bstart,
+                                                 bend - bstart);
+        result = tuple_of(2, items);
     }
     goto done;
 none:
@@ -869,20 +876,14 @@ static PyObject *NextFrame_call(PyObject *op, PyObject *args,
     if (set < 0)
         goto done;
     {
-        PyObject *t = PyLong_FromUnsignedLong(frame_type);
-        PyObject *c = t == NULL ? NULL : PyLong_FromUnsignedLong(channel);
-        PyObject *pl = c == NULL ? NULL : PyBytes_FromStringAndSize(
-            (const char *)b + start, size);
-        result = pl == NULL ? NULL : PyTuple_New(3);
-        if (result == NULL) {
-            Py_XDECREF(t);
-            Py_XDECREF(c);
-            Py_XDECREF(pl);
-            goto done;
-        }
-        PyTuple_SetItem(result, 0, t);
-        PyTuple_SetItem(result, 1, c);
-        PyTuple_SetItem(result, 2, pl);
+        PyObject *items[3] = {PyLong_FromUnsignedLong(frame_type), NULL,
+                              NULL};
+        if (items[0] != NULL)
+            items[1] = PyLong_FromUnsignedLong(channel);
+        if (items[1] != NULL)
+            items[2] = PyBytes_FromStringAndSize((const char *)b + start,
+                                                 size);
+        result = tuple_of(3, items);
     }
     goto done;
 pure:
