@@ -7,6 +7,7 @@ base class), kept in a module of its own; it has no use alone.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import weakref
 from time import monotonic
@@ -113,9 +114,29 @@ class Heartbeats(AbstractChannel):
         if self.last_heartbeat_received and \
                 now - self.last_heartbeat_received > \
                 2 * self.heartbeat + period:
+            if self._heard_unread():
+                # the broker's frames wait unread (nothing read them while
+                # the program was busy): it was heard; the read counts
+                self.last_heartbeat_received = now
+                return
             exc = ConnectionForced('Too many heartbeats missed')
             self._transport_lost(exc)
             raise exc
+
+    def _heard_unread(self) -> bool:
+        """Whether bytes from the broker wait to be parsed or read: in the
+        frame buffer, or in a plain TCP socket (one non-blocking peek; a
+        TLS or gevent socket is not asked)."""
+        if len(self._reader.frames):
+            return True
+        transport = self._transport
+        sock = None if transport is None else transport.sock
+        if type(sock) is not socket.socket:
+            return False
+        try:
+            return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except (OSError, ValueError):   # nothing waits; a closed socket
+            return False
 
     def _start_heartbeat_thread(self) -> None:
         stop = threading.Event()

@@ -197,6 +197,31 @@ def test_heartbeat_tick_sends_when_due_and_detects_silence(fake_broker):
     assert seen['heartbeats'] >= 2
 
 
+def test_heartbeats_waiting_unread_are_not_silence(fake_broker):
+    """A program busy for several intervals reads nothing, while the
+    broker's heartbeats pile up in the socket: heartbeat_tick must not
+    call that silence (py-amqp does, and drops a live connection)."""
+    from amqp.method_framing import HEARTBEAT_FRAME
+
+    def script(peer):
+        peer.handshake(heartbeat=1)
+        for _ in range(12):      # 3.6 s of heartbeats, none read
+            peer.send(HEARTBEAT_FRAME)
+            time.sleep(0.3)
+        peer.wait_closed(timeout=5)
+
+    broker = fake_broker(script)
+    conn = broker.connect(heartbeat=1)
+    time.sleep(3.2)              # busy: 3.2 intervals, nothing read
+    conn.heartbeat_tick()        # does not raise: the broker was heard
+    assert conn.connected
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=0.5)   # reads the heartbeats
+    assert conn.connected
+    conn.collect()
+    broker.finish()
+
+
 @pytest.mark.parametrize('rate, send_after, dead_after', [
     (2, 1.0, 4.0 + 1.0),     # heartbeat 2 s: send after 1 s, dead at 5 s
     (4, 0.5, 4.0 + 0.5),
