@@ -315,8 +315,7 @@ class Publishing(AbstractChannel):
         confirms = self._confirms
         unsettled = confirms.unsettled
         confirms.wait(self.wait, _not_in(tag, unsettled), timeout, tag,
-                      None if self._wait_replaced() or self.connection is None
-                      else self._drain_acks)   # (see _confirm_drain)
+                      self._confirm_drain())
         exc = confirms.outcome(tag)
         if exc is not None and not self.events.get('basic_return'):
             raise exc
