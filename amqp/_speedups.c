@@ -15,9 +15,13 @@
 #include <stdint.h>
 #include <stdarg.h>
 #include <string.h>
+#include <errno.h>
+#include <limits.h>
 #ifndef _WIN32
+#include <fcntl.h>
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #endif
 
 #ifndef PyBUF_WRITE
@@ -1102,36 +1106,29 @@ HOLDER_TYPE(FrameHandler, FH_NREFS,
  * any frame over frame_max, is the pure writer's. */
 
 enum { FW_PURE, FW_CONN, FW_WRITE, FW_ENCODE_PROPS, FW_MESSAGE,
-       FW_TRANSPORT, FW_LOCK,
+       FW_TRANSPORT, FW_LOCK, FW_SCATTER,
        FW_ACQUIRE, FW_RELEASE,  /* (kept: the lock's methods, bound once;
                                    the socket last written to and its */
        FW_SOCK, FW_FILENO,      /*  bound fileno) */
        FW_NREFS };
 
-/* What sock.send(frame) would do when the socket can take the frame at
-   once: one send(2) on its descriptor with MSG_DONTWAIT, under the GIL
-   (it cannot block).  Returns the bytes sent, or 0 when nothing was sent
-   for any reason (would block, EINTR, an error, a closed socket, no such
-   flag on this platform): the caller then calls sock.send, which blocks,
-   handles signals and raises the socket module's own exceptions.  Only
-   for a socket in blocking mode (no timeout), as the plain branch is. */
 static PyObject *socket_type;   /* socket.socket */
 
-static Py_ssize_t send_now(PyObject **ref, PyObject *sock, PyObject *frame,
-                           Py_ssize_t total)
+/* The descriptor of ``sock`` when it is a plain socket.socket (an
+   SSLSocket's descriptor carries TLS records, and other socket classes,
+   gevent's, send their own way), or -1 (no exception set). */
+static long plain_fd(PyObject **ref, PyObject *sock)
 {
-#if defined(MSG_DONTWAIT) && !defined(_WIN32)
-    /* a plain socket.socket only: an SSLSocket's descriptor carries TLS
-       records, and other socket classes (gevent's) send their own way */
+#ifndef _WIN32
     if (socket_type == NULL || (PyObject *)Py_TYPE(sock) != socket_type)
-        return 0;
+        return -1;
     if (ref[FW_SOCK] != sock) {
         /* its bound fileno, kept while the transport keeps the socket
            (called each time: a closed socket says -1) */
         PyObject *fileno = PyObject_GetAttr(sock, str_fileno);
         if (fileno == NULL) {
             PyErr_Clear();
-            return 0;
+            return -1;
         }
         PyObject *old_sock = ref[FW_SOCK], *old_fileno = ref[FW_FILENO];
         Py_INCREF(sock);
@@ -1145,8 +1142,29 @@ static Py_ssize_t send_now(PyObject **ref, PyObject *sock, PyObject *frame,
     Py_XDECREF(r);
     if (fd < 0 || fd > INT_MAX) {
         PyErr_Clear();
-        return 0;
+        return -1;
     }
+    return fd;
+#else
+    (void)ref; (void)sock;
+    return -1;
+#endif
+}
+
+/* What sock.send(frame) would do when the socket can take the frame at
+   once: one send(2) on its descriptor with MSG_DONTWAIT, under the GIL
+   (it cannot block).  Returns the bytes sent, or 0 when nothing was sent
+   for any reason (would block, EINTR, an error, a closed socket, no such
+   flag on this platform): the caller then calls sock.send, which blocks,
+   handles signals and raises the socket module's own exceptions.  Only
+   for a socket in blocking mode (no timeout), as the plain branch is. */
+static Py_ssize_t send_now(PyObject **ref, PyObject *sock, PyObject *frame,
+                           Py_ssize_t total)
+{
+#if defined(MSG_DONTWAIT) && !defined(_WIN32)
+    long fd = plain_fd(ref, sock);
+    if (fd < 0)
+        return 0;
     ssize_t n = send((int)fd, PyBytes_AsString(frame), (size_t)total,
                      MSG_DONTWAIT);
     return n > 0 ? (Py_ssize_t)n : 0;
@@ -1154,6 +1172,80 @@ static Py_ssize_t send_now(PyObject **ref, PyObject *sock, PyObject *frame,
     (void)ref; (void)sock; (void)frame; (void)total;
     return 0;
 #endif
+}
+
+/* With the exception being raised by a send: report it to
+   transport._write_failed(exc, sent, total), as the transport's own
+   writes do, and leave it set (or the reporter's own, if that failed). */
+static void report_write_failure(PyObject *transport, Py_ssize_t sent,
+                                 Py_ssize_t total)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    PyObject *at = PyLong_FromSsize_t(sent);
+    PyObject *size = PyLong_FromSsize_t(total);
+    PyObject *f = (at && size) ? PyObject_CallMethodObjArgs(
+        transport, str_write_failed, value ? value : Py_None, at, size,
+        NULL) : NULL;
+    Py_XDECREF(at);
+    Py_XDECREF(size);
+    if (f != NULL) {
+        Py_DECREF(f);
+        PyErr_Restore(type, value, tb);     /* raise what send raised */
+    } else {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+    }
+}
+
+/* The lock's release, whatever happened (an exception being raised is
+   kept); -1 when release itself failed. */
+static int release_lock(PyObject **ref)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *u = PyObject_CallObject(ref[FW_RELEASE], NULL);
+    if (u == NULL) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return -1;
+    }
+    Py_DECREF(u);
+    PyErr_Restore(type, value, tb);
+    return 0;
+}
+
+/* Under the write lock: the socket when the transport's plain branch
+   applies now (plain writes, no having_timeout() in force), else NULL,
+   with *error set when that is because of an exception. */
+static PyObject *plain_sock(PyObject *transport, int *error)
+{
+    *error = 1;
+    PyObject *plain = PyObject_GetAttr(transport, str_plain_writes);
+    if (plain == NULL)
+        return NULL;
+    int is_plain = plain == Py_True;
+    Py_DECREF(plain);
+    if (!is_plain) {
+        *error = 0;             /* (the general write) */
+        return NULL;
+    }
+    PyObject *overrides = PyObject_GetAttr(transport, str_overrides);
+    if (overrides == NULL)
+        return NULL;
+    if (!PyLong_CheckExact(overrides) || PyLong_AsLong(overrides) != 0) {
+        PyErr_Clear();
+        Py_DECREF(overrides);
+        *error = 0;             /* a having_timeout() is in force */
+        return NULL;
+    }
+    Py_DECREF(overrides);
+    return PyObject_GetAttr(transport, str_sock);
 }
 
 /* What transport.write(frame) does in its plain branch (see
@@ -1166,7 +1258,7 @@ static Py_ssize_t send_now(PyObject **ref, PyObject *sock, PyObject *frame,
    error. */
 static int send_plain(PyObject **ref, PyObject *frame)
 {
-    PyObject *transport = ref[FW_TRANSPORT], *release = ref[FW_RELEASE];
+    PyObject *transport = ref[FW_TRANSPORT];
     /* (The lock is always taken, even for a send that cannot block: a
        thread waiting in acquire() takes a lock the moment it is released,
        without the GIL, so a free lock seen here may be held by the time a
@@ -1175,26 +1267,13 @@ static int send_plain(PyObject **ref, PyObject *frame)
     if (r == NULL)
         return -1;
     Py_DECREF(r);
-    int result = -1;
-    PyObject *overrides = NULL, *sock = NULL;
-    PyObject *plain = PyObject_GetAttr(transport, str_plain_writes);
-    if (plain == NULL)
-        goto release;
-    if (plain != Py_True) {
-        result = 0;             /* (the general write) */
+    int result = -1, error;
+    PyObject *sock = plain_sock(transport, &error);
+    if (sock == NULL) {
+        if (!error)
+            result = 0;
         goto release;
     }
-    overrides = PyObject_GetAttr(transport, str_overrides);
-    if (overrides == NULL)
-        goto release;
-    if (!PyLong_CheckExact(overrides) || PyLong_AsLong(overrides) != 0) {
-        PyErr_Clear();
-        result = 0;             /* a having_timeout() is in force */
-        goto release;
-    }
-    sock = PyObject_GetAttr(transport, str_sock);
-    if (sock == NULL)
-        goto release;
     Py_ssize_t total = PyBytes_Size(frame);
     Py_ssize_t sent = send_now(ref, sock, frame, total);
     if (sent == total) {
@@ -1205,26 +1284,7 @@ static int send_plain(PyObject **ref, PyObject *frame)
         goto rest;
     r = PyObject_CallMethodObjArgs(sock, str_send, frame, NULL);
     if (r == NULL) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb != NULL && value != NULL)
-            PyException_SetTraceback(value, tb);
-        PyObject *zero = PyLong_FromLong(0);
-        PyObject *size = PyLong_FromSsize_t(total);
-        PyObject *f = (zero && size) ? PyObject_CallMethodObjArgs(
-            transport, str_write_failed, value ? value : Py_None, zero,
-            size, NULL) : NULL;
-        Py_XDECREF(zero);
-        Py_XDECREF(size);
-        if (f != NULL) {
-            Py_DECREF(f);
-            PyErr_Restore(type, value, tb);     /* raise what send raised */
-        } else {
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
-        }
+        report_write_failure(transport, 0, total);
         goto release;
     }
     sent = PyLong_AsSsize_t(r);
@@ -1243,23 +1303,9 @@ rest:
     }
     result = 1;
 release:
-    Py_XDECREF(plain);
-    Py_XDECREF(overrides);
     Py_XDECREF(sock);
-    {
-        /* (the lock is released whatever happened, an error kept) */
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyObject *u = PyObject_CallObject(release, NULL);
-        if (u == NULL) {
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
-            return -1;
-        }
-        Py_DECREF(u);
-        PyErr_Restore(type, value, tb);
-    }
+    if (release_lock(ref) < 0)
+        return -1;
     return result;
 }
 
@@ -1276,6 +1322,189 @@ static unsigned char *put_frame_header(unsigned char *o, unsigned type,
     o[5] = (unsigned char)(size >> 8);
     o[6] = (unsigned char)size;
     return o + 7;
+}
+
+#ifndef _WIN32
+#ifdef IOV_MAX
+#define SCATTER_IOV_MAX (IOV_MAX < 1024 ? IOV_MAX : 1024)
+#else
+#define SCATTER_IOV_MAX 16
+#endif
+
+/* What transport.writev(parts) does in its plain case (see
+   Transport._writev; keep the two in step), for a method with a large
+   body: ``head`` (the method frame, the content header frame and the
+   first body frame's header) and the body's frames of ``chunk`` bytes
+   each, the body's slices going from its own buffer to the kernel
+   between the 8-byte seams ``seams`` (a frame end and the next frame's
+   header; the last seam is the frame end alone).  Under the write lock,
+   blocking sendmsg(2) calls on the descriptor of a plain socket.socket in
+   blocking mode, without the GIL, IOV_MAX parts at a time.  A signal
+   handler that raises, or an error, is reported to
+   transport._write_failed(exc, sent, total) as the pure write does.
+   Returns 1 when sent, 0 when the case does not apply now (nothing sent:
+   the pure writer's), -1 on error. */
+static int send_scatter(PyObject **ref, const unsigned char *head,
+                        Py_ssize_t hlen, const char *body, Py_ssize_t blen,
+                        Py_ssize_t chunk, const unsigned char *seams)
+{
+    PyObject *transport = ref[FW_TRANSPORT];
+    Py_ssize_t nchunks = (blen + chunk - 1) / chunk;
+    Py_ssize_t niov = 1 + 2 * nchunks;
+    struct iovec *iov = PyMem_Malloc(sizeof(struct iovec) * (size_t)niov);
+    if (iov == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    iov[0].iov_base = (void *)head;
+    iov[0].iov_len = (size_t)hlen;
+    Py_ssize_t total = hlen;
+    for (Py_ssize_t i = 0; i < nchunks; i++) {
+        Py_ssize_t start = i * chunk;
+        Py_ssize_t size = blen - start < chunk ? blen - start : chunk;
+        iov[1 + 2 * i].iov_base = (void *)(body + start);
+        iov[1 + 2 * i].iov_len = (size_t)size;
+        iov[2 + 2 * i].iov_base = (void *)(seams + 8 * i);
+        iov[2 + 2 * i].iov_len = i + 1 < nchunks ? 8 : 1;
+        total += size + (i + 1 < nchunks ? 8 : 1);
+    }
+    PyObject *r = PyObject_CallObject(ref[FW_ACQUIRE], NULL);
+    if (r == NULL) {
+        PyMem_Free(iov);
+        return -1;
+    }
+    Py_DECREF(r);
+    int result = -1, error;
+    Py_ssize_t sent = 0, first = 0;
+    PyObject *sock = plain_sock(transport, &error);
+    if (sock == NULL) {
+        if (!error)
+            result = 0;
+        goto release;
+    }
+    long fd = plain_fd(ref, sock);
+    int fl = fd < 0 ? -1 : fcntl((int)fd, F_GETFL);
+    if (fl == -1 || (fl & O_NONBLOCK)) {
+        result = 0;     /* not a blocking plain socket now: the pure way */
+        goto release;
+    }
+    while (1) {
+        struct msghdr msg;
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = iov + first;
+        msg.msg_iovlen = niov - first < SCATTER_IOV_MAX ?
+            (size_t)(niov - first) : SCATTER_IOV_MAX;
+        ssize_t n;
+        int err;
+        Py_BEGIN_ALLOW_THREADS
+        n = sendmsg((int)fd, &msg, 0);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (n < 0) {
+            if (err == EINTR) {
+                if (PyErr_CheckSignals() < 0)
+                    goto failed;
+                continue;
+            }
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto failed;
+        }
+        sent += n;
+        if (sent == total) {
+            result = 1;
+            goto release;
+        }
+        /* drop what went out, cut the part it ends in */
+        size_t left = (size_t)n;
+        while (left) {
+            if (left >= iov[first].iov_len) {
+                left -= iov[first].iov_len;
+                first++;
+            } else {
+                iov[first].iov_base = (char *)iov[first].iov_base + left;
+                iov[first].iov_len -= left;
+                left = 0;
+            }
+        }
+        if (PyErr_CheckSignals() < 0)   /* (as between two sendmsg calls
+                                           of the pure loop) */
+            goto failed;
+    }
+failed:
+    report_write_failure(transport, sent, total);
+release:
+    Py_XDECREF(sock);
+    PyMem_Free(iov);
+    if (release_lock(ref) < 0)
+        return -1;
+    return result;
+}
+#endif
+
+/* fw_write's case of a bytes body sent by scatter-gather (send_scatter):
+   1 when written (*nbody set to its body frames), 0 when not the case now
+   (nothing sent), -1 on error. */
+static int fw_write_scatter(Holder *self, unsigned type_, unsigned channel,
+                            long class_id, long method_id, PyObject *margs,
+                            Py_ssize_t alen, PyObject *props, Py_ssize_t plen,
+                            PyObject *body, Py_ssize_t blen,
+                            Py_ssize_t frame_max, Py_ssize_t *nbody)
+{
+#ifndef _WIN32
+    Py_ssize_t chunk = frame_max ? frame_max - 8 : blen;
+    Py_ssize_t nchunks = (blen + chunk - 1) / chunk;
+    Py_ssize_t hlen = 12 + alen + 20 + plen + 7;
+    unsigned char *head = PyMem_Malloc((size_t)(hlen + 8 * nchunks));
+    if (head == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    unsigned char *o = put_frame_header(head, type_, channel,
+                                        (uint32_t)(alen + 4));
+    *o++ = (unsigned char)(class_id >> 8);
+    *o++ = (unsigned char)class_id;
+    *o++ = (unsigned char)(method_id >> 8);
+    *o++ = (unsigned char)method_id;
+    if (alen)
+        memcpy(o, PyBytes_AsString(margs), (size_t)alen);
+    o += alen;
+    *o++ = 0xCE;
+    o = put_frame_header(o, 2, channel, (uint32_t)(12 + plen));
+    *o++ = 0;       /* class 60 (basic), weight 0 */
+    *o++ = 60;
+    *o++ = 0;
+    *o++ = 0;
+    uint64_t bs = (uint64_t)blen;
+    for (int k = 7; k >= 0; k--)
+        *o++ = (unsigned char)(bs >> (8 * k));
+    if (plen)
+        memcpy(o, PyBytes_AsString(props), (size_t)plen);
+    o += plen;
+    *o++ = 0xCE;
+    o = put_frame_header(o, 3, channel,
+                         (uint32_t)(blen < chunk ? blen : chunk));
+    /* the seams: each frame's end and the next frame's header */
+    unsigned char *seams = o;
+    for (Py_ssize_t i = 0; i < nchunks; i++) {
+        seams[8 * i] = 0xCE;
+        if (i + 1 < nchunks) {
+            Py_ssize_t next = blen - (i + 1) * chunk;
+            put_frame_header(seams + 8 * i + 1, 3, channel,
+                             (uint32_t)(next < chunk ? next : chunk));
+        }
+    }
+    int done = send_scatter(self->ref, head, hlen, PyBytes_AsString(body),
+                            blen, chunk, seams);
+    PyMem_Free(head);
+    *nbody = nchunks;
+    return done;
+#else
+    (void)self; (void)type_; (void)channel; (void)class_id;
+    (void)method_id; (void)margs; (void)alen; (void)props; (void)plen;
+    (void)body; (void)blen; (void)frame_max; (void)nbody;
+    return 0;
+#endif
 }
 
 /* The frames of one method (with its content, if any) built into one
@@ -1307,7 +1536,7 @@ static int fw_write(Holder *self, long type_, long channel, long class_id,
     if (alen > 0xFFFFFFF0 || (frame_max && alen + 12 > frame_max))
         return 0;
     Py_ssize_t blen = 0, plen = 0;
-    int nframes = 1;
+    int nframes = 1, scatter = 0;
     if (content != Py_None) {
         if ((PyObject *)Py_TYPE(content) != self->ref[FW_MESSAGE])
             return 0;
@@ -1317,8 +1546,15 @@ static int fw_write(Holder *self, long type_, long channel, long class_id,
         if (!PyBytes_Check(body))
             goto pure;
         blen = PyBytes_Size(body);
-        if (blen >= SCATTER_MIN || (frame_max && blen > frame_max - 8))
-            goto pure;
+        if (blen >= SCATTER_MIN || (frame_max && blen > frame_max - 8)) {
+            /* scatter-gather, when the transport's writev is the stock
+               one and its plain case may apply */
+            if (self->ref[FW_SCATTER] != Py_True ||
+                self->ref[FW_LOCK] == Py_None ||
+                (!frame_max && blen > 0xFFFFFFF0))
+                goto pure;
+            scatter = 1;
+        }
         PyObject *properties = message_attr(content, str_properties);
         if (properties == NULL)
             goto fail;
@@ -1340,6 +1576,21 @@ static int fw_write(Holder *self, long type_, long channel, long class_id,
         if (plen > 0xFFFFFF00 || (frame_max && plen + 20 > frame_max))
             goto pure;
         nframes = blen ? 3 : 2;
+    }
+    if (scatter) {
+        Py_ssize_t nbody = 0;
+        int done = fw_write_scatter(self, (unsigned)type_, (unsigned)channel,
+                                    class_id, method_id, margs, alen, props,
+                                    plen, body, blen, frame_max, &nbody);
+        if (done < 0)
+            goto fail;
+        if (done == 0)
+            goto pure;
+        Py_DECREF(props);
+        Py_DECREF(body);
+        if (add_to_attr(self->ref[FW_CONN], str_bytes_sent, 2 + nbody) < 0)
+            return -1;
+        return 1;
     }
     Py_ssize_t total = 12 + alen;
     if (content != Py_None)
@@ -1465,7 +1716,7 @@ static PyObject *FrameWriter_new(PyTypeObject *type, PyObject *args,
 
 HOLDER_TYPE_NEW(FrameWriter,
             "FrameWriter(pure, connection, write, encode_properties, "
-            "message_type, transport, write_lock): "
+            "message_type, transport, write_lock, scatter): "
             "write_frame(type_, "
             "channel, method_sig, args, content=None), the compiled twin "
             "of the function "

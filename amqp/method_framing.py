@@ -883,10 +883,14 @@ def frame_writer(connection: OutboundConnection,
         # the compiled twin: a method, or one with a small bytes body,
         # built into one bytes object; anything else goes to write_frame
         # (with the transport's write lock, when its write is the stock
-        # one, the writer takes write's plain branch itself)
+        # one, the writer takes write's plain branch itself; when its
+        # writev is too, a large bytes body goes out by scatter-gather
+        # from the writer as well)
         lock = getattr(transport, 'plain_write_lock', None)
+        scatter = lock is not None and \
+            getattr(transport, 'plain_writev', False) is True
         writer: FrameWriter = speedups.FrameWriter(
             write_frame, connection, write, encode_properties_basic, Message,
-            transport, lock)
+            transport, lock, scatter)
         return writer
     return write_frame

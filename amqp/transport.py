@@ -707,6 +707,18 @@ class _AbstractTransport:
             return self._write_lock
         return None
 
+    @property
+    def plain_writev(self) -> bool:
+        """Whether :meth:`writev` is the stock scatter-gather one (neither
+        a subclass nor the instance replaced it): the compiled frame writer
+        then sends a large body the way its plain case does, under
+        :attr:`plain_write_lock`."""
+        cls = type(self)
+        return (getattr(self.writev, '__func__', None) is
+                _AbstractTransport.writev and
+                cls._writev is _AbstractTransport._writev and
+                cls._write is _AbstractTransport._write)
+
     def write(self, s: Union[bytes, bytearray, memoryview]) -> None:
         """Send all of ``s``, bounded by ``write_timeout`` (or
         :meth:`having_timeout`); no limit when both are None.
@@ -794,6 +806,9 @@ class _AbstractTransport:
         sent = 0
         first = 0
         try:
+            # (The compiled frame writer does the plain case of this loop
+            # itself for a large body: keep send_scatter in _speedups.c in
+            # step.)
             while first < len(views):
                 try:
                     n = sock.sendmsg(views[first:first + _IOV_MAX], (),

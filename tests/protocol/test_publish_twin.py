@@ -54,6 +54,9 @@ def _calls():
         ((m(bytearray(b'ba')), '', 'q'), {}),
         ((m(b'L' * 40000), '', 'q'), {}),                # scatter-gather
         ((m(b'L' * 200000), '', 'q'), {}),               # over frame_max
+        ((m(b'E' * (2 * 131064)), '', 'q'), {}),         # two whole frames
+        ((m(b'F' * 131065, content_type='a/b', headers={'h': 1}), '', 'q'),
+         {}),                                # one octet in its last frame
         ((m(b'x'), '', 'q\u00e9'), {}),
         ((_Sub(b's'), '', 'q'), {}),
         ((m(b'x'), '', 'q', 1, 0), {}),                  # ints for flags
@@ -178,6 +181,68 @@ def test_in_confirm_mode_the_twin_returns_and_withdraws_tags_as_pure(
     # every accepted publish has the next tag: the refused ones left none
     assert tags == list(range(1, len(tags) + 1))
     assert outcomes[-1] == (len(tags), tags)
+
+
+def _spy_on_writev(monkeypatch):
+    """Record each call of the transports' pure scatter-gather loop."""
+    from amqp import transport
+    calls = []
+    pure = transport._AbstractTransport._writev
+
+    def writev(self, parts):
+        calls.append(sum(map(len, parts)))
+        return pure(self, parts)
+
+    monkeypatch.setattr(transport._AbstractTransport, '_writev', writev)
+    return calls
+
+
+@compiled
+@pytest.mark.parametrize('pure', [False, True])
+def test_large_bodies_go_out_from_the_compiled_writer(fake_broker,
+                                                      monkeypatch, pure):
+    """With the compiled writer a large bytes body leaves by scatter-gather
+    from the writer itself (sendmsg(2) without the transport's Python
+    loop), in the frames the pure writer sends; the pure path (the spy's
+    own check) goes through the loop."""
+    bodies = [b'A' * 40000, bytes(range(256)) * 4096, b'B' * (3 * 131064)]
+    broker = fake_broker(_serve_until_close)
+    conn, ch = _connect(broker, pure)
+    calls = _spy_on_writev(monkeypatch)   # (after the writer was made)
+    sent = conn.bytes_sent
+    for body in bodies:
+        ch.basic_publish(amqp.Message(body, priority=1), '', 'q')
+    # frames counted: method, header and 1, 9 and 3 body frames
+    assert conn.bytes_sent - sent == 3 * 2 + 1 + 9 + 3
+    conn.close()
+    broker.finish()
+    frames, rest = _frames(bytes(broker.received))
+    assert rest == b''
+    bodies_seen = []
+    for frame_type, payload in frames:
+        if frame_type == 2:
+            bodies_seen.append(bytearray())
+            size = struct.unpack_from('>Q', payload, 4)[0]
+        elif frame_type == 3:
+            assert len(payload) <= 131072 - 8
+            bodies_seen[-1] += payload
+    assert bodies_seen == bodies and size == len(bodies[-1])
+    assert len(calls) == (len(bodies) if pure else 0)
+
+
+def _frames(data):
+    """(type, payload) of each whole frame in ``data`` after the
+    protocol header; the rest."""
+    assert data[:4] == b'AMQP'
+    frames, pos = [], 8
+    while len(data) >= pos + 7:
+        frame_type, _, size = struct.unpack_from('>BHI', data, pos)
+        if len(data) < pos + size + 8:
+            break
+        assert data[pos + 7 + size] == 0xCE
+        frames.append((frame_type, data[pos + 7:pos + 7 + size]))
+        pos += size + 8
+    return frames, data[pos:]
 
 
 _OWN = [
