@@ -19,6 +19,7 @@
 #include <limits.h>
 #ifndef _WIN32
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -1405,6 +1406,24 @@ static int send_scatter(PyObject **ref, const unsigned char *head,
                 if (PyErr_CheckSignals() < 0)
                     goto failed;
                 continue;
+            }
+            if (err == EAGAIN || err == EWOULDBLOCK) {
+                /* (a send timeout set on the socket by hand): wait until
+                   it is writable, as the pure loop's _wait_ready does
+                   with no deadline */
+                struct pollfd pfd;
+                pfd.fd = (int)fd;
+                pfd.events = POLLOUT;
+                pfd.revents = 0;
+                Py_BEGIN_ALLOW_THREADS
+                n = poll(&pfd, 1, -1);
+                err = errno;
+                Py_END_ALLOW_THREADS
+                if (n >= 0 || err == EINTR) {
+                    if (PyErr_CheckSignals() < 0)
+                        goto failed;
+                    continue;
+                }
             }
             errno = err;
             PyErr_SetFromErrno(PyExc_OSError);

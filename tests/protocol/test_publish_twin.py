@@ -423,3 +423,58 @@ def test_threads_publishing_through_a_full_send_buffer_keep_frames_whole(
         assert [b.split(b':')[1] for b in bodies] == \
             [b'%d' % i for i in range(per_thread)]
         assert all(b.startswith(b'%d:' % k) for b in bodies)
+
+
+def _publish_to_a_vanishing_peer(fake_broker, monkeypatch, pure):
+    """A peer that reads part of a 16 MiB publish, then resets the
+    connection: what the publish raises and the state it leaves."""
+    import socket as socket_module
+
+    def script(peer):
+        peer.handshake(heartbeat=0)
+        peer.serve_channel_open()
+        peer.recv_exactly(1 << 20)        # part of the body, then a reset
+        peer.sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_LINGER,
+                             struct.pack('ii', 1, 0))
+        peer.sock.close()
+
+    broker = fake_broker(script)
+    conn, ch = _connect(broker, pure)
+    sent = conn.bytes_sent
+    with monkeypatch.context() as patched:
+        calls = _spy_on_writev(patched)
+        try:
+            ch.basic_publish(amqp.Message(b'v' * (16 << 20)), '', 'q')
+        except Exception as exc:
+            raised = exc
+        else:
+            raised = None
+    assert len(calls) == (1 if pure else 0)   # (the twin sent it itself)
+    broken = (conn.transport.broken or '').replace(broker.host, 'HOST')
+    state = (conn.connected, broken, conn.bytes_sent - sent)
+    try:
+        ch.basic_publish(amqp.Message(b'after'), '', 'q')
+    except Exception as exc:
+        after = type(exc)
+    else:
+        after = None
+    conn.collect()
+    broker.finish()
+    return raised, state, after
+
+
+@compiled
+def test_a_peer_vanishing_mid_body_fails_the_twin_as_the_pure_writer(
+        fake_broker, monkeypatch):
+    """A reset while a large body is being sent: the compiled writer's
+    scatter-gather send raises the socket's error, marks the connection
+    lost and refuses the next publish, as the pure writer does."""
+    raised, state, after = _publish_to_a_vanishing_peer(
+        fake_broker, monkeypatch, False)
+    pure_raised, pure_state, pure_after = _publish_to_a_vanishing_peer(
+        fake_broker, monkeypatch, True)
+    assert isinstance(raised, OSError)
+    assert type(raised) is type(pure_raised)
+    assert state == pure_state
+    assert state[:2] == (False, 'connection to HOST was lost')
+    assert after is pure_after and after is not None
