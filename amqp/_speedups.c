@@ -1389,7 +1389,19 @@ static int send_scatter(PyObject **ref, const unsigned char *head,
         result = 0;     /* not a blocking plain socket now: the pure way */
         goto release;
     }
-    while (1) {
+    for (int round = 0; ; round++) {
+        if (round) {
+            /* the descriptor again, as the socket module reads it for
+               each call: a socket closed by another thread meanwhile
+               says -1 (EBADF, as its sendmsg would), and its old
+               number, which may be another file's by now, is not used */
+            fd = plain_fd(ref, sock);
+            if (fd < 0) {
+                errno = EBADF;
+                PyErr_SetFromErrno(PyExc_OSError);
+                goto failed;
+            }
+        }
         struct msghdr msg;
         memset(&msg, 0, sizeof msg);
         msg.msg_iov = iov + first;

@@ -478,3 +478,46 @@ def test_a_peer_vanishing_mid_body_fails_the_twin_as_the_pure_writer(
     assert state == pure_state
     assert state[:2] == (False, 'connection to HOST was lost')
     assert after is pure_after and after is not None
+
+
+@pytest.mark.parametrize('pure', [False, True])
+def test_closing_the_connection_ends_a_blocked_large_publish(
+        fake_broker, monkeypatch, pure):
+    """A 64 MiB publish blocked on a peer that reads nothing, and
+    another thread closing the connection (kombu's collect() on an
+    error): the publish ends at once with the socket's error instead of
+    waiting for the peer, and nothing more is written."""
+    go_on = threading.Event()
+
+    def script(peer):
+        peer.handshake(heartbeat=0)
+        peer.serve_channel_open()
+        go_on.wait(10)
+
+    broker = fake_broker(script)
+    conn, ch = _connect(broker, pure)
+    calls = _spy_on_writev(monkeypatch)
+    outcome = []
+
+    def publish():
+        try:
+            ch.basic_publish(amqp.Message(b'c' * (64 << 20)), '', 'q')
+        except Exception as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=publish)
+    thread.start()
+    time.sleep(0.3)                     # blocked: the buffers are full
+    assert not outcome
+    started = time.monotonic()
+    conn.collect()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 2
+    assert isinstance(outcome[0], OSError), outcome
+    assert not conn.connected
+    assert len(calls) == (1 if pure or speedups is None else 0)
+    go_on.set()
+    broker.finish()
