@@ -79,25 +79,23 @@ def cluster():
             node.stop()
 
 
-def _leader(node, queue):
-    """The node name that leads ``queue``, as the cluster reports it."""
+def _members(node, queue):
+    """(the node name that leads ``queue``, how many of its members are
+    up), as the cluster reports them: one ``rabbitmqctl`` call, which
+    starts an Erlang VM (about a second here)."""
     out = node.ctl('list_queues', '-q', '--no-table-headers', 'name',
-                   'leader')
+                   'leader', 'online')
     for line in out.splitlines():
         parts = line.split('\t')
-        if len(parts) == 2 and parts[0] == queue:
-            return parts[1].strip() or None
-    return None
+        if len(parts) == 3 and parts[0] == queue:
+            return (parts[1].strip() or None,
+                    len(re.findall(r'@', parts[2])))
+    return None, 0
 
 
-def _online(node, queue):
-    """How many of ``queue``'s members are up."""
-    out = node.ctl('list_queues', '-q', '--no-table-headers', 'name',
-                   'online')
-    for line in out.splitlines():
-        if line.split()[:1] == [queue]:
-            return len(re.findall(r'@', line))
-    return 0
+def _leader(node, queue):
+    """The node name that leads ``queue``, as the cluster reports it."""
+    return _members(node, queue)[0]
 
 
 def _move_leader(node, queue, to):
@@ -132,8 +130,14 @@ def test_losing_a_quorum_queues_leader_loses_nothing(cluster):
             assert publisher.conn.host == consumer.conn.host
             node = by_address[consumer.conn.host]
             others = [n for n in cluster if n is not node]
-            wait(lambda: _online(node, queue) == 3, 60, 'all members')
-            if _leader(node, queue) != node.node:
+            members = []   # (the leader seen when all are up)
+
+            def all_up():
+                members[:] = [_members(node, queue)]
+                return members[0][1] == 3
+
+            wait(all_up, 60, 'all members')
+            if members[0][0] != node.node:
                 _move_leader(node, queue, node.node)
                 wait(lambda: _leader(node, queue) == node.node, 30,
                      'leadership moved to %s' % node.node)
