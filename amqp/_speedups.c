@@ -1582,7 +1582,9 @@ static int fw_write(Holder *self, long type_, long channel, long class_id,
                one and its plain case may apply */
             if (self->ref[FW_SCATTER] != Py_True ||
                 self->ref[FW_LOCK] == Py_None ||
-                (!frame_max && blen > 0xFFFFFFF0))
+                (!frame_max && blen > 0xFFFFFFF0) ||
+                (uint64_t)frame_max > 0xFFFFFFFFu)  /* (set by hand: the
+                                                       pure writer's error) */
                 goto pure;
             scatter = 1;
         }
