@@ -170,6 +170,26 @@ def broker(request):
     yield Broker(executor)
 
 
+def _ctl_until_done(broker, *args, attempts=10):
+    """``broker.ctl(*args)`` right after the node started: retried for a
+    while when rabbitmqctl fails (once, in a loaded CI run, add_user
+    failed with exit status 64 on a node that already answered AMQP), and
+    the last failure reported with what rabbitmqctl printed."""
+    import subprocess
+    for attempt in range(attempts):
+        try:
+            return broker.ctl(*args)
+        except subprocess.CalledProcessError as exc:
+            failure = exc
+            if args[0] == 'add_user' and 'already exists' in (
+                    (exc.stdout or '') + (exc.stderr or '')):
+                return exc.stdout   # an earlier attempt got through
+            time.sleep(1 + attempt)
+    pytest.fail('rabbitmqctl %s failed %d times; last (exit %s): %s %s' % (
+        ' '.join(args[:2]), attempts, failure.returncode,
+        failure.stdout, failure.stderr))
+
+
 @pytest.fixture(scope='session')
 def tls_broker(tmp_path_factory):
     """A second RabbitMQ node with a TLS listener (``tls_port``) and the
@@ -185,8 +205,10 @@ def tls_broker(tmp_path_factory):
         pytest.fail('TLS RabbitMQ node did not start: %s' % exc)
     try:
         # start() waited for the plain listener; both open together.
-        broker.ctl('add_user', CLIENT_CN, 'unused-password-for-plain')
-        broker.ctl('set_permissions', '-p', '/', CLIENT_CN, '.*', '.*', '.*')
+        _ctl_until_done(broker, 'add_user', CLIENT_CN,
+                        'unused-password-for-plain')
+        _ctl_until_done(broker, 'set_permissions', '-p', '/', CLIENT_CN,
+                        '.*', '.*', '.*')
         yield broker
     finally:
         broker.stop()
