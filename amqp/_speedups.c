@@ -1325,6 +1325,40 @@ static unsigned char *put_frame_header(unsigned char *o, unsigned type,
     return o + 7;
 }
 
+/* The method frame and, with ``props`` (not NULL), the content header
+   frame for a body of ``blen`` bytes, written at ``o``: 12 + alen bytes,
+   plus 20 + plen with the header.  Returns the end. */
+static unsigned char *put_method_and_header(
+    unsigned char *o, unsigned type_, unsigned channel, long class_id,
+    long method_id, PyObject *margs, Py_ssize_t alen, PyObject *props,
+    Py_ssize_t plen, Py_ssize_t blen)
+{
+    o = put_frame_header(o, type_, channel, (uint32_t)(alen + 4));
+    *o++ = (unsigned char)(class_id >> 8);
+    *o++ = (unsigned char)class_id;
+    *o++ = (unsigned char)(method_id >> 8);
+    *o++ = (unsigned char)method_id;
+    if (alen)
+        memcpy(o, PyBytes_AsString(margs), (size_t)alen);
+    o += alen;
+    *o++ = 0xCE;
+    if (props == NULL)
+        return o;
+    o = put_frame_header(o, 2, channel, (uint32_t)(12 + plen));
+    *o++ = 0;       /* class 60 (basic), weight 0 */
+    *o++ = 60;
+    *o++ = 0;
+    *o++ = 0;
+    uint64_t bs = (uint64_t)blen;
+    for (int k = 7; k >= 0; k--)
+        *o++ = (unsigned char)(bs >> (8 * k));
+    if (plen)
+        memcpy(o, PyBytes_AsString(props), (size_t)plen);
+    o += plen;
+    *o++ = 0xCE;
+    return o;
+}
+
 #ifndef _WIN32
 #ifdef IOV_MAX
 #define SCATTER_IOV_MAX (IOV_MAX < 1024 ? IOV_MAX : 1024)
@@ -1491,28 +1525,9 @@ static int fw_write_scatter(Holder *self, unsigned type_, unsigned channel,
         PyErr_NoMemory();
         return -1;
     }
-    unsigned char *o = put_frame_header(head, type_, channel,
-                                        (uint32_t)(alen + 4));
-    *o++ = (unsigned char)(class_id >> 8);
-    *o++ = (unsigned char)class_id;
-    *o++ = (unsigned char)(method_id >> 8);
-    *o++ = (unsigned char)method_id;
-    if (alen)
-        memcpy(o, PyBytes_AsString(margs), (size_t)alen);
-    o += alen;
-    *o++ = 0xCE;
-    o = put_frame_header(o, 2, channel, (uint32_t)(12 + plen));
-    *o++ = 0;       /* class 60 (basic), weight 0 */
-    *o++ = 60;
-    *o++ = 0;
-    *o++ = 0;
-    uint64_t bs = (uint64_t)blen;
-    for (int k = 7; k >= 0; k--)
-        *o++ = (unsigned char)(bs >> (8 * k));
-    if (plen)
-        memcpy(o, PyBytes_AsString(props), (size_t)plen);
-    o += plen;
-    *o++ = 0xCE;
+    unsigned char *o = put_method_and_header(
+        head, type_, channel, class_id, method_id, margs, alen, props, plen,
+        blen);
     o = put_frame_header(o, 3, channel,
                          (uint32_t)(blen < chunk ? blen : chunk));
     /* the seams: each frame's end and the next frame's header */
@@ -1631,36 +1646,15 @@ static int fw_write(Holder *self, long type_, long channel, long class_id,
     frame = PyBytes_FromStringAndSize(NULL, total);
     if (frame == NULL)
         goto fail;
-    unsigned char *o = (unsigned char *)PyBytes_AsString(frame);
-    o = put_frame_header(o, (unsigned)type_, (unsigned)channel,
-                         (uint32_t)(alen + 4));
-    *o++ = (unsigned char)(class_id >> 8);
-    *o++ = (unsigned char)class_id;
-    *o++ = (unsigned char)(method_id >> 8);
-    *o++ = (unsigned char)method_id;
-    if (alen)
-        memcpy(o, PyBytes_AsString(margs), (size_t)alen);
-    o += alen;
-    *o++ = 0xCE;
-    if (content != Py_None) {
-        o = put_frame_header(o, 2, (unsigned)channel, (uint32_t)(12 + plen));
-        *o++ = 0;       /* class 60 (basic), weight 0 */
-        *o++ = 60;
-        *o++ = 0;
-        *o++ = 0;
-        uint64_t bs = (uint64_t)blen;
-        for (int k = 7; k >= 0; k--)
-            *o++ = (unsigned char)(bs >> (8 * k));
-        if (plen)
-            memcpy(o, PyBytes_AsString(props), (size_t)plen);
-        o += plen;
+    unsigned char *o = put_method_and_header(
+        (unsigned char *)PyBytes_AsString(frame), (unsigned)type_,
+        (unsigned)channel, class_id, method_id, margs, alen,
+        content != Py_None ? props : NULL, plen, blen);
+    if (blen) {
+        o = put_frame_header(o, 3, (unsigned)channel, (uint32_t)blen);
+        memcpy(o, PyBytes_AsString(body), (size_t)blen);
+        o += blen;
         *o++ = 0xCE;
-        if (blen) {
-            o = put_frame_header(o, 3, (unsigned)channel, (uint32_t)blen);
-            memcpy(o, PyBytes_AsString(body), (size_t)blen);
-            o += blen;
-            *o++ = 0xCE;
-        }
     }
     int direct = self->ref[FW_LOCK] == Py_None ? 0 :
         send_plain(self->ref, frame);
