@@ -807,7 +807,8 @@ static PyObject *message_attr(PyObject *msg, PyObject *name)
 static PyObject *no_properties;
 
 static PyObject *str_fileno, *str_acquire, *str_release, *str_plain_writes,
-    *str_overrides, *str_sock, *str_send, *str_write_failed, *str_write_rest;
+    *str_overrides, *str_sock, *str_send, *str_write_failed, *str_write_rest,
+    *str_holding;
 static PyObject *str_next_frame, *str_max_body,
     *str_bytes_recv, *str_bytes_sent, *str_frame_max, *str_max_message_size,
     *str_body, *str_properties, *str_channel, *str_delivery_info,
@@ -1160,17 +1161,17 @@ static long plain_fd(PyObject **ref, PyObject *sock)
    handles signals and raises the socket module's own exceptions.  Only
    for a socket in blocking mode (no timeout), as the plain branch is. */
 static Py_ssize_t send_now(PyObject **ref, PyObject *sock, PyObject *frame,
-                           Py_ssize_t total)
+                           Py_ssize_t total, int flags)
 {
 #if defined(MSG_DONTWAIT) && !defined(_WIN32)
     long fd = plain_fd(ref, sock);
     if (fd < 0)
         return 0;
     ssize_t n = send((int)fd, PyBytes_AsString(frame), (size_t)total,
-                     MSG_DONTWAIT);
+                     MSG_DONTWAIT | flags);
     return n > 0 ? (Py_ssize_t)n : 0;
 #else
-    (void)ref; (void)sock; (void)frame; (void)total;
+    (void)ref; (void)sock; (void)frame; (void)total; (void)flags;
     return 0;
 #endif
 }
@@ -1257,7 +1258,7 @@ static PyObject *plain_sock(PyObject *transport, int *error)
    transport._write_failed(exc, 0, len).  Returns 1 when written, 0 when
    the plain branch does not apply now (nothing sent: call write), -1 on
    error. */
-static int send_plain(PyObject **ref, PyObject *frame)
+static int send_plain(PyObject **ref, PyObject *frame, int held)
 {
     PyObject *transport = ref[FW_TRANSPORT];
     /* (The lock is always taken, even for a send that cannot block: a
@@ -1276,7 +1277,23 @@ static int send_plain(PyObject **ref, PyObject *frame)
         goto release;
     }
     Py_ssize_t total = PyBytes_Size(frame);
-    Py_ssize_t sent = send_now(ref, sock, frame, total);
+    int flags = 0;
+#ifdef MSG_MORE
+    if (held) {
+        /* transport.write_held: MSG_MORE while the reader is holding */
+        PyObject *holding = PyObject_GetAttr(transport, str_holding);
+        if (holding == NULL)
+            PyErr_Clear();      /* (not one of ours: no holding) */
+        else {
+            if (holding == Py_True)
+                flags = MSG_MORE;
+            Py_DECREF(holding);
+        }
+    }
+#else
+    (void)held;
+#endif
+    Py_ssize_t sent = send_now(ref, sock, frame, total, flags);
     if (sent == total) {
         result = 1;
         goto release;
@@ -1553,6 +1570,15 @@ static int fw_write_scatter(Holder *self, unsigned type_, unsigned channel,
 #endif
 }
 
+/* Whether a method alone is written as transport.write_held writes it:
+   basic.ack, basic.reject and basic.nack (method_framing._HELD_METHODS,
+   keep the two in step). */
+static int is_held_method(long class_id, long method_id)
+{
+    return class_id == 60 &&
+        (method_id == 80 || method_id == 90 || method_id == 120);
+}
+
 /* The frames of one method (with its content, if any) built into one
    bytes object and sent: 1 when written, 0 when this is not the common
    case (nothing sent: the pure writer's, on the same arguments), -1 on
@@ -1657,7 +1683,8 @@ static int fw_write(Holder *self, long type_, long channel, long class_id,
         *o++ = 0xCE;
     }
     int direct = self->ref[FW_LOCK] == Py_None ? 0 :
-        send_plain(self->ref, frame);
+        send_plain(self->ref, frame, content == Py_None &&
+                   is_held_method(class_id, method_id));
     if (direct < 0)
         goto fail;
     if (!direct) {
@@ -2498,6 +2525,7 @@ PyMODINIT_FUNC PyInit__speedups(void)
         {&str_frame_method, "frame_method"}, {&str_frame_args, "frame_args"},
         {&str_body_size, "body_size"}, {&str_acquire, "acquire"},
         {&str_release, "release"}, {&str_plain_writes, "_plain_writes"},
+        {&str_holding, "holding"},
         {&str_overrides, "_overrides"}, {&str_sock, "sock"},
         {&str_send, "send"}, {&str_write_failed, "_write_failed"},
         {&str_write_rest, "_write"},

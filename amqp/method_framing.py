@@ -116,6 +116,11 @@ HEARTBEAT_FRAME = _FRAME_HEADER.pack(_FRAME_HEARTBEAT, 0, 0) + _FRAME_END
 
 #: Bodies at least this large are written scatter-gather, not joined.
 _SCATTER_MIN = 32768
+#: methods written with the transport's ``write_held``: acknowledgements,
+#: which a consumer sends once per delivery (keep in step with
+#: is_held_method in _speedups.c)
+_HELD_METHODS = frozenset((spec.Basic.Ack, spec.Basic.Nack,
+                           spec.Basic.Reject))
 
 #: Bytes a single read asks for while no larger frame is pending.
 READ_SIZE = 65536
@@ -777,6 +782,9 @@ def frame_writer(connection: OutboundConnection,
     would close the whole connection over it.
     """
     write = transport.write
+    # acknowledgements, which may wait for the next write (ByteSinks
+    # without write_held write them at once)
+    write_held = getattr(transport, 'write_held', None) or write
     # scatter-gather: a large body goes out without being joined to its
     # frame headers first (ByteSinks without writev get one joined write)
     writev = getattr(transport, 'writev', None) or \
@@ -797,9 +805,10 @@ def frame_writer(connection: OutboundConnection,
             raise _too_large('method', method_sig, len(args) +
                              method_overhead, frame_max)
         if content is None:
-            write(_METHOD_FRAME_HEADER.pack(
-                type_, channel, size, method_sig[0], method_sig[1]
-            ) + args + _FRAME_END)
+            (write_held if method_sig in _HELD_METHODS else write)(
+                _METHOD_FRAME_HEADER.pack(
+                    type_, channel, size, method_sig[0], method_sig[1]
+                ) + args + _FRAME_END)
             connection.bytes_sent += 1
             return
         body = content.body

@@ -81,6 +81,11 @@ _CONNECTION_CLOSE = spec.Connection.Close
 #: what a hand-over with nothing for this thread returns (never changed)
 _NONE: List[Any] = []
 _ACK = spec.Basic.Ack
+#: Longest an ack made in a consumer callback waits (held with MSG_MORE,
+#: Transport.write_held) for the deliveries received with it to be
+#: dispatched, checked between callbacks; a callback that runs longer
+#: holds it until it returns or the kernel's 200 ms pass
+HOLD_LIMIT = 0.001
 _CONSUME_OK = spec.Basic.ConsumeOk
 
 #: A complete method as parsed: (channel, method_sig, payload, content).
@@ -824,11 +829,34 @@ class Reader:
                 outer = runner
                 lane.runner = me
         dispatch = channel.dispatch_method
+        transport = self.transport
+        # While further deliveries are already received, acks that their
+        # callbacks make may wait for the next write (write_held): until
+        # the last of them is dispatched, or HOLD_LIMIT passes.
+        hold = transport if transport is not None and \
+            transport.can_hold else None
+        held_since = 0.0
         try:
             while True:
                 while inbox:
                     item = inbox.popleft()
+                    if hold is not None:
+                        if inbox:
+                            now = monotonic()
+                            if not held_since:
+                                held_since = now
+                            elif now - held_since > HOLD_LIMIT:
+                                hold.push_held()
+                                held_since = now
+                            hold.holding = True
+                        elif held_since:
+                            # (the last one's ack is sent as it is made)
+                            hold.holding = False
                     dispatch(item[1], item[2], item[3])
+                if held_since and hold is not None:
+                    held_since = 0.0
+                    hold.holding = False
+                    hold.push_held()
                 lane.runner = outer
                 if outer is not None or not (
                         inbox or lane.waiter not in (None, me) or
@@ -848,6 +876,10 @@ class Reader:
                 if self._sleepers:
                     self._changed.notify_all()
             raise
+        finally:
+            if held_since and hold is not None:   # (a callback raised)
+                hold.holding = False
+                hold.push_held()
 
     def _after_run(self, channel: LaneOwner, me: int) -> bool:
         """A lane was let go with something in it, or after running for

@@ -86,6 +86,10 @@ except (AttributeError, ValueError, OSError):  # pragma: no cover
 #: (plain ints: the socket module's flags are enums, and or-ing an enum
 #: costs a Python-level call on every receive)
 _DONTWAIT = int(getattr(socket, 'MSG_DONTWAIT', 0))
+#: send(2)'s "more is coming" flag (Linux): the kernel keeps a small
+#: write until the next one without it, a push, or 200 ms at most
+_MSG_MORE = int(getattr(socket, 'MSG_MORE', 0))
+_TCP_CORK = int(getattr(socket, 'TCP_CORK', 0))
 _PEEK = int(socket.MSG_PEEK)
 _POLLIN = getattr(select, 'POLLIN', 1)
 _POLLOUT = getattr(select, 'POLLOUT', 4)
@@ -252,6 +256,13 @@ class _AbstractTransport:
     #: a receive is a plain ``sock.recv`` (no subclass replaced
     #: ``_read_some``): :meth:`recv` makes it without the two calls
     _plain_read = True
+
+    #: writes may be held (:meth:`write_held`): plain TCP with MSG_MORE,
+    #: TCP_NODELAY on and TCP_CORK off (set when the socket is set up)
+    can_hold = False
+    #: set by the reader while it dispatches deliveries already received
+    #: (:meth:`write_held` holds only then)
+    holding = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -441,6 +452,17 @@ class _AbstractTransport:
             except OSError as exc:
                 logger.debug('socket option %r=%r not applied: %s',
                              opt, value, exc)
+        # Held writes leave with the next write or a push (TCP_CORK set
+        # to 0), which a socket the application corked or put under
+        # Nagle's algorithm would not honour as this transport expects.
+        try:
+            self.can_hold = bool(
+                _MSG_MORE and _TCP_CORK and
+                sock.family in (socket.AF_INET, socket.AF_INET6) and
+                sock.getsockopt(socket.SOL_TCP, socket.TCP_NODELAY) and
+                not sock.getsockopt(socket.SOL_TCP, _TCP_CORK))
+        except OSError:
+            self.can_hold = False
 
     def _setup_transport(self) -> None:
         """Hook for TLS wrapping (the socket is still blocking here)."""
@@ -700,10 +722,14 @@ class _AbstractTransport:
     # -- writing --------------------------------------------------------
     @property
     def plain_write_lock(self) -> Optional[threading.Lock]:
-        """The write lock, when :meth:`write` is the stock one (None when
-        a subclass or the instance replaced it): the compiled frame writer
-        then takes write's plain branch itself, under this lock."""
-        if getattr(self.write, '__func__', None) is _AbstractTransport.write:
+        """The write lock, when :meth:`write` and :meth:`write_held` are
+        the stock ones (None when a subclass or the instance replaced
+        either): the compiled frame writer then takes their plain branch
+        itself, under this lock."""
+        if getattr(self.write, '__func__', None) is \
+                _AbstractTransport.write and \
+                getattr(self.write_held, '__func__', None) is \
+                _AbstractTransport.write_held:
             return self._write_lock
         return None
 
@@ -743,6 +769,50 @@ class _AbstractTransport:
                 self._write(s, sent)
                 return
             self._write(s)
+
+    def write_held(self, s: Union[bytes, bytearray, memoryview]) -> None:
+        """Send all of ``s`` as :meth:`write` does, for a small write that
+        may wait for the ones after it (an acknowledgement).
+
+        While the reader is handing out deliveries it has already received
+        (:attr:`holding`), on plain TCP (:attr:`can_hold`), ``s`` is given
+        to the kernel with ``MSG_MORE``: it leaves in one segment with the
+        next write that is not held, with :meth:`push_held` (the reader
+        calls it when those deliveries are dispatched or 1 ms has passed),
+        or after 200 ms at most (Linux's limit).  Otherwise, and whenever
+        :meth:`write` would not make its one blocking send, this is
+        :meth:`write`.
+        """
+        if self.holding and self._plain_writes and not self._overrides \
+                and getattr(self.write, '__func__', None) is \
+                _AbstractTransport.write:
+            with self._write_lock:
+                if self._plain_writes and not self._overrides:
+                    # (keep in step with write's plain branch, and with
+                    # send_plain in _speedups.c)
+                    try:
+                        sent = self.sock.send(  # type: ignore[union-attr]
+                            s, _MSG_MORE)
+                    except BaseException as exc:
+                        self._write_failed(exc, 0, len(s))
+                        raise
+                    if sent != len(s):
+                        self._write(s, sent)
+                    return
+        self.write(s)
+
+    def push_held(self) -> None:
+        """Send now what :meth:`write_held` left with the kernel (nothing
+        when nothing is held).  A socket already closed or lost is left
+        to the next read or write to report."""
+        sock = self.sock
+        if sock is None or not self.can_hold:
+            return
+        try:
+            # (turning TCP_CORK off pushes what MSG_MORE kept back)
+            sock.setsockopt(socket.SOL_TCP, _TCP_CORK, 0)
+        except OSError:
+            pass
 
     def _write_start(self) -> Tuple[socket.socket, Deadline, int]:
         """For a write that is not the plain blocking send: the socket
