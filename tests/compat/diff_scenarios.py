@@ -21,6 +21,7 @@ import json
 import pickle
 import socket
 import sys
+import time
 import warnings
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -618,6 +619,49 @@ def real_broker():
     never = amqp.Channel(conn)
     out['never_opened'] = outcome(never.queue_declare, queue_name)
     out['connected_after'] = describe(conn.connected)
+    close_quietly(conn)
+    return out
+
+
+@scenario
+def held_acks():
+    """A consumer acking 20 deliveries that RabbitMQ sent at once: each
+    ack its own TCP segment (py-amqp), or held and sent together."""
+    import socket
+    import struct
+    conn = amqp.Connection(BROKER, connect_timeout=TIMEOUT)
+    conn.connect()
+    ch = conn.channel()
+    queue_name = ch.queue_declare('', exclusive=True, auto_delete=False)[0]
+    n = 20
+    for _ in range(n):
+        ch.basic_publish(amqp.Message(b'x'), routing_key=queue_name)
+    while ch.queue_declare(queue_name, passive=True)[1] < n:
+        time.sleep(0.01)
+    got = []
+
+    def on_message(message):
+        got.append(message.delivery_tag)
+        ch.basic_ack(message.delivery_tag)
+
+    def segments():
+        info = conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO,
+                                    256)
+        return struct.unpack_from('=I', info, 156)[0]
+
+    ch.basic_qos(0, n, False)
+    ch.basic_consume(queue_name, callback=on_message)
+    time.sleep(0.2)                  # all n deliveries are received
+    before = segments()
+    while len(got) < n:
+        conn.drain_events(timeout=TIMEOUT)
+    sent = segments() - before
+    ch.close()                       # unacked deliveries would be requeued
+    ch2 = conn.channel()
+    out = {'tags': got,
+           'left_after_close': ch2.queue_declare(queue_name,
+                                                 passive=True)[1],
+           'one_segment_per_ack': sent >= n}
     close_quietly(conn)
     return out
 
