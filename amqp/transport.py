@@ -257,9 +257,9 @@ class _AbstractTransport:
     #: ``_read_some``): :meth:`recv` makes it without the two calls
     _plain_read = True
 
-    #: writes may be held (:meth:`write_held`): plain TCP with MSG_MORE,
-    #: TCP_NODELAY on and TCP_CORK off (set when the socket is set up)
-    can_hold = False
+    #: the socket may hold writes: TCP with MSG_MORE, TCP_NODELAY on and
+    #: TCP_CORK off (set when the socket is set up; see can_hold)
+    _can_hold = False
     #: set by the reader while it dispatches deliveries already received
     #: (:meth:`write_held` holds only then)
     holding = False
@@ -456,13 +456,13 @@ class _AbstractTransport:
         # to 0), which a socket the application corked or put under
         # Nagle's algorithm would not honour as this transport expects.
         try:
-            self.can_hold = bool(
+            self._can_hold = bool(
                 _MSG_MORE and _TCP_CORK and
                 sock.family in (socket.AF_INET, socket.AF_INET6) and
                 sock.getsockopt(socket.SOL_TCP, socket.TCP_NODELAY) and
                 not sock.getsockopt(socket.SOL_TCP, _TCP_CORK))
         except OSError:
-            self.can_hold = False
+            self._can_hold = False
 
     def _setup_transport(self) -> None:
         """Hook for TLS wrapping (the socket is still blocking here)."""
@@ -770,6 +770,14 @@ class _AbstractTransport:
                 return
             self._write(s)
 
+    @property
+    def can_hold(self) -> bool:
+        """Whether :meth:`write_held` may hold writes now: the socket
+        can (plain TCP on Linux, ``TCP_NODELAY`` on, not corked) and writes
+        are :meth:`write`'s one blocking send (not TLS, no
+        ``write_timeout``)."""
+        return self._can_hold and self._plain_writes
+
     def write_held(self, s: Union[bytes, bytearray, memoryview]) -> None:
         """Send all of ``s`` as :meth:`write` does, for a small write that
         may wait for the ones after it (an acknowledgement).
@@ -806,7 +814,7 @@ class _AbstractTransport:
         when nothing is held).  A socket already closed or lost is left
         to the next read or write to report."""
         sock = self.sock
-        if sock is None or not self.can_hold:
+        if sock is None or not self._can_hold:
             return
         try:
             # (turning TCP_CORK off pushes what MSG_MORE kept back)

@@ -16,7 +16,7 @@ import time
 import pytest
 from pika.spec import Basic, Connection
 
-from testkit import message_frames
+from testkit import make_certificates, message_frames
 
 from .fakebroker import CLOSE_OK
 from .test_publish_twin import _Pure, compiled
@@ -221,4 +221,31 @@ def test_no_holding_on_a_socket_with_nagle_on(fake_broker, pure):
     assert not conn.transport.can_hold
     conn.drain_events(timeout=2)
     assert recorder.wait_for(n, 1.0)
+    conn.close()
+
+
+def test_no_holding_over_tls(fake_broker, tmp_path):
+    """TLS records are written whole by the ssl module: acks are sent as
+    made, and every one arrives."""
+    import ssl
+    certs = make_certificates(str(tmp_path))
+    recorder = AckRecorder(3)
+
+    def script(peer):
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.load_cert_chain(certs['server_cert'], certs['server_key'])
+        peer.sock = server.wrap_socket(peer.sock, server_side=True)
+        recorder(peer)
+
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    conn = fake_broker(script).connect(ssl=client)
+    ch = conn.channel()
+    ch.basic_consume('q', consumer_tag='ctag', callback=lambda m:
+                     m.channel.basic_ack(m.delivery_tag))
+    time.sleep(0.2)
+    assert not conn.transport.can_hold
+    conn.drain_events(timeout=2)
+    assert recorder.wait_for(3, 1.0)
     conn.close()
