@@ -83,9 +83,11 @@ _NONE: List[Any] = []
 _ACK = spec.Basic.Ack
 #: Longest an ack made in a consumer callback waits (held with MSG_MORE,
 #: Transport.write_held) for the deliveries received with it to be
-#: dispatched, checked between callbacks; a callback that runs longer
-#: holds it until it returns or the kernel's 200 ms pass
-HOLD_LIMIT = 0.001
+#: dispatched, in seconds, checked between callbacks; a callback that runs
+#: longer holds it until it writes, returns or the kernel's 200 ms pass.
+#: 0 (or None): every ack is sent as it is made, as py-amqp sends it.
+#: Read when a batch of deliveries starts.
+HOLD_LIMIT: Optional[float] = 0.001
 _CONSUME_OK = spec.Basic.ConsumeOk
 
 #: A complete method as parsed: (channel, method_sig, payload, content).
@@ -833,7 +835,8 @@ class Reader:
         # While further deliveries are already received, acks that their
         # callbacks make may wait for the next write (write_held): until
         # the last of them is dispatched, or HOLD_LIMIT passes.
-        hold = transport if transport is not None and \
+        limit = HOLD_LIMIT or 0.0
+        hold = transport if limit > 0 and transport is not None and \
             transport.can_hold else None
         held_since = 0.0
         try:
@@ -845,7 +848,8 @@ class Reader:
                             now = monotonic()
                             if not held_since:
                                 held_since = now
-                            elif now - held_since > HOLD_LIMIT:
+                            elif now - held_since > limit:
+
                                 hold.push_held()
                                 held_since = now
                             hold.holding = True

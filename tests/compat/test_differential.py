@@ -109,7 +109,7 @@ EXPECTED_DIFFERENCES = {
     # -- drain_events
     ('deliveries', 'drain2'): 'drain-batches',
     # -- acks sent together
-    ('held_acks', 'one_segment_per_ack'): 'held-acks',
+    ('held_acks', 'acks_in_over_5_segments'): 'held-acks',
 }
 
 
