@@ -849,7 +849,6 @@ class Reader:
                             if not held_since:
                                 held_since = now
                             elif now - held_since > limit:
-
                                 hold.push_held()
                                 held_since = now
                             hold.holding = True
