@@ -27,7 +27,9 @@ TESTS = ['tests/unit/test_speedups.py', 'tests/unit/test_serialization.py',
          'tests/protocol/test_connection_io.py::'
          'test_large_publish_after_nonblocking_drain_is_not_cut',
          'tests/protocol/test_connection_io.py::'
-         'test_threads_keep_their_own_deadlines']
+         'test_threads_keep_their_own_deadlines',
+         # acks sent with MSG_MORE by the writer while the reader holds
+         'tests/protocol/test_held_acks.py']
 
 
 def _libasan():
