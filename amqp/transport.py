@@ -745,7 +745,8 @@ class _AbstractTransport:
                 cls._writev is _AbstractTransport._writev and
                 cls._write is _AbstractTransport._write)
 
-    def write(self, s: Union[bytes, bytearray, memoryview]) -> None:
+    def write(self, s: Union[bytes, bytearray, memoryview],
+              _flags: int = 0) -> None:
         """Send all of ``s``, bounded by ``write_timeout`` (or
         :meth:`having_timeout`); no limit when both are None.
 
@@ -753,6 +754,8 @@ class _AbstractTransport:
         exception, ``KeyboardInterrupt`` included) cuts ``s`` off after
         part of it was sent, the transport is marked :attr:`broken` and
         every later write raises RecoverableConnectionError at once.
+        (``_flags``: send flags for the one blocking send, from
+        :meth:`write_held`.)
         """
         with self._write_lock:
             if self._plain_writes and not self._overrides:
@@ -760,7 +763,8 @@ class _AbstractTransport:
                 # compiled frame writer does this branch itself: keep
                 # send_plain in _speedups.c in step.)
                 try:
-                    sent = self.sock.send(s)  # type: ignore[union-attr]
+                    sent = self.sock.send(  # type: ignore[union-attr]
+                        s, _flags)
                 except BaseException as exc:
                     self._write_failed(exc, 0, len(s))
                     raise
@@ -791,23 +795,11 @@ class _AbstractTransport:
         :meth:`write` would not make its one blocking send, this is
         :meth:`write`.
         """
-        if self.holding and self._plain_writes and not self._overrides \
-                and getattr(self.write, '__func__', None) is \
+        if self.holding and getattr(self.write, '__func__', None) is \
                 _AbstractTransport.write:
-            with self._write_lock:
-                if self._plain_writes and not self._overrides:
-                    # (keep in step with write's plain branch, and with
-                    # send_plain in _speedups.c)
-                    try:
-                        sent = self.sock.send(  # type: ignore[union-attr]
-                            s, _MSG_MORE)
-                    except BaseException as exc:
-                        self._write_failed(exc, 0, len(s))
-                        raise
-                    if sent != len(s):
-                        self._write(s, sent)
-                    return
-        self.write(s)
+            self.write(s, _MSG_MORE)    # (held in write's plain branch only)
+        else:
+            self.write(s)
 
     def push_held(self) -> None:
         """Send now what :meth:`write_held` left with the kernel (nothing
