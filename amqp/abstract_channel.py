@@ -354,6 +354,13 @@ class AbstractChannel:
         and every attribute access slower, from then on.)"""
         return getattr(self.wait, '__func__', None) is not _WAIT
 
+    def _plain_calls(self) -> bool:
+        """True unless :meth:`wait` or :meth:`send_method` was replaced
+        (on this channel or its class): a call that would go through them
+        may then skip them."""
+        return getattr(self.send_method, '__func__', None) is _SEND_METHOD \
+            and getattr(self.wait, '__func__', None) is _WAIT
+
     def _expect(self, methods: List[spec.MethodSig], p: Waiter
                 ) -> List[Tuple[spec.MethodSig, Optional[Waiter]]]:
         """Register ``p`` for ``methods``; return what it replaced."""
@@ -574,3 +581,5 @@ class AbstractChannel:
 
 #: the stock :meth:`AbstractChannel.wait`, to tell when it was replaced
 _WAIT = AbstractChannel.wait
+#: the stock :meth:`AbstractChannel.send_method`
+_SEND_METHOD = AbstractChannel.send_method

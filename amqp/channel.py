@@ -59,6 +59,9 @@ _PUBLISH_ARGS = _args(_Basic.Publish)
 _ACK_OR_NACK = [_Basic.Ack, _Basic.Nack]
 _ACK_ARGS = _args(_Basic.Ack)
 _encode_ack = method_encoder(_Basic.Ack)
+_GET_ARGS = _args(_Basic.Get)
+_encode_get = method_encoder(_Basic.Get)
+_GET_REPLIES = [_Basic.GetOk, _Basic.GetEmpty]
 
 #: What ``basic_consume(callback=...)`` is called with for each delivery.
 ConsumerCallback = Callable[[Message], object]
@@ -744,11 +747,21 @@ class Channel(Publishing):
                   argsig: str = _args(_Basic.Get)) -> Optional[Message]:
         """Fetch one message; returns a Message or None if the queue is
         empty."""
-        if not self.is_open or self.connection is None:
+        connection = self.connection
+        if not self.is_open or connection is None:
             self._ensure_open()
-        ret = self.send_method(_Basic.Get, argsig, (0, queue, no_ack),
-                               wait=[_Basic.GetOk, _Basic.GetEmpty],
-                               returns_tuple=True)
+            connection = self.connection
+        if argsig == _GET_ARGS and connection is not None and \
+                self._plain_calls():
+            # the round trip in as few calls as can be: what send_method
+            # would do, without its general cases
+            ret: object = self._call(
+                _Basic.Get, _encode_get((0, queue, no_ack)), None,
+                _GET_REPLIES, True, connection.reply_timeout)
+        else:
+            ret = self.send_method(_Basic.Get, argsig, (0, queue, no_ack),
+                                   wait=[_Basic.GetOk, _Basic.GetEmpty],
+                                   returns_tuple=True)
         if TYPE_CHECKING:
             got = cast(_GetOk, ret)
         else:               # no run-time call on the round trip

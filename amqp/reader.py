@@ -320,46 +320,15 @@ class Reader:
         # the lane for drain_events, where this loop takes it all the same)
         outer_waiter = lane.waiter
         lane.waiter = me
-        started = monotonic()
-        exact: Optional[bool] = None
         try:
             if outer_waiter is None and lane.runner is None and \
                     not lane.inbox and not handshake and \
                     not self._consuming and self.failure is None and \
                     channel.connection is not None and not done() and \
-                    self._quick_turn(me, channel, methods, deadline, started,
+                    self._quick_turn(me, channel, methods, deadline,
                                      done) and done():
                 return
-            while True:
-                runner = lane.runner
-                free = runner is None or runner == me
-                if free:
-                    if lane.inbox:
-                        self._run_lane(channel, me)
-                    if done():
-                        return
-                    if self.failure is not None or channel.connection is None:
-                        if done():
-                            return
-                        self._raise_closed(channel, methods)
-                    if self._role.acquire(False):
-                        if exact is None:
-                            exact = self._exact(methods) if \
-                                self._consuming else _CONSUME_OK in methods
-                        self._turn(me, channel, methods, deadline, started,
-                                   exact, handshake, done=done)
-                        if done():
-                            return
-                        continue
-                elif done():
-                    return
-                # (when not ``free``, another thread is dispatching this
-                # channel's methods, maybe this wait's reply: let it
-                # finish, read nothing meanwhile)
-                if lane.waiter is None:
-                    lane.waiter = me   # (another waiter left the lane)
-                self._check_time(deadline, started, handshake)
-                self._sleep(lane, done, deadline, started, False, free)
+            self._wait(me, channel, done, deadline, methods, handshake)
         finally:
             if outer_channel is None:
                 del waits[me]
@@ -373,6 +342,44 @@ class Reader:
                 lane.waiter = outer_waiter
             if lane.inbox and lane.waiter is None:
                 self._release_lane(channel)
+
+    def _wait(self, me: int, channel: LaneOwner, done: Callable[[], object],
+              deadline: Optional[float], methods: Sequence[spec.MethodSig],
+              handshake: bool) -> None:
+        """:meth:`wait_until`'s loop, the waiter registered."""
+        lane = channel.lane
+        started = monotonic()
+        exact: Optional[bool] = None
+        while True:
+            runner = lane.runner
+            free = runner is None or runner == me
+            if free:
+                if lane.inbox:
+                    self._run_lane(channel, me)
+                if done():
+                    return
+                if self.failure is not None or channel.connection is None:
+                    if done():
+                        return
+                    self._raise_closed(channel, methods)
+                if self._role.acquire(False):
+                    if exact is None:
+                        exact = self._exact(methods) if \
+                            self._consuming else _CONSUME_OK in methods
+                    self._turn(me, channel, methods, deadline, started,
+                               exact, handshake, done=done)
+                    if done():
+                        return
+                    continue
+            elif done():
+                return
+            # (when not ``free``, another thread is dispatching this
+            # channel's methods, maybe this wait's reply: let it
+            # finish, read nothing meanwhile)
+            if lane.waiter is None:
+                lane.waiter = me   # (another waiter left the lane)
+            self._check_time(deadline, started, handshake)
+            self._sleep(lane, done, deadline, started, False, free)
 
     def _still_waiting(self, channel: LaneOwner) -> Optional[int]:
         """A thread in a wait on ``channel``, or None."""
@@ -532,14 +539,14 @@ class Reader:
 
     def _quick_turn(self, me: int, channel: LaneOwner,
                     methods: Sequence[spec.MethodSig],
-                    deadline: Optional[float], started: float,
+                    deadline: Optional[float],
                     done: Callable[[], object]) -> bool:
         """The first turn of a wait in its common case, in one call: the
         role is free and the compiled reply loop may receive (a plain
         socket, no read bound, no heartbeats, no consumer so no ``exact``
         read); what :meth:`_turn` and :meth:`_pump` would do, without
         their general checks.  Return whether it ran (else nothing
-        changed, and :meth:`wait_until`'s loop does it all)."""
+        changed, and :meth:`_wait` does it all)."""
         pump = self._c_pump
         handle = self.handler
         transport = self.transport
@@ -568,8 +575,9 @@ class Reader:
                 raise
             if not finished:
                 # a deadline near, a large body, a receive that would
-                # block: the turn goes on in the general loop
-                self._pump(deadline, started, False, False, False)
+                # block: the turn goes on in the general loop (silence
+                # counted from here: no read bound holds in this turn)
+                self._pump(deadline, monotonic(), False, False, False)
         except BaseException:
             self._hand_over(me, claim=False)
             raise

@@ -131,3 +131,47 @@ def test_bytes_header_arrives_as_py_amqp_sends_it(ch):
         'array': bytearray(b'\xff'), 'big': 2 ** 40}), routing_key=q)
     assert _get(ch, q).headers == {'text': 'caf\xe9', 'binary': b'\xff\x00',
                                    'array': b'\xff', 'big': 2 ** 40}
+
+
+@pytest.mark.parametrize('where', ['instance', 'class'])
+def test_a_wrapped_send_method_or_wait_sees_basic_get(conn, monkeypatch,
+                                                      where):
+    """Tracing tools wrap ``send_method`` and ``wait`` (celery's compat
+    worker here wraps ``Channel.wait``): ``basic_get``'s short path must
+    not go around them."""
+    ch = conn.channel()
+    q = ch.queue_declare('', exclusive=True).queue
+    ch.basic_publish(Message(b'one'), routing_key=q)
+    ch.basic_publish(Message(b'two'), routing_key=q)
+    sent, waited = [], []
+    original_send, original_wait = amqp.Channel.send_method, \
+        amqp.Channel.wait
+
+    def send_method(self, sig, *args, **kwargs):
+        sent.append(sig)
+        return original_send(self, sig, *args, **kwargs)
+
+    def wait(self, method, *args, **kwargs):
+        waited.append(method)
+        return original_wait(self, method, *args, **kwargs)
+
+    target = ch if where == 'instance' else amqp.Channel
+    if where == 'instance':
+        monkeypatch.setattr(ch, 'send_method',
+                            send_method.__get__(ch, amqp.Channel))
+    else:
+        monkeypatch.setattr(amqp.Channel, 'send_method', send_method)
+    msg = _get(ch, q)
+    assert msg.body == b'one'
+    assert sent == [amqp.spec.Basic.Get]
+    monkeypatch.undo()
+    if where == 'instance':
+        monkeypatch.setattr(ch, 'wait', wait.__get__(ch, amqp.Channel))
+    else:
+        monkeypatch.setattr(target, 'wait', wait)
+    msg = _get(ch, q)
+    assert msg.body == b'two'
+    assert waited == [[amqp.spec.Basic.GetOk, amqp.spec.Basic.GetEmpty]]
+    monkeypatch.undo()
+    assert ch.basic_get(q) is None   # and the short path once more
+    ch.close()
