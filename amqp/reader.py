@@ -321,13 +321,22 @@ class Reader:
         outer_waiter = lane.waiter
         lane.waiter = me
         try:
-            if outer_waiter is None and lane.runner is None and \
-                    not lane.inbox and not handshake and \
-                    not self._consuming and self.failure is None and \
+            pump = self._c_pump
+            if pump is not None and outer_waiter is None and \
+                    lane.runner is None and not lane.inbox and \
+                    not handshake and not self._consuming and \
+                    self.failure is None and not self._conn.heartbeat and \
+                    _CONSUME_OK not in methods and \
                     channel.connection is not None and not done() and \
-                    self._quick_turn(me, channel, methods, deadline,
-                                     done) and done():
-                return
+                    self._role.acquire(False):
+                # The first turn in its common case: the role was free,
+                # nothing is pending for the channel, no consumer (so no
+                # ``exact`` read), no heartbeats; the compiled reply loop
+                # receives when the socket is plain (no read bound): what
+                # _turn and _pump do, without their general checks.
+                self._quick_turn(me, channel, methods, deadline, done, pump)
+                if done():
+                    return
             self._wait(me, channel, done, deadline, methods, handshake)
         finally:
             if outer_channel is None:
@@ -539,25 +548,17 @@ class Reader:
 
     def _quick_turn(self, me: int, channel: LaneOwner,
                     methods: Sequence[spec.MethodSig],
-                    deadline: Optional[float],
-                    done: Callable[[], object]) -> bool:
-        """The first turn of a wait in its common case, in one call: the
-        role is free and the compiled reply loop may receive (a plain
-        socket, no read bound, no heartbeats, no consumer so no ``exact``
-        read); what :meth:`_turn` and :meth:`_pump` would do, without
-        their general checks.  Return whether it ran (else nothing
-        changed, and :meth:`_wait` does it all)."""
-        pump = self._c_pump
+                    deadline: Optional[float], done: Callable[[], object],
+                    pump: Any) -> None:
+        """:meth:`wait_until`'s first turn in its common case, the role
+        just taken (see there); given back on return."""
         handle = self.handler
         transport = self.transport
-        if pump is None or handle is None or transport is None or \
-                self._conn.heartbeat or _CONSUME_OK in methods or \
-                not self._role.acquire(False):
-            return False
-        sock = transport.plain_sock()
+        sock = None if handle is None or transport is None else \
+            transport.plain_sock()
         if sock is None:
             self._hand_over(me, claim=False)   # (gives the role back)
-            return False
+            return
         acks = _ACK in methods
         self._holder = me
         self._stop_channel = channel
@@ -589,7 +590,6 @@ class Reader:
             if self._sleepers:
                 with self._lock:
                     self._changed.notify_all()
-        return True
 
     def _next_frame(self) -> Any:
         try:
