@@ -307,11 +307,13 @@ class AbstractChannel:
         after :meth:`_abandon_wait` (with ``abandon``; else the plain
         ``socket.timeout``)."""
         conn = self.connection
-        if writer is None:
-            writer = None if conn is None else conn.frame_writer
-        if conn is None or writer is None:
+        if conn is None:
             raise RecoverableConnectionError(
                 'channel %r is closed' % (self.channel_id,))
+        if writer is None:
+            writer = conn.frame_writer
+            if writer is None:
+                raise RecoverableConnectionError('connection already closed')
         p = _Reply()
         pending = self._pending
         # (usually nothing else waits on this channel: then whatever is
