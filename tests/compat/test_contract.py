@@ -6,6 +6,7 @@ comparison in test_kombu/test_celery runs the real thing.
 """
 import inspect
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -385,6 +386,72 @@ def test_collect_drops_everything_without_io(conn):
     assert channel.connection is None
     assert conn.channels == {} or list(conn.channels) == [0]
     conn.close()     # harmless afterwards
+
+
+@pytest.mark.slow
+def test_a_failed_build_installs_the_pure_package_with_one_warning(
+        tmp_path, broker):
+    # Issue 19: without a compiler (here CC is /bin/false, so every
+    # compile fails), `pip install .` still installs the whole package,
+    # pure Python, and says so in one line; and that package works.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('PYTHONPATH', 'PYTHONHOME', 'VIRTUAL_ENV',
+                        'AMQP_NO_SPEEDUPS')}
+    env['CC'] = 'false'
+    venv = tmp_path / 'venv'
+    subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True,
+                   env=env)
+    python = venv / 'bin' / 'python'
+    # the source alone: a build/ left by an earlier install holds an
+    # object file setuptools would reuse instead of compiling
+    source = tmp_path / 'source'
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        'build', '.*', '*.so', '*.pyd', '__pycache__', '*.egg-info',
+        'tests', 'docs', 'bench'))
+    pip = subprocess.run(
+        [str(python), '-m', 'pip', 'install', '-v',
+         '--disable-pip-version-check', str(source)],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert pip.returncode == 0, pip.stdout[-2000:] + pip.stderr[-2000:]
+    warnings = [line.strip() for line in
+                (pip.stdout + pip.stderr).splitlines()
+                if 'amqp._speedups not built' in line]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith('WARNING: amqp._speedups not built (')
+    assert warnings[0].endswith(
+        'installing the pure-Python package, which is complete')
+    installed = subprocess.run(
+        [str(python), '-c',
+         'import amqp, os, sys; '
+         'print(amqp.SPEEDUPS, os.path.dirname(amqp.__file__))'],
+        cwd=str(tmp_path), capture_output=True, text=True, env=env)
+    assert installed.returncode == 0, installed.stderr
+    active, where = installed.stdout.split()
+    assert active == 'False'
+    assert where.startswith(str(venv))
+    assert not [name for name in os.listdir(where)
+                if name.startswith('_speedups') and
+                not name.endswith(('.c', '.pyi'))]
+    version = subprocess.run(
+        [str(venv / 'bin' / 'amqp'), '--version'], cwd=str(tmp_path),
+        capture_output=True, text=True, env=env)
+    assert '(compiled speedups: off)' in version.stdout, version
+    # a round trip on the installed pure package
+    round_trip = subprocess.run(
+        [str(python), '-c', (
+            'import amqp, sys\n'
+            'with amqp.Connection(sys.argv[1]) as c:\n'
+            '    ch = c.channel()\n'
+            '    q = ch.queue_declare("", exclusive=True).queue\n'
+            '    ch.confirm_select()\n'
+            '    ch.basic_publish_confirm(amqp.Message(b"pure"), '
+            'routing_key=q)\n'
+            '    print(ch.basic_get(q, no_ack=True).body.decode())\n'),
+         '%s:%s' % (broker.host, broker.port)],
+        cwd=str(tmp_path), capture_output=True, text=True, env=env,
+        timeout=60)
+    assert round_trip.returncode == 0, round_trip.stderr
+    assert round_trip.stdout.strip() == 'pure'
 
 
 @pytest.mark.slow
