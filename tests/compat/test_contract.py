@@ -388,20 +388,36 @@ def test_collect_drops_everything_without_io(conn):
     conn.close()     # harmless afterwards
 
 
+def _fresh_venv(tmp_path, **env_extra):
+    """A new virtualenv under ``tmp_path``: (its python, the environment
+    to run it in, without this run's interpreter settings)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('PYTHONPATH', 'PYTHONHOME', 'VIRTUAL_ENV',
+                        'AMQP_NO_SPEEDUPS')}
+    env.update(env_extra)
+    venv = tmp_path / 'venv'
+    subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True,
+                   env=env)
+    return venv / 'bin' / 'python', env
+
+
+def _run_in(python, tmp_path, env, code, *args):
+    """Run ``code`` with ``python`` outside the checkout; its output."""
+    done = subprocess.run([str(python), '-c', code] + list(args),
+                          cwd=str(tmp_path), capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.mark.slow
 def test_a_failed_build_installs_the_pure_package_with_one_warning(
         tmp_path, broker):
     # Issue 19: without a compiler (here CC is /bin/false, so every
     # compile fails), `pip install .` still installs the whole package,
     # pure Python, and says so in one line; and that package works.
-    env = {k: v for k, v in os.environ.items()
-           if k not in ('PYTHONPATH', 'PYTHONHOME', 'VIRTUAL_ENV',
-                        'AMQP_NO_SPEEDUPS')}
-    env['CC'] = 'false'
+    python, env = _fresh_venv(tmp_path, CC='false')
     venv = tmp_path / 'venv'
-    subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True,
-                   env=env)
-    python = venv / 'bin' / 'python'
     # the source alone: a build/ left by an earlier install holds an
     # object file setuptools would reuse instead of compiling
     source = tmp_path / 'source'
@@ -420,13 +436,10 @@ def test_a_failed_build_installs_the_pure_package_with_one_warning(
     assert warnings[0].startswith('WARNING: amqp._speedups not built (')
     assert warnings[0].endswith(
         'installing the pure-Python package, which is complete')
-    installed = subprocess.run(
-        [str(python), '-c',
-         'import amqp, os, sys; '
-         'print(amqp.SPEEDUPS, os.path.dirname(amqp.__file__))'],
-        cwd=str(tmp_path), capture_output=True, text=True, env=env)
-    assert installed.returncode == 0, installed.stderr
-    active, where = installed.stdout.split()
+    active, where = _run_in(
+        python, tmp_path, env,
+        'import amqp, os; '
+        'print(amqp.SPEEDUPS, os.path.dirname(amqp.__file__))').split()
     assert active == 'False'
     assert where.startswith(str(venv))
     assert not [name for name in os.listdir(where)
@@ -437,21 +450,17 @@ def test_a_failed_build_installs_the_pure_package_with_one_warning(
         capture_output=True, text=True, env=env)
     assert '(compiled speedups: off)' in version.stdout, version
     # a round trip on the installed pure package
-    round_trip = subprocess.run(
-        [str(python), '-c', (
-            'import amqp, sys\n'
-            'with amqp.Connection(sys.argv[1]) as c:\n'
-            '    ch = c.channel()\n'
-            '    q = ch.queue_declare("", exclusive=True).queue\n'
-            '    ch.confirm_select()\n'
-            '    ch.basic_publish_confirm(amqp.Message(b"pure"), '
-            'routing_key=q)\n'
-            '    print(ch.basic_get(q, no_ack=True).body.decode())\n'),
-         '%s:%s' % (broker.host, broker.port)],
-        cwd=str(tmp_path), capture_output=True, text=True, env=env,
-        timeout=60)
-    assert round_trip.returncode == 0, round_trip.stderr
-    assert round_trip.stdout.strip() == 'pure'
+    body = _run_in(
+        python, tmp_path, env,
+        'import amqp, sys\n'
+        'with amqp.Connection(sys.argv[1]) as c:\n'
+        '    ch = c.channel()\n'
+        '    q = ch.queue_declare("", exclusive=True).queue\n'
+        '    ch.confirm_select()\n'
+        '    ch.basic_publish_confirm(amqp.Message(b"pure"), routing_key=q)\n'
+        '    print(ch.basic_get(q, no_ack=True).body.decode())\n',
+        '%s:%s' % (broker.host, broker.port))
+    assert body.strip() == 'pure'
 
 
 @pytest.mark.slow
@@ -459,12 +468,8 @@ def test_pip_install_with_kombu_and_celery_keeps_us(tmp_path, broker,
                                                      run_scenario):
     # The issue's first deliverable: `pip install . kombu celery` in a
     # fresh virtualenv gives kombu this package, and kombu works on it.
-    env = {k: v for k, v in os.environ.items()
-           if k not in ('PYTHONPATH', 'PYTHONHOME', 'VIRTUAL_ENV')}
+    python, env = _fresh_venv(tmp_path)
     venv = tmp_path / 'venv'
-    subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True,
-                   env=env)
-    python = venv / 'bin' / 'python'
     pip = subprocess.run(
         [str(python), '-m', 'pip', 'install', '-q',
          '--disable-pip-version-check', str(ROOT), 'kombu==5.7.0',
@@ -473,13 +478,10 @@ def test_pip_install_with_kombu_and_celery_keeps_us(tmp_path, broker,
     if pip.returncode:
         pytest.skip('pip cannot install into a fresh virtualenv: '
                     + pip.stderr[-2000:])
-    check = subprocess.run(
-        [str(python), '-c',
-         'import amqp, amqp.cli.localbroker, kombu.transport.pyamqp, celery; '
-         'print(amqp.__version__, amqp.__file__)'],
-        cwd=str(tmp_path), capture_output=True, text=True, env=env)
-    assert check.returncode == 0, check.stderr
-    version, path = check.stdout.split()
+    version, path = _run_in(
+        python, tmp_path, env,
+        'import amqp, amqp.cli.localbroker, kombu.transport.pyamqp, celery; '
+        'print(amqp.__version__, amqp.__file__)').split()
     assert version == amqp.__version__
     assert path.startswith(str(venv))
     conflicts = subprocess.run([str(python), '-m', 'pip', 'check'],
