@@ -413,11 +413,11 @@ def _run_in(python, tmp_path, env, code, *args):
 @pytest.mark.slow
 def test_a_failed_build_installs_the_pure_package_with_one_warning(
         tmp_path, broker):
-    # Issue 19: without a compiler (here CC is /bin/false, so every
+    # Issue 19: without a compiler (here CC is `false`, so every
     # compile fails), `pip install .` still installs the whole package,
     # pure Python, and says so in one line; and that package works.
     python, env = _fresh_venv(tmp_path, CC='false')
-    venv = tmp_path / 'venv'
+    venv = python.parent.parent
     # the source alone: a build/ left by an earlier install holds an
     # object file setuptools would reuse instead of compiling
     source = tmp_path / 'source'
@@ -469,7 +469,7 @@ def test_pip_install_with_kombu_and_celery_keeps_us(tmp_path, broker,
     # The issue's first deliverable: `pip install . kombu celery` in a
     # fresh virtualenv gives kombu this package, and kombu works on it.
     python, env = _fresh_venv(tmp_path)
-    venv = tmp_path / 'venv'
+    venv = python.parent.parent
     pip = subprocess.run(
         [str(python), '-m', 'pip', 'install', '-q',
          '--disable-pip-version-check', str(ROOT), 'kombu==5.7.0',
